@@ -1,0 +1,221 @@
+"""The ``citizen`` command. Every subcommand has ``--help``; domains add theirs in ``_COMMANDS``."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import asyncio
+import os
+import shutil
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from backend.keyring import Keyring
+from backend.observability import configure_logging
+from backend.runtime import migrate_database, resolved_services
+from backend.settings import Settings, SettingsError, documented_variables
+
+__all__ = ["main"]
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env()
+    http = settings.http
+    changes: dict[str, Any] = {}
+    for name in ("host", "port", "workers"):
+        value = getattr(args, name, None)
+        if value is not None:
+            changes[name] = value
+    if changes:
+        import msgspec
+
+        settings = settings.replace(http=msgspec.structs.replace(http, **changes))
+    configure_logging(settings.log_level, json_lines=settings.log_json and not sys.stderr.isatty())
+    return settings
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = _settings(args)
+    Keyring.load(settings)  # dev keys are made here, once, before any worker starts
+    with resolved_services(settings) as services:
+        resolved = services.settings
+        applied = asyncio.run(migrate_database(resolved))
+        if applied:
+            print(f"applied {len(applied)} migration(s)")
+        if args.demo:
+            for line in asyncio.run(_load_demo(resolved)):
+                print(f"demo  {line}")
+        assert resolved.database.url is not None and resolved.redis.url is not None
+        # Workers are separate processes: they get the servers exactly as external URLs.
+        os.environ["CITIZEN_DATABASE_URL"] = resolved.database.url.reveal()
+        os.environ["CITIZEN_REDIS_URL"] = resolved.redis.url.reveal()
+        if resolved.http.workers > 1:
+            metrics_dir = Path(resolved.data_dir) / "run" / "metrics"
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            metrics_dir.mkdir(parents=True)
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
+        base = f"http://{resolved.http.host}:{resolved.http.port}"
+        print(f"\n  API            {base}/api/v1/platform/status")
+        print(f"  API reference  {base}/schema")
+        print(f"  health         {base}/readyz    metrics {base}/metrics")
+        if services.postgres is not None:
+            print(f"  PostgreSQL     embedded, data in {services.postgres.directory}")
+        if services.redis is not None:
+            print(f"  Redis          embedded, data in {services.redis.directory}")
+        print("\n  Ctrl-C stops everything.\n", flush=True)
+        # uvicorn drains in-flight requests on SIGINT/SIGTERM, then re-raises the signal; these
+        # handlers turn that into a normal return, so the embedded servers below are stopped.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _stop_serving)
+        with contextlib.suppress(_StopServing):
+            uvicorn.run(
+                "backend.asgi:create_app_from_env",
+                factory=True,
+                host=resolved.http.host,
+                port=resolved.http.port,
+                workers=resolved.http.workers,
+                log_config=None,
+                access_log=False,
+                server_header=False,
+                timeout_graceful_shutdown=int(resolved.http.shutdown_grace),
+                lifespan="on",
+            )
+    return 0
+
+
+class _StopServing(Exception):  # noqa: N818 - a signal, not an error
+    pass
+
+
+def _stop_serving(_number: int, _frame: object) -> None:
+    raise _StopServing
+
+
+async def _load_demo(settings: Settings) -> list[str]:
+    import redis.asyncio as aioredis
+
+    from backend.db import create_pool
+    from backend.demo import load_demo
+
+    assert settings.database.url is not None and settings.redis.url is not None
+    pool = await create_pool(settings.database, settings.database.url.reveal())
+    client = aioredis.from_url(settings.redis.url.reveal())
+    try:
+        return await load_demo(pool, client, settings, Keyring.load(settings))
+    finally:
+        await client.aclose()
+        await pool.close()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    with resolved_services(settings) as services:
+        applied = asyncio.run(migrate_database(services.settings))
+    print("\n".join(f"applied {label}" for label in applied) or "the database is up to date")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    with resolved_services(settings) as services:
+        asyncio.run(migrate_database(services.settings))
+        lines = asyncio.run(_load_demo(services.settings))
+    print("\n".join(lines) or "no demo data is defined")
+    return 0
+
+
+def cmd_services(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    with resolved_services(settings) as services:
+        s = services.settings
+        assert s.database.url is not None and s.redis.url is not None
+        print(f"CITIZEN_DATABASE_URL={s.database.url.reveal()}")
+        print(f"CITIZEN_REDIS_URL={s.redis.url.reveal()}", flush=True)
+        if services.postgres is None and services.redis is None:
+            print("both URLs are set: nothing to start")
+            return 0
+        print("serving until Ctrl-C or SIGTERM", file=sys.stderr, flush=True)
+        _wait_for_signal()
+    return 0
+
+
+def _wait_for_signal() -> None:
+    received: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda number, _frame: received.append(number))
+    while not received:
+        signal.pause()
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    _settings(args)  # validates the environment
+    for name, path in documented_variables():
+        state = "set" if os.environ.get(name) else "default"
+        print(f"{name:38} {path:28} {state}")
+    return 0
+
+
+_COMMANDS: dict[
+    str, tuple[str, Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None]]
+] = {}
+
+
+def _no_args(_: argparse.ArgumentParser) -> None:
+    return None
+
+
+def _serve_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="address to listen on (CITIZEN_HTTP_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (CITIZEN_HTTP_PORT, default 8000)")
+    parser.add_argument("--workers", type=int, help="worker processes (CITIZEN_WORKERS, default 1)")
+    parser.add_argument("--demo", action="store_true", help="load the demo data before serving")
+
+
+_COMMANDS.update(
+    {
+        "serve": (
+            "serve the API (starting embedded PostgreSQL/Redis if no URLs are set)",
+            cmd_serve,
+            _serve_args,
+        ),
+        "migrate": ("apply pending database migrations", cmd_migrate, _no_args),
+        "demo": ("load the demo data (idempotent)", cmd_demo, _no_args),
+        "services": (
+            "start only the embedded PostgreSQL and Redis and print their URLs",
+            cmd_services,
+            _no_args,
+        ),
+        "settings": ("list the CITIZEN_* variables and whether each is set", cmd_settings, _no_args),
+    }
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="citizen", description="The citizen super-app backend.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (summary, handler, add_arguments) in _COMMANDS.items():
+        command = sub.add_parser(name, help=summary, description=summary)
+        add_arguments(command)
+        command.set_defaults(handler=handler)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.handler(args)
+    except SettingsError as exc:
+        print(f"citizen: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

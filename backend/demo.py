@@ -1,0 +1,25 @@
+"""``citizen demo``: the demo data, loaded by each domain's own idempotent loader."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import redis.asyncio as aioredis
+
+from backend.db import Pool
+from backend.keyring import Keyring
+from backend.settings import Settings
+
+__all__ = ["DEMO_LOADERS", "load_demo"]
+
+DemoLoader = Callable[[Pool, aioredis.Redis, Settings, Keyring], Awaitable[list[str]]]
+
+# Filled as domains land, in dependency order; each returns lines describing what it ensured.
+DEMO_LOADERS: list[tuple[str, DemoLoader]] = []
+
+
+async def load_demo(pool: Pool, redis: aioredis.Redis, settings: Settings, keyring: Keyring) -> list[str]:
+    lines: list[str] = []
+    for name, loader in DEMO_LOADERS:
+        lines += [f"{name}: {line}" for line in await loader(pool, redis, settings, keyring)]
+    return lines

@@ -1,0 +1,221 @@
+"""Settings: one frozen tree, read from ``CITIZEN_*`` environment variables once at start-up.
+
+Every variable is named once, in ``_VARIABLES`` below (warehouse's ``maybe_set`` pattern), with
+its parser and default. Nothing here runs at import time: ``Settings.from_env()`` is called by the
+CLI or the ASGI factory, and tests build their own ``Settings``.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "DatabaseSettings",
+    "Environment",
+    "HttpSettings",
+    "RedisSettings",
+    "Secret",
+    "Settings",
+    "SettingsError",
+]
+
+
+class SettingsError(ValueError):
+    """A ``CITIZEN_*`` variable is missing or malformed; the message names the variable."""
+
+
+class Secret:
+    """A string whose ``repr`` and ``str`` never show its value (starlette's ``Secret``)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class Environment(enum.StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True):
+    # None: start the embedded PostgreSQL under the data directory (backend.embedded).
+    url: Secret | None = None
+    pool_min: int = 2
+    pool_max: int = 10
+    connect_timeout: float = 3.0
+    command_timeout: float = 10.0
+
+
+class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
+    # None: start the embedded Redis under the data directory (backend.embedded).
+    url: Secret | None = None
+    socket_timeout: float = 3.0
+
+
+class HttpSettings(msgspec.Struct, frozen=True, kw_only=True):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    # Seconds SIGTERM waits for in-flight requests before the worker exits.
+    shutdown_grace: float = 15.0
+    # Address the app is reached at, used in links and as the OpenID issuer.
+    public_url: str = ""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    environment: Environment = Environment.PRODUCTION
+    data_dir: Path = Path("var")
+    log_level: str = "INFO"
+    log_json: bool = True
+    database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
+    redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
+    http: HttpSettings = msgspec.field(default_factory=HttpSettings)
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment is not Environment.PRODUCTION
+
+    @property
+    def public_url(self) -> str:
+        return self.http.public_url or f"http://{self.http.host}:{self.http.port}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build the settings from ``environ`` (default ``os.environ``), naming any bad variable."""
+        env = os.environ if environ is None else environ
+        sections: dict[str, dict[str, Any]] = {}
+        top: dict[str, Any] = {}
+        for var in _VARIABLES:
+            raw = env.get(var.name)
+            if raw is None or raw == "":
+                continue
+            try:
+                value = var.parse(raw)
+            except (ValueError, TypeError) as exc:
+                raise SettingsError(f"{var.name}: {exc}") from None
+            if var.section:
+                sections.setdefault(var.section, {})[var.field] = value
+            else:
+                top[var.field] = value
+        try:
+            return cls(
+                database=DatabaseSettings(**sections.get("database", {})),
+                redis=RedisSettings(**sections.get("redis", {})),
+                http=HttpSettings(**sections.get("http", {})),
+                **top,
+            )
+        except TypeError as exc:  # pragma: no cover - the table and the Structs disagree
+            raise SettingsError(str(exc)) from None
+
+    def replace(self, **changes: Any) -> Settings:
+        return msgspec.structs.replace(self, **changes)
+
+
+def _int(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return parse
+
+
+def _float(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        value = float(raw)
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return parse
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"expected true or false, got {raw!r}")
+
+
+def _url(*schemes: str) -> Callable[[str], Secret]:
+    def parse(raw: str) -> Secret:
+        scheme = raw.split("://", 1)[0] if "://" in raw else ""
+        if scheme not in schemes:
+            raise ValueError(f"expected a URL starting with one of {', '.join(s + '://' for s in schemes)}")
+        return Secret(raw)
+
+    return parse
+
+
+def _log_level(raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ValueError(f"unknown log level {raw!r}")
+    return level
+
+
+def _environment(raw: str) -> Environment:
+    try:
+        return Environment(raw.strip().lower())
+    except ValueError:
+        raise ValueError(f"expected one of {', '.join(e.value for e in Environment)}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class _Variable:
+    name: str
+    section: str
+    field: str
+    parse: Callable[[str], Any]
+
+
+# The one place where every environment variable is named.
+_VARIABLES: tuple[_Variable, ...] = (
+    _Variable("CITIZEN_ENV", "", "environment", _environment),
+    _Variable("CITIZEN_DATA_DIR", "", "data_dir", Path),
+    _Variable("CITIZEN_LOG_LEVEL", "", "log_level", _log_level),
+    _Variable("CITIZEN_LOG_JSON", "", "log_json", _bool),
+    _Variable("CITIZEN_DATABASE_URL", "database", "url", _url("postgresql", "postgres")),
+    _Variable("CITIZEN_DATABASE_POOL_MIN", "database", "pool_min", _int(0, 100)),
+    _Variable("CITIZEN_DATABASE_POOL_MAX", "database", "pool_max", _int(1, 500)),
+    _Variable("CITIZEN_DATABASE_CONNECT_TIMEOUT", "database", "connect_timeout", _float(0.1, 60)),
+    _Variable("CITIZEN_DATABASE_COMMAND_TIMEOUT", "database", "command_timeout", _float(0.1, 3600)),
+    _Variable("CITIZEN_REDIS_URL", "redis", "url", _url("redis", "rediss", "unix")),
+    _Variable("CITIZEN_REDIS_SOCKET_TIMEOUT", "redis", "socket_timeout", _float(0.1, 60)),
+    _Variable("CITIZEN_HTTP_HOST", "http", "host", str),
+    _Variable("CITIZEN_HTTP_PORT", "http", "port", _int(0, 65535)),
+    _Variable("CITIZEN_WORKERS", "http", "workers", _int(1, 64)),
+    _Variable("CITIZEN_SHUTDOWN_GRACE", "http", "shutdown_grace", _float(0, 600)),
+    _Variable("CITIZEN_PUBLIC_URL", "http", "public_url", str),
+)
+
+
+def documented_variables() -> list[tuple[str, str]]:
+    """``(name, setting path)`` pairs, for ``citizen settings`` and the README."""
+    return [(v.name, f"{v.section + '.' if v.section else ''}{v.field}") for v in _VARIABLES]

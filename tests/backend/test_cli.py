@@ -1,0 +1,133 @@
+"""The ``citizen`` command as a user runs it: real processes, real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from backend import migrations
+from backend.cli import build_parser
+
+pytestmark = pytest.mark.slow
+
+
+def test_every_subcommand_has_help() -> None:
+    parser = build_parser()
+    names = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert {"serve", "migrate", "demo", "services"} <= set(names)
+    for name in names:
+        result = subprocess.run(
+            [sys.executable, "-m", "backend.cli", name, "--help"], capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, name
+        assert "usage: citizen" in result.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _environment(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CITIZEN_")}
+    env.update(
+        {"CITIZEN_ENV": "development", "CITIZEN_DATA_DIR": str(data_dir), "CITIZEN_LOG_LEVEL": "WARNING"}
+    )
+    env.update(extra)
+    return env
+
+
+def _wait_ready(process: subprocess.Popen[str], port: int) -> httpx.Response:
+    for _ in range(600):  # bounded; no clock is asserted
+        if process.poll() is not None:
+            raise AssertionError(f"serve exited with {process.returncode}")
+        try:
+            response = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
+            if response.status_code == 200:
+                return response
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("serve never became ready")
+
+
+@pytest.fixture
+def serve() -> Iterator[object]:
+    started: list[subprocess.Popen[str]] = []
+
+    def start(env: dict[str, str], port: int) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "backend.cli", "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_serve_twice_keeps_the_data_and_stops_cleanly(tmp_path: Path, serve: object) -> None:
+    env = _environment(tmp_path / "var")
+    outputs = []
+    for _ in range(2):
+        port = _free_port()
+        process = serve(env, port)  # type: ignore[operator]
+        status = _wait_ready(process, port)
+        assert status.json()["status"] == "ready"
+        process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        output, _ = process.communicate(timeout=60)
+        assert process.returncode == 0, output
+        outputs.append(output)
+        if len(outputs) == 1:
+            keys_after_first = (tmp_path / "var" / "keys" / "session.key").read_bytes()
+        assert f"http://127.0.0.1:{port}" in output
+    if migrations.discover():
+        assert "applied" in outputs[0]  # the first run built the schema...
+        assert "applied" not in outputs[1]  # ...the second found it in the data directory
+    assert keys_after_first == (tmp_path / "var" / "keys" / "session.key").read_bytes()
+    assert not (tmp_path / "var" / "postgres" / "postmaster.pid").exists()  # PostgreSQL was stopped
+    assert not (tmp_path / "var" / "redis" / "redis.sock").exists()  # and Redis
+
+
+def test_serve_uses_external_servers_when_given(tmp_path: Path, serve: object) -> None:
+    services = subprocess.Popen(
+        [sys.executable, "-m", "backend.cli", "services"],
+        env=_environment(tmp_path / "external"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert services.stdout is not None
+        urls = dict(services.stdout.readline().strip().split("=", 1) for _ in range(2))
+        assert set(urls) == {"CITIZEN_DATABASE_URL", "CITIZEN_REDIS_URL"}
+        port = _free_port()
+        own_dir = tmp_path / "app"
+        process = serve(_environment(own_dir, **urls), port)  # type: ignore[operator]
+        _wait_ready(process, port)
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+        assert process.returncode == 0
+        assert not (own_dir / "postgres").exists()  # nothing embedded was started
+        assert not (own_dir / "redis").exists()
+    finally:
+        services.send_signal(signal.SIGTERM)
+        services.communicate(timeout=60)
+    assert services.returncode == 0
