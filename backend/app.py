@@ -21,6 +21,7 @@ from backend.errors import exception_handlers, problem_response
 from backend.keyring import Keyring
 from backend.observability import Metrics, ObservabilityMiddleware
 from backend.settings import Settings
+from backend.wiring import domain_parts
 
 __all__ = ["Resources", "create_app"]
 
@@ -152,11 +153,12 @@ def create_app(settings: Settings, keyring: Keyring | None = None) -> Litestar:
             "redis": Provide(lambda: resources.redis, sync_to_thread=False),
         }
 
-    route_handlers: list[Any] = [healthz, readyz, metrics_endpoint, platform_status]
+    parts = domain_parts(resources)
+    route_handlers: list[Any] = [healthz, readyz, metrics_endpoint, platform_status, *parts.route_handlers]
     app = Litestar(
         route_handlers=route_handlers,
-        dependencies=_dependencies(),
-        lifespan=[resources.lifespan],
+        dependencies={**_dependencies(), **parts.dependencies},
+        lifespan=[resources.lifespan, *parts.lifespans],
         exception_handlers=exception_handlers,
         openapi_config=OpenAPIConfig(
             title="Citizen super-app API",

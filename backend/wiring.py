@@ -1,0 +1,34 @@
+"""Where the domain packages are plugged into the shell.
+
+``create_app`` calls ``domain_parts`` once per app. Each domain contributes route handlers,
+named dependencies (Litestar DI) and lifespan hooks; everything a domain needs (pool, Redis,
+settings, keyring, connectors) is handed to it here, so the domain never reaches for globals.
+Add a domain by adding one block below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from litestar.di import Provide
+from litestar.types import ControllerRouterHandler
+
+if TYPE_CHECKING:
+    from backend.app import Resources
+
+__all__ = ["DomainParts", "domain_parts"]
+
+
+class DomainParts(msgspec.Struct):
+    route_handlers: list[ControllerRouterHandler] = msgspec.field(default_factory=list)
+    dependencies: dict[str, Provide] = msgspec.field(default_factory=dict)
+    lifespans: list[Callable[[Any], AbstractAsyncContextManager[None]]] = msgspec.field(default_factory=list)
+
+
+def domain_parts(resources: Resources) -> DomainParts:
+    parts = DomainParts()
+    # identity, payments, card and integrations register here as they land.
+    return parts

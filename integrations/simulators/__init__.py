@@ -1,0 +1,1 @@
+"""Upstream simulators: real HTTP services with seeded data and fault controls."""
