@@ -67,7 +67,7 @@ def discover(packages: tuple[str, ...] = PACKAGES) -> list[Migration]:
     for package in packages:
         try:
             folder = resources.files(package) / "migrations"
-        except ModuleNotFoundError:
+        except (ModuleNotFoundError, NotADirectoryError):  # absent, or a namespace package being written
             continue
         if not folder.is_dir():
             continue
