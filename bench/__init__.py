@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m bench.<name>`` or ``citizen bench <name>``; each prints JSON lines."""

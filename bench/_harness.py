@@ -1,0 +1,188 @@
+"""Shared plumbing for the benchmarks: embedded servers, HTTP load with wrk, JSON output.
+
+Every figure is printed beside a baseline measured in the same run on the same machine, so a
+number is read as a ratio to what this machine can do, not as an absolute claim.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from backend.runtime import Services, resolved_services
+from backend.settings import Environment, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    memory = 0
+    with contextlib.suppress(OSError, ValueError):
+        memory = int(Path("/proc/meminfo").read_text().split()[1]) // 1024
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory_mb": memory,
+        "python": platform.python_version(),
+        "system": platform.system(),
+    }
+
+
+def emit(bench: str, metric: str, value: float, unit: str, **fields: Any) -> None:
+    record: dict[str, Any] = {"bench": bench, "metric": metric, "value": round(value, 3), "unit": unit}
+    record.update(fields)
+    if record.get("baseline_value"):
+        record.setdefault("ratio", round(value / record["baseline_value"], 3))
+    record["machine"] = machine()
+    print(json.dumps(record, ensure_ascii=False), flush=True)
+
+
+@contextlib.contextmanager
+def services() -> Iterator[Services]:
+    """Embedded PostgreSQL and Redis in a throwaway directory (or the configured URLs)."""
+    with tempfile.TemporaryDirectory(prefix="citizen-bench-") as directory:
+        env = Settings.from_env()
+        settings = Settings(
+            environment=Environment.DEVELOPMENT,
+            data_dir=Path(directory),
+            database=env.database,
+            redis=env.redis,
+        )
+        with resolved_services(settings, durable=True) as resolved:
+            yield resolved
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def service_env(resolved: Services, **extra: str) -> dict[str, str]:
+    s = resolved.settings
+    assert s.database.url is not None and s.redis.url is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CITIZEN_")}
+    env.update(
+        {
+            "CITIZEN_ENV": "development",
+            "CITIZEN_DATA_DIR": str(s.data_dir),
+            "CITIZEN_DATABASE_URL": s.database.url.reveal(),
+            "CITIZEN_REDIS_URL": s.redis.url.reveal(),
+        }
+    )
+    env.update(extra)
+    return env
+
+
+@contextlib.contextmanager
+def uvicorn_server(
+    target: str, env: dict[str, str], *, workers: int = 1, factory: bool = False
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        target,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    if factory:
+        command.append("--factory")
+    process = subprocess.Popen(
+        command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            if process.poll() is not None:
+                raise RuntimeError(f"{target} exited with {process.returncode}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(base + "/healthz", timeout=1).status_code < 500:
+                    break
+            time.sleep(0.1)
+        yield base, process
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False, capture_output=True)
+        found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("bench: the HTTP benchmarks need wrk (Debian package 'wrk')")
+    return found
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def wrk(url: str, *, connections: int = 32, seconds: int = 10, threads: int = 1) -> dict[str, float]:
+    """Requests per second and latency percentiles (ms) from one wrk run."""
+    output = subprocess.run(
+        [ensure_wrk(), f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    result: dict[str, float] = {}
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    result["rps"] = float(rate.group(1)) if rate else 0.0
+    for percentile in ("50", "90", "99"):
+        match = re.search(rf"^\s+{percentile}%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
+        if match:
+            result[f"p{percentile}_ms"] = float(match.group(1)) * _UNITS[match.group(2)]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    result["non_2xx"] = float(errors.group(1)) if errors else 0.0
+    return result
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children (uvicorn's workers), in MB."""
+    total = 0
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        pids += [int(c) for c in children]
+    for each in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{each}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total / 1024
