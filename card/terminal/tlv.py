@@ -1,0 +1,336 @@
+"""BER-TLV codec as used by EMV (EMV 4.x Book 3 Annex B, a subset of ISO/IEC 8825-1 / X.690 §8.1),
+plus a length-prefixed frame layer for terminal TCP links. Pure functions, no I/O.
+
+Wire rules (EMV Book 3 Annex B1-B3):
+
+* Tag, first byte: b8-b7 class, b6 = 1 for a constructed object, b5-b1 = 11111 means "more tag bytes
+  follow"; each subsequent byte has b8 = 1 if another byte follows. Tags are kept as the integer
+  of their raw bytes (``0x9F02``), so they round-trip exactly; at most :data:`MAX_TAG_BYTES` bytes.
+* Length: short form ``00``-``7F``; long form ``81 xx`` or ``82 xx xx`` (up to 65535). ``80``
+  (indefinite, X.690 §8.1.3.6) and ``83``-``FF`` are refused. Non-minimal long forms (``81 05``)
+  are accepted, as BER allows; the encoder always writes the minimal form.
+* ``00`` bytes before, between or after objects are padding and are skipped (Book 3 Annex B).
+* The value of a constructed object (b6 set) is itself a sequence of TLV objects, decoded recursively
+  up to ``max_depth`` levels.
+
+Frame: ``length(2, big-endian) || TLV message`` (project convention for terminal links).
+
+Every malformed input raises :class:`TLVError` (a ``ValueError``) with a :class:`TLVErrorReason`.
+Decoding indexes one ``bytes`` buffer by offset: constructed values are never copied, only leaf
+values are sliced out. (Indexing ``bytes`` is faster in CPython than indexing a ``memoryview``; a
+``memoryview``/``bytearray`` argument is copied once to ``bytes``.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+from functools import lru_cache
+from typing import Final, NamedTuple
+
+__all__ = [
+    "DEFAULT_MAX_DEPTH", "DEPTH_LIMIT", "FRAME_HEADER_SIZE", "MAX_FRAME_SIZE", "MAX_LENGTH",
+    "MAX_TAG_BYTES", "TLV", "FrameDecoder", "TLVError", "TLVErrorReason", "decode", "decode_frame",
+    "decode_one", "encode", "encode_frame", "find", "is_constructed",
+]  # fmt: skip
+
+MAX_TAG_BYTES: Final = 4
+MAX_LENGTH: Final = 0xFFFF  # the largest length the 82 xx xx form carries
+DEFAULT_MAX_DEPTH: Final = 16
+DEPTH_LIMIT: Final = 64  # hard cap on max_depth, far below Python's recursion limit
+FRAME_HEADER_SIZE: Final = 2
+MAX_FRAME_SIZE: Final = 0xFFFF  # the largest message a 2-byte frame length carries
+
+
+class TLVErrorReason(StrEnum):
+    TRUNCATED = "truncated"  # an object runs past the end of its buffer or enclosing template
+    EMPTY = "empty"  # decode_one found no object
+    TRAILING_DATA = "trailing_data"  # decode_one / decode_frame found bytes after the object / frame
+    INDEFINITE_LENGTH = "indefinite_length"  # length byte 80
+    LENGTH_FORM = "length_form"  # length bytes 83..FF: more than 2 length bytes
+    LENGTH_EXCEEDS_MAX = "length_exceeds_max"  # over the configured (or 65535) maximum
+    TAG_TOO_LONG = "tag_too_long"  # more than MAX_TAG_BYTES tag bytes
+    TOO_DEEP = "too_deep"  # constructed objects nested deeper than max_depth
+    INVALID_TAG = "invalid_tag"  # encoder: the integer is not a well-formed tag
+    CONSTRUCTED_MISMATCH = "constructed_mismatch"  # encoder: value type disagrees with the tag's b6
+    FRAME_TOO_LARGE = "frame_too_large"
+    DECODER_FAILED = "decoder_failed"  # FrameDecoder used after a framing error
+
+
+class TLVError(ValueError):
+    """Malformed TLV or frame. ``offset`` is the byte position in the decoded buffer, if known."""
+
+    def __init__(self, reason: TLVErrorReason, offset: int | None = None) -> None:
+        where = "" if offset is None else f" at offset {offset}"
+        super().__init__(f"{reason.value}{where}")
+        self.reason = reason
+        self.offset = offset
+
+
+class TLV(NamedTuple):
+    """One data object. ``value`` is ``bytes`` for a primitive tag, a tuple of children if constructed."""
+
+    tag: int
+    value: bytes | tuple[TLV, ...]
+
+    @property
+    def constructed(self) -> bool:
+        return isinstance(self.value, tuple)
+
+    def __repr__(self) -> str:
+        value = self.value.hex().upper() if isinstance(self.value, bytes) else repr(self.value)
+        return f"TLV(0x{self.tag:X}, {value})"
+
+
+_new_tlv = tuple.__new__  # skips NamedTuple's Python-level __new__ on the decode hot path
+
+
+def is_constructed(tag: int) -> bool:
+    """Whether b6 of the tag's first byte is set (EMV Book 3 Annex B2)."""
+    return bool((tag >> (8 * ((tag.bit_length() - 1) // 8))) & 0x20) if tag > 0 else False
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Decoding
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _decode(buf: bytes, pos: int, end: int, depth_left: int, max_length: int) -> tuple[TLV, ...]:
+    out: list[TLV] = []
+    append = out.append
+    while pos < end:
+        first = buf[pos]
+        if first == 0:  # '00' padding (EMV Book 3 Annex B)
+            pos += 1
+            continue
+        start = pos
+        pos += 1
+        tag = first
+        if first & 0x1F == 0x1F:  # subsequent tag bytes while b8 = 1 (Annex B1)
+            while True:
+                if pos >= end:
+                    raise TLVError(TLVErrorReason.TRUNCATED, start)
+                b = buf[pos]
+                pos += 1
+                tag = (tag << 8) | b
+                if b < 0x80:
+                    break
+                if pos - start >= MAX_TAG_BYTES:
+                    raise TLVError(TLVErrorReason.TAG_TOO_LONG, start)
+        if pos >= end:
+            raise TLVError(TLVErrorReason.TRUNCATED, start)
+        length = buf[pos]
+        pos += 1
+        if length >= 0x80:  # long form (Annex B2; X.690 §8.1.3.5)
+            if length == 0x81:
+                if pos >= end:
+                    raise TLVError(TLVErrorReason.TRUNCATED, start)
+                length = buf[pos]
+                pos += 1
+            elif length == 0x82:
+                if pos + 1 >= end:
+                    raise TLVError(TLVErrorReason.TRUNCATED, start)
+                length = (buf[pos] << 8) | buf[pos + 1]
+                pos += 2
+            elif length == 0x80:
+                raise TLVError(TLVErrorReason.INDEFINITE_LENGTH, start)
+            else:
+                raise TLVError(TLVErrorReason.LENGTH_FORM, start)
+        if length > max_length:
+            raise TLVError(TLVErrorReason.LENGTH_EXCEEDS_MAX, start)
+        value_end = pos + length
+        if value_end > end:
+            raise TLVError(TLVErrorReason.TRUNCATED, start)
+        if first & 0x20:
+            if depth_left <= 0:
+                raise TLVError(TLVErrorReason.TOO_DEEP, start)
+            children = _decode(buf, pos, value_end, depth_left - 1, max_length)
+            append(_new_tlv(TLV, (tag, children)))
+        else:
+            append(_new_tlv(TLV, (tag, buf[pos:value_end])))
+        pos = value_end
+    return tuple(out)
+
+
+def _as_bytes(data: bytes | bytearray | memoryview) -> bytes:
+    return data if type(data) is bytes else bytes(data)
+
+
+def decode(
+    data: bytes | bytearray | memoryview, *, max_length: int = MAX_LENGTH, max_depth: int = DEFAULT_MAX_DEPTH
+) -> tuple[TLV, ...]:
+    """Decode a sequence of TLV objects (possibly empty). Raises :class:`TLVError` on any malformation."""
+    if not 0 <= max_depth <= DEPTH_LIMIT:
+        raise ValueError(f"max_depth must be within 0..{DEPTH_LIMIT}")
+    buf = _as_bytes(data)
+    return _decode(buf, 0, len(buf), max_depth, max_length)
+
+
+def decode_one(
+    data: bytes | bytearray | memoryview, *, max_length: int = MAX_LENGTH, max_depth: int = DEFAULT_MAX_DEPTH
+) -> TLV:
+    """Decode exactly one TLV object (surrounding ``00`` padding allowed)."""
+    objects = decode(data, max_length=max_length, max_depth=max_depth)
+    if not objects:
+        raise TLVError(TLVErrorReason.EMPTY)
+    if len(objects) > 1:
+        raise TLVError(TLVErrorReason.TRAILING_DATA)
+    return objects[0]
+
+
+def find(objects: Iterable[TLV], tag: int) -> TLV | None:
+    """First object with ``tag``, depth first through constructed templates."""
+    for obj in objects:
+        if obj.tag == tag:
+            return obj
+        if isinstance(obj.value, tuple):
+            found = find(obj.value, tag)
+            if found is not None:
+                return found
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Encoding
+# ---------------------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1024)
+def _tag_bytes(tag: int) -> bytes:
+    # Validate against Annex B1: single byte unless b5-b1 = 11111; then continuation bits b8.
+    if tag <= 0 or tag.bit_length() > 8 * MAX_TAG_BYTES:
+        raise TLVError(TLVErrorReason.INVALID_TAG)
+    raw = tag.to_bytes((tag.bit_length() + 7) // 8, "big")
+    multi = raw[0] & 0x1F == 0x1F
+    if multi != (len(raw) > 1):
+        raise TLVError(TLVErrorReason.INVALID_TAG)
+    if multi and (any(b < 0x80 for b in raw[1:-1]) or raw[-1] >= 0x80):
+        raise TLVError(TLVErrorReason.INVALID_TAG)
+    return raw
+
+
+def _length_bytes(length: int) -> bytes:
+    if length < 0x80:
+        return bytes((length,))
+    if length <= 0xFF:
+        return bytes((0x81, length))
+    if length <= MAX_LENGTH:
+        return bytes((0x82, length >> 8, length & 0xFF))
+    raise TLVError(TLVErrorReason.LENGTH_EXCEEDS_MAX)
+
+
+def _encode_into(out: bytearray, obj: TLV, depth: int, max_depth: int) -> None:
+    tag, value = obj
+    raw_tag = _tag_bytes(tag)
+    if raw_tag[0] & 0x20:
+        if not isinstance(value, tuple):
+            raise TLVError(TLVErrorReason.CONSTRUCTED_MISMATCH)
+        if depth >= max_depth:
+            raise TLVError(TLVErrorReason.TOO_DEEP)
+        content = bytearray()
+        for child in value:
+            _encode_into(content, child, depth + 1, max_depth)
+        out += raw_tag
+        out += _length_bytes(len(content))
+        out += content
+    else:
+        if not isinstance(value, bytes | bytearray):
+            raise TLVError(TLVErrorReason.CONSTRUCTED_MISMATCH)
+        out += raw_tag
+        out += _length_bytes(len(value))
+        out += value
+
+
+def encode(objects: TLV | Iterable[TLV], *, max_depth: int = DEFAULT_MAX_DEPTH) -> bytes:
+    """Encode one object or a sequence of objects (minimal lengths, no padding)."""
+    out = bytearray()
+    for obj in (objects,) if isinstance(objects, TLV) else objects:
+        _encode_into(out, obj, 0, max_depth)
+    return bytes(out)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Frames: length(2, big-endian) || TLV message
+# ---------------------------------------------------------------------------------------------------------
+
+
+def encode_frame(objects: TLV | Iterable[TLV], *, max_frame_size: int = MAX_FRAME_SIZE) -> bytes:
+    message = encode(objects)
+    if len(message) > min(max_frame_size, MAX_FRAME_SIZE):
+        raise TLVError(TLVErrorReason.FRAME_TOO_LARGE)
+    return len(message).to_bytes(FRAME_HEADER_SIZE, "big") + message
+
+
+def decode_frame(
+    data: bytes | bytearray | memoryview,
+    *,
+    max_frame_size: int = MAX_FRAME_SIZE,
+    max_length: int = MAX_LENGTH,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+) -> tuple[TLV, ...]:
+    """Decode exactly one complete frame (header and message, nothing after it)."""
+    if not 0 <= max_depth <= DEPTH_LIMIT:
+        raise ValueError(f"max_depth must be within 0..{DEPTH_LIMIT}")
+    buf = _as_bytes(data)
+    if len(buf) < FRAME_HEADER_SIZE:
+        raise TLVError(TLVErrorReason.TRUNCATED, 0)
+    size = (buf[0] << 8) | buf[1]
+    if size > max_frame_size:
+        raise TLVError(TLVErrorReason.FRAME_TOO_LARGE, 0)
+    end = FRAME_HEADER_SIZE + size
+    if len(buf) < end:
+        raise TLVError(TLVErrorReason.TRUNCATED, 0)
+    if len(buf) > end:
+        raise TLVError(TLVErrorReason.TRAILING_DATA, end)
+    return _decode(buf, FRAME_HEADER_SIZE, end, max_depth, max_length)
+
+
+class FrameDecoder:
+    """Incremental frame splitter for a byte stream (e.g. a TCP connection).
+
+    :meth:`feed` returns the messages (without the 2-byte header) completed by the new bytes; decode
+    each with :func:`decode`. A malformed message does not desynchronise the stream, but a frame over
+    ``max_frame_size`` does: the decoder then refuses all further input (close the connection).
+    """
+
+    __slots__ = ("_buf", "_failed", "max_frame_size")
+
+    def __init__(self, max_frame_size: int = MAX_FRAME_SIZE) -> None:
+        if not 0 <= max_frame_size <= MAX_FRAME_SIZE:
+            raise ValueError("max_frame_size must be within 0..65535")
+        self.max_frame_size = max_frame_size
+        self._buf = bytearray()
+        self._failed = False
+
+    @property
+    def pending(self) -> int:
+        """Bytes buffered towards an incomplete frame."""
+        return len(self._buf)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
+        if self._failed:
+            raise TLVError(TLVErrorReason.DECODER_FAILED)
+        buf = self._buf
+        buf += data
+        frames: list[bytes] = []
+        pos = 0
+        available = len(buf)
+        with memoryview(buf) as view:  # slices of the view do not copy the buffer
+            while available - pos >= FRAME_HEADER_SIZE:
+                size = (buf[pos] << 8) | buf[pos + 1]
+                if size > self.max_frame_size:
+                    self._failed = True
+                    raise TLVError(TLVErrorReason.FRAME_TOO_LARGE)
+                end = pos + FRAME_HEADER_SIZE + size
+                if end > available:
+                    break
+                frames.append(bytes(view[pos + FRAME_HEADER_SIZE : end]))
+                pos = end
+        if pos:
+            del buf[:pos]  # allowed only once the memoryview is released
+        return frames
+
+    def finish(self) -> None:
+        """Call at end of stream: raises ``TLVError(truncated)`` if a partial frame is buffered."""
+        if self._buf:
+            raise TLVError(TLVErrorReason.TRUNCATED)
