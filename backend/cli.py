@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -88,7 +88,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-class _StopServing(Exception):  # noqa: N818 - a signal, not an error
+class _StopServing(Exception):
     pass
 
 
