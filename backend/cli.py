@@ -224,6 +224,35 @@ _COMMANDS.update(
 )
 
 
+def cmd_ledger(args: argparse.Namespace) -> int:
+    """``citizen ledger check``: every invariant of the payments ledger (payments/ledger/check.py)."""
+    from backend.db import create_pool
+    from payments.cli import ledger_check
+
+    settings = _settings(args)
+    with resolved_services(settings) as services:
+        resolved = services.settings
+        assert resolved.database.url is not None
+        asyncio.run(migrate_database(resolved))
+
+        async def run() -> int:
+            assert resolved.database.url is not None
+            pool = await create_pool(resolved.database, resolved.database.url.reveal())
+            try:
+                return await ledger_check(pool)
+            finally:
+                await pool.close()
+
+        return asyncio.run(run())
+
+
+def _ledger_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["check"], help="check: verify the ledger's invariants")
+
+
+_COMMANDS["ledger"] = ("the payments ledger: 'check' verifies its invariants", cmd_ledger, _ledger_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="citizen", description="The citizen super-app backend.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

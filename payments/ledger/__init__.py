@@ -1,0 +1,43 @@
+"""The double-entry ledger (TigerBeetle's model on PostgreSQL). See ``store`` for how a batch runs."""
+
+from payments.ledger.engine import TransferRow
+from payments.ledger.store import (
+    create_accounts,
+    create_transfers,
+    create_transfers_txn,
+    expire_pending,
+    lookup_balances,
+    lookup_transfers,
+)
+from payments.ledger.types import (
+    AMOUNT_MAX,
+    CNY,
+    Account,
+    AccountCode,
+    AccountFlags,
+    AccountResult,
+    Balance,
+    Transfer,
+    TransferFlags,
+    TransferResult,
+)
+
+__all__ = [
+    "AMOUNT_MAX",
+    "CNY",
+    "Account",
+    "AccountCode",
+    "AccountFlags",
+    "AccountResult",
+    "Balance",
+    "Transfer",
+    "TransferFlags",
+    "TransferResult",
+    "TransferRow",
+    "create_accounts",
+    "create_transfers",
+    "create_transfers_txn",
+    "expire_pending",
+    "lookup_balances",
+    "lookup_transfers",
+]

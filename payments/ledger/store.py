@@ -1,0 +1,385 @@
+"""The ledger's PostgreSQL side: one transaction per batch, set-based writes.
+
+``create_transfers`` is TigerBeetle's ``create_transfers`` on PostgreSQL. For a batch it:
+
+1. reads the immutable part of the pending transfers the batch posts or voids (to know their accounts);
+2. locks every account involved with one ``SELECT … ORDER BY id FOR UPDATE`` (id order: no
+   deadlock between batches), so a hot account is locked once per batch, not once per transfer;
+3. reads, in one query, which ids already exist or already failed, and the reservations' states;
+4. evaluates the batch in memory (``engine.evaluate``: the rules, in order, with linked chains);
+5. writes with one statement per table: the new transfers by binary COPY, one aggregated
+   ``UPDATE … FROM unnest(…)`` for the account totals, the reservations, the failed ids.
+
+Given a pool it uses its own connection and transaction; given a connection it runs inside a
+(nested) transaction there, so a caller can post in the same transaction as its own rows. A
+batch that collides with a concurrent one on a new id (unique violation) is retried whole.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from payments._db import Connection, Pool
+from payments.ledger.engine import AccountState, PendingState, TransferRow, evaluate
+from payments.ledger.types import (
+    Account,
+    AccountFlags,
+    AccountResult,
+    Balance,
+    Transfer,
+    TransferFlags,
+    TransferResult,
+)
+
+__all__ = [
+    "create_accounts",
+    "create_transfers",
+    "create_transfers_txn",
+    "expire_pending",
+    "lookup_balances",
+    "lookup_transfers",
+]
+
+_RESOLVE = TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER
+_ATTEMPTS = 5
+_TRANSFER_COLUMNS = (
+    "id",
+    "debit_account_id",
+    "credit_account_id",
+    "amount",
+    "pending_id",
+    "ledger",
+    "code",
+    "flags",
+    "timeout",
+    "user_data_128",
+    "user_data_64",
+    "user_data_32",
+    "reference",
+    "timestamp",
+)
+_SELECT_ROW = "t.id, t.debit_account_id, t.credit_account_id, t.amount, t.pending_id, t.ledger, t.code, \
+t.flags, t.timeout, t.user_data_128, t.user_data_64, t.user_data_32, t.reference, t.timestamp"
+# Built from the constant column list above (no user input).
+_EXISTING_SQL = (
+    f"SELECT q.id AS qid, f.result, {_SELECT_ROW} FROM unnest($1::uuid[]) AS q(id) "  # noqa: S608
+    "LEFT JOIN payments.transfers t ON t.id = q.id "
+    "LEFT JOIN payments.failed_transfers f ON f.id = q.id "
+    "WHERE t.id IS NOT NULL OR f.id IS NOT NULL"
+)
+_INSERT_SQL = (
+    f"INSERT INTO payments.transfers ({', '.join(_TRANSFER_COLUMNS)}) SELECT * FROM unnest("  # noqa: S608
+    "$1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[], $5::uuid[], $6::int[], $7::smallint[], "
+    "$8::smallint[], $9::int[], $10::uuid[], $11::bigint[], $12::int[], $13::text[], "
+    "$14::timestamptz[])"
+)
+
+
+async def create_transfers(
+    db: Pool | Connection, transfers: Sequence[Transfer], *, now: dt.datetime | None = None
+) -> list[TransferResult]:
+    """Apply a batch; one result per transfer, in order. ``now`` overrides the database clock (tests)."""
+    if not transfers:
+        return []
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as connection:
+            return await _with_retries(connection, list(transfers), now)
+    return await _with_retries(db, list(transfers), now)
+
+
+async def _with_retries(
+    connection: Connection, transfers: list[Transfer], now: dt.datetime | None
+) -> list[TransferResult]:
+    for attempt in range(_ATTEMPTS):
+        try:
+            async with connection.transaction():
+                return await create_transfers_txn(connection, transfers, now=now)
+        except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError):
+            if attempt == _ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def create_transfers_txn(
+    connection: Connection, transfers: list[Transfer], *, now: dt.datetime | None = None
+) -> list[TransferResult]:
+    """The batch inside the caller's transaction (see the module docstring)."""
+    pending_ids = list({t.pending_id for t in transfers if t.flags & _RESOLVE and t.pending_id is not None})
+    pending: dict[uuid.UUID, PendingState] = {}
+    account_ids: set[uuid.UUID] = set()
+    if pending_ids:
+        for r in await connection.fetch(
+            "SELECT id, debit_account_id, credit_account_id, amount, ledger, code, flags "
+            "FROM payments.transfers WHERE id = ANY($1::uuid[])",
+            pending_ids,
+        ):
+            pending[r["id"]] = PendingState(
+                r["debit_account_id"],
+                r["credit_account_id"],
+                r["amount"],
+                r["ledger"],
+                r["code"],
+                bool(r["flags"] & TransferFlags.PENDING),
+                None,
+                "none",
+            )
+            account_ids.update((r["debit_account_id"], r["credit_account_id"]))
+    for t in transfers:
+        if t.debit_account_id is not None:
+            account_ids.add(t.debit_account_id)
+        if t.credit_account_id is not None:
+            account_ids.add(t.credit_account_id)
+    rows = await connection.fetch(
+        "SELECT id, ledger, flags, overdraft_limit, debits_pending, debits_posted, credits_pending, "
+        "credits_posted, now() AS now FROM payments.accounts WHERE id = ANY($1::uuid[]) "
+        "ORDER BY id FOR UPDATE",
+        list(account_ids),
+    )
+    accounts = {
+        r["id"]: AccountState(
+            r["ledger"],
+            r["flags"],
+            r["overdraft_limit"],
+            [r["debits_pending"], r["debits_posted"], r["credits_pending"], r["credits_posted"]],
+        )
+        for r in rows
+    }
+    if now is None:
+        now = rows[0]["now"] if rows else await connection.fetchval("SELECT now()")
+    assert now is not None
+    existing: dict[uuid.UUID, TransferRow] = {}
+    failed: dict[uuid.UUID, str] = {}
+    for r in await connection.fetch(
+        _EXISTING_SQL,
+        list({t.id for t in transfers}),
+    ):
+        if r["id"] is not None:
+            existing[r["id"]] = TransferRow(*(r[c] for c in _TRANSFER_COLUMNS))
+        if r["result"] is not None:
+            failed[r["qid"]] = r["result"]
+    if pending:
+        for r in await connection.fetch(
+            "SELECT id, expires_at, state, resolved_by FROM payments.pending_transfers "
+            "WHERE id = ANY($1::uuid[]) FOR UPDATE",
+            list(pending),
+        ):
+            p = pending[r["id"]]
+            p.expires_at, p.state, p.resolved_by = r["expires_at"], r["state"], r["resolved_by"]
+    outcome = evaluate(
+        transfers, accounts=accounts, existing=existing, failed=failed, pending=pending, now=now
+    )
+    await _write(connection, outcome.rows, outcome.deltas, now)
+    if outcome.new_pending:
+        await connection.execute(
+            "INSERT INTO payments.pending_transfers (id, debit_account_id, credit_account_id, amount, "
+            "expires_at, state, resolved_by, resolved_at) "
+            "SELECT id, d, c, a, e, s, b, CASE WHEN s = 'pending' THEN NULL ELSE $9::timestamptz END "
+            "FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[], $5::timestamptz[], "
+            "$6::text[], $7::uuid[], $8::int[]) AS x(id, d, c, a, e, s, b, n)",
+            *_columns(
+                [
+                    (
+                        k,
+                        p.debit_account_id,
+                        p.credit_account_id,
+                        p.amount,
+                        p.expires_at,
+                        p.state,
+                        p.resolved_by,
+                        0,
+                    )
+                    for k, p in outcome.new_pending
+                ],
+                8,
+            ),
+            now,
+        )
+    if outcome.resolved:
+        await connection.execute(
+            "UPDATE payments.pending_transfers p SET state = x.s, resolved_by = x.b, resolved_at = $4 "
+            "FROM unnest($1::uuid[], $2::text[], $3::uuid[]) AS x(id, s, b) WHERE p.id = x.id",
+            *_columns([(k, p.state, p.resolved_by) for k, p in outcome.resolved], 3),
+            now,
+        )
+    if outcome.failed:
+        await connection.execute(
+            "INSERT INTO payments.failed_transfers (id, result, failed_at) "
+            "SELECT id, r, $3 FROM unnest($1::uuid[], $2::text[]) AS x(id, r) ON CONFLICT (id) DO NOTHING",
+            *_columns([(k, str(code)) for k, code in outcome.failed], 2),
+            now,
+        )
+    return outcome.results
+
+
+async def _write(
+    connection: Connection,
+    rows: list[TransferRow],
+    deltas: dict[uuid.UUID, tuple[int, int, int, int]],
+    now: dt.datetime,
+) -> None:
+    if rows:
+        if len(rows) >= 64:
+            await connection.copy_records_to_table(
+                "transfers", schema_name="payments", columns=_TRANSFER_COLUMNS, records=rows
+            )
+        else:
+            await connection.execute(
+                _INSERT_SQL,
+                *_columns(rows, len(_TRANSFER_COLUMNS)),
+            )
+    if deltas:
+        await connection.execute(
+            "UPDATE payments.accounts a SET debits_pending = a.debits_pending + d.dp, "
+            "debits_posted = a.debits_posted + d.dpo, credits_pending = a.credits_pending + d.cp, "
+            "credits_posted = a.credits_posted + d.cpo "
+            "FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) "
+            "AS d(id, dp, dpo, cp, cpo) WHERE a.id = d.id",
+            *_columns([(k, *v) for k, v in deltas.items()], 5),
+        )
+
+
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    columns: list[list[Any]] = [[] for _ in range(width)]
+    for row in rows:
+        for index, value in enumerate(row):
+            columns[index].append(value)
+    return columns
+
+
+async def create_accounts(db: Pool | Connection, accounts: Sequence[Account]) -> list[AccountResult]:
+    """Create accounts; an existing id with the same fields is ``exists``."""
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as connection, connection.transaction():
+            return await create_accounts_txn(connection, accounts)
+    async with db.transaction():
+        return await create_accounts_txn(db, accounts)
+
+
+async def create_accounts_txn(connection: Connection, accounts: Sequence[Account]) -> list[AccountResult]:
+    results: list[AccountResult] = []
+    for a in accounts:
+        if a.code <= 0:
+            results.append(AccountResult.CODE_MUST_NOT_BE_ZERO)
+            continue
+        if a.ledger <= 0:
+            results.append(AccountResult.LEDGER_MUST_NOT_BE_ZERO)
+            continue
+        both = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS
+        if a.flags & both == both:
+            results.append(AccountResult.FLAGS_ARE_MUTUALLY_EXCLUSIVE)
+            continue
+        if a.overdraft_limit < 0:
+            results.append(AccountResult.OVERDRAFT_LIMIT_MUST_NOT_BE_NEGATIVE)
+            continue
+        values = (
+            a.id,
+            a.ledger,
+            a.code,
+            a.flags,
+            a.overdraft_limit,
+            a.user_data_128,
+            a.user_data_64,
+            a.user_data_32,
+            a.reference,
+        )
+        inserted = await connection.fetchval(
+            "INSERT INTO payments.accounts (id, ledger, code, flags, overdraft_limit, user_data_128, "
+            "user_data_64, user_data_32, reference) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+            "ON CONFLICT DO NOTHING RETURNING id",
+            *values,
+        )
+        if inserted is not None:
+            results.append(AccountResult.OK)
+            continue
+        row = await connection.fetchrow(
+            "SELECT id, ledger, code, flags, overdraft_limit, user_data_128, user_data_64, user_data_32, "
+            "reference FROM payments.accounts WHERE id = $1",
+            a.id,
+        )
+        if row is None:
+            results.append(AccountResult.REFERENCE_EXISTS)
+        elif tuple(row.values()) == values:
+            results.append(AccountResult.EXISTS)
+        else:
+            results.append(AccountResult.EXISTS_WITH_DIFFERENT_FIELDS)
+    return results
+
+
+async def lookup_balances(db: Pool | Connection, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Balance]:
+    rows = await db.fetch(
+        "SELECT id, debits_pending, debits_posted, credits_pending, credits_posted "
+        "FROM payments.accounts WHERE id = ANY($1::uuid[])",
+        list(ids),
+    )
+    return {
+        r["id"]: Balance(
+            account_id=r["id"],
+            debits_pending=r["debits_pending"],
+            debits_posted=r["debits_posted"],
+            credits_pending=r["credits_pending"],
+            credits_posted=r["credits_posted"],
+        )
+        for r in rows
+    }
+
+
+async def lookup_transfers(db: Pool | Connection, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, TransferRow]:
+    rows = await db.fetch(
+        f"SELECT {_SELECT_ROW} FROM payments.transfers t WHERE t.id = ANY($1::uuid[])",  # noqa: S608
+        list(ids),
+    )
+    return {r["id"]: TransferRow(*(r[c] for c in _TRANSFER_COLUMNS)) for r in rows}
+
+
+async def expire_pending(
+    db: Pool | Connection, *, now: dt.datetime | None = None, limit: int = 10_000
+) -> int:
+    """Release reservations whose timeout has passed; returns how many expired."""
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as connection, connection.transaction():
+            return await _expire_txn(connection, now, limit)
+    async with db.transaction():
+        return await _expire_txn(db, now, limit)
+
+
+async def _expire_txn(connection: Connection, now: dt.datetime | None, limit: int) -> int:
+    if now is None:
+        now = await connection.fetchval("SELECT now()")
+    due = await connection.fetch(
+        "SELECT id, debit_account_id, credit_account_id FROM payments.pending_transfers "
+        "WHERE state = 'pending' AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
+        now,
+        limit,
+    )
+    if not due:
+        return 0
+    ids = {r["debit_account_id"] for r in due} | {r["credit_account_id"] for r in due}
+    await connection.execute(
+        "SELECT 1 FROM payments.accounts WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE", list(ids)
+    )
+    count = await connection.fetchval(
+        """
+        WITH due AS (
+            UPDATE payments.pending_transfers SET state = 'expired', resolved_at = $2
+            WHERE id = ANY($1::uuid[]) AND state = 'pending'
+            RETURNING debit_account_id, credit_account_id, amount
+        ), parts AS (
+            SELECT debit_account_id AS id, amount AS dp, 0::bigint AS cp FROM due
+            UNION ALL SELECT credit_account_id, 0, amount FROM due
+        ), agg AS (SELECT id, sum(dp)::bigint AS dp, sum(cp)::bigint AS cp FROM parts GROUP BY id),
+        upd AS (
+            UPDATE payments.accounts a SET debits_pending = a.debits_pending - agg.dp,
+                credits_pending = a.credits_pending - agg.cp
+            FROM agg WHERE a.id = agg.id RETURNING 1
+        )
+        SELECT count(*) FROM due
+        """,
+        [r["id"] for r in due],
+        now,
+    )
+    return int(count)
