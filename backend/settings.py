@@ -16,6 +16,8 @@ from typing import Any
 
 import msgspec
 
+from integrations.settings import IntegrationsSettings, integration_variables
+
 __all__ = [
     "DatabaseSettings",
     "Environment",
@@ -93,6 +95,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
     redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
+    integrations: IntegrationsSettings = msgspec.field(default_factory=IntegrationsSettings)
 
     @property
     def is_development(self) -> bool:
@@ -125,6 +128,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 database=DatabaseSettings(**sections.get("database", {})),
                 redis=RedisSettings(**sections.get("redis", {})),
                 http=HttpSettings(**sections.get("http", {})),
+                integrations=IntegrationsSettings.from_flat(sections.get("integrations", {})),
                 **top,
             )
         except TypeError as exc:  # pragma: no cover - the table and the Structs disagree
@@ -213,6 +217,7 @@ _VARIABLES: tuple[_Variable, ...] = (
     _Variable("CITIZEN_WORKERS", "http", "workers", _int(1, 64)),
     _Variable("CITIZEN_SHUTDOWN_GRACE", "http", "shutdown_grace", _float(0, 600)),
     _Variable("CITIZEN_PUBLIC_URL", "http", "public_url", str),
+    *(_Variable(name, "integrations", field, parse) for name, field, parse in integration_variables(Secret)),
 )
 
 

@@ -16,6 +16,8 @@ import msgspec
 from litestar.di import Provide
 from litestar.types import ControllerRouterHandler
 
+from integrations.wiring import IntegrationsRuntime
+
 if TYPE_CHECKING:
     from backend.app import Resources
 
@@ -31,4 +33,10 @@ class DomainParts(msgspec.Struct):
 def domain_parts(resources: Resources) -> DomainParts:
     parts = DomainParts()
     # identity, payments, card and integrations register here as they land.
+
+    # integrations: the upstream connectors, opened after the shell's Redis (lifespans run in
+    # order); other blocks reach them lazily through `integrations.connectors`.
+    integrations = IntegrationsRuntime(resources)
+    parts.lifespans.append(integrations.lifespan)
+    parts.dependencies.update(integrations.dependencies())
     return parts

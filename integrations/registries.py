@@ -22,21 +22,48 @@ __all__ = [
     "RegistryEnterprise",
     "UpstreamError",
     "UpstreamMalformed",
+    "UpstreamRejected",
     "UpstreamUnavailable",
     "VerificationResult",
 ]
 
 
 class UpstreamError(Exception):
-    """An upstream service failed; never a crash of ours."""
+    """An upstream service failed; never a crash of ours.
+
+    The class attributes are the problem contract read by ``backend/errors.py``: an upstream
+    error that a domain does not handle itself reaches the client as a 502/503 problem.
+    """
+
+    problem_type = "upstream-error"
+    problem_title = "An upstream service failed"
+    problem_status = 502
 
 
 class UpstreamUnavailable(UpstreamError):
     """Timed out, refused, 5xx, or the circuit breaker is open."""
 
+    problem_type = "upstream-unavailable"
+    problem_title = "An upstream service is unavailable"
+    problem_status = 503
+    problem_headers = {"Retry-After": "5"}  # noqa: RUF012 - read only
+
 
 class UpstreamMalformed(UpstreamError):
     """The upstream answered something that does not match its contract."""
+
+    problem_type = "upstream-malformed"
+    problem_title = "An upstream service answered something unexpected"
+
+
+class UpstreamRejected(UpstreamError):
+    """The upstream refused our request (a 4xx it should not give): our bug or our configuration.
+
+    Not retried and not counted by the circuit breaker: the upstream itself is well.
+    """
+
+    problem_type = "upstream-rejected"
+    problem_title = "An upstream service refused the request"
 
 
 class VerificationResult(enum.StrEnum):

@@ -27,6 +27,9 @@ from backend.app import create_app
 from backend.keyring import Keyring
 from backend.runtime import Services, migrate_database, resolved_services
 from backend.settings import DatabaseSettings, Environment, Secret, Settings
+from integrations.simulators.control import SimulatorControl
+from integrations.simulators.process import SimulatorsProcess, running_simulators
+from integrations.wiring import Connectors, build_connectors
 
 _counter = itertools.count()
 
@@ -131,3 +134,55 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection[Any]]:
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+# --- integrations: the upstream simulators, a real separate process for the whole session ---
+
+
+@pytest.fixture(scope="session")
+def simulators(services: Services) -> Iterator[SimulatorsProcess]:
+    """``simulators.urls``: each simulated upstream's base URL (``{"population": "http://..."}``)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CITIZEN_")}
+    env.update(
+        {
+            "CITIZEN_ENV": "test",
+            "CITIZEN_DATA_DIR": str(services.settings.data_dir),  # the same keyring as the tests
+            "CITIZEN_LOG_LEVEL": "WARNING",
+            "CITIZEN_LOG_JSON": "false",
+        }
+    )
+    with running_simulators(env) as process:
+        yield process
+
+
+@pytest_asyncio.fixture
+async def upstreams(simulators: SimulatorsProcess) -> AsyncIterator[SimulatorControl]:
+    """The simulators' fault controls, every upstream reset before and after the test."""
+    async with SimulatorControl(simulators.urls) as control:
+        await control.reset()
+        yield control
+        await control.reset()
+
+
+@pytest.fixture
+def settings_with_upstreams(settings: Settings, simulators: SimulatorsProcess) -> Settings:
+    """``settings`` whose connectors point at the simulators (for ``create_app``)."""
+    return settings.replace(integrations=settings.integrations.with_urls(simulators.urls))
+
+
+@pytest_asyncio.fixture
+async def registries(
+    services: Services, upstreams: SimulatorControl, redis_client: aioredis.Redis
+) -> AsyncIterator[Connectors]:
+    """Connected connectors to the simulators: ``registries.population`` (a ``PopulationRegistry``),
+    ``registries.enterprise`` (an ``EnterpriseRegistry``), and the others. Breakers and caches
+    start empty (Redis is flushed)."""
+    session = services.settings
+    connectors = build_connectors(
+        session.integrations.with_urls(upstreams.urls),
+        redis_client,
+        simulator_key=Keyring.load(session, names=("simulator",)).get("simulator"),
+        development=True,
+    )
+    yield connectors
+    await connectors.aclose()

@@ -1,0 +1,83 @@
+"""Connector answers cached in Redis, with a time to live and a stale-while-revalidate window.
+
+An entry is the upstream's answer already mapped to our Struct, JSON-encoded, with the time it
+was fetched. Within ``ttl`` it is fresh; for ``stale`` seconds more it is served at once, with
+its age, while one process (``SET NX`` refresh lock) fetches a new one in the background (RFC
+5861). Keys are keyed hashes: no ID number or other look-up value appears in Redis in the clear.
+A Redis failure is a cache miss, never an error of the call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+
+import msgspec
+import redis.asyncio as aioredis
+import redis.exceptions
+
+__all__ = ["CachePolicy", "CachedEntry", "ResponseCache"]
+
+log = logging.getLogger("citizen.integrations.cache")
+
+
+class CachePolicy(msgspec.Struct, frozen=True, kw_only=True):
+    ttl: float  # seconds fresh
+    stale: float = 0.0  # seconds more it may be served while it is refreshed
+
+
+class CachedEntry(msgspec.Struct, frozen=True, array_like=True):
+    fetched_at: float  # Unix time
+    body: bytes  # the mapped value, JSON
+
+
+class ResponseCache:
+    def __init__(self, client: aioredis.Redis, namespace: str, secret: bytes) -> None:
+        self._redis = client
+        self._namespace = namespace
+        self._secret = secret
+        self._encoder = msgspec.msgpack.Encoder()
+        self._decoder = msgspec.msgpack.Decoder(CachedEntry)
+
+    def key(self, operation: str, lookup: str) -> str:
+        digest = hmac.new(self._secret, f"{operation}\x00{lookup}".encode(), hashlib.sha256).hexdigest()
+        return f"citizen:cache:{self._namespace}:{operation}:{digest[:40]}"
+
+    async def get(self, key: str) -> CachedEntry | None:
+        try:
+            raw = await self._redis.get(key)
+        except (redis.exceptions.RedisError, OSError) as exc:
+            log.warning(
+                "cache read failed", extra={"cache": self._namespace, "error": exc.__class__.__name__}
+            )
+            return None
+        if not isinstance(raw, bytes):
+            return None
+        try:
+            return self._decoder.decode(raw)
+        except msgspec.DecodeError:
+            return None
+
+    async def put(self, key: str, body: bytes, policy: CachePolicy) -> None:
+        entry = self._encoder.encode(CachedEntry(time.time(), body))
+        try:
+            await self._redis.set(key, entry, px=max(1, int((policy.ttl + policy.stale) * 1000)))
+        except (redis.exceptions.RedisError, OSError) as exc:
+            log.warning(
+                "cache write failed", extra={"cache": self._namespace, "error": exc.__class__.__name__}
+            )
+
+    async def claim_refresh(self, key: str, hold: float) -> bool:
+        """True for exactly one caller per ``hold`` seconds: that one refreshes the entry."""
+        try:
+            return bool(await self._redis.set(key + ":refresh", b"1", nx=True, px=max(1, int(hold * 1000))))
+        except (redis.exceptions.RedisError, OSError):
+            return False
+
+    async def release_refresh(self, key: str) -> None:
+        try:
+            await self._redis.delete(key + ":refresh")
+        except (redis.exceptions.RedisError, OSError):
+            return

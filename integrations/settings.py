@@ -1,0 +1,121 @@
+"""The ``integrations`` settings section: where each upstream is, and how long we wait for it.
+
+``backend/settings.py`` holds the section and names its variables; they are generated here from
+``UPSTREAMS`` so that adding an upstream is one line in this module:
+
+- ``CITIZEN_UPSTREAM_<NAME>_URL``: base URL of the upstream (empty: not configured; in
+  development ``citizen serve`` starts the simulators and sets these);
+- ``CITIZEN_UPSTREAM_<NAME>_BUDGET``: the connector's whole time budget per call, in seconds
+  (retries and the token request included);
+- ``CITIZEN_UPSTREAM_<NAME>_CREDENTIAL``: the client secret, API key or signing key. Outside
+  production an unset credential is derived from the keyring's ``simulator`` key, which is what
+  the simulators expect;
+- ``CITIZEN_UPSTREAM_BREAKER_THRESHOLD`` / ``_WINDOW`` / ``_COOLDOWN``: the circuit breaker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import msgspec
+
+__all__ = [
+    "UPSTREAMS",
+    "IntegrationsSettings",
+    "Revealable",
+    "UpstreamSettings",
+    "integration_variables",
+]
+
+# Every upstream the app talks to, by its name in settings, URLs, metrics and Redis keys.
+UPSTREAMS: tuple[str, ...] = ("population", "enterprise", "social_security")
+
+
+class Revealable(Protocol):
+    """``backend.settings.Secret`` (not imported: ``backend.settings`` imports this module)."""
+
+    def reveal(self) -> str: ...
+
+
+class UpstreamSettings(msgspec.Struct, frozen=True, kw_only=True):
+    url: str = ""
+    budget: float = 1.0
+    credential: Revealable | None = None
+
+
+class IntegrationsSettings(msgspec.Struct, frozen=True, kw_only=True):
+    upstreams: dict[str, UpstreamSettings] = msgspec.field(default_factory=dict)
+    breaker_threshold: int = 5  # failures within the window that open the breaker
+    breaker_window: float = 30.0  # seconds
+    breaker_cooldown: float = 15.0  # seconds open before one probe is let through
+
+    def upstream(self, name: str) -> UpstreamSettings:
+        if name not in UPSTREAMS:
+            raise KeyError(f"unknown upstream {name!r}")
+        return self.upstreams.get(name) or UpstreamSettings()
+
+    def with_urls(self, urls: Mapping[str, str]) -> IntegrationsSettings:
+        """A copy with these base URLs (e.g. the simulators'), other fields kept."""
+        upstreams = dict(self.upstreams)
+        for name, url in urls.items():
+            upstreams[name] = msgspec.structs.replace(self.upstream(name), url=url)
+        return msgspec.structs.replace(self, upstreams=upstreams)
+
+    @classmethod
+    def from_flat(cls, values: Mapping[str, Any]) -> IntegrationsSettings:
+        """Build from ``{"population.url": ..., "breaker_threshold": ...}`` as parsed from the env."""
+        per_upstream: dict[str, dict[str, Any]] = {}
+        top: dict[str, Any] = {}
+        for key, value in values.items():
+            if "." in key:
+                name, field = key.split(".", 1)
+                per_upstream.setdefault(name, {})[field] = value
+            else:
+                top[key] = value
+        return cls(
+            upstreams={name: UpstreamSettings(**fields) for name, fields in per_upstream.items()}, **top
+        )
+
+
+def _http_url(raw: str) -> str:
+    if not raw.startswith(("http://", "https://")):
+        raise ValueError("expected a URL starting with http:// or https://")
+    return raw.rstrip("/")
+
+
+def _seconds(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        value = float(raw)
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return parse
+
+
+def _count(raw: str) -> int:
+    value = int(raw)
+    if not 1 <= value <= 10_000:
+        raise ValueError(f"must be between 1 and 10000, got {value}")
+    return value
+
+
+def integration_variables(
+    secret: Callable[[str], Any],
+) -> list[tuple[str, str, Callable[[str], Any]]]:
+    """``(variable, flat field, parser)`` for ``backend.settings._VARIABLES``; ``secret`` wraps keys."""
+    variables: list[tuple[str, str, Callable[[str], Any]]] = []
+    for name in UPSTREAMS:
+        prefix = f"CITIZEN_UPSTREAM_{name.upper()}"
+        variables += [
+            (f"{prefix}_URL", f"{name}.url", _http_url),
+            (f"{prefix}_BUDGET", f"{name}.budget", _seconds(0.01, 120)),
+            (f"{prefix}_CREDENTIAL", f"{name}.credential", secret),
+        ]
+    variables += [
+        ("CITIZEN_UPSTREAM_BREAKER_THRESHOLD", "breaker_threshold", _count),
+        ("CITIZEN_UPSTREAM_BREAKER_WINDOW", "breaker_window", _seconds(0.1, 3600)),
+        ("CITIZEN_UPSTREAM_BREAKER_COOLDOWN", "breaker_cooldown", _seconds(0, 3600)),
+    ]
+    return variables

@@ -1,0 +1,145 @@
+"""The connectors of one app process, built from the settings in the app's lifespan.
+
+``backend/wiring.py`` adds ``IntegrationsRuntime(resources).parts()``: a lifespan that opens the
+connectors once Redis is open (and closes them), and the named dependencies
+``population_registry``, ``enterprise_registry`` and ``connectors``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+from litestar.di import Provide
+
+from integrations.connectors.base import Connector, ConnectorPolicy
+from integrations.connectors.registries import EnterpriseRegistryConnector, PopulationRegistryConnector
+from integrations.connectors.social_security import SocialSecurityConnector
+from integrations.credentials import dev_credential
+from integrations.settings import IntegrationsSettings
+
+__all__ = ["ConfigurationError", "Connectors", "IntegrationsRuntime", "build_connectors"]
+
+
+class ConfigurationError(RuntimeError):
+    """An upstream has a URL but no credential, in production."""
+
+
+class Connectors:
+    """Every connector of this process; ``aclose()`` closes their HTTP pools."""
+
+    def __init__(
+        self,
+        population: PopulationRegistryConnector,
+        enterprise: EnterpriseRegistryConnector,
+        social_security: SocialSecurityConnector,
+    ) -> None:
+        self.population = population
+        self.enterprise = enterprise
+        self.social_security = social_security
+
+    @property
+    def all(self) -> tuple[Connector, ...]:
+        return (self.population, self.enterprise, self.social_security)
+
+    async def aclose(self) -> None:
+        for connector in self.all:
+            await connector.aclose()
+
+
+def build_connectors(
+    settings: IntegrationsSettings,
+    redis: aioredis.Redis,
+    *,
+    simulator_key: bytes | None,
+    development: bool,
+) -> Connectors:
+    """``simulator_key``: outside production, unset credentials derive from it (the simulators')."""
+
+    def policy(name: str) -> ConnectorPolicy:
+        return ConnectorPolicy(
+            budget=settings.upstream(name).budget,
+            breaker_threshold=settings.breaker_threshold,
+            breaker_window=settings.breaker_window,
+            breaker_cooldown=settings.breaker_cooldown,
+        )
+
+    def credential(name: str) -> str:
+        upstream = settings.upstream(name)
+        if upstream.credential is not None:
+            return upstream.credential.reveal()
+        if development and simulator_key is not None:
+            return dev_credential(simulator_key, name)
+        if upstream.url:
+            raise ConfigurationError(f"CITIZEN_UPSTREAM_{name.upper()}_CREDENTIAL: required in production")
+        return ""
+
+    cache_secret = dev_credential(simulator_key, "cache-keys").encode() if simulator_key else b""
+    return Connectors(
+        population=PopulationRegistryConnector(
+            base_url=settings.upstream("population").url,
+            client_secret=credential("population"),
+            redis=redis,
+            policy=policy("population"),
+        ),
+        enterprise=EnterpriseRegistryConnector(
+            base_url=settings.upstream("enterprise").url,
+            api_key=credential("enterprise"),
+            redis=redis,
+            policy=policy("enterprise"),
+            cache_secret=cache_secret,
+        ),
+        social_security=SocialSecurityConnector(
+            base_url=settings.upstream("social_security").url,
+            signing_key=credential("social_security"),
+            redis=redis,
+            policy=policy("social_security"),
+            cache_secret=cache_secret,
+        ),
+    )
+
+
+class _Resources(Protocol):  # backend.app.Resources, without importing the shell
+    @property
+    def settings(self) -> Any: ...
+    @property
+    def keyring(self) -> Any: ...
+    @property
+    def redis(self) -> aioredis.Redis: ...
+
+
+class IntegrationsRuntime:
+    def __init__(self, resources: _Resources) -> None:
+        self._resources = resources
+        self._connectors: Connectors | None = None
+
+    @property
+    def connectors(self) -> Connectors:
+        if self._connectors is None:
+            raise RuntimeError("the connectors are not open (outside the app's lifespan)")
+        return self._connectors
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: Any) -> AsyncIterator[None]:
+        resources = self._resources
+        settings = resources.settings
+        self._connectors = build_connectors(
+            settings.integrations,
+            resources.redis,
+            simulator_key=resources.keyring.get("simulator") if settings.is_development else None,
+            development=settings.is_development,
+        )
+        try:
+            yield
+        finally:
+            connectors, self._connectors = self._connectors, None
+            await connectors.aclose()
+
+    def dependencies(self) -> dict[str, Provide]:
+        return {
+            "connectors": Provide(lambda: self.connectors, sync_to_thread=False),
+            "population_registry": Provide(lambda: self.connectors.population, sync_to_thread=False),
+            "enterprise_registry": Provide(lambda: self.connectors.enterprise, sync_to_thread=False),
+        }
