@@ -9,14 +9,17 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backend.keyring import Keyring
 from backend.observability import configure_logging
 from backend.runtime import migrate_database, resolved_services
 from backend.settings import Settings, SettingsError, documented_variables
+
+if TYPE_CHECKING:
+    from integrations.simulators.process import SimulatorsProcess
 
 __all__ = ["main"]
 
@@ -59,6 +62,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             shutil.rmtree(metrics_dir, ignore_errors=True)
             metrics_dir.mkdir(parents=True)
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
+        simulators = _start_simulators(resolved)
         base = f"http://{resolved.http.host}:{resolved.http.port}"
         print(f"\n  API            {base}/api/v1/platform/status")
         print(f"  API reference  {base}/schema")
@@ -67,12 +71,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"  PostgreSQL     embedded, data in {services.postgres.directory}")
         if services.redis is not None:
             print(f"  Redis          embedded, data in {services.redis.directory}")
+        if simulators is not None:
+            print(f"  upstreams      simulated (pid {simulators.pid}), e.g. {simulators.urls['population']}")
         print("\n  Ctrl-C stops everything.\n", flush=True)
         # uvicorn drains in-flight requests on SIGINT/SIGTERM, then re-raises the signal; these
         # handlers turn that into a normal return, so the embedded servers below are stopped.
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, _stop_serving)
-        with contextlib.suppress(_StopServing):
+        with contextlib.suppress(_StopServing), _stopped_at_exit(simulators):
             uvicorn.run(
                 "backend.asgi:create_app_from_env",
                 factory=True,
@@ -86,6 +92,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 lifespan="on",
             )
     return 0
+
+
+def _start_simulators(settings: Settings) -> SimulatorsProcess | None:
+    """In development, with no upstream URL set: the simulators, their URLs in the workers' env."""
+    from backend.settings import Environment
+    from integrations.simulators.process import start_simulators, upstream_variables
+
+    upstreams = settings.integrations.upstreams
+    if settings.environment is not Environment.DEVELOPMENT or any(u.url for u in upstreams.values()):
+        return None
+    env = dict(os.environ, CITIZEN_DATA_DIR=str(settings.data_dir), CITIZEN_ENV=settings.environment.value)
+    simulators = start_simulators(env)
+    os.environ.update(upstream_variables(simulators.urls))
+    return simulators
+
+
+@contextlib.contextmanager
+def _stopped_at_exit(simulators: SimulatorsProcess | None) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if simulators is not None:
+            simulators.stop()
 
 
 class _StopServing(Exception):
@@ -244,6 +273,26 @@ def cmd_ledger(args: argparse.Namespace) -> int:
                 await pool.close()
 
         return asyncio.run(run())
+
+
+def cmd_simulators(args: argparse.Namespace) -> int:
+    """``citizen simulators``: the simulated upstreams in the foreground; their URLs as JSON on stdout."""
+    from integrations.simulators.__main__ import run
+
+    return run(args)
+
+
+def _simulators_args(parser: argparse.ArgumentParser) -> None:
+    from integrations.simulators.__main__ import add_arguments
+
+    add_arguments(parser)
+
+
+_COMMANDS["simulators"] = (
+    "serve the simulated upstream services (development) and print their URLs",
+    cmd_simulators,
+    _simulators_args,
+)
 
 
 def _ledger_args(parser: argparse.ArgumentParser) -> None:

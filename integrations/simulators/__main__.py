@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 
 from integrations.simulators.server import serve
@@ -34,11 +35,18 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     configure_logging(settings.log_level, json_lines=settings.log_json and not sys.stderr.isatty())
     key = Keyring.load(settings, names=("simulator",)).get("simulator")
+    # uvicorn stops gracefully on SIGINT/SIGTERM, then raises the signal again: exit 0 then.
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, _exit_quietly)
     try:
         asyncio.run(serve(key, args.host, args.port, watch_stdin=args.watch_stdin))
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def _exit_quietly(_number: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 if __name__ == "__main__":

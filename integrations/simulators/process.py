@@ -19,7 +19,13 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 
-__all__ = ["SimulatorsError", "SimulatorsProcess", "running_simulators", "start_simulators"]
+__all__ = [
+    "SimulatorsError",
+    "SimulatorsProcess",
+    "running_simulators",
+    "start_simulators",
+    "upstream_variables",
+]
 
 
 class SimulatorsError(RuntimeError):
@@ -38,6 +44,9 @@ class SimulatorsProcess:
     def stop(self, timeout: float = 10.0) -> int:
         """SIGTERM, then SIGKILL if it has not exited within ``timeout``; returns the exit code."""
         process = self.process
+        if process.stdin is not None:
+            process.stdin.close()  # with --watch-stdin, that alone stops it
+            process.stdin = None
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
         try:
@@ -101,3 +110,8 @@ def running_simulators(
         yield simulators
     finally:
         simulators.stop()
+
+
+def upstream_variables(urls: Mapping[str, str]) -> dict[str, str]:
+    """``{"CITIZEN_UPSTREAM_POPULATION_URL": ..., ...}`` for the app's workers."""
+    return {f"CITIZEN_UPSTREAM_{name.upper()}_URL": url for name, url in urls.items()}

@@ -1,0 +1,1 @@
+"""Central user management for the city's operators (support, auditor, security admin)."""

@@ -1,0 +1,1 @@
+"""Natural persons: registration, real-name verification, sign-in, second factor and lifecycle."""

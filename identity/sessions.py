@@ -1,0 +1,254 @@
+"""Bearer sessions: opaque tokens (256 random bits) whose SHA-256 keys the session in Redis.
+
+Redis holds what a request needs (one HMGET resolves a token); PostgreSQL keeps the record
+(``identity.sessions``) that operators list and that revocation works from. A session hash has the
+fields ``p`` (the session as JSON), ``ctx`` (the acting context as JSON) and ``org`` (the organisation
+acted for, so that a change to an agent can clear exactly the sessions acting for that organisation).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import uuid
+
+import msgspec
+import redis.asyncio as aioredis
+
+from identity._db import Connection
+from identity.auth import Kind, Principal
+from identity.context import ClientInfo
+from identity.crypto import token_hash
+from identity.errors import Unauthenticated
+
+__all__ = ["ActingContext", "SessionStore", "StoredSession"]
+
+_PREFIX = "identity:session:"
+
+_ROTATE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('RENAME', KEYS[1], KEYS[2])
+redis.call('HSET', KEYS[2], 'p', ARGV[1])
+return 1
+"""
+_SET_CONTEXT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[1] == '' then redis.call('HDEL', KEYS[1], 'ctx', 'org')
+else redis.call('HSET', KEYS[1], 'ctx', ARGV[1], 'org', ARGV[2]) end
+return 1
+"""
+_CLEAR_ORG = """
+local n = 0
+for _, key in ipairs(KEYS) do
+  if ARGV[1] == '*' or redis.call('HGET', key, 'org') == ARGV[1] then
+    n = n + redis.call('HDEL', key, 'ctx', 'org')
+  end
+end
+return n
+"""
+
+
+class StoredSession(msgspec.Struct, frozen=True, kw_only=True):
+    sid: uuid.UUID
+    aid: uuid.UUID
+    kind: Kind
+    loa: int
+    exp: dt.datetime
+    amr: tuple[str, ...] = ()
+    roles: frozenset[str] = frozenset()  # operator roles
+    cid: str | None = None
+
+
+class ActingContext(msgspec.Struct, frozen=True, kw_only=True):
+    org: uuid.UUID
+    roles: frozenset[str]
+    until: dt.datetime | None  # the appointment's end; None for the legal representative
+
+
+_enc = msgspec.json.Encoder()
+_session_dec = msgspec.json.Decoder(StoredSession)
+_context_dec = msgspec.json.Decoder(ActingContext)
+
+
+def _key(digest: bytes) -> str:
+    return _PREFIX + digest.hex()
+
+
+class SessionStore:
+    """Also the bearer-token resolver of :class:`identity.auth.Authenticator`."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+        self._rotate = redis.register_script(_ROTATE)
+        self._set_context = redis.register_script(_SET_CONTEXT)
+        self._clear_org = redis.register_script(_CLEAR_ORG)
+
+    async def resolve(self, token: str) -> Principal | None:
+        raw, ctx_raw = await self._redis.hmget(_key(token_hash(token)), ["p", "ctx"])
+        if raw is None:
+            return None
+        s = _session_dec.decode(raw)
+        now = dt.datetime.now(dt.UTC)
+        if s.exp <= now:
+            return None
+        acting_for, org_roles = None, frozenset[str]()
+        if ctx_raw is not None:
+            ctx = _context_dec.decode(ctx_raw)
+            if ctx.until is None or ctx.until > now:
+                acting_for, org_roles = ctx.org, ctx.roles
+        return Principal(
+            account_id=s.aid,
+            kind=s.kind,
+            loa=s.loa,
+            session_id=s.sid,
+            expires_at=s.exp,
+            acting_for=acting_for,
+            org_roles=org_roles,
+            operator_roles=s.roles,
+            amr=s.amr,
+            client_id=s.cid,
+        )
+
+    async def create(
+        self,
+        connection: Connection,
+        *,
+        account_id: uuid.UUID,
+        kind: Kind,
+        loa: int,
+        amr: tuple[str, ...],
+        ttl: int,
+        client: ClientInfo,
+        operator_roles: frozenset[str] = frozenset(),
+    ) -> tuple[str, StoredSession]:
+        """Record the session (in the caller's transaction) and publish it to Redis."""
+        token = secrets.token_urlsafe(32)
+        digest = token_hash(token)
+        now = dt.datetime.now(dt.UTC)
+        session = StoredSession(
+            sid=uuid.uuid4(),
+            aid=account_id,
+            kind=kind,
+            loa=loa,
+            exp=now + dt.timedelta(seconds=ttl),
+            amr=amr,
+            roles=operator_roles,
+            cid=client.client_id,
+        )
+        await connection.execute(
+            """
+            INSERT INTO identity.sessions
+                (id, token_hash, account_id, kind, loa, amr, client_address, client_id, user_agent,
+                 created_at, expires_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+            """,
+            session.sid,
+            digest,
+            account_id,
+            kind,
+            loa,
+            list(amr),
+            client.address,
+            client.client_id,
+            client.user_agent,
+            now,
+            session.exp,
+        )
+        async with self._redis.pipeline(transaction=True) as pipe:
+            _ = pipe.hset(_key(digest), "p", _enc.encode(session))  # queued, not awaited
+            _ = pipe.expire(_key(digest), ttl)
+            await pipe.execute()
+        return token, session
+
+    async def raise_level(
+        self, connection: Connection, principal: Principal, token: str, *, loa: int, amr: tuple[str, ...]
+    ) -> str:
+        """Step-up: a new token (ASVS 7.2.4) for the same session, at a higher level."""
+        new_token = secrets.token_urlsafe(32)
+        new_digest = token_hash(new_token)
+        session = StoredSession(
+            sid=principal.session_id,
+            aid=principal.account_id,
+            kind=principal.kind,
+            loa=loa,
+            exp=principal.expires_at,
+            amr=amr,
+            roles=principal.operator_roles,
+            cid=principal.client_id,
+        )
+        updated = await connection.execute(
+            """
+            UPDATE identity.sessions SET token_hash = $2, loa = $3, amr = $4
+            WHERE id = $1 AND revoked_at IS NULL
+            """,
+            principal.session_id,
+            new_digest,
+            loa,
+            list(amr),
+        )
+        moved = await self._rotate(
+            keys=[_key(token_hash(token)), _key(new_digest)], args=[_enc.encode(session)]
+        )
+        if updated != "UPDATE 1" or not moved:
+            raise Unauthenticated("the session ended meanwhile")
+        return new_token
+
+    async def set_context(self, token: str, context: ActingContext | None) -> bool:
+        if context is None:
+            return bool(await self._set_context(keys=[_key(token_hash(token))], args=["", ""]))
+        return bool(
+            await self._set_context(
+                keys=[_key(token_hash(token))], args=[_enc.encode(context), str(context.org)]
+            )
+        )
+
+    async def clear_context(
+        self, connection: Connection, account_id: uuid.UUID, org: uuid.UUID | None
+    ) -> int:
+        """Drop the acting context for ``org`` (or any, with None) from the account's live sessions."""
+        digests = await self._live_digests(connection, account_id)
+        if not digests:
+            return 0
+        return int(await self._clear_org(keys=[_key(d) for d in digests], args=[str(org) if org else "*"]))
+
+    async def revoke_all(self, connection: Connection, account_id: uuid.UUID, reason: str) -> int:
+        rows = await connection.fetch(
+            """
+            UPDATE identity.sessions SET revoked_at = now(), revoked_reason = $2
+            WHERE account_id = $1 AND revoked_at IS NULL AND expires_at > now()
+            RETURNING token_hash
+            """,
+            account_id,
+            reason,
+        )
+        if rows:
+            await self._redis.delete(*[_key(r["token_hash"]) for r in rows])
+        return len(rows)
+
+    async def revoke(self, connection: Connection, session_id: uuid.UUID, reason: str) -> uuid.UUID | None:
+        """End one session; returns its account id, or None if it was not live."""
+        row = await connection.fetchrow(
+            """
+            UPDATE identity.sessions SET revoked_at = now(), revoked_reason = $2
+            WHERE id = $1 AND revoked_at IS NULL
+            RETURNING token_hash, account_id
+            """,
+            session_id,
+            reason,
+        )
+        if row is None:
+            return None
+        await self._redis.delete(_key(row["token_hash"]))
+        account_id: uuid.UUID = row["account_id"]
+        return account_id
+
+    @staticmethod
+    async def _live_digests(connection: Connection, account_id: uuid.UUID) -> list[bytes]:
+        rows = await connection.fetch(
+            """
+            SELECT token_hash FROM identity.sessions
+            WHERE account_id = $1 AND revoked_at IS NULL AND expires_at > now()
+            """,
+            account_id,
+        )
+        return [r["token_hash"] for r in rows]
