@@ -30,6 +30,7 @@ valid signature has exactly one encoding; verifiers reject the high-S twin.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -50,6 +51,7 @@ __all__ = [
     "PAYLOAD_SIZE",
     "Authorisation",
     "Concession",
+    "authorisation_id",
     "build_qr_payload",
     "encode_authorisation",
     "parse_authorisation",
@@ -233,6 +235,11 @@ def build_qr_payload(
         raise ValueError("device key does not match the authorisation")
     signed = bytes(authorisation_bytes) + _u32_epoch(generated_at, "generated_at").to_bytes(4, "big")
     return signed + sign_raw(device_private_key, signed)
+
+
+def authorisation_id(authorisation_bytes: bytes) -> int:
+    """A device authorisation's id on blacklists: the first 63 bits of SHA-256 over its 123 bytes."""
+    return int.from_bytes(hashlib.sha256(bytes(authorisation_bytes)).digest()[:8], "big") >> 1
 
 
 # --- parsing (structure only; the verifier checks signatures) ----------------------------------------------

@@ -9,7 +9,8 @@ Order of checks (each failure is a :class:`QRRejected` with one :class:`RejectRe
 5. device signature over authorisation + time (§5.1 step 3)    -> ``bad_device_signature``
 6. times (§5.1 step 4): generated no later than now + skew      -> ``not_yet_valid``;
    now - generated <= validity window, generated <= expiry and now <= expiry -> otherwise ``expired``
-7. card not on the blacklist (§5.1 step 6, §6.1)                -> ``blacklisted``
+7. card, or this device authorisation, not on the blacklist
+   (§5.1 step 6, §6.1; authorisations by ``payload.authorisation_id``) -> ``blacklisted``
 8. amount, if given, within the single-payment cap              -> ``over_cap``
 
 Everything after step 5 is judged on authenticated data. Steps 1-4 succeed identically for the same
@@ -83,6 +84,7 @@ class _Trusted:
     authorisation: Authorisation
     device_key: ec.EllipticCurvePublicKey
     expires: int  # epoch seconds
+    authorisation_id: int
 
 
 class OfflineVerifier:
@@ -95,8 +97,10 @@ class OfflineVerifier:
         *,
         max_clock_skew_seconds: int = 30,
         cache_size: int = DEFAULT_CACHE_SIZE,
+        revoked_authorisations: Callable[[int], bool] | Container[int] | None = None,
     ) -> None:
-        """``blacklist`` is a predicate on the card number or any container of card numbers."""
+        """``blacklist`` is a predicate on the card number or any container of card numbers;
+        ``revoked_authorisations`` likewise on ``payload.authorisation_id`` (a replaced device)."""
         for key in platform_keys.values():
             if not isinstance(key.curve, ec.SECP256R1):
                 raise TypeError("platform keys must be P-256")
@@ -106,6 +110,13 @@ class OfflineVerifier:
         self._issuers = frozenset(issuers)
         self._is_blacklisted: Callable[[str], bool] = (
             blacklist if callable(blacklist) else blacklist.__contains__
+        )
+        self._is_revoked: Callable[[int], bool] | None = (
+            None
+            if revoked_authorisations is None
+            else revoked_authorisations
+            if callable(revoked_authorisations)
+            else revoked_authorisations.__contains__
         )
         self._validity = validity_seconds
         self._skew = max_clock_skew_seconds
@@ -144,7 +155,9 @@ class OfflineVerifier:
         if now_s - generated > self._validity or generated > trusted.expires or now_s > trusted.expires:
             raise QRRejected(RejectReason.EXPIRED)
         auth = trusted.authorisation
-        if self._is_blacklisted(auth.card_number):
+        if self._is_blacklisted(auth.card_number) or (
+            self._is_revoked is not None and self._is_revoked(trusted.authorisation_id)
+        ):
             raise QRRejected(RejectReason.BLACKLISTED)
         if amount_fen is not None and amount_fen > auth.cap_fen:
             raise QRRejected(RejectReason.OVER_CAP)
@@ -166,7 +179,9 @@ class OfflineVerifier:
             device_key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), auth.device_public_key)
         except ValueError:
             raise QRRejected(RejectReason.MALFORMED) from None
-        trusted = _Trusted(auth, device_key, _p.epoch_seconds(auth.expires_at))
+        trusted = _Trusted(
+            auth, device_key, _p.epoch_seconds(auth.expires_at), _p.authorisation_id(auth_bytes)
+        )
         if self._cache_size:
             if len(self._cache) >= self._cache_size:
                 del self._cache[next(iter(self._cache))]  # evict the oldest entry

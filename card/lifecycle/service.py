@@ -1,0 +1,379 @@
+"""Card lifecycle service: issue, look up, freeze/unfreeze, report loss, reissue, close, physical card.
+
+Every change runs in one transaction that locks the card row, checks the transition
+(``states.transition``), applies its effects (blacklist version, device revocation, ledger), writes
+the lifecycle event and, last, the audit entry. Times come from ``now`` (default: the clock), so
+tests drive the settlement window without waiting.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from card._db import Connection, Pool
+from card.applications import APPLICATION_TYPES, ApplicationDirectory, HolderDetails
+from card.audit import Actor, AuditSink, DetailValue
+from card.blacklist.store import EntryKind, ListEntry, change_txn
+from card.devices.repo import revoke_active_txn
+from card.errors import CardExists, NotEligible
+from card.keys.api import CardKeyStore
+from card.ledger import EpurseLedger
+from card.lifecycle import repo
+from card.lifecycle.numbers import app_serial_for, card_number_for
+from card.lifecycle.states import IDEMPOTENT, Action, Status, transition
+from card.lifecycle.views import CardSummary, CardView, LifecycleEvent
+from card.qr import Concession
+from card.settings import CardSettings
+
+__all__ = ["CardService"]
+
+MIN_LOA = 2
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class CardService:
+    def __init__(
+        self,
+        pool: Pool,
+        keys: CardKeyStore,
+        settings: CardSettings,
+        *,
+        ledger: EpurseLedger | None = None,
+        audit: AuditSink | None = None,
+        directory: ApplicationDirectory | None = None,
+    ) -> None:
+        self.pool = pool
+        self.keys = keys
+        self.settings = settings
+        self.ledger = ledger
+        self.audit = audit
+        self.directory = directory
+
+    # --- reading ------------------------------------------------------------------------------------------
+
+    async def view(self, card_id: uuid.UUID) -> CardView:
+        async with self.pool.acquire() as connection:
+            balance = await self._balance(connection, card_id)
+            return await repo.card_view(connection, card_id, balance=balance)
+
+    async def card_id_for_holder(self, holder_id: uuid.UUID) -> uuid.UUID:
+        async with self.pool.acquire() as connection:
+            return await repo.latest_card_id_for_holder(connection, holder_id)
+
+    async def view_for_holder(self, holder_id: uuid.UUID) -> CardView:
+        return await self.view(await self.card_id_for_holder(holder_id))
+
+    async def history(self, card_id: uuid.UUID) -> list[LifecycleEvent]:
+        async with self.pool.acquire() as connection:
+            return await repo.history(connection, card_id)
+
+    async def search(
+        self,
+        *,
+        card_number: str | None = None,
+        holder_id: uuid.UUID | None = None,
+        status: str | None = None,
+        limit: int = 50,
+    ) -> list[CardSummary]:
+        async with self.pool.acquire() as connection:
+            return await repo.search(
+                connection, card_number=card_number, holder_id=holder_id, status=status, limit=limit
+            )
+
+    async def _balance(self, connection: Connection, card_id: uuid.UUID) -> int | None:
+        if self.ledger is None:
+            return None
+        account = await connection.fetchval(
+            "SELECT ledger_account_id FROM card.epurses WHERE card_id = $1", card_id
+        )
+        return None if account is None else await self.ledger.balance(connection, account)
+
+    # --- issuance -----------------------------------------------------------------------------------------
+
+    async def issue(
+        self,
+        holder: HolderDetails,
+        actor: Actor,
+        *,
+        concession: Concession = Concession.STANDARD,
+        now: dt.datetime | None = None,
+    ) -> CardView:
+        """Issue the holder's card with every application type. 409 ``card-exists`` if they have one."""
+        if holder.loa < MIN_LOA:
+            raise NotEligible(f"a citizen card needs assurance level L{MIN_LOA} (real-name verified)")
+        now = now or _utcnow()
+        apps: list[tuple[str, str, dict[str, Any]]] = []
+        for kind in APPLICATION_TYPES.values():
+            status, attributes = await kind.provision(holder, self.directory)
+            apps.append((kind.name, status, msgspec.to_builtins(attributes)))
+        async with self.pool.acquire() as connection, connection.transaction():
+            if await connection.fetchval(
+                "SELECT true FROM card.cards WHERE holder_id = $1 AND status IN ('active', 'frozen', 'lost')",
+                holder.person_id,
+            ):
+                raise CardExists("this person already has a citizen card; report it lost to get a new one")
+            try:
+                async with connection.transaction():
+                    card_id = await self._insert_card_txn(
+                        connection,
+                        holder_id=holder.person_id,
+                        apps=apps,
+                        concession=concession,
+                        overdraft_limit=self.settings.default_overdraft_limit_fen,
+                        now=now,
+                    )
+            except asyncpg.UniqueViolationError:
+                raise CardExists("this person already has a citizen card") from None
+            await repo.record_event_txn(
+                connection,
+                card_id,
+                action="issue",
+                from_status=None,
+                to_status=Status.ACTIVE,
+                actor=actor,
+                now=now,
+            )
+            await self._audit(connection, actor, "issue", card_id, {"concession": int(concession)})
+        return await self.view(card_id)
+
+    async def _insert_card_txn(
+        self,
+        connection: Connection,
+        *,
+        holder_id: uuid.UUID,
+        apps: list[tuple[str, str, dict[str, Any]]],
+        concession: Concession,
+        overdraft_limit: int,
+        now: dt.datetime,
+        replaces_id: uuid.UUID | None = None,
+    ) -> uuid.UUID:
+        card_id = uuid.uuid4()
+        sequence = int(await connection.fetchval("SELECT nextval('card.card_number_seq')"))
+        number = card_number_for(sequence, self.settings)
+        key_version = await connection.fetchval("SELECT current_version FROM card.key_state")
+        if key_version is None:
+            key_version = await self.keys.current_version()
+        today = now.date()
+        expires = today.replace(year=today.year + self.settings.validity_years)
+        await connection.execute(
+            "INSERT INTO card.cards (id, card_number, card_number_int, app_serial, holder_id, status,"
+            " issued_on, expires_on, replaces_id, status_changed_at, created_at)"
+            " VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9, $9)",
+            card_id,
+            number,
+            int(number),
+            app_serial_for(number),
+            holder_id,
+            today,
+            expires,
+            replaces_id,
+            now,
+        )
+        await connection.executemany(
+            "INSERT INTO card.applications (card_id, app_type, status, attributes, created_at, updated_at)"
+            " VALUES ($1, $2, $3, $4, $5, $5)",
+            [(card_id, name, status, attributes, now) for name, status, attributes in apps],
+        )
+        account = None
+        if self.ledger is not None:
+            account = await self.ledger.open_account_txn(
+                connection, card_id=card_id, card_number=number, overdraft_limit=overdraft_limit
+            )
+        await connection.execute(
+            "INSERT INTO card.epurses (card_id, key_version, ledger_account_id, overdraft_limit, concession)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            card_id,
+            int(key_version),
+            account,
+            overdraft_limit,
+            int(concession),
+        )
+        return card_id
+
+    # --- status changes -----------------------------------------------------------------------------------
+
+    async def freeze(self, card_id: uuid.UUID, actor: Actor, *, now: dt.datetime | None = None) -> CardView:
+        return await self._change(card_id, Action.FREEZE, actor, now)
+
+    async def unfreeze(self, card_id: uuid.UUID, actor: Actor, *, now: dt.datetime | None = None) -> CardView:
+        return await self._change(card_id, Action.UNFREEZE, actor, now)
+
+    async def report_loss(
+        self, card_id: uuid.UUID, actor: Actor, *, now: dt.datetime | None = None
+    ) -> CardView:
+        """Idempotent: reporting a lost card again changes nothing and answers the card."""
+        return await self._change(card_id, Action.REPORT_LOSS, actor, now)
+
+    async def close(self, card_id: uuid.UUID, actor: Actor, *, now: dt.datetime | None = None) -> CardView:
+        return await self._change(card_id, Action.CLOSE, actor, now)
+
+    async def _change(
+        self, card_id: uuid.UUID, action: Action, actor: Actor, now: dt.datetime | None
+    ) -> CardView:
+        now = now or _utcnow()
+        async with self.pool.acquire() as connection, connection.transaction():
+            card = await repo.lock_card_txn(connection, card_id)
+            target = transition(action, card.status)
+            if target is card.status and action in IDEMPOTENT:
+                return await repo.card_view(
+                    connection, card_id, balance=await self._balance(connection, card_id)
+                )
+            await repo.set_status_txn(connection, card_id, target, now)
+            details = await self._effects_txn(connection, card, action, target, now)
+            await repo.record_event_txn(
+                connection,
+                card_id,
+                action=action.value,
+                from_status=card.status,
+                to_status=target,
+                actor=actor,
+                now=now,
+                details=details,
+            )
+            await self._audit(
+                connection,
+                actor,
+                action.value,
+                card_id,
+                {"from": card.status.value, "to": target.value, **details},
+            )
+            return await repo.card_view(connection, card_id, balance=await self._balance(connection, card_id))
+
+    async def _effects_txn(
+        self, connection: Connection, card: repo.CardRow, action: Action, target: Status, now: dt.datetime
+    ) -> dict[str, DetailValue]:
+        """Blacklist and device effects of a status change; returns details for the history."""
+        adds: list[ListEntry] = []
+        removes: list[tuple[EntryKind, int]] = []
+        if target in (Status.FROZEN, Status.LOST, Status.REPLACED, Status.CLOSED):
+            adds.append(ListEntry(EntryKind.CARD, card.card_number_int, card.id, target.value))
+        if action is Action.UNFREEZE:
+            removes.append((EntryKind.CARD, card.card_number_int))
+        if target in (Status.LOST, Status.REPLACED, Status.CLOSED):
+            revoked = await revoke_active_txn(connection, card.id, reason=action.value, now=now)
+            if revoked is not None:
+                adds.append(ListEntry(EntryKind.AUTHORISATION, revoked, card.id, action.value))
+        if target is Status.CLOSED:
+            await connection.execute(
+                "UPDATE card.applications SET status = 'closed', updated_at = $2 WHERE card_id = $1",
+                card.id,
+                now,
+            )
+            await connection.execute(
+                "UPDATE card.physical_requests SET status = 'cancelled'"
+                " WHERE card_id = $1 AND status = 'requested'",
+                card.id,
+            )
+        version = await change_txn(connection, adds=adds, removes=removes, now=now)
+        return {"blacklist_version": version} if version is not None else {}
+
+    # --- reissue and physical cards -----------------------------------------------------------------------
+
+    async def reissue(self, card_id: uuid.UUID, actor: Actor, *, now: dt.datetime | None = None) -> CardView:
+        """A new card number for the same holder; the old purse's balance follows after the settlement
+        window (``card.lifecycle.settlement.run_balance_transfers``)."""
+        now = now or _utcnow()
+        async with self.pool.acquire() as connection, connection.transaction():
+            old = await repo.lock_card_txn(connection, card_id)
+            target = transition(Action.REISSUE, old.status)
+            await repo.set_status_txn(connection, card_id, target, now)
+            details = await self._effects_txn(connection, old, Action.REISSUE, target, now)
+            rows = await connection.fetch(
+                "SELECT app_type, status, attributes FROM card.applications WHERE card_id = $1", card_id
+            )
+            purse = await connection.fetchrow(
+                "SELECT overdraft_limit, concession FROM card.epurses WHERE card_id = $1", card_id
+            )
+            assert purse is not None
+            apps = [(r["app_type"], r["status"], r["attributes"]) for r in rows]
+            new_id = await self._insert_card_txn(
+                connection,
+                holder_id=old.holder_id,
+                apps=apps,
+                concession=Concession(purse["concession"]),
+                overdraft_limit=purse["overdraft_limit"],
+                now=now,
+                replaces_id=card_id,
+            )
+            due = now + dt.timedelta(days=self.settings.settlement_window_days)
+            await connection.execute(
+                "INSERT INTO card.balance_transfers (old_card_id, new_card_id, due_at, status)"
+                " VALUES ($1, $2, $3, 'scheduled')",
+                card_id,
+                new_id,
+                due,
+            )
+            details = {**details, "new_card_id": str(new_id), "balance_due_at": due.isoformat()}
+            await repo.record_event_txn(
+                connection,
+                card_id,
+                action="reissue",
+                from_status=old.status,
+                to_status=target,
+                actor=actor,
+                now=now,
+                details=details,
+            )
+            await repo.record_event_txn(
+                connection,
+                new_id,
+                action="issue",
+                from_status=None,
+                to_status=Status.ACTIVE,
+                actor=actor,
+                now=now,
+                details={"replaces_id": str(card_id)},
+            )
+            await self._audit(connection, actor, "reissue", card_id, details)
+        return await self.view(new_id)
+
+    async def request_physical(
+        self, card_id: uuid.UUID, actor: Actor, *, now: dt.datetime | None = None
+    ) -> CardView:
+        """Ask the card bureau for a physical card (idempotent while a request is open)."""
+        now = now or _utcnow()
+        async with self.pool.acquire() as connection, connection.transaction():
+            card = await repo.lock_card_txn(connection, card_id)
+            transition(Action.REQUEST_PHYSICAL, card.status)
+            request_id = await connection.fetchval(
+                "INSERT INTO card.physical_requests (id, card_id, status, requested_at)"
+                " VALUES ($1, $2, 'requested', $3)"
+                " ON CONFLICT (card_id) WHERE status = 'requested' DO NOTHING RETURNING id",
+                uuid.uuid4(),
+                card_id,
+                now,
+            )
+            if request_id is not None:
+                await repo.record_event_txn(
+                    connection,
+                    card_id,
+                    action="request_physical",
+                    from_status=card.status,
+                    to_status=card.status,
+                    actor=actor,
+                    now=now,
+                    details={"request_id": str(request_id)},
+                )
+                await self._audit(
+                    connection, actor, "request_physical", card_id, {"request_id": str(request_id)}
+                )
+            return await repo.card_view(connection, card_id, balance=await self._balance(connection, card_id))
+
+    async def _audit(
+        self,
+        connection: Connection,
+        actor: Actor,
+        action: str,
+        card_id: uuid.UUID,
+        details: dict[str, DetailValue],
+    ) -> None:
+        if self.audit is not None:
+            await self.audit(connection, actor, action, card_id, details)

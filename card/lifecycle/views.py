@@ -1,0 +1,74 @@
+"""Response types of the card API (frozen msgspec Structs; money in fen, times UTC)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "ApplicationView",
+    "CardSummary",
+    "CardView",
+    "DeviceView",
+    "EpurseView",
+    "LifecycleEvent",
+]
+
+
+class ApplicationView(msgspec.Struct, frozen=True, kw_only=True):
+    type: str
+    status: str
+    attributes: dict[str, Any]
+
+
+class EpurseView(msgspec.Struct, frozen=True, kw_only=True):
+    balance: int | None  # fen, from the payments ledger; None when no ledger account is linked
+    offline_counter: int
+    online_counter: int
+    overdraft_limit: int
+    concession: int
+    key_version: int
+
+
+class DeviceView(msgspec.Struct, frozen=True, kw_only=True):
+    id: uuid.UUID
+    label: str | None
+    bound_at: dt.datetime
+    authorisation_expires_at: dt.datetime
+
+
+class CardView(msgspec.Struct, frozen=True, kw_only=True):
+    id: uuid.UUID
+    card_number: str
+    status: str
+    issued_on: dt.date
+    expires_on: dt.date
+    physical: bool
+    replaces_id: uuid.UUID | None
+    applications: list[ApplicationView]
+    epurse: EpurseView | None
+    device: DeviceView | None
+    physical_request: str | None = None  # status of the open request, if any
+    balance_transfer: str | None = None  # "scheduled"/"done" after a reissue
+
+
+class CardSummary(msgspec.Struct, frozen=True, kw_only=True):
+    id: uuid.UUID
+    card_number: str
+    holder_id: uuid.UUID
+    status: str
+    issued_on: dt.date
+    status_changed_at: dt.datetime
+
+
+class LifecycleEvent(msgspec.Struct, frozen=True, kw_only=True):
+    occurred_at: dt.datetime
+    action: str
+    from_status: str | None
+    to_status: str
+    actor_kind: str
+    actor_id: str | None
+    details: dict[str, Any]

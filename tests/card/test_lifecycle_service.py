@@ -1,0 +1,114 @@
+"""The lifecycle state machine through the service, against the real database."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+
+from card.applications import HolderDetails
+from card.audit import Actor
+from card.blacklist import EntryKind, build_delta, is_listed
+from card.errors import CardClosed, CardExists, InvalidTransition, NotEligible
+from card.lifecycle.service import CardService
+from card.lifecycle.states import TRANSITIONS, Action, Status, transition
+from identity.checks import validate_luhn
+
+NOW = dt.datetime(2025, 6, 1, 8, 0, tzinfo=dt.UTC)
+
+
+async def test_issue_gives_three_applications_and_a_luhn_number(
+    service: CardService, holder: HolderDetails, citizen: Actor
+) -> None:
+    card = await service.issue(holder, citizen, now=NOW)
+    assert card.status == "active"
+    assert validate_luhn(card.card_number) == card.card_number
+    assert card.card_number.startswith(service.settings.issuer_prefix)
+    assert len(card.card_number) == service.settings.number_length
+    assert {a.type for a in card.applications} == {"transit_epurse", "social_security", "health"}
+    assert card.epurse is not None
+    assert card.epurse.balance == 0
+    assert card.epurse.key_version == 1
+    assert card.expires_on.year == NOW.year + service.settings.validity_years
+
+
+async def test_second_card_refused_and_low_assurance_refused(
+    service: CardService, holder: HolderDetails, citizen: Actor
+) -> None:
+    await service.issue(holder, citizen, now=NOW)
+    with pytest.raises(CardExists):
+        await service.issue(holder, citizen, now=NOW)
+    with pytest.raises(NotEligible):
+        await service.issue(HolderDetails(person_id=uuid.uuid4(), loa=1), citizen, now=NOW)
+
+
+async def test_loss_is_idempotent_and_blacklisted(
+    service: CardService, holder: HolderDetails, citizen: Actor, db: object
+) -> None:
+    card = await service.issue(holder, citizen, now=NOW)
+    lost = await service.report_loss(card.id, citizen, now=NOW)
+    again = await service.report_loss(card.id, citizen, now=NOW)
+    assert lost.status == again.status == "lost"
+    history = await service.history(card.id)
+    assert [e.action for e in history] == ["issue", "report_loss"]
+    async with service.pool.acquire() as connection:
+        assert await is_listed(connection, EntryKind.CARD, int(card.card_number))
+        delta = await build_delta(connection, 0)
+    assert int(card.card_number) in delta.values(delta.card_adds)
+
+
+async def test_freeze_unfreeze_moves_the_blacklist(
+    service: CardService, holder: HolderDetails, citizen: Actor
+) -> None:
+    card = await service.issue(holder, citizen, now=NOW)
+    async with service.pool.acquire() as connection:
+        start = (await build_delta(connection, 0)).to_version
+    await service.freeze(card.id, citizen, now=NOW)
+    async with service.pool.acquire() as connection:
+        frozen = await build_delta(connection, start)
+    assert frozen.values(frozen.card_adds) == [int(card.card_number)]
+    await service.unfreeze(card.id, citizen, now=NOW)
+    async with service.pool.acquire() as connection:
+        after = await build_delta(connection, frozen.to_version)
+        netted = await build_delta(connection, start)
+    assert after.values(after.card_removes) == [int(card.card_number)]
+    assert netted.card_adds == netted.card_removes == b""  # added then removed since `start`
+
+
+@pytest.mark.parametrize(
+    ("status", "action"),
+    [(s, a) for a in Action for s in Status if s not in TRANSITIONS[a]],
+)
+def test_every_refused_transition(status: Status, action: Action) -> None:
+    with pytest.raises(CardClosed if status is Status.CLOSED else InvalidTransition) as info:
+        transition(action, status)
+    assert info.value.problem_status == 409
+
+
+async def test_operations_on_a_closed_card_are_409(
+    service: CardService, holder: HolderDetails, citizen: Actor
+) -> None:
+    card = await service.issue(holder, citizen, now=NOW)
+    await service.close(card.id, citizen, now=NOW)
+    for operation in (service.freeze, service.unfreeze, service.report_loss, service.close, service.reissue):
+        with pytest.raises(CardClosed):
+            await operation(card.id, citizen, now=NOW)
+    with pytest.raises(CardClosed):
+        await service.request_physical(card.id, citizen, now=NOW)
+    # A closed card no longer counts: the person may apply again.
+    assert (await service.issue(holder, citizen, now=NOW)).status == "active"
+
+
+async def test_reissue_after_loss(service: CardService, holder: HolderDetails, citizen: Actor) -> None:
+    card = await service.issue(holder, citizen, now=NOW)
+    await service.report_loss(card.id, citizen, now=NOW)
+    new = await service.reissue(card.id, citizen, now=NOW)
+    assert new.card_number != card.card_number
+    assert new.replaces_id == card.id
+    old = await service.view(card.id)
+    assert old.status == "replaced"
+    assert old.balance_transfer == "scheduled"
+    assert (await service.view_for_holder(holder.person_id)).id == new.id
+    with pytest.raises(InvalidTransition):
+        await service.freeze(card.id, citizen, now=NOW)
