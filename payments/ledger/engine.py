@@ -28,9 +28,17 @@ from payments.ledger.types import (
 __all__ = ["AccountState", "BatchOutcome", "PendingState", "TransferRow", "evaluate"]
 
 R = TransferResult
-_TWO_PHASE = TransferFlags.PENDING | TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER
-_RESOLVE = TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER
-_KNOWN_FLAGS = TransferFlags.LINKED | _TWO_PHASE
+# Plain ints on the hot path: IntFlag arithmetic costs microseconds per operation.
+_LINKED = int(TransferFlags.LINKED)
+_PENDING = int(TransferFlags.PENDING)
+_POST = int(TransferFlags.POST_PENDING_TRANSFER)
+_VOID = int(TransferFlags.VOID_PENDING_TRANSFER)
+_TWO_PHASE = _PENDING | _POST | _VOID
+_RESOLVE = _POST | _VOID
+_KNOWN_FLAGS = _LINKED | _TWO_PHASE
+_DMNEC = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
+_CMNED = int(AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS)
+_CLOSED = int(AccountFlags.CLOSED)
 
 
 @dataclass(slots=True)
@@ -149,7 +157,7 @@ def evaluate(
     i = 0
     while i < len(transfers):
         end = i
-        while end < len(transfers) and transfers[end].flags & TransferFlags.LINKED:
+        while end < len(transfers) and transfers[end].flags & _LINKED:
             end += 1
         if end == i:  # a single transfer, not linked
             results[i] = _one(run, transfers[i])
@@ -251,8 +259,8 @@ def _apply(run: _Run, t: Transfer) -> TransferResult:
         return R.EXISTS if _same(row, t, debit_id, credit_id, amount) else R.EXISTS_WITH_DIFFERENT_FIELDS
     if t.id in run.failed or t.id in run.new_failed:
         return R.ID_ALREADY_FAILED
-    flags = TransferFlags(t.flags & _KNOWN_FLAGS)
-    if t.flags & ~int(_KNOWN_FLAGS) or bin(int(flags & _TWO_PHASE)).count("1") > 1:
+    flags = t.flags
+    if flags & ~_KNOWN_FLAGS or (flags & _TWO_PHASE) not in (0, _PENDING, _POST, _VOID):
         return R.FLAGS_ARE_MUTUALLY_EXCLUSIVE
     if t.code <= 0:
         return R.CODE_MUST_NOT_BE_ZERO
@@ -281,7 +289,7 @@ def _apply(run: _Run, t: Transfer) -> TransferResult:
     else:
         if t.pending_id is not None:
             return R.PENDING_ID_MUST_BE_NONE
-        if t.timeout and not flags & TransferFlags.PENDING:
+        if t.timeout and not flags & _PENDING:
             return R.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
         if t.timeout < 0:
             return R.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
@@ -307,21 +315,21 @@ def _apply(run: _Run, t: Transfer) -> TransferResult:
         return R.TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS
     if p is not None:
         return _resolve(run, t, p, amount)
-    if debit.flags & AccountFlags.CLOSED:
+    if debit.flags & _CLOSED:
         return R.DEBIT_ACCOUNT_CLOSED
-    if credit.flags & AccountFlags.CLOSED:
+    if credit.flags & _CLOSED:
         return R.CREDIT_ACCOUNT_CLOSED
     dp, dpo, _, _ = debit.balances
     cp, cpo = credit.balances[2], credit.balances[3]
     if max(dp, dpo, cp, cpo) > AMOUNT_MAX - amount:
         return R.OVERFLOW
-    if debit.flags & AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS and (
+    if debit.flags & _DMNEC and (
         dp + dpo + amount > debit.balances[3] + debit.overdraft_limit
     ):
         return R.EXCEEDS_CREDITS
-    if credit.flags & AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS and cp + cpo + amount > credit.balances[1]:
+    if credit.flags & _CMNED and cp + cpo + amount > credit.balances[1]:
         return R.EXCEEDS_DEBITS
-    is_pending = bool(flags & TransferFlags.PENDING)
+    is_pending = bool(flags & _PENDING)
     if is_pending:
         run.set_balances(debit_id, [dp + amount, *debit.balances[1:]])
         b = credit.balances
@@ -352,7 +360,7 @@ def _resolve(run: _Run, t: Transfer, p: PendingState, amount: int) -> TransferRe
         expire(run.accounts, p, setter=run.set_balances)
         run.set_pending_state(t.pending_id, "expired", None)
         return R.PENDING_TRANSFER_EXPIRED
-    post = bool(t.flags & TransferFlags.POST_PENDING_TRANSFER)
+    post = bool(t.flags & _POST)
     if post and amount > p.amount:
         return R.EXCEEDS_PENDING_TRANSFER_AMOUNT
     if not post and amount != p.amount:

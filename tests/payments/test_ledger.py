@@ -278,3 +278,35 @@ async def test_concurrent_batches_on_a_hot_account(database_url: str, chart: Cha
         await assert_clean(pool)
     finally:
         await pool.close()
+
+
+async def test_a_large_batch_runs_as_the_single_writer_with_the_same_rules(db: Any, chart: Chart) -> None:
+    from payments.ledger.store import SERIAL_BATCH_MIN
+
+    await fund(db, chart, 1000)
+    batch = [tr(chart.purse, chart.operator, 7) for _ in range(SERIAL_BATCH_MIN + 44)]
+    results = await create_transfers(db, [*batch, batch[0]])
+    assert results == [R.OK] * 142 + [R.EXCEEDS_CREDITS] * (len(batch) - 142) + [R.EXISTS]
+    assert await balances(db, chart.purse) == (0, 994, 0, 1000)
+    await assert_clean(db)
+
+
+async def test_the_batcher_answers_each_request_with_its_own_results(database_url: str, chart: Chart) -> None:
+    from payments.ledger.batcher import TransferBatcher
+
+    pool = await asyncpg.create_pool(database_url, min_size=2, max_size=2)
+    assert pool is not None
+    try:
+        await create_transfers(pool, [tr(chart.control, chart.purse, 100)])
+        batcher = TransferBatcher(pool, lanes=1)
+        requests = [[tr(chart.purse, chart.operator, 10)] for _ in range(12)]
+        chain = [tr(chart.control, chart.operator, 1, flags=LINKED), tr(chart.operator, chart.control, 2)]
+        answers = await asyncio.gather(*(batcher.submit(r) for r in [*requests, chain, requests[0]]))
+        await batcher.close()
+        assert sorted(a[0] for a in answers[:12]) == [R.EXCEEDS_CREDITS] * 2 + [R.OK] * 10
+        assert answers[12] == [R.OK, R.OK]
+        assert answers[13] in ([R.EXISTS], [R.ID_ALREADY_FAILED])
+        assert await balances(pool, chart.purse) == (0, 100, 0, 100)
+        await assert_clean(pool)
+    finally:
+        await pool.close()
