@@ -174,6 +174,9 @@ class AccountResult(enum.StrEnum):
     OVERDRAFT_LIMIT_MUST_NOT_BE_NEGATIVE = "overdraft_limit_must_not_be_negative"
     REFERENCE_EXISTS = "reference_exists"
 
+    def succeeded(self) -> bool:
+        return self in (AccountResult.OK, AccountResult.EXISTS)
+
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
