@@ -29,7 +29,16 @@ __all__ = [
 ]
 
 # Every upstream the app talks to, by its name in settings, URLs, metrics and Redis keys.
-UPSTREAMS: tuple[str, ...] = ("population", "enterprise", "social_security")
+UPSTREAMS: tuple[str, ...] = (
+    "population",
+    "enterprise",
+    "social_security",
+    "medical_insurance",
+    "health",
+    "bus",
+    "gov_services",
+    "utilities",
+)
 
 
 class Revealable(Protocol):

@@ -15,6 +15,8 @@ import redis.asyncio as aioredis
 from litestar.di import Provide
 
 from integrations.connectors.base import Connector, ConnectorPolicy
+from integrations.connectors.city import BusConnector, GovServicesConnector, UtilitiesConnector
+from integrations.connectors.medical import HealthConnector, MedicalInsuranceConnector
 from integrations.connectors.registries import EnterpriseRegistryConnector, PopulationRegistryConnector
 from integrations.connectors.social_security import SocialSecurityConnector
 from integrations.credentials import dev_credential
@@ -30,19 +32,38 @@ class ConfigurationError(RuntimeError):
 class Connectors:
     """Every connector of this process; ``aclose()`` closes their HTTP pools."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - one per upstream
         self,
         population: PopulationRegistryConnector,
         enterprise: EnterpriseRegistryConnector,
         social_security: SocialSecurityConnector,
+        medical_insurance: MedicalInsuranceConnector,
+        health: HealthConnector,
+        bus: BusConnector,
+        gov_services: GovServicesConnector,
+        utilities: UtilitiesConnector,
     ) -> None:
         self.population = population
         self.enterprise = enterprise
         self.social_security = social_security
+        self.medical_insurance = medical_insurance
+        self.health = health
+        self.bus = bus
+        self.gov_services = gov_services
+        self.utilities = utilities
 
     @property
     def all(self) -> tuple[Connector, ...]:
-        return (self.population, self.enterprise, self.social_security)
+        return (
+            self.population,
+            self.enterprise,
+            self.social_security,
+            self.medical_insurance,
+            self.health,
+            self.bus,
+            self.gov_services,
+            self.utilities,
+        )
 
     async def aclose(self) -> None:
         for connector in self.all:
@@ -77,6 +98,15 @@ def build_connectors(
         return ""
 
     cache_secret = dev_credential(simulator_key, "cache-keys").encode() if simulator_key else b""
+
+    def common(name: str) -> dict[str, Any]:
+        return {
+            "base_url": settings.upstream(name).url,
+            "redis": redis,
+            "policy": policy(name),
+            "cache_secret": cache_secret,
+        }
+
     return Connectors(
         population=PopulationRegistryConnector(
             base_url=settings.upstream("population").url,
@@ -98,6 +128,13 @@ def build_connectors(
             policy=policy("social_security"),
             cache_secret=cache_secret,
         ),
+        medical_insurance=MedicalInsuranceConnector(
+            signing_key=credential("medical_insurance"), **common("medical_insurance")
+        ),
+        health=HealthConnector(client_secret=credential("health"), **common("health")),
+        bus=BusConnector(api_key=credential("bus"), **common("bus")),
+        gov_services=GovServicesConnector(signing_key=credential("gov_services"), **common("gov_services")),
+        utilities=UtilitiesConnector(api_key=credential("utilities"), **common("utilities")),
     )
 
 

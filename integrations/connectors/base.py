@@ -35,6 +35,7 @@ from integrations.connectors import metrics
 from integrations.connectors.auth import Auth
 from integrations.connectors.breaker import CircuitBreaker
 from integrations.connectors.cache import CachePolicy, ResponseCache
+from integrations.errors import ServiceRefusal
 from integrations.registries import UpstreamError, UpstreamMalformed, UpstreamRejected, UpstreamUnavailable
 
 __all__ = ["Connector", "ConnectorPolicy", "Fetched", "Operation", "backoff_delay"]
@@ -86,11 +87,17 @@ class Operation(Generic[T]):
 
 
 @dataclass(frozen=True, slots=True)
+class _Outbound:
+    method: str
+    path: str
+    content: bytes | None
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
 class _Refresh(Generic[T]):
     operation: Operation[T]
-    path: str
-    method: str
-    content: bytes | None
+    outbound: _Outbound
     key: str
     policy: CachePolicy
 
@@ -164,12 +171,16 @@ class Connector:
         *,
         method: str = "GET",
         body: Any = None,
+        headers: dict[str, str] | None = None,
         cache_key: str | None = None,
     ) -> Fetched[T]:
+        """``headers``: e.g. an ``Idempotency-Key``, which the upstream must honour for
+        an operation declared idempotent that changes something."""
         content = None if body is None else msgspec.json.encode(body)
+        outbound = _Outbound(method, path, content, dict(headers or {}))
         policy = operation.cache if cache_key is not None else None
         if policy is None or cache_key is None:
-            return Fetched(await self._call(operation, path, method, content), "upstream")
+            return Fetched(await self._call(operation, outbound), "upstream")
         key = self.cache.key(operation.name, cache_key)
         cached = await self._cached(operation, key)
         labels = (self.name, operation.name)
@@ -181,10 +192,10 @@ class Connector:
             metrics.CACHE.labels(*labels, "stale").inc()
             metrics.CALLS.labels(*labels, "stale").inc()
             if await self.cache.claim_refresh(key, self.policy.budget * 2):
-                self._refresh_later(_Refresh(operation, path, method, content, key, policy))
+                self._refresh_later(_Refresh(operation, outbound, key, policy))
             return Fetched(cached.value, "stale", cached.age)
         metrics.CACHE.labels(*labels, "miss").inc()
-        value = await self._call(operation, path, method, content)
+        value = await self._call(operation, outbound)
         await self.cache.put(key, msgspec.json.encode(value), policy)
         return Fetched(value, "upstream")
 
@@ -201,7 +212,7 @@ class Connector:
     def _refresh_later(self, job: _Refresh[Any]) -> None:
         async def refresh() -> None:
             try:
-                value = await self._call(job.operation, job.path, job.method, job.content)
+                value = await self._call(job.operation, job.outbound)
                 await self.cache.put(job.key, msgspec.json.encode(value), job.policy)
             except UpstreamError as exc:  # the stale entry stays; the next caller tries again
                 log.info("background refresh failed", extra={"connector": self.name, "error": str(exc)})
@@ -212,7 +223,7 @@ class Connector:
         self._refreshing.add(task)
         task.add_done_callback(self._refreshing.discard)
 
-    async def _call(self, operation: Operation[T], path: str, method: str, content: bytes | None) -> T:
+    async def _call(self, operation: Operation[T], outbound: _Outbound) -> T:
         labels = (self.name, operation.name)
         if not self.base_url:
             metrics.CALLS.labels(*labels, "unavailable").inc()
@@ -220,7 +231,7 @@ class Connector:
         budget = self.policy.budget
         try:
             async with asyncio.timeout(budget):
-                value = await self._with_retries(operation, path, method, content)
+                value = await self._with_retries(operation, outbound)
         except TimeoutError:
             await self.breaker.record_failure()
             metrics.ERRORS.labels(self.name, "timeout").inc()
@@ -236,12 +247,13 @@ class Connector:
         except UpstreamRejected:
             metrics.CALLS.labels(*labels, "rejected").inc()
             raise
+        except ServiceRefusal:
+            metrics.CALLS.labels(*labels, "refused").inc()
+            raise
         metrics.CALLS.labels(*labels, "ok").inc()
         return value
 
-    async def _with_retries(
-        self, operation: Operation[T], path: str, method: str, content: bytes | None
-    ) -> T:
+    async def _with_retries(self, operation: Operation[T], outbound: _Outbound) -> T:
         attempts = self.policy.attempts if operation.idempotent else 1
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.policy.budget
@@ -251,7 +263,7 @@ class Connector:
             if refusal is not None:
                 raise UpstreamUnavailable(f"{self.name}: {refusal}; last failure: {last}")
             try:
-                value = await self._attempt(operation, path, method, content)
+                value = await self._attempt(operation, outbound)
             except _Retryable as exc:
                 metrics.ERRORS.labels(self.name, exc.kind).inc()
                 await self.breaker.record_failure()
@@ -262,6 +274,9 @@ class Connector:
                 raise
             except UpstreamRejected:
                 metrics.ERRORS.labels(self.name, "status_4xx").inc()
+                raise
+            except ServiceRefusal:  # a business answer: the upstream is well
+                await self.breaker.record_success()
                 raise
             else:
                 await self.breaker.record_success()
@@ -275,10 +290,10 @@ class Connector:
             await asyncio.sleep(delay)
         raise UpstreamUnavailable(f"{self.name}: {last}")
 
-    async def _attempt(self, operation: Operation[T], path: str, method: str, content: bytes | None) -> T:
+    async def _attempt(self, operation: Operation[T], outbound: _Outbound) -> T:
         started = time.perf_counter()
         try:
-            response = await self._send(path, method, content)
+            response = await self._send(outbound)
         finally:
             metrics.LATENCY.labels(self.name, operation.name).observe(time.perf_counter() - started)
         status = response.status_code
@@ -289,12 +304,14 @@ class Connector:
         except msgspec.MsgspecError as exc:
             raise UpstreamMalformed(f"{self.name} {operation.name}: {exc}") from None
 
-    async def _send(self, path: str, method: str, content: bytes | None) -> httpx.Response:
-        headers = {"Accept": "application/json"}
-        if content is not None:
+    async def _send(self, outbound: _Outbound) -> httpx.Response:
+        headers = {"Accept": "application/json", **outbound.headers}
+        if outbound.content is not None:
             headers["Content-Type"] = "application/json"
         for first in (True, False):
-            request = self._client.build_request(method, path, content=content, headers=headers)
+            request = self._client.build_request(
+                outbound.method, outbound.path, content=outbound.content, headers=headers
+            )
             try:
                 if self.auth is not None:
                     await self.auth.apply(request, self._client)

@@ -80,6 +80,7 @@ class UpstreamState:
         self.requests: collections.Counter[str] = collections.Counter()
         self.data_requests = 0
         self.tokens: dict[str, float] = {}  # access token -> expiry (loop time)
+        self.store: dict[str, Any] = {}  # what the upstream's writes changed (bookings, payments)
         self.rng = random.Random(0)  # noqa: S311 - fault injection, not security
 
     def reset(self) -> None:
@@ -87,6 +88,7 @@ class UpstreamState:
         self.requests.clear()
         self.data_requests = 0
         self.tokens.clear()
+        self.store.clear()
         self.rng = random.Random(0)  # noqa: S311 - fault injection, not security
 
     def patch(self, patch: ControlPatch) -> None:

@@ -13,18 +13,13 @@ Enterprise registry, under ``/enterprise``, with ``X-Api-Key``:
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
-import hmac
-import secrets
 from typing import Any
 
 import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.params import FromPath, JSONBody
 
-from integrations.credentials import CLIENT_ID
+from integrations.simulators.auth import api_key, error, oauth
 from integrations.simulators.faults import UpstreamState
 from integrations.simulators.seed import ENTERPRISES, PEOPLE
 
@@ -34,52 +29,18 @@ _PEOPLE_BY_ID = {person.id_number: person for person in PEOPLE}
 _ENTERPRISES = {enterprise.credit_code: enterprise for enterprise in ENTERPRISES}
 
 
-def _error(status: int, code: str, headers: dict[str, str] | None = None) -> Response[Any]:
-    return Response({"error": code}, status_code=status, headers=headers)
-
-
 class VerifyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: str
     id_number: str
 
 
-def _basic_client(authorization: str | None) -> tuple[str, str] | None:
-    if not authorization or not authorization.lower().startswith("basic "):
-        return None
-    try:
-        decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    client_id, _, secret = decoded.partition(":")
-    return client_id, secret
-
-
 def population_router(state: UpstreamState, client_secret: str) -> Router:
-    def bearer_ok(authorization: str | None) -> bool:
-        if not authorization or not authorization.startswith("Bearer "):
-            return False
-        expiry = state.tokens.get(authorization[7:])
-        return expiry is not None and expiry > asyncio.get_running_loop().time()
-
-    @post("/oauth/token", operation_id="PopulationToken", status_code=200)
-    async def token(request: Request[Any, Any, Any]) -> Response[Any]:
-        form = await request.form()
-        client = _basic_client(request.headers.get("authorization"))
-        if client is None:
-            client = (str(form.get("client_id", "")), str(form.get("client_secret", "")))
-        if client[0] != CLIENT_ID or not hmac.compare_digest(client[1], client_secret):
-            return _error(401, "invalid_client", {"WWW-Authenticate": 'Basic realm="population"'})
-        if form.get("grant_type") != "client_credentials":
-            return _error(400, "unsupported_grant_type")
-        access_token = secrets.token_urlsafe(24)
-        ttl = state.faults.token_ttl
-        state.tokens[access_token] = asyncio.get_running_loop().time() + ttl
-        return Response({"access_token": access_token, "token_type": "Bearer", "expires_in": ttl})
+    token, authorised = oauth(state, client_secret)
 
     @post("/v1/persons/verify", operation_id="PopulationVerify", status_code=200)
     async def verify(data: JSONBody[VerifyRequest], request: Request[Any, Any, Any]) -> Response[Any]:
-        if not bearer_ok(request.headers.get("authorization")):
-            return _error(401, "invalid_token", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        if not await authorised(request):
+            return error(401, "invalid_token", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
         person = _PEOPLE_BY_ID.get(data.id_number.upper())
         if person is None:
             return Response({"status": "not_found", "person": None})
@@ -95,15 +56,16 @@ def population_router(state: UpstreamState, client_secret: str) -> Router:
     return Router("/population", route_handlers=[token, verify])
 
 
-def enterprise_router(state: UpstreamState, api_key: str) -> Router:
+def enterprise_router(state: UpstreamState, key: str) -> Router:
+    authorised = api_key(key)
+
     @get("/v1/enterprises/{credit_code:str}", operation_id="EnterpriseLookup")
     async def lookup(credit_code: FromPath[str], request: Request[Any, Any, Any]) -> Response[Any]:
-        x_api_key = request.headers.get("x-api-key")
-        if x_api_key is None or not hmac.compare_digest(x_api_key, api_key):
-            return _error(401, "invalid_api_key")
+        if not await authorised(request):
+            return error(401, "invalid_api_key")
         enterprise = _ENTERPRISES.get(credit_code.upper())
         if enterprise is None:
-            return _error(404, "not_found")
+            return error(404, "not_found")
         representative = _PEOPLE_BY_ID[enterprise.legal_representative_id_number]
         return Response(
             {

@@ -14,6 +14,7 @@ import json
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -21,14 +22,26 @@ from litestar import Litestar, Router, get, post
 from litestar.params import JSONBody
 
 from integrations.credentials import dev_credential
+from integrations.simulators.city import bus_router, gov_services_router, utilities_router
 from integrations.simulators.faults import ControlPatch, FaultInjector, UpstreamState, UpstreamView
+from integrations.simulators.medical import health_router, medical_insurance_router
 from integrations.simulators.registries import enterprise_router, population_router
 from integrations.simulators.social_security import social_security_router
 
 __all__ = ["SIMULATED", "build_app", "serve"]
 
-# The upstreams simulated here; each name is also its path prefix.
-SIMULATED: tuple[str, ...] = ("population", "enterprise", "social_security")
+# The upstreams simulated here, each with the router that serves it under its name.
+_ROUTERS: dict[str, Callable[[UpstreamState, str], Router]] = {
+    "population": population_router,
+    "enterprise": enterprise_router,
+    "social_security": social_security_router,
+    "medical_insurance": medical_insurance_router,
+    "health": health_router,
+    "bus": bus_router,
+    "gov_services": gov_services_router,
+    "utilities": utilities_router,
+}
+SIMULATED: tuple[str, ...] = tuple(_ROUTERS)
 
 
 def _control_router(name: str, state: UpstreamState) -> Router:
@@ -69,9 +82,7 @@ def build_app(simulator_key: bytes) -> Any:
     """The ASGI app of every simulator: Litestar routes behind the fault-injecting middleware."""
     states = {name: UpstreamState(name) for name in SIMULATED}
     routers = [
-        population_router(states["population"], dev_credential(simulator_key, "population")),
-        enterprise_router(states["enterprise"], dev_credential(simulator_key, "enterprise")),
-        social_security_router(states["social_security"], dev_credential(simulator_key, "social_security")),
+        *(router(states[name], dev_credential(simulator_key, name)) for name, router in _ROUTERS.items()),
         _all_controls_router(states),
         *(_control_router(name, state) for name, state in states.items()),
     ]

@@ -12,13 +12,12 @@ for the others who have a social security number.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from typing import Any
 
 from litestar import Request, Response, Router, get
 from litestar.params import FromPath
 
-from integrations.credentials import CLIENT_ID, verify_signature
+from integrations.simulators.auth import signed
 from integrations.simulators.faults import UpstreamState
 from integrations.simulators.seed import ENTERPRISES, PEOPLE, SeedPerson
 
@@ -79,26 +78,11 @@ def insured_record(person: SeedPerson, today: dt.date) -> dict[str, Any]:
 
 
 def social_security_router(state: UpstreamState, signing_key: str) -> Router:
-    async def signed(request: Request[Any, Any, Any]) -> bool:
-        headers = request.headers
-        if headers.get("x-citizen-client") != CLIENT_ID:
-            return False
-        target = request.scope.get("raw_path", request.url.path.encode()).decode()
-        if query := request.scope.get("query_string", b""):
-            target += "?" + query.decode()
-        return verify_signature(
-            signing_key,
-            request.method,
-            target,
-            headers.get("x-citizen-timestamp", ""),
-            await request.body(),
-            headers.get("x-citizen-signature", ""),
-            time.time(),
-        )
+    authorised = signed(signing_key)
 
     @get("/v1/insured/{number:str}", operation_id="SocialSecurityInsured")
     async def insured(number: FromPath[str], request: Request[Any, Any, Any]) -> Response[Any]:
-        if not await signed(request):
+        if not await authorised(request):
             return Response({"error": "invalid_signature"}, status_code=401)
         person = _INSURED.get(number)
         if person is None:

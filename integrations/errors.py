@@ -1,0 +1,54 @@
+"""Business refusals an upstream answers (not failures: the breaker counts them as successes).
+
+``UpstreamError`` and its kinds (failures of the upstream) live in ``integrations.registries``,
+the module ``identity`` depends on. Each class carries the problem contract of ``backend/errors.py``.
+"""
+
+from __future__ import annotations
+
+from integrations.registries import (
+    UpstreamError,
+    UpstreamMalformed,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
+
+__all__ = [
+    "BillAlreadyPaid",
+    "BillAmountMismatch",
+    "ServiceRefusal",
+    "SlotTaken",
+    "UnknownAtUpstream",
+    "UpstreamError",
+    "UpstreamMalformed",
+    "UpstreamRejected",
+    "UpstreamUnavailable",
+]
+
+
+class ServiceRefusal(Exception):
+    problem_type = "service-refused"
+    problem_title = "The service refused the request"
+    problem_status = 409
+
+
+class SlotTaken(ServiceRefusal):
+    problem_type = "appointment-slot-taken"
+    problem_title = "The appointment slot is no longer available"
+
+
+class BillAlreadyPaid(ServiceRefusal):
+    problem_type = "bill-already-paid"
+    problem_title = "The bill is already paid"
+
+
+class BillAmountMismatch(ServiceRefusal):
+    problem_type = "bill-amount-mismatch"
+    problem_title = "The amount is not the bill's amount"
+    problem_status = 422
+
+
+class UnknownAtUpstream(ServiceRefusal):
+    problem_type = "unknown-at-upstream"
+    problem_title = "The service does not know this item"
+    problem_status = 404
