@@ -323,9 +323,7 @@ def _apply(run: _Run, t: Transfer) -> TransferResult:
     cp, cpo = credit.balances[2], credit.balances[3]
     if max(dp, dpo, cp, cpo) > AMOUNT_MAX - amount:
         return R.OVERFLOW
-    if debit.flags & _DMNEC and (
-        dp + dpo + amount > debit.balances[3] + debit.overdraft_limit
-    ):
+    if debit.flags & _DMNEC and (dp + dpo + amount > debit.balances[3] + debit.overdraft_limit):
         return R.EXCEEDS_CREDITS
     if credit.flags & _CMNED and cp + cpo + amount > credit.balances[1]:
         return R.EXCEEDS_DEBITS
