@@ -302,6 +302,70 @@ def _ledger_args(parser: argparse.ArgumentParser) -> None:
 _COMMANDS["ledger"] = ("the payments ledger: 'check' verifies its invariants", cmd_ledger, _ledger_args)
 
 
+def _card_run(args: argparse.Namespace, work: Callable[[Any, Settings], Any]) -> int:
+    """Run ``work(pool, settings)`` against the resolved, migrated database (card's subcommands)."""
+    from backend.db import create_pool
+
+    settings = _settings(args)
+    with resolved_services(settings) as services:
+        resolved = services.settings
+        asyncio.run(migrate_database(resolved))
+
+        async def run() -> int:
+            assert resolved.database.url is not None
+            pool = await create_pool(resolved.database, resolved.database.url.reveal())
+            try:
+                code, lines = await work(pool, resolved)
+            finally:
+                await pool.close()
+            print("\n".join(lines))
+            return int(code)
+
+        return asyncio.run(run())
+
+
+def cmd_card(args: argparse.Namespace) -> int:
+    """``citizen card keys status|rotate``, ``citizen card settle [--now]``, ``citizen card personalise``."""
+    import datetime as dt
+
+    from card import cli as card_cli
+
+    keyring = Keyring.load(_settings(args))
+    pem = Path(args.transport_key).read_bytes() if args.transport_key else None
+
+    async def work(pool: Any, settings: Settings) -> tuple[int, list[str]]:
+        if args.action == "keys":
+            if args.what == "rotate":
+                return 0, await card_cli.keys_rotate(pool, keyring)
+            return 0, await card_cli.keys_status(pool, keyring)
+        if args.action == "settle":
+            now = dt.datetime.fromisoformat(args.now) if args.now else dt.datetime.now(dt.UTC)
+            if now.tzinfo is None:
+                return 2, ["--now needs a time zone, e.g. 2025-06-04T08:00:00+00:00"]
+            return 0, await card_cli.settle(pool, now)
+        if pem is None:
+            return 2, ["personalise needs --transport-key PEM"]
+        return 0, await card_cli.personalise(pool, settings, keyring, pem, Path(args.out))
+
+    return _card_run(args, work)
+
+
+def _card_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "action",
+        choices=["keys", "settle", "personalise"],
+        help="keys: status/rotate the issuer keys; settle: move reissued cards' balances that are due;"
+        " personalise: export requested physical cards for the bureau",
+    )
+    parser.add_argument("what", nargs="?", choices=["status", "rotate"], default="status", help="for keys")
+    parser.add_argument("--now", help="settle as of this ISO time (default: now)")
+    parser.add_argument("--transport-key", help="the bureau's P-256 public key (PEM), for personalise")
+    parser.add_argument("--out", default="var/personalisation", help="where personalise writes its files")
+
+
+_COMMANDS["card"] = ("the citizen card: keys, reissue settlement, personalisation", cmd_card, _card_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="citizen", description="The citizen super-app backend.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from card.settings import CardSettings
 from integrations.settings import IntegrationsSettings, integration_variables
 
 __all__ = [
@@ -95,6 +96,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
     redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
+    card: CardSettings = msgspec.field(default_factory=CardSettings)
     integrations: IntegrationsSettings = msgspec.field(default_factory=IntegrationsSettings)
 
     @property
@@ -128,6 +130,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 database=DatabaseSettings(**sections.get("database", {})),
                 redis=RedisSettings(**sections.get("redis", {})),
                 http=HttpSettings(**sections.get("http", {})),
+                card=CardSettings(**sections.get("card", {})),
                 integrations=IntegrationsSettings.from_flat(sections.get("integrations", {})),
                 **top,
             )
@@ -217,6 +220,15 @@ _VARIABLES: tuple[_Variable, ...] = (
     _Variable("CITIZEN_WORKERS", "http", "workers", _int(1, 64)),
     _Variable("CITIZEN_SHUTDOWN_GRACE", "http", "shutdown_grace", _float(0, 600)),
     _Variable("CITIZEN_PUBLIC_URL", "http", "public_url", str),
+    _Variable("CITIZEN_CARD_ISSUER_PREFIX", "card", "issuer_prefix", str),
+    _Variable("CITIZEN_CARD_NUMBER_LENGTH", "card", "number_length", _int(12, 19)),
+    _Variable("CITIZEN_CARD_ISSUER_CODE", "card", "issuer_code", _int(1, 0xFFFF_FFFF)),
+    _Variable("CITIZEN_CARD_VALIDITY_YEARS", "card", "validity_years", _int(1, 30)),
+    _Variable("CITIZEN_CARD_QR_VALIDITY", "card", "qr_validity_seconds", _int(5, 3600)),
+    _Variable("CITIZEN_CARD_AUTHORISATION_TTL", "card", "authorisation_ttl_seconds", _int(60, 30 * 86400)),
+    _Variable("CITIZEN_CARD_PAYMENT_CAP", "card", "single_payment_cap_fen", _int(0, 1_000_000)),
+    _Variable("CITIZEN_CARD_OVERDRAFT_LIMIT", "card", "default_overdraft_limit_fen", _int(0, 100_000)),
+    _Variable("CITIZEN_CARD_SETTLEMENT_DAYS", "card", "settlement_window_days", _int(1, 90)),
     *(_Variable(name, "integrations", field, parse) for name, field, parse in integration_variables(Secret)),
 )
 

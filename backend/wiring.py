@@ -39,4 +39,13 @@ def domain_parts(resources: Resources) -> DomainParts:
     integrations = IntegrationsRuntime(resources)
     parts.lifespans.append(integrations.lifespan)
     parts.dependencies.update(integrations.dependencies())
+
+    # card: the citizen card, its key store, devices and blacklist (after identity: it audits there).
+    from backend.observability import current_request_id as card_request_id
+    from card.wiring import CardRuntime
+
+    card = CardRuntime(resources, request_id=card_request_id)
+    parts.lifespans.append(card.lifespan)
+    parts.dependencies.update(card.dependencies())
+    parts.route_handlers.extend(card.route_handlers())
     return parts

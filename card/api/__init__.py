@@ -1,0 +1,1 @@
+"""HTTP routes of the card domain: the citizen app's (``citizen``) and the operators' (``admin``)."""

@@ -1,0 +1,71 @@
+"""The operators' card API: search, look at a card and its lifecycle history, freeze, close."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery
+from litestar.status_codes import HTTP_200_OK
+
+from card.api.services import CardServices
+from card.lifecycle.views import CardSummary, CardView, LifecycleEvent
+from identity.auth import Principal, requires_operator_role
+
+__all__ = ["AdminCardController"]
+
+Req = Request[Any, Any, Any]
+_READERS = requires_operator_role("support", "security_admin", "auditor")
+_WRITERS = requires_operator_role("support", "security_admin")
+
+
+class AdminCardController(Controller):
+    path = "/api/v1/admin/cards"
+    tags = ["card-admin"]  # noqa: RUF012
+
+    @get("", operation_id="AdminSearchCards", guards=[_READERS])
+    async def search(
+        self,
+        card: NamedDependency[CardServices],
+        card_number: FromQuery[str | None] = None,
+        holder_id: FromQuery[uuid.UUID | None] = None,
+        status: FromQuery[str | None] = None,
+        limit: FromQuery[int] = 50,
+    ) -> list[CardSummary]:
+        return await card.cards.search(
+            card_number=card_number, holder_id=holder_id, status=status, limit=max(1, min(limit, 200))
+        )
+
+    @get("/{card_id:uuid}", operation_id="AdminGetCard", guards=[_READERS])
+    async def get_card(self, card: NamedDependency[CardServices], card_id: FromPath[uuid.UUID]) -> CardView:
+        return await card.cards.view(card_id)
+
+    @get("/{card_id:uuid}/history", operation_id="AdminCardHistory", guards=[_READERS])
+    async def history(
+        self, card: NamedDependency[CardServices], card_id: FromPath[uuid.UUID]
+    ) -> list[LifecycleEvent]:
+        return await card.cards.history(card_id)
+
+    @post(
+        "/{card_id:uuid}/freeze", operation_id="AdminFreezeCard", guards=[_WRITERS], status_code=HTTP_200_OK
+    )
+    async def freeze(
+        self,
+        request: Req,
+        principal: NamedDependency[Principal],
+        card: NamedDependency[CardServices],
+        card_id: FromPath[uuid.UUID],
+    ) -> CardView:
+        return await card.cards.freeze(card_id, card.actor(principal, request))
+
+    @post("/{card_id:uuid}/close", operation_id="AdminCloseCard", guards=[_WRITERS], status_code=HTTP_200_OK)
+    async def close(
+        self,
+        request: Req,
+        principal: NamedDependency[Principal],
+        card: NamedDependency[CardServices],
+        card_id: FromPath[uuid.UUID],
+    ) -> CardView:
+        return await card.cards.close(card_id, card.actor(principal, request))

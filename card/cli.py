@@ -1,0 +1,75 @@
+"""What ``citizen card ...`` does: key status and rotation, the reissue settlement job, personalisation."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from card._db import Pool
+from card.audit import identity_audit_sink
+from card.keys.software import SoftwareKeyStore
+from card.ledger import PaymentsEpurseLedger
+from card.lifecycle.settlement import export_requested, run_balance_transfers
+
+__all__ = ["keys_rotate", "keys_status", "personalise", "settle"]
+
+
+def _store(pool: Pool, keyring: Any) -> SoftwareKeyStore:
+    return SoftwareKeyStore(pool, keyring.get("card-kek"))
+
+
+async def keys_status(pool: Pool, keyring: Any) -> list[str]:
+    store = _store(pool, keyring)
+    current = await store.ensure_initialised()
+    rows = await pool.fetch(
+        "SELECT purpose, version, algorithm, encode(check_value, 'hex') AS check_value, created_at"
+        " FROM card.issuer_keys ORDER BY version, purpose"
+    )
+    lines = [f"current version: {current}"]
+    lines += [
+        f"  v{r['version']:<3} {r['purpose']:<8} {r['algorithm']:<5} check {r['check_value'][:16]}  "
+        f"created {r['created_at']:%Y-%m-%d %H:%M}Z"
+        for r in rows
+    ]
+    return lines
+
+
+async def keys_rotate(pool: Pool, keyring: Any) -> list[str]:
+    version = await _store(pool, keyring).rotate()
+    return [f"new key version {version}: new cards use it; older versions keep verifying"]
+
+
+async def settle(pool: Pool, now: dt.datetime) -> list[str]:
+    done = await run_balance_transfers(pool, PaymentsEpurseLedger(), now=now, audit=identity_audit_sink())
+    if not done:
+        return [f"nothing due at {now.isoformat()}"]
+    return [f"card {s.old_card_id} -> {s.new_card_id}: moved {s.amount} fen, old card closed" for s in done]
+
+
+async def personalise(
+    pool: Pool, settings: Any, keyring: Any, transport_key_pem: bytes, out: Path
+) -> list[str]:
+    key = load_pem_public_key(transport_key_pem)
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        return ["the transport key must be a P-256 public key (PEM)"]
+    store = _store(pool, keyring)
+    await store.ensure_initialised()
+    exports = await export_requested(
+        pool, store, settings.card, key, now=dt.datetime.now(dt.UTC), audit=identity_audit_sink()
+    )
+    lines = []
+    for export in exports:
+        path = out / f"{export.card_number}.perso.json"
+        await asyncio.to_thread(_write, path, export.document)
+        lines.append(f"wrote {path}")
+    return lines or ["no physical card requests are waiting"]
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
