@@ -63,6 +63,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             metrics_dir.mkdir(parents=True)
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
         simulators = _start_simulators(resolved)
+        from card.terminal.gateway.process import start_gateway_process, stop_gateway_process
+
+        gateway = start_gateway_process()  # the terminal gateway (TCP), beside the API workers
         base = f"http://{resolved.http.host}:{resolved.http.port}"
         print(f"\n  API            {base}/api/v1/platform/status")
         print(f"  API reference  {base}/schema")
@@ -73,25 +76,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"  Redis          embedded, data in {services.redis.directory}")
         if simulators is not None:
             print(f"  upstreams      simulated (pid {simulators.pid}), e.g. {simulators.urls['population']}")
+        terminal = resolved.terminal
+        print(f"  terminals      tcp://{terminal.host}:{terminal.port} (gateway pid {gateway.pid})")
         print("\n  Ctrl-C stops everything.\n", flush=True)
         # uvicorn drains in-flight requests on SIGINT/SIGTERM, then re-raises the signal; these
         # handlers turn that into a normal return, so the embedded servers below are stopped.
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, _stop_serving)
         with contextlib.suppress(_StopServing), _stopped_at_exit(simulators):
-            uvicorn.run(
-                "backend.asgi:create_app_from_env",
-                factory=True,
-                host=resolved.http.host,
-                port=resolved.http.port,
-                workers=resolved.http.workers,
-                log_config=None,
-                access_log=False,
-                server_header=False,
-                timeout_graceful_shutdown=int(resolved.http.shutdown_grace),
-                lifespan="on",
-            )
+            try:
+                _run_uvicorn(uvicorn, resolved)
+            finally:
+                stop_gateway_process(gateway)
     return 0
+
+
+def _run_uvicorn(uvicorn: Any, resolved: Settings) -> None:
+    uvicorn.run(
+        "backend.asgi:create_app_from_env",
+        factory=True,
+        host=resolved.http.host,
+        port=resolved.http.port,
+        workers=resolved.http.workers,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=int(resolved.http.shutdown_grace),
+        lifespan="on",
+    )
 
 
 def _start_simulators(settings: Settings) -> SimulatorsProcess | None:
@@ -299,6 +311,29 @@ def _ledger_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["check"], help="check: verify the ledger's invariants")
 
 
+def cmd_gateway(args: argparse.Namespace) -> int:
+    """``citizen gateway``: the terminal gateway alone (embedded PostgreSQL/Redis if no URLs)."""
+    from card.terminal.gateway import run_gateway
+
+    settings = _settings(args)
+    port = getattr(args, "terminal_port", None)
+    if port is not None:
+        import msgspec
+
+        settings = settings.replace(terminal=msgspec.structs.replace(settings.terminal, port=port))
+    keyring = Keyring.load(settings)
+    with resolved_services(settings) as services:
+        asyncio.run(migrate_database(services.settings))
+        return run_gateway(services.settings, keyring, lambda line: print(line, flush=True))
+
+
+def _gateway_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--port", dest="terminal_port", type=int, help="TCP port (CITIZEN_TERMINAL_PORT, default 9100)"
+    )
+
+
+_COMMANDS["gateway"] = ("serve the terminal gateway (binary TCP protocol) alone", cmd_gateway, _gateway_args)
 _COMMANDS["ledger"] = ("the payments ledger: 'check' verifies its invariants", cmd_ledger, _ledger_args)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from card.settings import CardSettings
+from card.terminal.settings import TerminalSettings
 from integrations.settings import IntegrationsSettings, integration_variables
 
 __all__ = [
@@ -98,6 +99,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
     card: CardSettings = msgspec.field(default_factory=CardSettings)
     integrations: IntegrationsSettings = msgspec.field(default_factory=IntegrationsSettings)
+    terminal: TerminalSettings = msgspec.field(default_factory=TerminalSettings)
 
     @property
     def is_development(self) -> bool:
@@ -132,6 +134,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 http=HttpSettings(**sections.get("http", {})),
                 card=CardSettings(**sections.get("card", {})),
                 integrations=IntegrationsSettings.from_flat(sections.get("integrations", {})),
+                terminal=TerminalSettings(**sections.get("terminal", {})),
                 **top,
             )
         except TypeError as exc:  # pragma: no cover - the table and the Structs disagree
@@ -230,6 +233,13 @@ _VARIABLES: tuple[_Variable, ...] = (
     _Variable("CITIZEN_CARD_OVERDRAFT_LIMIT", "card", "default_overdraft_limit_fen", _int(0, 100_000)),
     _Variable("CITIZEN_CARD_SETTLEMENT_DAYS", "card", "settlement_window_days", _int(1, 90)),
     *(_Variable(name, "integrations", field, parse) for name, field, parse in integration_variables(Secret)),
+    _Variable("CITIZEN_TERMINAL_HOST", "terminal", "host", str),
+    _Variable("CITIZEN_TERMINAL_PORT", "terminal", "port", _int(0, 65535)),
+    _Variable("CITIZEN_TERMINAL_IDLE_TIMEOUT", "terminal", "idle_timeout", _float(1, 86400)),
+    _Variable("CITIZEN_TERMINAL_FRAME_TIMEOUT", "terminal", "frame_timeout", _float(0.1, 600)),
+    _Variable("CITIZEN_TERMINAL_MAX_BATCH", "terminal", "max_batch_records", _int(1, 500)),
+    _Variable("CITIZEN_TERMINAL_MAX_CONNECTIONS", "terminal", "max_connections", _int(1, 100000)),
+    _Variable("CITIZEN_TERMINAL_CLOCK_DRIFT", "terminal", "clock_drift_seconds", _int(1, 86400)),
 )
 
 

@@ -48,4 +48,13 @@ def domain_parts(resources: Resources) -> DomainParts:
     parts.lifespans.append(card.lifespan)
     parts.dependencies.update(card.dependencies())
     parts.route_handlers.extend(card.route_handlers())
+
+    # card.terminal: the terminal registry's admin API (the gateway is its own process/server).
+    from card.terminal.admin import TerminalAdminController
+    from card.terminal.host.registry import TerminalRegistry
+
+    parts.dependencies["terminal_registry"] = Provide(
+        lambda: TerminalRegistry(resources.pool, resources.keyring.get("card-kek")), sync_to_thread=False
+    )
+    parts.route_handlers.append(TerminalAdminController)
     return parts

@@ -1,0 +1,199 @@
+"""Online load (圈存) at kiosks, reversal and balance inquiry (card-protocol.md §1.6).
+
+LOAD: the host verifies the card's MAC1 through the key store **before** any money moves, then in
+one transaction records the load and reserves the amount in the ledger (a pending transfer from
+the operator's kiosk-cash account to the card's e-purse), and answers MAC2. LOAD CONFIRM (the
+card's TAC after CREDIT FOR LOAD) posts the reservation; REVERSAL (the card was not credited)
+voids it. The kiosk's load id makes every step idempotent: a repeated LOAD with the same fields
+gets the same MAC2, a different one is refused.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from typing import TYPE_CHECKING
+
+from card.crypto import LoadInputs
+from card.keys import CardKeyRef
+from card.terminal.host.registry import TerminalRecord
+from card.terminal.messages import (
+    Balance,
+    BalanceResponse,
+    Load,
+    LoadConfirm,
+    LoadConfirmResponse,
+    LoadResponse,
+    Message,
+    ProtocolError,
+    Reversal,
+    ReversalResponse,
+)
+from card.terminal.records import dt7
+from card.terminal.spec import ResultCode, TerminalKind
+
+if TYPE_CHECKING:
+    from card.terminal.host.service import TerminalHost
+
+__all__ = ["LoadService"]
+
+_MAX_LOAD = 1_000_00  # 1,000 yuan per load (PBOC purses hold at most a few thousand)
+
+
+def _digest(body: Load) -> bytes:
+    return hashlib.sha256(
+        b"|".join(
+            (body.app_serial, body.amount.to_bytes(4, "big"), body.balance_before.to_bytes(4, "big"),
+             body.online_counter.to_bytes(2, "big"), body.mac1, body.pseudo_random, body.psam_terminal_no)
+        )
+    ).digest()  # fmt: skip
+
+
+class LoadService:
+    def __init__(self, host: TerminalHost) -> None:
+        self.host = host
+
+    async def handle(self, terminal: TerminalRecord, body: Message) -> Message:
+        if isinstance(body, Balance):
+            return await self.balance(body)
+        if terminal.kind != TerminalKind.KIOSK and isinstance(body, Load | LoadConfirm | Reversal):
+            raise ProtocolError(ResultCode.NOT_ALLOWED_FOR_KIND, "only kiosks load cards")
+        if isinstance(body, Load):
+            return await self.load(terminal, body)
+        if isinstance(body, LoadConfirm):
+            return await self.confirm(terminal, body)
+        if isinstance(body, Reversal):
+            return await self.reverse(terminal, body)
+        raise ProtocolError(ResultCode.UNKNOWN_MESSAGE_TYPE, "not a request")
+
+    async def load(self, terminal: TerminalRecord, body: Load) -> LoadResponse:
+        load_id = uuid.UUID(bytes=body.load_id)
+        if not 0 < body.amount <= _MAX_LOAD:
+            raise ProtocolError(ResultCode.AMOUNT_INVALID)
+        if body.psam_terminal_no != terminal.psam_terminal_no:
+            raise ProtocolError(ResultCode.BAD_FIELD_VALUE, "psam_terminal_no is not this terminal's")
+        digest = _digest(body)
+        async with self.host.pool.acquire() as db:
+            existing = await db.fetchrow(
+                "SELECT request_digest, host_time, mac2, state FROM card.terminal_loads WHERE load_id = $1",
+                load_id,
+            )
+            if existing is not None:
+                if bytes(existing["request_digest"]) != digest:
+                    raise ProtocolError(ResultCode.LOAD_CONFLICT)
+                if existing["state"] == "reversed":
+                    raise ProtocolError(ResultCode.LOAD_STATE, "reversed")
+                return LoadResponse(
+                    load_id=body.load_id, host_time=bytes(existing["host_time"]), mac2=bytes(existing["mac2"])
+                )
+            cards = await self.host.cards.by_app_serial(db, [body.app_serial])
+            card = cards.get(body.app_serial)
+            if card is None or card.ledger_account_id is None:
+                raise ProtocolError(ResultCode.UNKNOWN_CARD)
+            if card.status != "active":
+                raise ProtocolError(ResultCode.CARD_BLOCKED, card.status)
+            ref = CardKeyRef(card.key_version, card.app_serial, body.issuer_id)
+            inputs = LoadInputs(
+                balance_before=body.balance_before, amount=body.amount, terminal_no=body.psam_terminal_no
+            )
+            if body.key_version != card.key_version or not await self.host.keys.verify_load_mac1(
+                ref,
+                pseudo_random=body.pseudo_random,
+                online_counter=body.online_counter,
+                inputs=inputs,
+                mac1=body.mac1,
+            ):
+                raise ProtocolError(ResultCode.LOAD_MAC1_INVALID)
+            host_time = dt7(dt.datetime.now(dt.UTC))
+            mac2 = await self.host.keys.load_mac2(
+                ref,
+                pseudo_random=body.pseudo_random,
+                online_counter=body.online_counter,
+                inputs=inputs,
+                mac1=body.mac1,
+                transaction_time=host_time,
+            )
+            async with db.transaction():
+                inserted = await db.fetchval(
+                    "INSERT INTO card.terminal_loads (load_id, terminal_id, app_serial, amount, "
+                    "balance_before, online_counter, funding, host_time, mac2, transfer_id, state, "
+                    "request_digest) VALUES "
+                    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $1, 'authorised', $10) ON CONFLICT DO NOTHING "
+                    "RETURNING load_id",
+                    load_id, terminal.id, body.app_serial, body.amount, body.balance_before,
+                    body.online_counter, body.funding, host_time, mac2, digest,
+                )  # fmt: skip
+                if inserted is None:  # a concurrent twin, or this card counter already loaded
+                    raise ProtocolError(ResultCode.LOAD_CONFLICT, "load id or card counter already used")
+                result = await self.host.ledger.reserve_load_txn(
+                    db, load_id, terminal.operator, card.ledger_account_id, body.amount
+                )
+                if not result.succeeded:
+                    raise ProtocolError(ResultCode.INSUFFICIENT_FUNDS, result.value)
+        return LoadResponse(load_id=body.load_id, host_time=host_time, mac2=mac2)
+
+    async def confirm(self, terminal: TerminalRecord, body: LoadConfirm) -> LoadConfirmResponse:
+        load_id = uuid.UUID(bytes=body.load_id)
+        async with self.host.pool.acquire() as db, db.transaction():
+            row = await db.fetchrow(
+                "SELECT state, app_serial, online_counter, tac FROM card.terminal_loads "
+                "WHERE load_id = $1 AND terminal_id = $2 FOR UPDATE",
+                load_id,
+                terminal.id,
+            )
+            if row is None:
+                raise ProtocolError(ResultCode.LOAD_NOT_FOUND)
+            if row["state"] == "confirmed":
+                return LoadConfirmResponse()  # a repeated confirmation
+            if row["state"] != "authorised":
+                raise ProtocolError(ResultCode.LOAD_STATE, row["state"])
+            result = await self.host.ledger.resolve_load_txn(db, load_id, post=True)
+            if not result.succeeded:
+                raise ProtocolError(ResultCode.LOAD_STATE, result.value)
+            # The load TAC layout is [uncertain] (card-protocol.md §1.6): it is kept, not verified.
+            await db.execute(
+                "UPDATE card.terminal_loads SET state = 'confirmed', tac = $2, new_balance = $3, "
+                "resolved_at = now() WHERE load_id = $1",
+                load_id,
+                body.tac,
+                body.new_balance,
+            )
+            cards = await self.host.cards.by_app_serial(db, [bytes(row["app_serial"])])
+            card = cards.get(bytes(row["app_serial"]))
+            if card is not None:
+                await self.host.cards.advance_counters_txn(
+                    db, [], [(card.card_id, int(row["online_counter"]) + 1)]
+                )
+        return LoadConfirmResponse()
+
+    async def reverse(self, terminal: TerminalRecord, body: Reversal) -> ReversalResponse:
+        load_id = uuid.UUID(bytes=body.load_id)
+        async with self.host.pool.acquire() as db, db.transaction():
+            state = await db.fetchval(
+                "SELECT state FROM card.terminal_loads WHERE load_id = $1 AND terminal_id = $2 FOR UPDATE",
+                load_id,
+                terminal.id,
+            )
+            if state is None:
+                raise ProtocolError(ResultCode.LOAD_NOT_FOUND)
+            if state == "reversed":
+                return ReversalResponse()
+            if state != "authorised":
+                raise ProtocolError(ResultCode.LOAD_STATE, state)
+            result = await self.host.ledger.resolve_load_txn(db, load_id, post=False)
+            if not result.succeeded:
+                raise ProtocolError(ResultCode.LOAD_STATE, result.value)
+            await db.execute(
+                "UPDATE card.terminal_loads SET state = 'reversed', resolved_at = now() WHERE load_id = $1",
+                load_id,
+            )
+        return ReversalResponse()
+
+    async def balance(self, body: Balance) -> BalanceResponse:
+        async with self.host.pool.acquire() as db:
+            card = (await self.host.cards.by_app_serial(db, [body.app_serial])).get(body.app_serial)
+            if card is None or card.ledger_account_id is None:
+                raise ProtocolError(ResultCode.UNKNOWN_CARD)
+            balance = await self.host.ledger.balance(db, card.ledger_account_id)
+        return BalanceResponse(balance=max(0, balance or 0))

@@ -1,0 +1,269 @@
+"""Where the terminal host meets its neighbours: the card tables, the blacklist, the ledger, fares.
+
+Each neighbour is reached through one class here, so joining a neighbour's final interface is a
+change to this file only:
+
+* key store — ``card.keys.CardKeyStore`` (the card issue's HSM-like store), used as it is;
+* cards — :class:`CardDirectory`, a read of ``card.cards`` joined with ``card.epurses`` (the card
+  issue's tables) by application serial or card number;
+* blacklist — :class:`BlacklistReader`, a read of ``card.blacklist_head/entries/changes``;
+* ledger — :class:`LedgerPostings`: taps through ``payments.posting.post_purchases`` (the payments
+  issue's posting interface; idempotent per card/counter, inside our transaction); a load is a
+  two-phase ``payments.ledger`` transfer (funding → e-purse) reserved when MAC2 is issued, posted
+  on the card's confirmation and voided on reversal (``post_loads`` has no reversal, so loads use
+  the ledger's pending transfers directly);
+* fares — :class:`Fares`, the development fare table until payments publishes fare tables.
+"""
+
+from __future__ import annotations
+
+import uuid
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import asyncpg
+
+from card._db import Connection
+from card.terminal.messages import FareRule
+from payments import posting
+from payments.ledger import (
+    Account,
+    AccountCode,
+    Transfer,
+    TransferFlags,
+    TransferResult,
+    create_accounts,
+    create_transfers_txn,
+    lookup_balances,
+)
+
+__all__ = [
+    "TRANSFER_CODE_LOAD",
+    "TRANSFER_CODE_TAP",
+    "BlacklistDelta",
+    "BlacklistReader",
+    "CardDirectory",
+    "CardInfo",
+    "Fares",
+    "LedgerPostings",
+    "operator_account_id",
+]
+
+_NAMESPACE: Final = uuid.UUID("6f1c8a52-0c1e-4a7e-9f7e-3c2b8c1d9e10")
+TRANSFER_CODE_TAP: Final = 601  # an offline tap (purchase, compound exit, QR ride)
+TRANSFER_CODE_LOAD: Final = 602  # an online load at a kiosk
+
+
+# --- cards ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CardInfo:
+    card_id: uuid.UUID
+    card_number: str
+    app_serial: bytes
+    status: str
+    key_version: int
+    ledger_account_id: uuid.UUID | None
+
+
+_CARD_SQL: Final = (
+    "SELECT c.id, c.card_number, c.app_serial, c.status, e.key_version, e.ledger_account_id "
+    "FROM card.cards c JOIN card.epurses e ON e.card_id = c.id "
+)
+
+
+def _card(r: asyncpg.Record) -> CardInfo:
+    return CardInfo(
+        card_id=r["id"],
+        card_number=str(r["card_number"]),
+        app_serial=bytes(r["app_serial"]),
+        status=str(r["status"]),
+        key_version=int(r["key_version"]),
+        ledger_account_id=r["ledger_account_id"],
+    )
+
+
+class CardDirectory:
+    async def by_app_serial(self, db: Connection, serials: Iterable[bytes]) -> dict[bytes, CardInfo]:
+        rows = await db.fetch(_CARD_SQL + "WHERE c.app_serial = ANY($1::bytea[])", list(set(serials)))
+        return {bytes(r["app_serial"]): _card(r) for r in rows}
+
+    async def by_number(self, db: Connection, numbers: Iterable[str]) -> dict[str, CardInfo]:
+        rows = await db.fetch(_CARD_SQL + "WHERE c.card_number = ANY($1::text[])", list(set(numbers)))
+        return {str(r["card_number"]): _card(r) for r in rows}
+
+    async def advance_counters_txn(
+        self,
+        db: Connection,
+        offline: Sequence[tuple[uuid.UUID, int]],
+        online: Sequence[tuple[uuid.UUID, int]],
+    ) -> None:
+        """The card-side counters the host has seen (``card.epurses``), moved forward only."""
+        if offline:
+            await db.execute(
+                "UPDATE card.epurses e SET offline_counter = GREATEST(e.offline_counter, least(v.c, 65535)) "
+                "FROM (SELECT card_id, max(c) AS c FROM unnest($1::uuid[], $2::int[]) AS t(card_id, c) "
+                "GROUP BY card_id) v WHERE e.card_id = v.card_id",
+                [c for c, _ in offline],
+                [n for _, n in offline],
+            )
+        if online:
+            await db.execute(
+                "UPDATE card.epurses e SET online_counter = GREATEST(e.online_counter, least(v.c, 65535)) "
+                "FROM unnest($1::uuid[], $2::int[]) AS v(card_id, c) WHERE e.card_id = v.card_id",
+                [c for c, _ in online],
+                [n for _, n in online],
+            )
+
+
+# --- blacklist ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BlacklistDelta:
+    version: int
+    full: bool
+    added: list[str]
+    removed: list[str]
+
+
+class BlacklistReader:
+    """Cards (kind 1) on ``card.blacklist_*``; device authorisations (kind 2) stay with card.qr readers."""
+
+    async def head(self, db: Connection) -> int:
+        version = await db.fetchval("SELECT version FROM card.blacklist_head")
+        return int(version or 0)
+
+    async def listed(self, db: Connection, numbers: Iterable[str]) -> dict[str, int]:
+        """Card number → the version that listed it, for the listed ones."""
+        values = [int(n) for n in set(numbers) if n.isdigit() and len(n) <= 18]
+        if not values:
+            return {}
+        rows = await db.fetch(
+            "SELECT value, version FROM card.blacklist_entries WHERE kind = 1 AND value = ANY($1::bigint[])",
+            values,
+        )
+        return {str(r["value"]): int(r["version"]) for r in rows}
+
+    async def delta(self, db: Connection, since: int, *, max_changes: int = 50_000) -> BlacklistDelta:
+        head = await self.head(db)
+        if since > head:
+            since = 0  # the terminal's list is from another host: start again
+        if since == head:
+            return BlacklistDelta(head, False, [], [])
+        changes = (
+            0
+            if since == 0
+            else await db.fetchval(
+                "SELECT count(*) FROM card.blacklist_changes WHERE kind = 1 AND version > $1", since
+            )
+        )
+        if since == 0 or int(changes or 0) > max_changes:
+            rows = await db.fetch("SELECT value FROM card.blacklist_entries WHERE kind = 1 ORDER BY value")
+            return BlacklistDelta(head, True, [str(r["value"]) for r in rows], [])
+        rows = await db.fetch(
+            "SELECT DISTINCT ON (value) value, action FROM card.blacklist_changes "
+            "WHERE kind = 1 AND version > $1 AND version <= $2 ORDER BY value, version DESC",
+            since,
+            head,
+        )
+        added = [str(r["value"]) for r in rows if r["action"] == "a"]
+        removed = [str(r["value"]) for r in rows if r["action"] == "r"]
+        return BlacklistDelta(head, False, added, removed)
+
+
+# --- ledger ------------------------------------------------------------------------------------------------
+
+
+def operator_account_id(operator: str, purpose: str = "payable") -> uuid.UUID:
+    if purpose == "payable":
+        return posting.operator_account_id(operator)
+    return uuid.uuid5(_NAMESPACE, f"operator:{operator}:{purpose}")
+
+
+class LedgerPostings:
+    async def ensure_operator_accounts_txn(self, db: Connection, operator: str) -> None:
+        await posting.open_operator(db, operator)
+        accounts = [
+            Account(
+                id=operator_account_id(operator, "kiosk-cash"),
+                code=AccountCode.CHANNEL_CLEARING,
+                reference=f"operator:{operator}:kiosk-cash",
+            ),
+        ]
+        await create_accounts(db, accounts)
+
+    async def post_taps_txn(
+        self, db: Connection, taps: Sequence[posting.PurchasePosting]
+    ) -> list[posting.PostingResult]:
+        """One transfer per tap inside the caller's transaction (a savepoint); results in order."""
+        return await posting.post_purchases(db, taps) if taps else []
+
+    async def reserve_load_txn(
+        self, db: Connection, load_id: uuid.UUID, operator: str, epurse: uuid.UUID, amount: int
+    ) -> TransferResult:
+        [result] = await create_transfers_txn(
+            db,
+            [
+                Transfer(
+                    id=load_id,
+                    debit_account_id=operator_account_id(operator, "kiosk-cash"),
+                    credit_account_id=epurse,
+                    amount=amount,
+                    code=TRANSFER_CODE_LOAD,
+                    flags=TransferFlags.PENDING,
+                    reference=f"load:{load_id}",
+                )
+            ],
+        )
+        return result
+
+    async def resolve_load_txn(self, db: Connection, load_id: uuid.UUID, *, post: bool) -> TransferResult:
+        flag = TransferFlags.POST_PENDING_TRANSFER if post else TransferFlags.VOID_PENDING_TRANSFER
+        [result] = await create_transfers_txn(
+            db,
+            [
+                Transfer(
+                    id=uuid.uuid5(load_id, "post" if post else "void"),
+                    pending_id=load_id,
+                    code=TRANSFER_CODE_LOAD,
+                    flags=flag,
+                )
+            ],
+        )
+        return result
+
+    async def balance(self, db: Connection, account: uuid.UUID) -> int | None:
+        balances = await lookup_balances(db, [account])
+        found = balances.get(account)
+        return None if found is None else found.credit_balance
+
+
+# --- fares -------------------------------------------------------------------------------------------------
+
+
+class Fares:
+    """Development fare table (version 1) until payments publishes versioned fare tables (issue 7)."""
+
+    def __init__(self, rules: Sequence[FareRule] | None = None, default_fare: int = 200) -> None:
+        self.rules = tuple(
+            rules
+            if rules is not None
+            else (
+                FareRule(line="M1", base_fare=300, per_stop_fare=100, max_fare=900),
+                FareRule(line="M2", base_fare=300, per_stop_fare=100, max_fare=900),
+            )
+        )
+        self.default_fare = default_fare
+        self._by_line = {r.line: r for r in self.rules}
+        encoded = ";".join(f"{r.line},{r.base_fare},{r.per_stop_fare},{r.max_fare}" for r in self.rules)
+        self.version = zlib.crc32(f"{default_fare}|{encoded}".encode()) & 0x7FFFFFFF or 1
+
+    def fare(self, line: str | None, entry_stop: int | None, exit_stop: int | None) -> int:
+        rule = self._by_line.get(line or "")
+        if rule is None:
+            return self.default_fare
+        return rule.fare(entry_stop, exit_stop)

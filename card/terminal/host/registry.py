@@ -1,0 +1,216 @@
+"""The terminal registry (``card.terminals``): register, disable, enable, re-key, look up.
+
+A terminal master key (TMK, 16 bytes) is generated at registration and at each re-key, returned
+once to the caller (the key-injection step of a real deployment) and stored only wrapped with
+AES-256-GCM under the keyring's ``card-kek`` (AAD ``citizen-tmk/1|<terminal id>|<version>``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from typing import Final
+
+import asyncpg
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from card._db import Connection, Pool
+from card.terminal.host.ports import LedgerPostings
+from card.terminal.messages import key_check_value
+from card.terminal.spec import TerminalKind
+
+__all__ = ["Registration", "TerminalExists", "TerminalNotFound", "TerminalRecord", "TerminalRegistry"]
+
+_AAD: Final = b"citizen-tmk/1|"
+
+
+class TerminalNotFound(LookupError):
+    problem_type = "terminal-not-found"
+    problem_title = "No such terminal"
+    problem_status = 404
+
+
+class TerminalExists(ValueError):
+    problem_type = "terminal-exists"
+    problem_title = "The terminal id is taken"
+    problem_status = 409
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalRecord:
+    id: str
+    operator: str
+    kind: TerminalKind
+    line: str | None
+    site: str | None
+    status: str
+    psam_terminal_no: bytes
+    tmk: bytes
+    tmk_version: int
+    last_serial: int
+
+    def __repr__(self) -> str:  # never print the key
+        return f"TerminalRecord({self.id!r}, {self.operator!r}, {self.kind.name}, {self.status})"
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    id: str
+    operator: str
+    kind: TerminalKind
+    psam_terminal_no: bytes
+    tmk: bytes
+    tmk_version: int
+
+
+def _wrap(kek: bytes, terminal_id: str, version: int, tmk: bytes) -> bytes:
+    nonce = os.urandom(12)
+    return nonce + AESGCM(kek).encrypt(nonce, tmk, _AAD + f"{terminal_id}|{version}".encode())
+
+
+def _unwrap(kek: bytes, terminal_id: str, version: int, wrapped: bytes) -> bytes:
+    try:
+        return AESGCM(kek).decrypt(wrapped[:12], wrapped[12:], _AAD + f"{terminal_id}|{version}".encode())
+    except InvalidTag:
+        raise RuntimeError(
+            f"the master key of terminal {terminal_id} does not decrypt under card-kek"
+        ) from None
+
+
+class TerminalRegistry:
+    def __init__(self, pool: Pool, kek: bytes, ledger: LedgerPostings | None = None) -> None:
+        self._pool = pool
+        self._kek = kek
+        self._ledger = ledger or LedgerPostings()
+
+    async def register(
+        self,
+        terminal_id: str,
+        *,
+        operator: str,
+        kind: TerminalKind,
+        line: str | None = None,
+        site: str | None = None,
+    ) -> Registration:
+        tmk = os.urandom(16)
+        async with self._pool.acquire() as db, db.transaction():
+            seq = int(await db.fetchval("SELECT nextval('card.terminal_psam_seq')"))
+            psam_no = bytes.fromhex(f"{seq:012d}")  # 6-byte BCD PSAM terminal number
+            try:
+                await db.execute(
+                    "INSERT INTO card.terminals (id, operator, kind, line, site, status, psam_terminal_no, "
+                    "tmk_wrapped, tmk_version, tmk_check) "
+                    "VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, 1, $8)",
+                    terminal_id,
+                    operator,
+                    int(kind),
+                    line,
+                    site,
+                    psam_no,
+                    _wrap(self._kek, terminal_id, 1, tmk),
+                    key_check_value(tmk),
+                )
+            except asyncpg.UniqueViolationError:
+                raise TerminalExists(f"terminal {terminal_id} is already registered") from None
+            await self._ledger.ensure_operator_accounts_txn(db, operator)
+        return Registration(terminal_id, operator, kind, psam_no, tmk, 1)
+
+    @property
+    def pool(self) -> Pool:
+        return self._pool
+
+    @property
+    def kek(self) -> bytes:
+        return self._kek
+
+    async def suspense(self, limit: int = 500) -> list[dict[str, object]]:
+        rows = await self._pool.fetch(
+            "SELECT s.terminal_id, s.terminal_serial, s.reason, s.detail, s.created_at, r.card_number, "
+            "r.amount, r.kind FROM card.terminal_suspense s JOIN card.terminal_records r USING "
+            "(terminal_id, terminal_serial) WHERE s.state = 'open' ORDER BY s.created_at LIMIT $1",
+            limit,
+        )
+        return [dict(r) for r in rows]
+
+    async def set_status(self, terminal_id: str, status: str) -> None:
+        done = await self._pool.fetchval(
+            "UPDATE card.terminals SET status = $2, status_changed_at = now() WHERE id = $1 RETURNING id",
+            terminal_id,
+            status,
+        )
+        if done is None:
+            raise TerminalNotFound(terminal_id)
+
+    async def rekey(self, terminal_id: str) -> Registration:
+        tmk = os.urandom(16)
+        async with self._pool.acquire() as db, db.transaction():
+            row = await db.fetchrow(
+                "SELECT operator, kind, psam_terminal_no, tmk_version FROM card.terminals "
+                "WHERE id = $1 FOR UPDATE",
+                terminal_id,
+            )
+            if row is None:
+                raise TerminalNotFound(terminal_id)
+            version = int(row["tmk_version"]) + 1
+            await db.execute(
+                "UPDATE card.terminals SET tmk_wrapped = $2, tmk_version = $3, tmk_check = $4 WHERE id = $1",
+                terminal_id,
+                _wrap(self._kek, terminal_id, version, tmk),
+                version,
+                key_check_value(tmk),
+            )
+        return Registration(
+            terminal_id,
+            row["operator"],
+            TerminalKind(row["kind"]),
+            bytes(row["psam_terminal_no"]),
+            tmk,
+            version,
+        )
+
+    async def get(self, terminal_id: str, db: Connection | None = None) -> TerminalRecord | None:
+        query = (
+            "SELECT id, operator, kind, line, site, status, psam_terminal_no, tmk_wrapped, tmk_version, "
+            "last_serial FROM card.terminals WHERE id = $1"
+        )
+        row = await (db or self._pool).fetchrow(query, terminal_id)
+        if row is None:
+            return None
+        return TerminalRecord(
+            id=row["id"],
+            operator=row["operator"],
+            kind=TerminalKind(row["kind"]),
+            line=row["line"],
+            site=row["site"],
+            status=row["status"],
+            psam_terminal_no=bytes(row["psam_terminal_no"]),
+            tmk=_unwrap(self._kek, row["id"], row["tmk_version"], bytes(row["tmk_wrapped"])),
+            tmk_version=int(row["tmk_version"]),
+            last_serial=int(row["last_serial"]),
+        )
+
+    async def record_sign_on(
+        self, terminal_id: str, *, software: str, fare: int, blacklist: int, parameters: int, at: dt.datetime
+    ) -> None:
+        await self._pool.execute(
+            "UPDATE card.terminals SET software_version = $2, fare_version = $3, blacklist_version = $4, "
+            "parameter_version = $5, last_sign_on_at = $6 WHERE id = $1",
+            terminal_id,
+            software,
+            fare,
+            blacklist,
+            parameters,
+            at,
+        )
+
+    async def list(self, operator: str | None = None) -> list[dict[str, object]]:
+        rows = await self._pool.fetch(
+            "SELECT id, operator, kind, line, site, status, "
+            "encode(psam_terminal_no, 'hex') AS psam_terminal_no, tmk_version, software_version, "
+            "fare_version, blacklist_version, parameter_version, last_sign_on_at, last_batch_number, "
+            "last_serial FROM card.terminals WHERE $1::text IS NULL OR operator = $1 ORDER BY id",
+            operator,
+        )
+        return [dict(r) for r in rows]

@@ -1,0 +1,297 @@
+"""The terminal host: one authenticated request in, one answer out (docs/terminal-protocol.md §4, §6).
+
+:class:`TerminalHost` is shared by every connection of a gateway process; a :class:`Link` is one
+connection's view (which terminal, which session). State lives in PostgreSQL and Redis only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Final
+
+import redis.asyncio as aioredis
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from card._db import Pool
+from card.keys import CardKeyStore
+from card.settings import CardSettings
+from card.terminal.host.ports import BlacklistReader, CardDirectory, Fares, LedgerPostings
+from card.terminal.host.registry import TerminalRecord, TerminalRegistry
+from card.terminal.host.sessions import Session, SessionStore
+from card.terminal.messages import (
+    Blacklist,
+    BlacklistResponse,
+    Envelope,
+    ErrorResponse,
+    Heartbeat,
+    HeartbeatResponse,
+    Message,
+    Parameters,
+    ParametersResponse,
+    PlatformKey,
+    ProtocolError,
+    Response,
+    Settlement,
+    SettlementResponse,
+    SignOff,
+    SignOffResponse,
+    SignOn,
+    SignOnResponse,
+    key_check_value,
+    seal_frame,
+    sign_on_keys,
+    wrap_session_key,
+)
+from card.terminal.settings import TerminalSettings
+from card.terminal.spec import MessageType, ResultCode
+
+__all__ = ["Link", "TerminalHost"]
+
+log = logging.getLogger("citizen.terminal")
+_UNKNOWN_ID: Final = "-"
+
+
+@dataclass
+class Link:
+    """One connection: the terminal it speaks for, once a message has authenticated."""
+
+    peer: str = ""
+    terminal: TerminalRecord | None = None
+    session: Session | None = None
+    verified_at: float = field(default=0.0)
+
+
+class TerminalHost:
+    def __init__(
+        self,
+        *,
+        pool: Pool,
+        redis: aioredis.Redis,
+        kek: bytes,
+        keys: CardKeyStore,
+        settings: TerminalSettings,
+        card_settings: CardSettings,
+        fares: Fares | None = None,
+    ) -> None:
+        self.pool = pool
+        self.settings = settings
+        self.card_settings = card_settings
+        self.keys = keys
+        self.registry = TerminalRegistry(pool, kek)
+        self.sessions = SessionStore(redis, kek, settings.session_ttl_seconds)
+        self.cards = CardDirectory()
+        self.blacklist = BlacklistReader()
+        self.ledger = LedgerPostings()
+        self.fares = fares or Fares()
+        self._parameters: ParametersResponse | None = None
+        from card.terminal.host.batches import BatchProcessor
+        from card.terminal.host.loads import LoadService
+
+        self.batches = BatchProcessor(self)
+        self.loads = LoadService(self)
+
+    # --- framing of answers ----------------------------------------------------------------------------
+
+    def answer(self, link: Link, request: Envelope | None, body: Message) -> bytes:
+        key = link.session.key if link.session is not None else None
+        terminal_id = request.header.terminal_id if request is not None else _UNKNOWN_ID
+        sequence = request.header.sequence if request is not None else 0
+        return seal_frame(body, terminal_id=terminal_id, sequence=sequence, time=int(time.time()), key=key)
+
+    def error(self, link: Link, request: Envelope | None, code: ResultCode, detail: str = "") -> bytes:
+        """An error answer: of the request's own type when it has one, else ``ERROR``."""
+        body: Response = ErrorResponse(result=int(code), detail=detail[:64] or None)
+        if request is not None:
+            from card.terminal.messages import MESSAGE_TYPES
+
+            answer_cls = MESSAGE_TYPES.get(request.header.message_type | 0x80)
+            if (
+                answer_cls is not None
+                and issubclass(answer_cls, Response)
+                and request.header.message_type < 0x80
+            ):
+                body = answer_cls(result=int(code), detail=detail[:64] or None)
+        return self.answer(link, request, body)
+
+    # --- authentication --------------------------------------------------------------------------------
+
+    async def authenticate(self, link: Link, envelope: Envelope) -> None:
+        """Check the MAC and the sequence of a non-sign-on message; fills ``link``."""
+        header = envelope.header
+        if link.terminal is not None and link.terminal.id != header.terminal_id:
+            raise ProtocolError(ResultCode.TERMINAL_MISMATCH)
+        session = link.session
+        if session is None or session.terminal_id != header.terminal_id:
+            session = await self.sessions.load(header.terminal_id)
+            if session is None:
+                raise ProtocolError(ResultCode.NOT_SIGNED_ON)
+        if not envelope.verify(session.key):
+            # Perhaps a newer session exists (the terminal signed on through another gateway).
+            fresh = await self.sessions.load(header.terminal_id)
+            if fresh is None or fresh.sid == session.sid or not envelope.verify(fresh.key):
+                raise ProtocolError(ResultCode.BAD_MAC)
+            session = fresh
+        advanced = await self.sessions.advance(session, header.sequence)
+        if advanced == 0:
+            link.session = None
+            raise ProtocolError(ResultCode.NOT_SIGNED_ON, "session ended")
+        if advanced < 0:
+            link.session = session  # the answer is MACed: the terminal can trust the refusal
+            raise ProtocolError(ResultCode.REPLAYED_SEQUENCE)
+        link.session = session
+        if link.terminal is None:
+            terminal = await self.registry.get(header.terminal_id)
+            if terminal is None or terminal.status != "active":
+                await self.sessions.close(header.terminal_id)
+                link.session = None
+                raise ProtocolError(ResultCode.TERMINAL_DISABLED)
+            link.terminal = terminal
+
+    # --- dispatch ----------------------------------------------------------------------------------------
+
+    async def handle(self, link: Link, envelope: Envelope) -> bytes:
+        message_type = envelope.header.message_type
+        if message_type >= 0x80:
+            raise ProtocolError(ResultCode.UNKNOWN_MESSAGE_TYPE, "answers are not requests")
+        if message_type == MessageType.SIGN_ON:
+            return await self.sign_on(link, envelope)
+        await self.authenticate(link, envelope)
+        assert link.terminal is not None
+        body = envelope.body()
+        answer: Message
+        if isinstance(body, Heartbeat):
+            answer = await self.heartbeat(link.terminal)
+        elif isinstance(body, Parameters):
+            answer = await self.parameters()
+        elif isinstance(body, Blacklist):
+            async with self.pool.acquire() as db:
+                delta = await self.blacklist.delta(db, body.since_version)
+            answer = BlacklistResponse(
+                version=delta.version,
+                full=int(delta.full),
+                added=tuple(delta.added),
+                removed=tuple(delta.removed),
+            )
+        elif isinstance(body, Settlement):
+            answer = await self.settlement(link.terminal, body)
+        elif isinstance(body, SignOff):
+            answer = SignOffResponse()
+            frame = self.answer(link, envelope, answer)
+            await self.sessions.close(link.terminal.id)
+            link.session = None
+            return frame
+        else:
+            answer = await self.batches.handle(link.terminal, body) or await self.loads.handle(
+                link.terminal, body
+            )
+        return self.answer(link, envelope, answer)
+
+    async def sign_on(self, link: Link, envelope: Envelope) -> bytes:
+        header = envelope.header
+        if link.terminal is not None and link.terminal.id != header.terminal_id:
+            raise ProtocolError(ResultCode.TERMINAL_MISMATCH)
+        terminal = await self.registry.get(header.terminal_id)
+        if terminal is None:
+            raise ProtocolError(ResultCode.UNKNOWN_TERMINAL)
+        auth_key, kek = sign_on_keys(terminal.tmk)
+        if not envelope.verify(auth_key):
+            raise ProtocolError(ResultCode.BAD_MAC)
+        if terminal.status != "active":
+            raise ProtocolError(ResultCode.TERMINAL_DISABLED)
+        body = envelope.body()
+        assert isinstance(body, SignOn)
+        now = int(time.time())
+        drift = self.settings.clock_drift_seconds
+        if abs(header.time - now) > drift:
+            raise ProtocolError(ResultCode.CLOCK_DRIFT, f"server time {now}")
+        if not await self.sessions.nonce_is_fresh(terminal.id, body.nonce, 2 * drift):
+            raise ProtocolError(ResultCode.SIGN_ON_REPLAYED)
+        session_key = os.urandom(16)
+        link.session = await self.sessions.open(terminal.id, session_key, header.sequence)
+        link.terminal = terminal
+        await self.registry.record_sign_on(
+            terminal.id,
+            software=body.software_version,
+            fare=body.fare_version,
+            blacklist=body.blacklist_version,
+            parameters=body.parameter_version,
+            at=dt.datetime.now(dt.UTC),
+        )
+        params = await self.parameters()
+        async with self.pool.acquire() as db:
+            blacklist_version = await self.blacklist.head(db)
+        log.info("terminal signed on", extra={"terminal": terminal.id, "peer": link.peer})
+        return self.answer(
+            link,
+            envelope,
+            SignOnResponse(
+                wrapped_key=wrap_session_key(kek, session_key),
+                key_check=key_check_value(session_key),
+                server_time=now,
+                session_ttl=self.settings.session_ttl_seconds,
+                fare_version=self.fares.version,
+                blacklist_version=blacklist_version,
+                parameter_version=params.parameter_version,
+            ),
+        )
+
+    async def heartbeat(self, terminal: TerminalRecord) -> HeartbeatResponse:
+        params = await self.parameters()
+        async with self.pool.acquire() as db:
+            blacklist_version = await self.blacklist.head(db)
+        return HeartbeatResponse(
+            server_time=int(time.time()),
+            fare_version=self.fares.version,
+            blacklist_version=blacklist_version,
+            parameter_version=params.parameter_version,
+        )
+
+    async def parameters(self) -> ParametersResponse:
+        if self._parameters is None:
+            keys = await self.keys.qr_public_keys()
+            encoded = tuple(
+                PlatformKey(key_id=k, public_key=v.public_bytes(Encoding.X962, PublicFormat.CompressedPoint))
+                for k, v in sorted(keys.items())
+            )
+            version = max(keys, default=0) * 1000 + 1
+            self._parameters = ParametersResponse(
+                fare_version=self.fares.version,
+                parameter_version=version,
+                qr_validity=self.card_settings.qr_validity_seconds,
+                issuers=(self.card_settings.issuer_code,),
+                fares=self.fares.rules,
+                keys=encoded,
+            )
+        return self._parameters
+
+    async def settlement(self, terminal: TerminalRecord, body: Settlement) -> SettlementResponse:
+        async with self.pool.acquire() as db, db.transaction():
+            row = await db.fetchrow(
+                "SELECT count(*) AS n, coalesce(sum(r.amount), 0) AS total FROM card.terminal_records r "
+                "JOIN card.terminal_batches b ON b.id = r.batch_id "
+                "WHERE r.terminal_id = $1 AND b.batch_number BETWEEN $2 AND $3",
+                terminal.id,
+                body.batch_from,
+                body.batch_to,
+            )
+            assert row is not None
+            count, amount = int(row["n"]), int(row["total"])
+            matched = count == body.count and amount == body.amount
+            await db.execute(
+                "INSERT INTO card.terminal_settlements (terminal_id, batch_from, batch_to, terminal_count, "
+                "terminal_amount, host_count, host_amount, matched) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                terminal.id,
+                body.batch_from,
+                body.batch_to,
+                body.count,
+                body.amount,
+                count,
+                amount,
+                matched,
+            )
+        code = ResultCode.OK if matched else ResultCode.SETTLEMENT_MISMATCH
+        return SettlementResponse(result=int(code), host_count=count, host_amount=amount)

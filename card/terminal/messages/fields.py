@@ -1,0 +1,187 @@
+"""Declarative mapping between typed message bodies and BER-TLV data objects.
+
+A body class is a frozen ``msgspec.Struct`` with ``FIELDS``: one :class:`Field` per attribute,
+naming its tag, its kind and its length rule. :func:`encode_body` and :func:`decode_body` are the
+one encoder and the one decoder for every message and record; every malformation is a
+:class:`ProtocolError` carrying the :class:`~card.terminal.spec.ResultCode` the host answers with.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, ClassVar, Final, TypeVar
+
+import msgspec
+
+from card.terminal.spec import ResultCode
+from card.terminal.tlv import TLV
+
+__all__ = ["Body", "Field", "Kind", "ProtocolError", "decode_body", "encode_body"]
+
+_TEXT: Final = re.compile(rb"[\x20-\x7e]*")
+_DIGITS: Final = re.compile(rb"[0-9]+")
+_ID: Final = re.compile(rb"[0-9A-Z-]+")
+
+
+class ProtocolError(Exception):
+    """A message the host (or a terminal) refuses; ``code`` is what goes back on the wire."""
+
+    def __init__(self, code: ResultCode, detail: str = "") -> None:
+        super().__init__(f"{code.name}: {detail}" if detail else code.name)
+        self.code = code
+        self.detail = detail[:64]
+
+
+class Kind(Enum):
+    UINT = "uint"  # big-endian unsigned, exactly ``size`` bytes
+    BYTES = "bytes"  # exactly ``size`` bytes (or ``low..high`` when size is 0)
+    TEXT = "text"  # printable ASCII, ``low..high`` bytes
+    DIGITS = "digits"  # ASCII decimal digits, ``low..high`` bytes
+    IDENT = "ident"  # ASCII [0-9A-Z-], ``low..high`` bytes
+    ITEMS = "items"  # repeated ``E3`` templates, each decoded as ``item``
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    name: str
+    tag: int
+    kind: Kind
+    size: int = 0
+    low: int = 0
+    high: int = 0
+    optional: bool = False
+    repeated: bool = False  # a primitive tag that may occur 0..n times (a tuple attribute)
+    item: type[Body] | None = None
+    max_items: int = 0  # ITEMS: 0 = unlimited (limits are enforced by the host)
+
+
+class Body(msgspec.Struct, frozen=True, kw_only=True):
+    FIELDS: ClassVar[tuple[Field, ...]] = ()
+    _by_tag: ClassVar[dict[int, Field]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._by_tag = {f.tag: f for f in cls.FIELDS}
+
+
+B = TypeVar("B", bound=Body)
+
+
+def _encode_value(field: Field, value: Any) -> bytes:
+    kind = field.kind
+    if kind is Kind.UINT:
+        if type(value) is not int and not isinstance(value, int):
+            raise ProtocolError(ResultCode.BAD_FIELD_VALUE, field.name)
+        try:
+            return int(value).to_bytes(field.size, "big")
+        except OverflowError:
+            raise ProtocolError(ResultCode.BAD_FIELD_VALUE, field.name) from None
+    raw = value.encode("ascii") if isinstance(value, str) else bytes(value)
+    _check_length(field, raw)
+    return raw
+
+
+def _check_length(field: Field, raw: bytes) -> None:
+    if field.size:
+        if len(raw) != field.size:
+            raise ProtocolError(ResultCode.BAD_FIELD_LENGTH, field.name)
+    elif not field.low <= len(raw) <= field.high:
+        raise ProtocolError(ResultCode.BAD_FIELD_LENGTH, field.name)
+
+
+def _decode_value(field: Field, raw: bytes) -> Any:
+    kind = field.kind
+    if kind is Kind.UINT:
+        if len(raw) != field.size:
+            raise ProtocolError(ResultCode.BAD_FIELD_LENGTH, field.name)
+        return int.from_bytes(raw, "big")
+    _check_length(field, raw)
+    if kind is Kind.BYTES:
+        return raw
+    pattern = _TEXT if kind is Kind.TEXT else _DIGITS if kind is Kind.DIGITS else _ID
+    if pattern.fullmatch(raw) is None:
+        raise ProtocolError(ResultCode.BAD_FIELD_VALUE, field.name)
+    return raw.decode("ascii")
+
+
+def encode_body(body: Body) -> tuple[TLV, ...]:
+    """The data objects of ``body`` in ``FIELDS`` order (the order the specification lists)."""
+    out: list[TLV] = []
+    for field in body.FIELDS:
+        value = getattr(body, field.name)
+        if field.kind is Kind.ITEMS:
+            out.extend(TLV(field.tag, encode_body(item)) for item in value)
+        elif field.repeated:
+            out.extend(TLV(field.tag, _encode_value(field, v)) for v in value)
+        elif value is None:
+            if not field.optional:
+                raise ProtocolError(ResultCode.MISSING_FIELD, field.name)
+        else:
+            out.append(TLV(field.tag, _encode_value(field, value)))
+    return tuple(out)
+
+
+def decode_body(cls: type[B], objects: tuple[TLV, ...]) -> B:
+    """Build ``cls`` from its data objects: unknown, repeated-once, missing or malformed → error."""
+    by_tag = cls._by_tag
+    values: dict[str, Any] = {}
+    for obj in objects:
+        field = by_tag.get(obj.tag)
+        if field is None:
+            raise ProtocolError(ResultCode.UNKNOWN_TAG, f"{obj.tag:X}")
+        value = obj.value
+        if field.kind is Kind.ITEMS:
+            if not isinstance(value, tuple):
+                raise ProtocolError(ResultCode.MALFORMED_TLV, "item")
+            assert field.item is not None
+            items = values.setdefault(field.name, [])
+            if field.max_items and len(items) >= field.max_items:
+                raise ProtocolError(ResultCode.BATCH_TOO_LARGE, field.name)
+            items.append(decode_body(field.item, value))
+            continue
+        if not isinstance(value, bytes):
+            raise ProtocolError(ResultCode.MALFORMED_TLV, f"{obj.tag:X} is constructed")
+        decoded = _decode_value(field, value)
+        if field.repeated:
+            values.setdefault(field.name, []).append(decoded)
+        elif field.name in values:
+            raise ProtocolError(ResultCode.BAD_FIELD_VALUE, f"{field.name} twice")
+        else:
+            values[field.name] = decoded
+    for field in cls.FIELDS:
+        if field.kind is Kind.ITEMS or field.repeated:
+            values[field.name] = tuple(values.get(field.name, ()))
+        elif field.name not in values:
+            if not field.optional:
+                raise ProtocolError(ResultCode.MISSING_FIELD, field.name)
+            values[field.name] = None
+    try:
+        return cls(**values)
+    except (TypeError, msgspec.ValidationError) as exc:  # pragma: no cover - FIELDS and the class disagree
+        raise ProtocolError(ResultCode.INTERNAL_ERROR, str(exc)) from None
+
+
+def u8(name: str, tag: int, **kw: Any) -> Field:
+    return Field(name, tag, Kind.UINT, size=1, **kw)
+
+
+def u16(name: str, tag: int, **kw: Any) -> Field:
+    return Field(name, tag, Kind.UINT, size=2, **kw)
+
+
+def u32(name: str, tag: int, **kw: Any) -> Field:
+    return Field(name, tag, Kind.UINT, size=4, **kw)
+
+
+def u64(name: str, tag: int, **kw: Any) -> Field:
+    return Field(name, tag, Kind.UINT, size=8, **kw)
+
+
+def fixed(name: str, tag: int, size: int, **kw: Any) -> Field:
+    return Field(name, tag, Kind.BYTES, size=size, **kw)
+
+
+def text(name: str, tag: int, low: int, high: int, kind: Kind = Kind.TEXT, **kw: Any) -> Field:
+    return Field(name, tag, kind, low=low, high=high, **kw)

@@ -1,0 +1,37 @@
+"""The ``terminal`` section of the settings (``CITIZEN_TERMINAL_*``, named in ``backend/settings.py``)."""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = ["TerminalSettings"]
+
+
+class TerminalSettings(msgspec.Struct, frozen=True, kw_only=True):
+    # Where the terminal gateway listens (binary protocol over TCP, docs/terminal-protocol.md).
+    host: str = "127.0.0.1"
+    port: int = 9100
+    # A connection that sends nothing for this long is closed (terminals heartbeat every minute).
+    idle_timeout: float = 300.0
+    # Once a frame has started, the rest of it must arrive within this many seconds (slow senders).
+    frame_timeout: float = 10.0
+    max_frame_size: int = 65535
+    max_batch_records: int = 500
+    max_connections: int = 5000
+    # Records dated more than this ahead of the host clock go to suspense; so do sign-ons outside it.
+    clock_drift_seconds: int = 600
+    # Records older than this at upload go to suspense (late upload).
+    upload_age_limit_days: int = 30
+    # Session keys live this long in Redis after sign-on (refreshed by traffic).
+    session_ttl_seconds: int = 86400
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError("terminal port must be 0..65535")
+        if not 1 <= self.max_batch_records <= 500:
+            raise ValueError("terminal max_batch_records must be 1..500")
+        if not 64 <= self.max_frame_size <= 65535:
+            raise ValueError("terminal max_frame_size must be 64..65535")
+        for name in ("idle_timeout", "frame_timeout", "clock_drift_seconds", "session_ttl_seconds"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"terminal {name} must be positive")

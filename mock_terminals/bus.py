@@ -1,0 +1,280 @@
+"""A software PSAM, a bus reader (offline taps, QR scans, store and forward, blacklist) and a kiosk.
+
+Simplification, said plainly: a real PSAM holds the issuer's purchase master key and diversifies
+the card's DPK inside itself (card-protocol.md §1.3); this software PSAM is handed the DPKs of the
+cards it will meet (from their personalisation records) instead, because the platform's key store
+never releases a master key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from card.crypto import (
+    PurchaseInputs,
+    debit_for_purchase_command,
+    initialize_for_load_command,
+    initialize_for_purchase_command,
+    parse_load_init_response,
+    parse_purchase_init_response,
+    purchase_mac1,
+    purchase_mac2,
+    purchase_session_key,
+    verify_mac,
+)
+from card.qr import OfflineVerifier, QRRejected
+from card.terminal.messages import (
+    BatchResponse,
+    BatchUpload,
+    Blacklist,
+    BlacklistResponse,
+    Load,
+    LoadConfirm,
+    LoadConfirmResponse,
+    LoadResponse,
+    OfflineRecord,
+    Parameters,
+    ParametersResponse,
+    Reversal,
+    ReversalResponse,
+    record_key,
+    record_mac,
+)
+from card.terminal.records import dt7, qr_account, qr_mac_input
+from card.terminal.spec import RecordKind, RecordResult, ResultCode
+from mock_terminals.card import SW_OK, SoftwareCard
+from mock_terminals.link import LinkError, TerminalLink
+
+__all__ = ["BusReader", "Kiosk", "SoftwarePsam", "TapRefused"]
+
+
+class TapRefused(Exception):
+    pass
+
+
+@dataclass
+class SoftwarePsam:
+    terminal_no: bytes  # 6 bytes
+    card_keys: dict[bytes, bytes] = field(default_factory=dict)  # app serial -> DPK (see module doc)
+    serial: int = 0
+
+    def mac1(
+        self, app_serial: bytes, rnd: bytes, counter: int, inputs_for: Callable[[int], PurchaseInputs]
+    ) -> tuple[int, bytes, bytes]:
+        """``(terminal txn serial, MAC1, SESPK)`` for the card's INITIALIZE answer (PSAM 80 70)."""
+        self.serial += 1
+        sespk = purchase_session_key(self.card_keys[app_serial], rnd, counter, self.serial)
+        return self.serial, purchase_mac1(sespk, inputs_for(self.serial)), sespk
+
+
+@dataclass
+class BusReader:
+    link: TerminalLink
+    psam: SoftwarePsam
+    tmk: bytes
+    line: str = "B1"
+    batch_size: int = 200
+    queue: dict[int, OfflineRecord] = field(default_factory=dict)  # serial -> record, until acknowledged
+    blacklist: set[str] = field(default_factory=set)
+    blacklist_version: int = 0
+    verifier: OfflineVerifier | None = None
+    qr_validity: int = 60
+    batch_number: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: {"accepted": 0, "duplicate": 0, "rejected": 0})
+    results: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    def tap(
+        self,
+        card: SoftwareCard,
+        amount: int,
+        now: dt.datetime,
+        *,
+        entry_stop: int | None = None,
+        stop: int | None = None,
+    ) -> OfflineRecord:
+        """One offline purchase against ``card`` (§1.3): SELECT, INITIALIZE, DEBIT; the record is queued."""
+        if card.card_number in self.blacklist:
+            raise TapRefused("blacklisted")
+        compound = stop is not None
+        select = card.apdu(bytes.fromhex("00A4040008A000000632010105"))
+        if select[-2:] != SW_OK:
+            raise TapRefused("select")
+        init = card.apdu(
+            initialize_for_purchase_command(
+                key_index=1, amount=amount, terminal_no=self.psam.terminal_no, compound=compound
+            )
+        )
+        if init[-2:] != SW_OK:
+            raise TapRefused(f"initialize {init[-2:].hex()}")
+        info = parse_purchase_init_response(init[:-2])
+        when = dt7(now)
+        txn_type = 0x09 if compound else 0x06
+
+        def inputs(serial: int) -> PurchaseInputs:
+            return PurchaseInputs(
+                amount=amount,
+                terminal_no=self.psam.terminal_no,
+                terminal_txn_serial=serial,
+                transaction_time=when,
+                txn_type=txn_type,
+            )
+
+        serial, mac1, sespk = self.psam.mac1(
+            card.app_serial, info.pseudo_random, info.offline_counter, inputs
+        )
+        debit = card.apdu(
+            debit_for_purchase_command(terminal_txn_serial=serial, transaction_time=when, mac1=mac1)
+        )
+        if debit[-2:] != SW_OK:
+            raise TapRefused(f"debit {debit[-2:].hex()}")
+        tac, mac2 = debit[:4], debit[4:8]
+        if not verify_mac(purchase_mac2(sespk, amount), mac2):
+            raise TapRefused("MAC2")
+        record = OfflineRecord(
+            kind=RecordKind.COMPOUND if compound else RecordKind.PURCHASE,
+            terminal_serial=serial,
+            app_serial=card.app_serial,
+            issuer_id=card.issuer_id,
+            card_counter=info.offline_counter,
+            amount=amount,
+            balance_before=info.balance,
+            txn_type=txn_type,
+            psam_terminal_no=self.psam.terminal_no,
+            txn_time=when,
+            tac=tac,
+            key_version=info.key_version,
+            blacklist_version=self.blacklist_version,
+            line=self.line,
+            stop=stop,
+            entry_stop=entry_stop,
+            entry_time=None,
+        )
+        self.queue[serial] = record
+        return record
+
+    def scan_qr(self, payload: bytes, amount: int, now: dt.datetime) -> OfflineRecord:
+        """A QR ride: verified offline (card.qr), MACed with the reader's record key, queued."""
+        if self.verifier is None:
+            raise TapRefused("no parameters")
+        try:
+            ride = self.verifier.verify(payload, now, amount)
+        except QRRejected as exc:
+            raise TapRefused(exc.reason.value) from None
+        self.psam.serial += 1
+        generated = int(ride.generated_at.timestamp())
+        record = OfflineRecord(
+            kind=RecordKind.QR,
+            terminal_serial=self.psam.serial,
+            app_serial=qr_account(ride.card_number),
+            card_counter=generated,
+            amount=amount,
+            txn_time=dt7(now),
+            tac=bytes(4),
+            blacklist_version=self.blacklist_version,
+            line=self.line,
+            qr_payload=payload,
+            sam_no=self.psam.terminal_no[2:],
+            terminal_node=b"\x00\x00\x00\x01",
+            qr_time=int(now.timestamp()),
+        )
+        mac = record_mac(
+            record_key(self.tmk), qr_mac_input(record, validity=self.qr_validity, generation_time=generated)
+        )
+        import msgspec
+
+        record = msgspec.structs.replace(record, tac=mac)
+        self.queue[record.terminal_serial] = record
+        return record
+
+    async def sync(self) -> None:
+        """Parameters (platform keys, issuers) and the blacklist delta since the reader's version."""
+        params = await self.link.request(Parameters(), ParametersResponse)
+        keys = {
+            k.key_id: ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), k.public_key)
+            for k in params.keys
+        }
+        self.qr_validity = params.qr_validity or 60
+        self.verifier = OfflineVerifier(keys, params.issuers, self.blacklist.__contains__, self.qr_validity)
+        delta = await self.link.request(Blacklist(since_version=self.blacklist_version), BlacklistResponse)
+        if delta.result == ResultCode.OK and delta.version is not None:
+            if delta.full:
+                self.blacklist = set(delta.added)
+            else:
+                self.blacklist |= set(delta.added)
+                self.blacklist -= set(delta.removed)
+            self.blacklist_version = delta.version
+
+    async def upload(self) -> int:
+        """Send every queued record in batches; a record leaves the queue only when acknowledged."""
+        sent = 0
+        while self.queue:
+            records = tuple(list(self.queue.values())[: self.batch_size])
+            self.batch_number += 1
+            answer = await self.link.request(
+                BatchUpload(batch_number=self.batch_number, record_count=len(records), records=records),
+                BatchResponse,
+            )
+            if answer.result != ResultCode.OK:
+                raise LinkError(answer.result, answer.detail or "batch refused")
+            for outcome in answer.outcomes:
+                self.queue.pop(outcome.terminal_serial, None)
+                name = RecordResult(outcome.result).name.lower()
+                self.counts[name] = self.counts.get(name, 0) + 1
+                self.results[outcome.terminal_serial] = (outcome.result, outcome.reason)
+            sent += len(records)
+        return sent
+
+
+@dataclass
+class Kiosk:
+    link: TerminalLink
+    terminal_no: bytes
+
+    async def load(
+        self, card: SoftwareCard, amount: int, *, funding: str = "cash", drop_credit: bool = False
+    ) -> LoadConfirmResponse | ReversalResponse:
+        """Online load (圈存): INITIALIZE FOR LOAD → host MAC2 → CREDIT FOR LOAD → confirmation."""
+        card.apdu(bytes.fromhex("00A4040008A000000632010105"))
+        init = card.apdu(
+            initialize_for_load_command(key_index=1, amount=amount, terminal_no=self.terminal_no)
+        )
+        if init[-2:] != SW_OK:
+            raise TapRefused(f"initialize for load {init[-2:].hex()}")
+        info = parse_load_init_response(init[:-2])
+        load_id = uuid.uuid4().bytes
+        answer = await self.link.request(
+            Load(
+                load_id=load_id, app_serial=card.app_serial, issuer_id=card.issuer_id, amount=amount,
+                balance_before=info.balance, online_counter=info.online_counter,
+                key_version=info.key_version, pseudo_random=info.pseudo_random, mac1=info.mac1,
+                psam_terminal_no=self.terminal_no, funding=funding,
+            ),
+            LoadResponse,
+        )  # fmt: skip
+        if answer.result != ResultCode.OK or answer.mac2 is None or answer.host_time is None:
+            raise LinkError(answer.result, answer.detail or "load refused")
+        if drop_credit:  # the card was pulled away before CREDIT FOR LOAD: reverse
+            return await self.link.request(Reversal(load_id=load_id, reason=1), ReversalResponse)
+        from card.crypto import credit_for_load_command
+
+        credit = card.apdu(credit_for_load_command(transaction_time=answer.host_time, mac2=answer.mac2))
+        if credit[-2:] != SW_OK:
+            return await self.link.request(Reversal(load_id=load_id, reason=2), ReversalResponse)
+        return await self.link.request(
+            LoadConfirm(load_id=load_id, tac=credit[:4], new_balance=card.balance), LoadConfirmResponse
+        )
+
+
+async def pause() -> None:
+    await asyncio.sleep(0)
+
+
+def random_bytes(n: int) -> bytes:
+    return os.urandom(n)
