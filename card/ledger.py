@@ -2,8 +2,10 @@
 
 :class:`EpurseLedger` is what card needs from payments: open the purse account at issuance, read
 its balance, and move a balance between two purses on reissue. :class:`PaymentsEpurseLedger`
-implements it with ``payments.ledger`` (accounts of code ``EPURSE``, debits limited by credits plus
-the overdraft limit). Everything runs on the caller's connection, inside the caller's transaction.
+implements it with ``payments.posting.open_epurse``: the account id is
+``payments.posting.epurse_account_id(str(card_id))``, the id the terminal gateway posts taps to
+without a look-up (code ``EPURSE``, debits limited by credits plus the overdraft limit).
+Everything runs on the caller's connection, inside the caller's transaction.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ class LedgerRefused(CardError):
 
 class EpurseLedger(Protocol):
     async def open_account_txn(
-        self, connection: Connection, *, card_id: uuid.UUID, card_number: str, overdraft_limit: int
+        self, connection: Connection, *, card_id: uuid.UUID, overdraft_limit: int
     ) -> uuid.UUID: ...
 
     async def balance(self, connection: Connection, account_id: uuid.UUID) -> int: ...
@@ -43,28 +45,14 @@ class EpurseLedger(Protocol):
 
 class PaymentsEpurseLedger:
     async def open_account_txn(
-        self, connection: Connection, *, card_id: uuid.UUID, card_number: str, overdraft_limit: int
+        self, connection: Connection, *, card_id: uuid.UUID, overdraft_limit: int
     ) -> uuid.UUID:
-        from payments.ledger import Account, AccountCode, AccountFlags, AccountResult
-        from payments.ledger.store import create_accounts_txn
+        from payments.posting import open_epurse
 
-        account_id = uuid.uuid5(card_id, "epurse")  # deterministic: a retried issuance finds it
-        (result,) = await create_accounts_txn(
-            connection,
-            [
-                Account(
-                    id=account_id,
-                    code=AccountCode.EPURSE,
-                    flags=AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS,
-                    overdraft_limit=overdraft_limit,
-                    user_data_128=card_id,
-                    reference=f"card:{card_number}:epurse",
-                )
-            ],
-        )
-        if result not in (AccountResult.OK, AccountResult.EXISTS):
-            raise LedgerRefused(f"the e-purse account was not opened: {result.value}")
-        return account_id
+        try:
+            return await open_epurse(connection, str(card_id), overdraft_limit=overdraft_limit)
+        except ValueError as exc:
+            raise LedgerRefused(f"the e-purse account was not opened: {exc}") from None
 
     async def balance(self, connection: Connection, account_id: uuid.UUID) -> int:
         from payments.ledger import lookup_balances
@@ -83,6 +71,7 @@ class PaymentsEpurseLedger:
         amount: int,
     ) -> None:
         from payments.ledger import Transfer, create_transfers_txn
+        from payments.posting import TRANSFER_CODES
 
         (result,) = await create_transfers_txn(
             connection,
@@ -92,7 +81,7 @@ class PaymentsEpurseLedger:
                     debit_account_id=from_account,
                     credit_account_id=to_account,
                     amount=amount,
-                    code=1,
+                    code=TRANSFER_CODES["settlement"],
                     reference="card:reissue:balance",
                 )
             ],

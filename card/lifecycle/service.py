@@ -24,7 +24,7 @@ from card.errors import CardExists, NotEligible
 from card.keys.api import CardKeyStore
 from card.ledger import EpurseLedger
 from card.lifecycle import repo
-from card.lifecycle.numbers import app_serial_for, card_number_for
+from card.lifecycle.issuance import insert_card_txn
 from card.lifecycle.states import IDEMPOTENT, Action, Status, transition
 from card.lifecycle.views import CardSummary, CardView, LifecycleEvent
 from card.qr import Concession
@@ -114,89 +114,28 @@ class CardService:
         for kind in APPLICATION_TYPES.values():
             status, attributes = await kind.provision(holder, self.directory)
             apps.append((kind.name, status, msgspec.to_builtins(attributes)))
-        async with self.pool.acquire() as connection, connection.transaction():
-            if await connection.fetchval(
-                "SELECT true FROM card.cards WHERE holder_id = $1 AND status IN ('active', 'frozen', 'lost')",
-                holder.person_id,
-            ):
-                raise CardExists("this person already has a citizen card; report it lost to get a new one")
-            try:
-                async with connection.transaction():
-                    card_id = await self._insert_card_txn(
-                        connection,
-                        holder_id=holder.person_id,
-                        apps=apps,
-                        concession=concession,
-                        overdraft_limit=self.settings.default_overdraft_limit_fen,
-                        now=now,
-                    )
-            except asyncpg.UniqueViolationError:
-                raise CardExists("this person already has a citizen card") from None
-            await repo.record_event_txn(
-                connection,
-                card_id,
-                action="issue",
-                from_status=None,
-                to_status=Status.ACTIVE,
-                actor=actor,
-                now=now,
-            )
-            await self._audit(connection, actor, "issue", card_id, {"concession": int(concession)})
-        return await self.view(card_id)
-
-    async def _insert_card_txn(
-        self,
-        connection: Connection,
-        *,
-        holder_id: uuid.UUID,
-        apps: list[tuple[str, str, dict[str, Any]]],
-        concession: Concession,
-        overdraft_limit: int,
-        now: dt.datetime,
-        replaces_id: uuid.UUID | None = None,
-    ) -> uuid.UUID:
-        card_id = uuid.uuid4()
-        sequence = int(await connection.fetchval("SELECT nextval('card.card_number_seq')"))
-        number = card_number_for(sequence, self.settings)
-        key_version = await connection.fetchval("SELECT current_version FROM card.key_state")
-        if key_version is None:
-            key_version = await self.keys.current_version()
-        today = now.date()
-        expires = today.replace(year=today.year + self.settings.validity_years)
-        await connection.execute(
-            "INSERT INTO card.cards (id, card_number, card_number_int, app_serial, holder_id, status,"
-            " issued_on, expires_on, replaces_id, status_changed_at, created_at)"
-            " VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9, $9)",
-            card_id,
-            number,
-            int(number),
-            app_serial_for(number),
-            holder_id,
-            today,
-            expires,
-            replaces_id,
-            now,
-        )
-        await connection.executemany(
-            "INSERT INTO card.applications (card_id, app_type, status, attributes, created_at, updated_at)"
-            " VALUES ($1, $2, $3, $4, $5, $5)",
-            [(card_id, name, status, attributes, now) for name, status, attributes in apps],
-        )
-        account = None
-        if self.ledger is not None:
-            account = await self.ledger.open_account_txn(
-                connection, card_id=card_id, card_number=number, overdraft_limit=overdraft_limit
-            )
-        await connection.execute(
-            "INSERT INTO card.epurses (card_id, key_version, ledger_account_id, overdraft_limit, concession)"
-            " VALUES ($1, $2, $3, $4, $5)",
-            card_id,
-            int(key_version),
-            account,
-            overdraft_limit,
-            int(concession),
-        )
-        return card_id
+        try:
+            async with self.pool.acquire() as connection, connection.transaction():
+                card = await insert_card_txn(
+                    connection,
+                    settings=self.settings,
+                    keys=self.keys,
+                    ledger=self.ledger,
+                    holder_id=holder.person_id,
+                    apps=apps,
+                    concession=concession,
+                    overdraft_limit=self.settings.default_overdraft_limit_fen,
+                    actor=actor,
+                    now=now,
+                )
+                await self._audit(connection, actor, "issue", card.id, {"concession": int(concession)})
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != "cards_one_live_per_holder":
+                raise
+            raise CardExists(
+                "this person already has a citizen card; report it lost to get a new one"
+            ) from None
+        return card
 
     # --- status changes -----------------------------------------------------------------------------------
 
@@ -294,8 +233,12 @@ class CardService:
             )
             assert purse is not None
             apps = [(r["app_type"], r["status"], r["attributes"]) for r in rows]
-            new_id = await self._insert_card_txn(
+            new = await insert_card_txn(
                 connection,
+                settings=self.settings,
+                keys=self.keys,
+                ledger=self.ledger,
+                actor=actor,
                 holder_id=old.holder_id,
                 apps=apps,
                 concession=Concession(purse["concession"]),
@@ -303,6 +246,7 @@ class CardService:
                 now=now,
                 replaces_id=card_id,
             )
+            new_id = new.id
             due = now + dt.timedelta(days=self.settings.settlement_window_days)
             await connection.execute(
                 "INSERT INTO card.balance_transfers (old_card_id, new_card_id, due_at, status)"
@@ -321,16 +265,6 @@ class CardService:
                 actor=actor,
                 now=now,
                 details=details,
-            )
-            await repo.record_event_txn(
-                connection,
-                new_id,
-                action="issue",
-                from_status=None,
-                to_status=Status.ACTIVE,
-                actor=actor,
-                now=now,
-                details={"replaces_id": str(card_id)},
             )
             await self._audit(connection, actor, "reissue", card_id, details)
         return await self.view(new_id)
