@@ -1,0 +1,99 @@
+"""Bad input: random and mutated frames always get an error answer or a closed connection."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from card.terminal.host.service import Link
+from card.terminal.messages import ErrorResponse, Heartbeat, HeartbeatResponse, open_message, seal, seal_frame
+from card.terminal.spec import MessageType, ResultCode
+from card.terminal.tlv import FrameDecoder
+from tests.terminal.conftest import Rig
+
+_FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def _valid_message(key: bytes) -> bytes:
+    return seal(Heartbeat(), terminal_id="BUS-F", sequence=10, time=1, key=key)
+
+
+def _result(frame: bytes) -> int:
+    envelope = open_message(frame[2:])
+    body = envelope.body()
+    assert isinstance(body, ErrorResponse | HeartbeatResponse) or envelope.header.message_type > 0x80
+    return int(getattr(body, "result", 0))
+
+
+@_FUZZ
+@given(data=st.binary(max_size=300))
+async def test_random_messages_get_an_error(rig: Rig, data: bytes) -> None:
+    answer = await rig.gateway.answer(Link(), data)
+    assert _result(answer) != ResultCode.OK
+
+
+@_FUZZ
+@given(st.data())
+async def test_mutated_messages_never_pass_or_crash(rig: Rig, data: st.DataObject) -> None:
+    message = bytearray(_valid_message(b"k" * 16))
+    for _ in range(data.draw(st.integers(1, 4))):
+        op = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        at = data.draw(st.integers(0, max(0, len(message) - 1)))
+        if op == "flip" and message:
+            message[at] ^= data.draw(st.integers(1, 255))
+        elif op == "cut":
+            del message[at : at + data.draw(st.integers(1, 8))]
+        else:
+            message[at:at] = data.draw(st.binary(min_size=1, max_size=8))
+    answer = await rig.gateway.answer(Link(), bytes(message))
+    assert _result(answer) != ResultCode.OK  # never accepted: no terminal BUS-F, or a broken MAC
+
+
+async def _exchange(rig: Rig, payload: bytes) -> list[bytes] | None:
+    reader, writer = await asyncio.open_connection(*rig.address)
+    try:
+        writer.write(payload)
+        await writer.drain()
+        writer.write_eof()
+        decoder, frames = FrameDecoder(), []
+        while data := await asyncio.wait_for(reader.read(65536), 30):
+            frames += decoder.feed(data)
+        return frames
+    finally:
+        writer.close()
+
+
+async def test_stream_garbage_over_tcp(rig: Rig) -> None:
+    oversized = (0xFFFF).to_bytes(2, "big") + b"\x00" * 10
+    frames = await _exchange(rig, b"\x00\x05hello" + b"\x00\x00" + oversized)
+    assert frames is not None
+    results = [_result(len(f).to_bytes(2, "big") + f) for f in frames]
+    assert results[0] == ResultCode.MALFORMED_TLV
+    assert results[-1] in (ResultCode.MALFORMED_TLV, ResultCode.FRAME_TOO_LARGE)
+
+
+async def test_not_signed_on_and_disabled(rig: Rig) -> None:
+    registration = await rig.register("BUS-N")
+    frame = seal_frame(Heartbeat(), terminal_id="BUS-N", sequence=5, time=1, key=b"x" * 16)
+    frames = await _exchange(rig, frame)
+    assert frames and _result(len(frames[0]).to_bytes(2, "big") + frames[0]) == ResultCode.NOT_SIGNED_ON
+    link = rig.link(registration)
+    await link.sign_on()
+    answer = await link.request(Heartbeat(), HeartbeatResponse)
+    assert answer.result == ResultCode.OK and answer.server_time
+    await rig.host.registry.set_status("BUS-N", "disabled")
+    await link.close()
+    link.session_key = None
+    from mock_terminals.link import LinkError
+
+    try:
+        await link.sign_on()
+    except LinkError as exc:
+        assert exc.code == ResultCode.TERMINAL_DISABLED
+    else:
+        raise AssertionError("a disabled terminal signed on")
+    assert MessageType.SIGN_ON == 1
+    assert dt.datetime.now(dt.UTC)
