@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -89,11 +90,8 @@ async def test_not_signed_on_and_disabled(rig: Rig) -> None:
     link.session_key = None
     from mock_terminals.link import LinkError
 
-    try:
+    with pytest.raises(LinkError) as refused:
         await link.sign_on()
-    except LinkError as exc:
-        assert exc.code == ResultCode.TERMINAL_DISABLED
-    else:
-        raise AssertionError("a disabled terminal signed on")
+    assert refused.value.code == ResultCode.TERMINAL_DISABLED
     assert MessageType.SIGN_ON == 1
     assert dt.datetime.now(dt.UTC)
