@@ -1,0 +1,51 @@
+"""Fares: versioned tables per operator and line, pure rating with concessions, transfers and caps."""
+
+from payments.fares.model import (
+    CARD_CONCESSIONS,
+    Caps,
+    Concession,
+    DayTaps,
+    FareTable,
+    LineFare,
+    Ride,
+    RideCharge,
+    RiderState,
+    apply_concession,
+    cap_rebates,
+    charge_ride,
+    line_fare,
+    rate_rides,
+    service_day,
+    week_start,
+)
+from payments.fares.store import (
+    FareTableInvalid,
+    TerminalFareTable,
+    current_fare_table,
+    publish_fare_table,
+    terminal_fare_table,
+)
+
+__all__ = [
+    "CARD_CONCESSIONS",
+    "Caps",
+    "Concession",
+    "DayTaps",
+    "FareTable",
+    "FareTableInvalid",
+    "LineFare",
+    "Ride",
+    "RideCharge",
+    "RiderState",
+    "TerminalFareTable",
+    "apply_concession",
+    "cap_rebates",
+    "charge_ride",
+    "current_fare_table",
+    "line_fare",
+    "publish_fare_table",
+    "rate_rides",
+    "service_day",
+    "terminal_fare_table",
+    "week_start",
+]
