@@ -66,7 +66,13 @@ def transaction_key(card_id: str, counter: int, kind: str) -> uuid.UUID:
 
 
 def epurse_account_id(card_id: str) -> uuid.UUID:
-    return uuid.uuid5(_NAMESPACE, f"account:epurse:{card_id}")
+    """The e-purse account of a card. For a card id that is a UUID (``card.cards.id``) this is
+    ``uuid5(card_id, "epurse")``, the id card's ``PaymentsEpurseLedger`` opens at issuance, so
+    postings by card id and the card's own ``card.epurses.ledger_account_id`` agree."""
+    try:
+        return uuid.uuid5(uuid.UUID(card_id), "epurse")
+    except ValueError:
+        return uuid.uuid5(_NAMESPACE, f"account:epurse:{card_id}")
 
 
 def operator_account_id(operator: str) -> uuid.UUID:
@@ -105,6 +111,7 @@ class PurchasePosting(msgspec.Struct, frozen=True, kw_only=True):
     operator: str  # credited: operator_account_id(operator)
     occurred_at: dt.datetime  # the tap time (event time, signed by the card)
     terminal_id: str | None = None
+    epurse_account_id: uuid.UUID | None = None  # debited; default epurse_account_id(card_id)
 
 
 class LoadPosting(msgspec.Struct, frozen=True, kw_only=True):
@@ -113,6 +120,7 @@ class LoadPosting(msgspec.Struct, frozen=True, kw_only=True):
     amount: int  # fen, > 0
     source_account_id: uuid.UUID  # debited: where the paid top-up is held
     occurred_at: dt.datetime
+    epurse_account_id: uuid.UUID | None = None  # credited; default epurse_account_id(card_id)
 
 
 class PostingResult(msgspec.Struct, frozen=True):
@@ -133,7 +141,7 @@ async def post_purchases(db: Pool | Connection, purchases: Sequence[PurchasePost
     transfers = [
         Transfer(
             id=transaction_key(p.card_id, p.counter, "purchase"),
-            debit_account_id=epurse_account_id(p.card_id),
+            debit_account_id=p.epurse_account_id or epurse_account_id(p.card_id),
             credit_account_id=operator_account_id(p.operator),
             amount=p.amount,
             code=TRANSFER_CODES["purchase"],
@@ -152,7 +160,7 @@ async def post_loads(db: Pool | Connection, loads: Sequence[LoadPosting]) -> lis
         Transfer(
             id=transaction_key(x.card_id, x.counter, "load"),
             debit_account_id=x.source_account_id,
-            credit_account_id=epurse_account_id(x.card_id),
+            credit_account_id=x.epurse_account_id or epurse_account_id(x.card_id),
             amount=x.amount,
             code=TRANSFER_CODES["load"],
             user_data_64=_millis(x.occurred_at),

@@ -75,3 +75,10 @@ async def test_a_tap_beyond_the_overdraft_limit_moves_nothing(db: Any) -> None:
     assert (await lookup_balances(db, [epurse_account_id("card-2")]))[
         epurse_account_id("card-2")
     ].credit_balance == -150
+
+
+async def test_card_uuid_ids_match_the_card_domains_epurse(db: Any) -> None:
+    card_id = uuid.uuid4()
+    # card's PaymentsEpurseLedger opens uuid5(card_id, "epurse"); postings by card id agree.
+    assert epurse_account_id(str(card_id)) == uuid.uuid5(card_id, "epurse")
+    assert await open_epurse(db, str(card_id)) == uuid.uuid5(card_id, "epurse")
