@@ -33,7 +33,7 @@ from card.terminal.tlv import FrameDecoder
 __all__ = ["LinkError", "TerminalLink"]
 
 R = TypeVar("R", bound=Response)
-_RETRY_CODES = frozenset({ResultCode.HOST_UNAVAILABLE, ResultCode.INTERNAL_ERROR})
+_RETRY_CODES = frozenset({ResultCode.HOST_UNAVAILABLE})
 
 
 class LinkError(Exception):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from card.terminal.spec import RecordReason, RecordResult
 from tests.terminal.conftest import Rig
 
@@ -42,3 +44,30 @@ async def test_forged_tac_goes_to_suspense(rig: Rig) -> None:
     assert bus.results[record.terminal_serial] == (RecordResult.REJECTED, RecordReason.BAD_TAC)
     async with rig.host.pool.acquire() as db:
         assert await db.fetchval("SELECT reason FROM card.terminal_suspense") == RecordReason.BAD_TAC
+
+
+async def test_online_load_confirm_and_reversal(rig: Rig) -> None:
+    [card] = await rig.cards(1, balance=0)
+    kiosk = await rig.kiosk("KIOSK-1")
+    answer = await kiosk.load(card, 5_000)
+    assert answer.result == 0 and card.balance == 5_000
+    reversed_answer = await kiosk.load(card, 2_000, drop_credit=True)
+    assert reversed_answer.result == 0 and card.balance == 5_000
+    async with rig.host.pool.acquire() as db:
+        info = (await rig.host.cards.by_app_serial(db, [card.app_serial]))[card.app_serial]
+        assert info.ledger_account_id is not None
+        assert await rig.host.ledger.balance(db, info.ledger_account_id) == 5_000
+        states = sorted(r["state"] for r in await db.fetch("SELECT state FROM card.terminal_loads"))
+        assert states == ["confirmed", "reversed"]
+
+
+async def test_bus_reader_cannot_load(rig: Rig) -> None:
+    from mock_terminals.bus import Kiosk
+    from mock_terminals.link import LinkError
+
+    [card] = await rig.cards(1, balance=0)
+    bus = await rig.bus("BUS-X", [card])
+    kiosk = Kiosk(bus.link, bus.psam.terminal_no)
+    with pytest.raises(LinkError) as refused:
+        await kiosk.load(card, 100)
+    assert refused.value.code == 0x0207

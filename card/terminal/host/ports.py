@@ -214,7 +214,7 @@ class LedgerPostings:
                     credit_account_id=epurse,
                     amount=amount,
                     code=TRANSFER_CODE_LOAD,
-                    flags=TransferFlags.PENDING,
+                    flags=int(TransferFlags.PENDING),
                     reference=f"load:{load_id}",
                 )
             ],
@@ -230,7 +230,7 @@ class LedgerPostings:
                     id=uuid.uuid5(load_id, "post" if post else "void"),
                     pending_id=load_id,
                     code=TRANSFER_CODE_LOAD,
-                    flags=flag,
+                    flags=int(flag),
                 )
             ],
         )
