@@ -10,13 +10,17 @@ from backend.db import Pool
 from backend.keyring import Keyring
 from backend.settings import Settings
 from card.demo import load_card_demo
+from identity.demo import load_identity_demo
 
 __all__ = ["DEMO_LOADERS", "load_demo"]
 
 DemoLoader = Callable[[Pool, aioredis.Redis, Settings, Keyring], Awaitable[list[str]]]
 
 # Filled as domains land, in dependency order; each returns lines describing what it ensured.
-DEMO_LOADERS: list[tuple[str, DemoLoader]] = [("card", load_card_demo)]
+DEMO_LOADERS: list[tuple[str, DemoLoader]] = [
+    ("identity", load_identity_demo),
+    ("card", load_card_demo),
+]
 
 
 async def load_demo(pool: Pool, redis: aioredis.Redis, settings: Settings, keyring: Keyring) -> list[str]:

@@ -22,6 +22,7 @@ __all__ = ["KEY_NAMES", "Keyring"]
 KEY_NAMES: tuple[str, ...] = (
     "pii-encryption",  # AES-256-GCM over ID and mobile numbers at rest (identity)
     "pii-index",  # HMAC-SHA256 blind index for look-ups by ID or mobile number (identity)
+    "otp",  # HMAC over one-time codes kept in Redis (identity)
     "card-kek",  # key-encryption key over the card issuer master keys (card)
     "oidc-kek",  # wraps OpenID provider signing keys at rest (identity.oidc)
     "session",  # SSO cookie and CSRF token MACs (identity)

@@ -18,6 +18,7 @@ import msgspec
 
 from card.settings import CardSettings
 from card.terminal.settings import TerminalSettings
+from identity.settings import IdentitySettings
 from integrations.settings import IntegrationsSettings, integration_variables
 
 __all__ = [
@@ -97,6 +98,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
     redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
+    identity: IdentitySettings = msgspec.field(default_factory=IdentitySettings)
     card: CardSettings = msgspec.field(default_factory=CardSettings)
     integrations: IntegrationsSettings = msgspec.field(default_factory=IntegrationsSettings)
     terminal: TerminalSettings = msgspec.field(default_factory=TerminalSettings)
@@ -132,6 +134,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 database=DatabaseSettings(**sections.get("database", {})),
                 redis=RedisSettings(**sections.get("redis", {})),
                 http=HttpSettings(**sections.get("http", {})),
+                identity=IdentitySettings(**sections.get("identity", {})),
                 card=CardSettings(**sections.get("card", {})),
                 integrations=IntegrationsSettings.from_flat(sections.get("integrations", {})),
                 terminal=TerminalSettings(**sections.get("terminal", {})),
@@ -223,6 +226,18 @@ _VARIABLES: tuple[_Variable, ...] = (
     _Variable("CITIZEN_WORKERS", "http", "workers", _int(1, 64)),
     _Variable("CITIZEN_SHUTDOWN_GRACE", "http", "shutdown_grace", _float(0, 600)),
     _Variable("CITIZEN_PUBLIC_URL", "http", "public_url", str),
+    _Variable("CITIZEN_IDENTITY_CODE_TTL", "identity", "code_ttl", _int(30, 3600)),
+    _Variable("CITIZEN_IDENTITY_CODE_SENDS_PER_MOBILE", "identity", "code_sends_per_mobile", _int(1, 1000)),
+    _Variable("CITIZEN_IDENTITY_CODE_SENDS_PER_ADDRESS", "identity", "code_sends_per_address", _int(1, 9999)),
+    _Variable("CITIZEN_IDENTITY_MAX_FAILED_ATTEMPTS", "identity", "max_failed_attempts", _int(1, 100)),
+    _Variable("CITIZEN_IDENTITY_FAILURE_WINDOW", "identity", "failure_window", _int(60, 86400)),
+    _Variable("CITIZEN_IDENTITY_ADDRESS_FAILURE_LIMIT", "identity", "address_failure_limit", _int(1, 100000)),
+    _Variable("CITIZEN_IDENTITY_SESSION_TTL", "identity", "session_ttl", _int(60, 30 * 86400)),
+    _Variable("CITIZEN_IDENTITY_OPERATOR_SESSION_TTL", "identity", "operator_session_ttl", _int(60, 86400)),
+    _Variable("CITIZEN_IDENTITY_ARGON2_TIME_COST", "identity", "argon2_time_cost", _int(1, 20)),
+    _Variable("CITIZEN_IDENTITY_ARGON2_MEMORY_KIB", "identity", "argon2_memory_kib", _int(1024, 4 << 20)),
+    _Variable("CITIZEN_IDENTITY_ARGON2_PARALLELISM", "identity", "argon2_parallelism", _int(1, 16)),
+    _Variable("CITIZEN_IDENTITY_SMS_GATEWAY", "identity", "sms_gateway", str),
     _Variable("CITIZEN_CARD_ISSUER_PREFIX", "card", "issuer_prefix", str),
     _Variable("CITIZEN_CARD_NUMBER_LENGTH", "card", "number_length", _int(12, 19)),
     _Variable("CITIZEN_CARD_ISSUER_CODE", "card", "issuer_code", _int(1, 0xFFFF_FFFF)),

@@ -40,6 +40,17 @@ def domain_parts(resources: Resources) -> DomainParts:
     parts.lifespans.append(integrations.lifespan)
     parts.dependencies.update(integrations.dependencies())
 
+    # identity: persons, organisations, sessions, audit; the registries come from integrations.
+    from backend.observability import current_request_id
+    from identity.wiring import IdentityRuntime
+
+    identity = IdentityRuntime(
+        resources, registries=lambda: integrations.connectors, request_id=current_request_id
+    )
+    parts.lifespans.append(identity.lifespan)
+    parts.dependencies.update(identity.dependencies())
+    parts.route_handlers.extend(identity.route_handlers())
+
     # card: the citizen card, its key store, devices and blacklist (after identity: it audits there).
     from backend.observability import current_request_id as card_request_id
     from card.wiring import CardRuntime
