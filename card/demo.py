@@ -28,19 +28,13 @@ async def load_card_demo(pool: Pool, _redis: aioredis.Redis, settings: Any, keyr
     )
     if account is None:
         return ["skipped: no demo citizen (identity's demo loader makes one)"]
-    live = await pool.fetchval(
-        "SELECT id FROM card.cards WHERE holder_id = $1 AND status IN ('active', 'frozen', 'lost')",
-        account["id"],
+    holder = HolderDetails(
+        person_id=account["id"],
+        loa=account["level"],
+        social_security_number=DEMO_CITIZEN.social_security_number,
     )
-    if live is None:
-        holder = HolderDetails(
-            person_id=account["id"],
-            loa=account["level"],
-            social_security_number=DEMO_CITIZEN.social_security_number,
-        )
-        card = await services.cards.issue(holder, SYSTEM)
-        live = card.id
-    view = await services.cards.view(live)
+    view = await services.cards.ensure_card(holder, SYSTEM)
+    live = view.id
     lines = [
         f"card {view.card_number} ({view.status}) for {DEMO_CITIZEN.name}, applications: "
         + ", ".join(f"{a.type} {a.status}" for a in view.applications)

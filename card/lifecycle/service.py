@@ -137,6 +137,23 @@ class CardService:
             ) from None
         return card
 
+    async def ensure_card(
+        self, holder: HolderDetails, actor: Actor, *, now: dt.datetime | None = None
+    ) -> CardView:
+        """Automatic issuance once a person reaches L2 (identity or the demo calls this): the holder's
+        live card, issued now if they have none. Idempotent; below L2 it raises ``NotEligible``."""
+        async with self.pool.acquire() as connection:
+            live = await connection.fetchval(
+                "SELECT id FROM card.cards WHERE holder_id = $1 AND status IN ('active', 'frozen', 'lost')",
+                holder.person_id,
+            )
+        if live is not None:
+            return await self.view(live)
+        try:
+            return await self.issue(holder, actor, now=now)
+        except CardExists:  # issued concurrently
+            return await self.view_for_holder(holder.person_id)
+
     # --- status changes -----------------------------------------------------------------------------------
 
     async def freeze(self, card_id: uuid.UUID, actor: Actor, *, now: dt.datetime | None = None) -> CardView:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,6 +23,7 @@ from card.blacklist import CompactBlacklist, build_delta, decode_delta, signed_d
 from card.keys import SoftwareKeyStore, verify_document
 from card.qr import OfflineVerifier, QRRejected, RejectReason, build_qr_payload, encode_qr_text
 from identity.admin.operators import create_operator
+from identity.audit import entries_for
 from identity.passwords import PasswordHasher
 from integrations.simulators.seed import PEOPLE
 from tests.identity.conftest import Flows, bearer
@@ -204,7 +206,7 @@ async def test_assurance_and_authentication(client: AsyncTestClient[Litestar]) -
 
 
 async def test_admin_search_history_freeze_close(
-    client: AsyncTestClient[Litestar], citizen: dict[str, str], operator: dict[str, str]
+    client: AsyncTestClient[Litestar], citizen: dict[str, str], operator: dict[str, str], db: Any
 ) -> None:
     card = (await client.post(API, headers=citizen)).json()
     assert (await client.get("/api/v1/admin/cards", headers=citizen)).status_code == 403
@@ -226,6 +228,9 @@ async def test_admin_search_history_freeze_close(
         ("freeze", "frozen", "operator"),
         ("close", "closed", "operator"),
     ]
+    # Every change is also in identity's tamper-evident audit log.
+    audited = await entries_for(db, uuid.UUID(card["id"]))
+    assert {e.action for e in audited} == {"card.issue", "card.freeze", "card.close"}
 
 
 async def test_demo_phone_qr(client: AsyncTestClient[Litestar], citizen: dict[str, str]) -> None:

@@ -112,3 +112,11 @@ async def test_reissue_after_loss(service: CardService, holder: HolderDetails, c
     assert (await service.view_for_holder(holder.person_id)).id == new.id
     with pytest.raises(InvalidTransition):
         await service.freeze(card.id, citizen, now=NOW)
+
+
+async def test_ensure_card_is_idempotent(service: CardService, holder: HolderDetails, citizen: Actor) -> None:
+    first = await service.ensure_card(holder, citizen, now=NOW)
+    again = await service.ensure_card(holder, citizen, now=NOW)
+    assert first.id == again.id
+    with pytest.raises(NotEligible):
+        await service.ensure_card(HolderDetails(person_id=uuid.uuid4(), loa=1), citizen, now=NOW)
