@@ -48,6 +48,18 @@ class PersonService:
         )
         return None if row is None else (row["id"], row["status"], row["level"], row["password_hash"])
 
+    async def find_by_id_number(self, raw_id: str) -> uuid.UUID | None:
+        """The live verified account holding this ID number (through the blind index), if any."""
+        id_number = validation.id_number(raw_id, self.core.today())
+        found: uuid.UUID | None = await self.core.pool.fetchval(
+            """
+            SELECT id FROM identity.accounts
+            WHERE id_number_index = $1 AND status <> 'deactivated' AND id_number_index IS NOT NULL
+            """,
+            self.core.index.id_number(id_number),
+        )
+        return found
+
     async def send_code(self, purpose: str, raw_mobile: str, client: ClientInfo) -> CodeSent:
         """Send a one-time code; for "login" to an unknown number nothing is sent, with the same answer."""
         mobile = validation.mobile(raw_mobile)
