@@ -38,6 +38,7 @@ UPSTREAMS: tuple[str, ...] = (
     "bus",
     "gov_services",
     "utilities",
+    *("unionpay", "alipay", "wechatpay"),  # payment channels (payments.channels; simulated there)
 )
 
 

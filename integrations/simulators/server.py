@@ -27,6 +27,7 @@ from integrations.simulators.faults import ControlPatch, FaultInjector, Upstream
 from integrations.simulators.medical import health_router, medical_insurance_router
 from integrations.simulators.registries import enterprise_router, population_router
 from integrations.simulators.social_security import social_security_router
+from payments.channels.simulators import CHANNEL_SIMULATORS
 
 __all__ = ["SIMULATED", "build_app", "serve"]
 
@@ -40,6 +41,7 @@ _ROUTERS: dict[str, Callable[[UpstreamState, str], Router]] = {
     "bus": bus_router,
     "gov_services": gov_services_router,
     "utilities": utilities_router,
+    **CHANNEL_SIMULATORS,  # the payment channels (payments.channels.simulators)
 }
 SIMULATED: tuple[str, ...] = tuple(_ROUTERS)
 
