@@ -18,6 +18,7 @@ import msgspec
 
 from card.settings import CardSettings
 from card.terminal.settings import TerminalSettings
+from identity.oidc.settings import OidcSettings
 from identity.settings import IdentitySettings
 from integrations.settings import IntegrationsSettings, integration_variables
 
@@ -99,6 +100,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
     identity: IdentitySettings = msgspec.field(default_factory=IdentitySettings)
+    oidc: OidcSettings = msgspec.field(default_factory=OidcSettings)
     card: CardSettings = msgspec.field(default_factory=CardSettings)
     integrations: IntegrationsSettings = msgspec.field(default_factory=IntegrationsSettings)
     terminal: TerminalSettings = msgspec.field(default_factory=TerminalSettings)
@@ -135,11 +137,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 redis=RedisSettings(**sections.get("redis", {})),
                 http=HttpSettings(**sections.get("http", {})),
                 identity=IdentitySettings(**sections.get("identity", {})),
+                oidc=OidcSettings(**sections.get("oidc", {})),
                 card=CardSettings(**sections.get("card", {})),
                 integrations=IntegrationsSettings.from_flat(sections.get("integrations", {})),
                 terminal=TerminalSettings(**sections.get("terminal", {})),
                 **top,
             )
+        except ValueError as exc:  # a section's own checks (e.g. oidc.code_ttl at most 60 s)
+            raise SettingsError(str(exc)) from None
         except TypeError as exc:  # pragma: no cover - the table and the Structs disagree
             raise SettingsError(str(exc)) from None
 
@@ -238,6 +243,16 @@ _VARIABLES: tuple[_Variable, ...] = (
     _Variable("CITIZEN_IDENTITY_ARGON2_MEMORY_KIB", "identity", "argon2_memory_kib", _int(1024, 4 << 20)),
     _Variable("CITIZEN_IDENTITY_ARGON2_PARALLELISM", "identity", "argon2_parallelism", _int(1, 16)),
     _Variable("CITIZEN_IDENTITY_SMS_GATEWAY", "identity", "sms_gateway", str),
+    _Variable("CITIZEN_OIDC_ISSUER", "oidc", "issuer", str),
+    _Variable("CITIZEN_OIDC_API_AUDIENCE", "oidc", "api_audience", str),
+    _Variable("CITIZEN_OIDC_ACCESS_TOKEN_TTL", "oidc", "access_token_ttl", _int(60, 86400)),
+    _Variable("CITIZEN_OIDC_ID_TOKEN_TTL", "oidc", "id_token_ttl", _int(60, 86400)),
+    _Variable("CITIZEN_OIDC_REFRESH_TOKEN_TTL", "oidc", "refresh_token_ttl", _int(300, 365 * 86400)),
+    _Variable("CITIZEN_OIDC_CODE_TTL", "oidc", "code_ttl", _int(1, 60)),
+    _Variable("CITIZEN_OIDC_PAR_TTL", "oidc", "par_ttl", _int(1, 600)),
+    _Variable("CITIZEN_OIDC_SSO_SESSION_TTL", "oidc", "sso_session_ttl", _int(300, 30 * 86400)),
+    _Variable("CITIZEN_OIDC_SIGNING_ALG", "oidc", "signing_alg", str),
+    _Variable("CITIZEN_OIDC_KEY_PUBLISH_DELAY", "oidc", "key_publish_delay", _int(0, 7 * 86400)),
     _Variable("CITIZEN_CARD_ISSUER_PREFIX", "card", "issuer_prefix", str),
     _Variable("CITIZEN_CARD_NUMBER_LENGTH", "card", "number_length", _int(12, 19)),
     _Variable("CITIZEN_CARD_ISSUER_CODE", "card", "issuer_code", _int(1, 0xFFFF_FFFF)),

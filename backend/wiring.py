@@ -51,6 +51,15 @@ def domain_parts(resources: Resources) -> DomainParts:
     parts.dependencies.update(identity.dependencies())
     parts.route_handlers.extend(identity.route_handlers())
 
+    # identity.oidc: the OpenID provider and SSO (after identity: it uses identity's services and
+    # adds its access-token resolver to identity's authenticator).
+    from identity.oidc.wiring import OidcRuntime
+
+    oidc = OidcRuntime(resources, identity=lambda: identity.services)
+    parts.lifespans.append(oidc.lifespan)
+    parts.dependencies.update(oidc.dependencies())
+    parts.route_handlers.extend(oidc.route_handlers())
+
     # card: the citizen card, its key store, devices and blacklist (after identity: it audits there).
     from backend.observability import current_request_id as card_request_id
     from card.wiring import CardRuntime

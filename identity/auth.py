@@ -69,6 +69,8 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     operator_roles: frozenset[str] = frozenset()
     amr: tuple[str, ...] = ()  # RFC 8176 methods: "sms", "pwd", "otp"
     client_id: str | None = None
+    # OAuth scopes of a provider access token (identity.oidc); None for identity's own sessions.
+    scopes: frozenset[str] | None = None
 
     @property
     def is_person(self) -> bool:
@@ -99,7 +101,7 @@ def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     header = connection.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token or len(token) > 512:
+    if scheme.lower() != "bearer" or not token or len(token) > 4096:  # JWT access tokens (oidc)
         raise Unauthenticated()
     return token
 

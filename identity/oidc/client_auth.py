@@ -1,0 +1,152 @@
+"""Client authentication at the token, PAR, introspection and revocation endpoints.
+
+``client_secret_basic`` and ``client_secret_post`` compare SHA-256 digests in constant time;
+``private_key_jwt`` (RFC 7523) checks the assertion's signature against the client's registered
+keys, ``iss`` = ``sub`` = client id, ``aud`` (this issuer or the endpoint), ``exp`` (required, at
+most ``assertion_max_age`` ahead), ``iat`` and refuses a replayed ``jti`` (``SET NX`` until the
+assertion expires, GHSA-3p3g-vpw6-4w66); ``none`` identifies a public client by ``client_id``.
+A confidential client must use exactly its registered method.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import secrets
+from collections.abc import Mapping
+from urllib.parse import unquote
+
+import jwt
+import redis.asyncio as aioredis
+
+from identity.crypto import token_hash
+from identity.oidc.clients import Client, ClientStore
+from identity.oidc.errors import OAuthError
+
+__all__ = ["ASSERTION_TYPE", "ClientAuthenticator"]
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+_ASSERTION_ALGS = ["ES256", "PS256", "EdDSA", "RS256"]
+
+
+def _invalid(description: str) -> OAuthError:
+    return OAuthError("invalid_client", description, 401)
+
+
+class ClientAuthenticator:
+    def __init__(
+        self, clients: ClientStore, redis: aioredis.Redis, *, issuer: str, audiences: list[str], max_age: int
+    ) -> None:
+        self.clients = clients
+        self.redis = redis
+        self.issuer = issuer
+        self.audiences = audiences  # the issuer and the endpoints' URLs
+        self.max_age = max_age
+
+    async def authenticate(self, headers: Mapping[str, str], form: Mapping[str, str]) -> Client:
+        authorization = headers.get("authorization", "")
+        if "client_assertion" in form or "client_assertion_type" in form:
+            return await self._assertion(form)
+        if authorization.lower().startswith("basic "):
+            client_id, secret = self._basic(authorization[6:].strip())
+            return await self._secret(client_id, secret, "client_secret_basic", form)
+        if "client_secret" in form:
+            return await self._secret(
+                form.get("client_id", ""), form["client_secret"], "client_secret_post", form
+            )
+        client_id = form.get("client_id", "")
+        client = await self.clients.get(client_id) if client_id else None
+        if client is None:
+            raise _invalid("unknown client or no client authentication")
+        if client.auth_method != "none":
+            raise _invalid(f"this client authenticates with {client.auth_method}")
+        return client
+
+    @staticmethod
+    def _basic(encoded: str) -> tuple[str, str]:
+        try:
+            decoded = base64.b64decode(encoded, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise _invalid("malformed Basic credentials") from None
+        client_id, sep, secret = decoded.partition(":")
+        if not sep:
+            raise _invalid("malformed Basic credentials")
+        # RFC 6749 §2.3.1: both parts are form-urlencoded before base64.
+        return unquote(client_id.replace("+", " ")), unquote(secret.replace("+", " "))
+
+    async def _secret(self, client_id: str, secret: str, method: str, form: Mapping[str, str]) -> Client:
+        if form.get("client_id") not in (None, client_id):
+            raise _invalid("client_id does not match the credentials")
+        client = await self.clients.get(client_id) if client_id else None
+        expected = client.secret_hash if client is not None else None
+        presented = token_hash(secret[:256])
+        if client is None or expected is None or not secrets.compare_digest(expected, presented):
+            raise _invalid("client authentication failed")
+        if client.auth_method != method:
+            raise _invalid(f"this client authenticates with {client.auth_method}")
+        return client
+
+    async def _assertion(self, form: Mapping[str, str]) -> Client:
+        if form.get("client_assertion_type") != ASSERTION_TYPE:
+            raise _invalid("client_assertion_type must be " + ASSERTION_TYPE)
+        assertion = form.get("client_assertion", "")
+        try:
+            unverified = jwt.decode(assertion, options={"verify_signature": False})
+            header = jwt.get_unverified_header(assertion)
+        except jwt.PyJWTError:
+            raise _invalid("the client assertion is not a valid JWT") from None
+        client_id = unverified.get("sub")
+        if not isinstance(client_id, str) or unverified.get("iss") != client_id:
+            raise _invalid("the assertion's iss and sub must both be the client id")
+        if form.get("client_id") not in (None, client_id):
+            raise _invalid("client_id does not match the assertion")
+        client = await self.clients.get(client_id)
+        if client is None or client.auth_method != "private_key_jwt" or client.jwks is None:
+            raise _invalid("unknown client, or it does not use private_key_jwt")
+        if header.get("alg") not in _ASSERTION_ALGS:
+            raise _invalid("assertion algorithm not allowed")
+        key = self._client_key(client, header.get("kid"), header["alg"])
+        try:
+            claims = jwt.decode(
+                assertion,
+                key,
+                algorithms=[header["alg"]],
+                audience=self.audiences,
+                issuer=client_id,
+                leeway=dt.timedelta(seconds=10),
+                options={"require": ["iss", "sub", "aud", "exp", "jti"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise _invalid("the client assertion has expired") from None
+        except jwt.InvalidAudienceError:
+            raise _invalid("the client assertion's aud is not this server") from None
+        except jwt.PyJWTError as exc:
+            raise _invalid(f"the client assertion is not valid ({type(exc).__name__})") from None
+        now = dt.datetime.now(dt.UTC).timestamp()
+        exp = float(claims["exp"])
+        if exp - now > self.max_age:
+            raise _invalid(f"the client assertion may live at most {self.max_age} s")
+        if "iat" in claims and float(claims["iat"]) > now + 60:
+            raise _invalid("the client assertion is issued in the future")
+        jti = str(claims["jti"])
+        key_name = f"oidc:jti:{client_id}:{hashlib.sha256(jti.encode()).hexdigest()}"
+        fresh = await self.redis.set(key_name, b"1", nx=True, ex=max(int(exp - now) + 11, 1))
+        if not fresh:
+            raise _invalid("the client assertion's jti was already used")
+        return client
+
+    @staticmethod
+    def _client_key(client: Client, kid: object, alg: str) -> jwt.PyJWK:
+        assert client.jwks is not None
+        candidates = [k for k in client.jwks.get("keys", []) if isinstance(k, dict)]
+        if kid is not None:
+            candidates = [k for k in candidates if k.get("kid") == kid]
+        candidates = [k for k in candidates if k.get("alg") in (None, alg) and k.get("use") in (None, "sig")]
+        if len(candidates) != 1:
+            raise _invalid("no single registered key matches the assertion's kid")
+        try:
+            return jwt.PyJWK(candidates[0], algorithm=alg)
+        except jwt.PyJWTError:
+            raise _invalid("the registered key does not fit the assertion's algorithm") from None

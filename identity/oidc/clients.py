@@ -1,0 +1,341 @@
+"""Registered clients: the registry (PostgreSQL, cached per worker) and its rules.
+
+Redirect URIs are compared as exact strings (RFC 9700 §4.1): no wildcards, no prefix match, no
+normalisation; registration refuses fragments, userinfo, dot-segments and plain http except for
+loopback addresses of public (native) clients.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+import time
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import msgspec
+
+from identity._db import Pool
+from identity.crypto import token_hash
+from identity.errors import Conflict, InvalidField, NotFound
+
+__all__ = [
+    "GRANT_TYPES",
+    "SCOPES",
+    "Client",
+    "ClientRegistration",
+    "ClientStore",
+    "ClientView",
+]
+
+AuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
+GRANT_TYPES: tuple[str, ...] = (
+    "authorization_code",
+    "refresh_token",
+    "client_credentials",
+    "urn:ietf:params:oauth:grant-type:token-exchange",
+)
+# openid profile phone: OpenID Connect Core; real_name: verified name, birth date and level of
+# assurance; organisations: the organisations the person acts for; offline_access: refresh tokens.
+SCOPES: tuple[str, ...] = (
+    "openid",
+    "profile",
+    "phone",
+    "real_name",
+    "organisations",
+    "offline_access",
+    "api",
+)
+
+
+class Client(msgspec.Struct, frozen=True, kw_only=True):
+    client_id: str
+    name: str
+    client_type: Literal["public", "confidential"]
+    auth_method: AuthMethod
+    secret_hash: bytes | None = None
+    jwks: dict[str, Any] | None = None
+    redirect_uris: tuple[str, ...] = ()
+    post_logout_redirect_uris: tuple[str, ...] = ()
+    grant_types: tuple[str, ...] = ()
+    scopes: tuple[str, ...] = ()
+    subject_type: Literal["public", "pairwise"] = "public"
+    sector_identifier: str | None = None
+    id_token_alg: str = "ES256"  # noqa: S105 - an algorithm name
+    require_par: bool = False
+    first_party: bool = False
+    audiences: tuple[str, ...] = ()
+    backchannel_logout_uri: str | None = None
+    logo_uri: str | None = None
+    contacts: tuple[str, ...] = ()
+    disabled: bool = False
+
+
+class ClientRegistration(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    client_id: str | None = None
+    name: str
+    client_type: Literal["public", "confidential"] = "confidential"
+    auth_method: AuthMethod = "client_secret_basic"
+    jwks: dict[str, Any] | None = None
+    redirect_uris: list[str] = msgspec.field(default_factory=list)
+    post_logout_redirect_uris: list[str] = msgspec.field(default_factory=list)
+    grant_types: list[str] = msgspec.field(default_factory=lambda: ["authorization_code", "refresh_token"])
+    scopes: list[str] = msgspec.field(default_factory=lambda: ["openid", "profile"])
+    subject_type: Literal["public", "pairwise"] = "public"
+    sector_identifier: str | None = None
+    id_token_alg: Literal["ES256", "RS256", "EdDSA"] = "ES256"  # noqa: S105
+    require_par: bool = False
+    first_party: bool = False
+    audiences: list[str] = msgspec.field(default_factory=list)
+    backchannel_logout_uri: str | None = None
+    logo_uri: str | None = None
+    contacts: list[str] = msgspec.field(default_factory=list)
+
+
+class ClientView(msgspec.Struct, frozen=True, kw_only=True):
+    client_id: str
+    name: str
+    client_type: str
+    auth_method: str
+    redirect_uris: list[str]
+    post_logout_redirect_uris: list[str]
+    grant_types: list[str]
+    scopes: list[str]
+    subject_type: str
+    sector_identifier: str | None
+    id_token_alg: str
+    require_par: bool
+    first_party: bool
+    audiences: list[str]
+    backchannel_logout_uri: str | None
+    logo_uri: str | None
+    contacts: list[str]
+    created_at: dt.datetime
+    disabled_at: dt.datetime | None
+    # Only in the answer to a creation or a secret rotation: shown once, stored hashed.
+    client_secret: str | None = None
+
+
+_COLUMNS = (
+    "client_id, name, client_type, auth_method, secret_hash, jwks, redirect_uris, post_logout_redirect_uris,"
+    " grant_types, scopes, subject_type, sector_identifier, id_token_alg, require_par, first_party,"
+    " audiences, backchannel_logout_uri, logo_uri, contacts, created_at, disabled_at"
+)
+
+
+_BY_ID = f"SELECT {_COLUMNS} FROM identity.oidc_clients WHERE client_id = $1"  # noqa: S608 - constant
+
+
+def _client(row: Any) -> Client:
+    return Client(
+        client_id=row["client_id"],
+        name=row["name"],
+        client_type=row["client_type"],
+        auth_method=row["auth_method"],
+        secret_hash=bytes(row["secret_hash"]) if row["secret_hash"] is not None else None,
+        jwks=json.loads(row["jwks"]) if row["jwks"] is not None else None,
+        redirect_uris=tuple(row["redirect_uris"]),
+        post_logout_redirect_uris=tuple(row["post_logout_redirect_uris"]),
+        grant_types=tuple(row["grant_types"]),
+        scopes=tuple(row["scopes"]),
+        subject_type=row["subject_type"],
+        sector_identifier=row["sector_identifier"],
+        id_token_alg=row["id_token_alg"],
+        require_par=row["require_par"],
+        first_party=row["first_party"],
+        audiences=tuple(row["audiences"]),
+        backchannel_logout_uri=row["backchannel_logout_uri"],
+        logo_uri=row["logo_uri"],
+        contacts=tuple(row["contacts"]),
+        disabled=row["disabled_at"] is not None,
+    )
+
+
+def view(row: Any, secret: str | None = None) -> ClientView:
+    return ClientView(
+        client_id=row["client_id"],
+        name=row["name"],
+        client_type=row["client_type"],
+        auth_method=row["auth_method"],
+        redirect_uris=list(row["redirect_uris"]),
+        post_logout_redirect_uris=list(row["post_logout_redirect_uris"]),
+        grant_types=list(row["grant_types"]),
+        scopes=list(row["scopes"]),
+        subject_type=row["subject_type"],
+        sector_identifier=row["sector_identifier"],
+        id_token_alg=row["id_token_alg"],
+        require_par=row["require_par"],
+        first_party=row["first_party"],
+        audiences=list(row["audiences"]),
+        backchannel_logout_uri=row["backchannel_logout_uri"],
+        logo_uri=row["logo_uri"],
+        contacts=list(row["contacts"]),
+        created_at=row["created_at"],
+        disabled_at=row["disabled_at"],
+        client_secret=secret,
+    )
+
+
+def _check_uri(field: str, uri: str, *, allow_loopback_http: bool, https_only: bool = False) -> None:
+    parts = urlsplit(uri)
+    loopback = parts.hostname in {"127.0.0.1", "::1", "localhost"}
+    if parts.scheme not in {"https", "http"} and (https_only or "." not in parts.scheme):
+        raise InvalidField(field, "scheme", f"{uri!r}: https (or a private-use scheme for native apps)")
+    if parts.scheme == "http" and not (loopback and allow_loopback_http):
+        raise InvalidField(field, "https", f"{uri!r}: plain http only for loopback redirects of native apps")
+    if parts.fragment or "#" in uri:
+        raise InvalidField(field, "fragment", f"{uri!r}: no fragment")
+    if "@" in parts.netloc or "*" in uri:
+        raise InvalidField(field, "exact", f"{uri!r}: no userinfo and no wildcard")
+    if any(seg in {".", ".."} or seg.startswith("..;") for seg in parts.path.split("/")):
+        raise InvalidField(field, "dot_segment", f"{uri!r}: no dot-segments")
+    if len(uri) > 2000:
+        raise InvalidField(field, "length", "at most 2000 characters")
+
+
+def validate_registration(data: ClientRegistration, *, development: bool) -> None:
+    public = data.client_type == "public"
+    if public != (data.auth_method == "none"):
+        raise InvalidField(
+            "auth_method", "client_type", "public clients use none; confidential ones never do"
+        )
+    if data.auth_method == "private_key_jwt" and not (data.jwks and isinstance(data.jwks.get("keys"), list)):
+        raise InvalidField("jwks", "required", "private_key_jwt needs the client's public keys as a JWKS")
+    for grant in data.grant_types:
+        if grant not in GRANT_TYPES:
+            raise InvalidField(
+                "grant_types", "unknown", f"{grant!r} is not supported (no implicit, no password)"
+            )
+    if not data.grant_types:
+        raise InvalidField("grant_types", "required", "at least one grant type")
+    if public and set(data.grant_types) - {"authorization_code", "refresh_token"}:
+        raise InvalidField("grant_types", "public_client", "public clients use the code flow only")
+    for scope in data.scopes:
+        if scope not in SCOPES:
+            raise InvalidField("scopes", "unknown", f"{scope!r}; scopes are {', '.join(SCOPES)}")
+    if "authorization_code" in data.grant_types and not data.redirect_uris:
+        raise InvalidField("redirect_uris", "required", "the code flow needs at least one redirect URI")
+    for uri in data.redirect_uris:
+        _check_uri("redirect_uris", uri, allow_loopback_http=public or development)
+    for uri in data.post_logout_redirect_uris:
+        _check_uri("post_logout_redirect_uris", uri, allow_loopback_http=public or development)
+    if data.backchannel_logout_uri:
+        _check_uri(
+            "backchannel_logout_uri",
+            data.backchannel_logout_uri,
+            allow_loopback_http=development,
+            https_only=True,
+        )
+    if data.subject_type == "pairwise" and not data.sector_identifier:
+        raise InvalidField("sector_identifier", "required", "pairwise subjects need a sector identifier")
+    if data.client_id is not None and not (3 <= len(data.client_id) <= 64):
+        raise InvalidField("client_id", "format", "3-64 of A-Z a-z 0-9 . _ : -")
+
+
+class ClientStore:
+    def __init__(self, pool: Pool, *, cache_ttl: float, development: bool) -> None:
+        self._pool = pool
+        self._ttl = cache_ttl
+        self._development = development
+        self._cache: dict[str, tuple[float, Client]] = {}
+
+    async def get(self, client_id: str) -> Client | None:
+        """The client, or None if unknown or disabled."""
+        hit = self._cache.get(client_id)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < self._ttl:
+            return hit[1]
+        if not 1 <= len(client_id) <= 64:
+            return None
+        row = await self._pool.fetchrow(_BY_ID, client_id)
+        if row is None or row["disabled_at"] is not None:
+            self._cache.pop(client_id, None)
+            return None
+        client = _client(row)
+        self._cache[client_id] = (now, client)
+        return client
+
+    def forget(self, client_id: str) -> None:
+        self._cache.pop(client_id, None)
+
+    async def create(self, data: ClientRegistration) -> ClientView:
+        validate_registration(data, development=self._development)
+        client_id = data.client_id or "c-" + secrets.token_urlsafe(12)
+        secret = None
+        if data.auth_method in {"client_secret_basic", "client_secret_post"}:
+            secret = secrets.token_urlsafe(32)
+        row = await self._pool.fetchrow(
+            f"""
+            INSERT INTO identity.oidc_clients
+                (client_id, name, client_type, auth_method, secret_hash, jwks, redirect_uris,
+                 post_logout_redirect_uris, grant_types, scopes, subject_type, sector_identifier,
+                 id_token_alg, require_par, first_party, audiences, backchannel_logout_uri, logo_uri,
+                 contacts)
+            VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                    $18, $19)
+            ON CONFLICT (client_id) DO NOTHING
+            RETURNING {_COLUMNS}
+            """,  # noqa: S608 - the column list is a constant
+            client_id,
+            data.name,
+            data.client_type,
+            data.auth_method,
+            token_hash(secret) if secret else None,
+            json.dumps(data.jwks) if data.jwks is not None else None,
+            data.redirect_uris,
+            data.post_logout_redirect_uris,
+            sorted(set(data.grant_types)),
+            sorted(set(data.scopes)),
+            data.subject_type,
+            data.sector_identifier,
+            data.id_token_alg,
+            data.require_par,
+            data.first_party,
+            data.audiences,
+            data.backchannel_logout_uri,
+            data.logo_uri,
+            data.contacts,
+        )
+        if row is None:
+            raise Conflict(f"a client named {client_id} exists")
+        return view(row, secret)
+
+    async def list(self) -> list[ClientView]:
+        query = f"SELECT {_COLUMNS} FROM identity.oidc_clients ORDER BY created_at"  # noqa: S608
+        rows = await self._pool.fetch(query)
+        return [view(r) for r in rows]
+
+    async def view(self, client_id: str) -> ClientView:
+        row = await self._pool.fetchrow(_BY_ID, client_id)
+        if row is None:
+            raise NotFound("no such client")
+        return view(row)
+
+    async def rotate_secret(self, client_id: str) -> ClientView:
+        secret = secrets.token_urlsafe(32)
+        row = await self._pool.fetchrow(
+            f"""
+            UPDATE identity.oidc_clients SET secret_hash = $2, updated_at = now()
+            WHERE client_id = $1 AND secret_hash IS NOT NULL RETURNING {_COLUMNS}
+            """,  # noqa: S608 - the column list is a constant
+            client_id,
+            token_hash(secret),
+        )
+        if row is None:
+            raise NotFound("no client with a secret by this id")
+        self.forget(client_id)
+        return view(row, secret)
+
+    async def disable(self, client_id: str) -> ClientView:
+        row = await self._pool.fetchrow(
+            f"""
+            UPDATE identity.oidc_clients SET disabled_at = coalesce(disabled_at, now()), updated_at = now()
+            WHERE client_id = $1 RETURNING {_COLUMNS}
+            """,  # noqa: S608 - the column list is a constant
+            client_id,
+        )
+        if row is None:
+            raise NotFound("no such client")
+        self.forget(client_id)
+        return view(row)

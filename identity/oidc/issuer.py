@@ -1,0 +1,140 @@
+"""Minting the provider's tokens: access tokens (RFC 9068 JWTs), ID tokens and logout tokens.
+
+Access tokens are always signed with the configured algorithm (the API guard pins it); ID tokens
+with the client's registered one. Subjects are public (the account id) or pairwise per sector:
+``base64url(HMAC-SHA256(pairwise key, sector || 0x00 || account id))``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+import uuid
+from typing import Any
+
+from identity.oidc.clients import Client
+from identity.oidc.grants import AuthContext
+from identity.oidc.jose import half_hash, sign
+from identity.oidc.keys import KeyStore
+from identity.oidc.settings import OidcSettings
+
+__all__ = ["BACKCHANNEL_EVENT", "TokenIssuer"]
+
+BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+
+
+class TokenIssuer:
+    def __init__(
+        self, keys: KeyStore, settings: OidcSettings, *, issuer: str, api_audience: str, pairwise_key: bytes
+    ) -> None:
+        self.keys = keys
+        self.settings = settings
+        self.issuer = issuer
+        self.api_audience = api_audience
+        self._pairwise_key = pairwise_key
+
+    def subject(self, client: Client, account_id: uuid.UUID) -> str:
+        if client.subject_type != "pairwise":
+            return str(account_id)
+        sector = (client.sector_identifier or client.client_id).encode()
+        mac = hmac.new(self._pairwise_key, sector + b"\x00" + account_id.bytes, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+    def audiences(self, client: Client, scope: tuple[str, ...]) -> list[str]:
+        audiences = [client.client_id, *client.audiences]
+        if "api" in scope and client.first_party:
+            audiences.append(self.api_audience)
+        return audiences
+
+    async def access_token(
+        self,
+        client: Client,
+        ctx: AuthContext,
+        *,
+        gid: uuid.UUID | None,
+        scope: tuple[str, ...],
+        act: dict[str, Any] | None = None,
+        subject: str | None = None,
+    ) -> tuple[str, dict[str, Any]]:
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": subject or (self.subject(client, ctx.account_id) if ctx.account_id else client.client_id),
+            "aud": self.audiences(client, scope),
+            "exp": now + self.settings.access_token_ttl,
+            "iat": now,
+            "jti": secrets.token_urlsafe(16),
+            "client_id": client.client_id,
+            "scope": " ".join(scope),
+        }
+        if gid is not None:
+            claims["gid"] = str(gid)
+        if ctx.acr:
+            claims["acr"] = ctx.acr
+        if ctx.auth_time:
+            claims["auth_time"] = ctx.auth_time
+        if ctx.amr:
+            claims["amr"] = list(ctx.amr)
+        if ctx.org is not None:
+            claims["org"] = str(ctx.org)
+            claims["roles"] = list(ctx.roles)
+        if act is not None:
+            claims["act"] = act
+        token = await sign(self.keys, claims, alg=self.settings.signing_alg, typ="at+jwt")
+        return token, claims
+
+    async def id_token(
+        self,
+        client: Client,
+        ctx: AuthContext,
+        *,
+        nonce: str | None,
+        access_token: str | None,
+        code: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> str:
+        assert ctx.account_id is not None
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": self.subject(client, ctx.account_id),
+            "aud": client.client_id,
+            "azp": client.client_id,
+            "exp": now + self.settings.id_token_ttl,
+            "iat": now,
+        }
+        if ctx.auth_time is not None:
+            claims["auth_time"] = ctx.auth_time
+        if nonce is not None:
+            claims["nonce"] = nonce
+        if ctx.acr:
+            claims["acr"] = ctx.acr
+        if ctx.amr:
+            claims["amr"] = list(ctx.amr)
+        if ctx.sid is not None:
+            claims["sid"] = str(ctx.sid)
+        if access_token is not None:
+            claims["at_hash"] = half_hash(access_token, client.id_token_alg)
+        if code is not None:
+            claims["c_hash"] = half_hash(code, client.id_token_alg)
+        if extra:
+            claims.update({k: v for k, v in extra.items() if k not in claims})
+        return await sign(self.keys, claims, alg=client.id_token_alg, typ="JWT")
+
+    async def logout_token(self, client: Client, *, account_id: uuid.UUID, sid: uuid.UUID) -> str:
+        """OpenID Connect Back-Channel Logout §2.4: typ logout+jwt, events, sid, no nonce."""
+        now = int(time.time())
+        claims = {
+            "iss": self.issuer,
+            "sub": self.subject(client, account_id),
+            "aud": client.client_id,
+            "iat": now,
+            "exp": now + 120,
+            "jti": secrets.token_urlsafe(16),
+            "sid": str(sid),
+            "events": {BACKCHANNEL_EVENT: {}},
+        }
+        return await sign(self.keys, claims, alg=client.id_token_alg, typ="logout+jwt")

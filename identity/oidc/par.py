@@ -1,0 +1,56 @@
+"""Pushed authorization requests (RFC 9126).
+
+Only authenticated (confidential) clients push. The request is validated exactly as at the
+authorization endpoint, but every error is RFC 6749 JSON. It is kept in Redis for ``par_ttl``
+seconds (≤ 60 by default) under a key that includes the client id, so a ``request_uri`` only
+works for the client that pushed it; it can be opened again until the authorization completes,
+and then never (the completion deletes it, once).
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, post
+from litestar.di import NamedDependency
+
+from identity.oidc.errors import ErrorPage, OAuthError
+from identity.oidc.provider import Provider
+from identity.oidc.request import PAR_PREFIX, RedirectError, parse_authorization
+from identity.oidc.token import parse_form
+
+__all__ = ["pushed_authorization_request"]
+
+Req = Request[Any, Any, Any]
+_AUTH_FIELDS = {"client_secret", "client_assertion", "client_assertion_type"}
+
+
+@post("/oidc/par", operation_id="OidcPushedAuthorizationRequest", tags=["oidc"], status_code=201)
+async def pushed_authorization_request(
+    request: Req, oidc: NamedDependency[Provider]
+) -> Response[dict[str, Any]]:
+    form = await parse_form(request)
+    client = await oidc.client_auth.authenticate(request.headers, form)
+    if client.auth_method == "none":
+        raise OAuthError("invalid_client", "only authenticated clients may push authorization requests", 401)
+    if "request_uri" in form:
+        raise OAuthError("invalid_request", "request_uri is not allowed in a pushed request")
+    params = {k: v for k, v in form.items() if k not in _AUTH_FIELDS}
+    params["client_id"] = client.client_id
+    try:
+        await parse_authorization(params, oidc.clients, pushed=True, client=client)
+    except ErrorPage as exc:
+        raise OAuthError("invalid_request", exc.description) from None
+    except RedirectError as exc:
+        raise exc.error from None
+    reference = secrets.token_urlsafe(32)
+    await oidc.redis.set(
+        f"oidc:par:{client.client_id}:{reference}", msgspec.json.encode(params), ex=oidc.settings.par_ttl
+    )
+    return Response(
+        {"request_uri": PAR_PREFIX + reference, "expires_in": oidc.settings.par_ttl},
+        status_code=201,
+        headers={"Cache-Control": "no-store"},
+    )

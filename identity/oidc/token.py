@@ -1,0 +1,173 @@
+"""The token endpoint (RFC 6749 §3.2): authorization_code, refresh_token, client_credentials and
+token exchange (``exchange.py``). Every error is RFC 6749 JSON with ``no-store``; never a 500.
+
+* A code is taken from Redis exactly once (GETDEL); it is bound to the client, the redirect URI and
+  the PKCE challenge (S256; a verifier is always required). A second use answers ``invalid_grant``
+  and revokes the grant, so every token issued from the code stops working.
+* A refresh token rotates on every use (one Lua script); presenting a rotated one revokes the
+  whole family. The grant's absolute lifetime bounds every refresh token of the family.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import secrets
+from typing import Any
+
+from litestar import Request, Response, post
+from litestar.di import NamedDependency
+
+from identity.oidc.clients import Client
+from identity.oidc.errors import OAuthError
+from identity.oidc.exchange import TOKEN_EXCHANGE, exchange
+from identity.oidc.grants import RefreshOutcome
+from identity.oidc.provider import Provider
+from identity.oidc.request import single_params
+
+__all__ = ["parse_form", "token_endpoint", "token_response"]
+
+Req = Request[Any, Any, Any]
+_VERIFIER = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+async def parse_form(request: Req) -> dict[str, str]:
+    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        raise OAuthError("invalid_request", "the body must be application/x-www-form-urlencoded")
+    form = await request.form()
+    return single_params([(k, str(v)) for k, v in form.multi_items()])
+
+
+def token_response(body: dict[str, Any]) -> Response[dict[str, Any]]:
+    return Response(body, status_code=200, headers=_NO_STORE, media_type="application/json")
+
+
+def _pkce_ok(verifier: str, challenge: str) -> bool:
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return secrets.compare_digest(base64.urlsafe_b64encode(digest).rstrip(b"=").decode(), challenge)
+
+
+async def _authorization_code(oidc: Provider, client: Client, form: dict[str, str]) -> dict[str, Any]:
+    code = form.get("code")
+    if not code:
+        raise OAuthError("invalid_request", "code is required")
+    redeemed = await oidc.grants.redeem_code(code)
+    record = redeemed.record
+    if record is None:
+        raise OAuthError("invalid_grant", "the code is invalid or expired")
+    if not redeemed.first_use:
+        await oidc.grants.revoke([record.gid], "authorization code reused")
+        raise OAuthError("invalid_grant", "the code was already used; tokens issued from it are revoked")
+    if record.client_id != client.client_id:
+        raise OAuthError("invalid_grant", "the code was issued to another client")
+    if form.get("redirect_uri") != record.redirect_uri:
+        raise OAuthError("invalid_grant", "redirect_uri differs from the authorization request")
+    verifier = form.get("code_verifier", "")
+    if not _VERIFIER.match(verifier):
+        raise OAuthError("invalid_grant", "code_verifier is required (43-128 unreserved characters)")
+    if not _pkce_ok(verifier, record.code_challenge):
+        raise OAuthError("invalid_grant", "code_verifier does not match the code_challenge")
+    ctx = record.ctx
+    refresh = None
+    if "refresh_token" in client.grant_types:
+        refresh = await oidc.grants.attach_refresh(record.gid)
+        if refresh is None:
+            raise OAuthError("invalid_grant", "the authorization was revoked")
+    elif not await oidc.grants.is_live(record.gid):
+        raise OAuthError("invalid_grant", "the authorization was revoked")
+    access, _ = await oidc.tokens.access_token(client, ctx, gid=record.gid, scope=ctx.scope)
+    body: dict[str, Any] = {
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_in": oidc.settings.access_token_ttl,
+        "scope": " ".join(ctx.scope),
+    }
+    if refresh is not None:
+        body["refresh_token"] = refresh
+    if "openid" in ctx.scope:
+        body["id_token"] = await oidc.tokens.id_token(client, ctx, nonce=record.nonce, access_token=access)
+    return body
+
+
+async def _refresh_token(oidc: Provider, client: Client, form: dict[str, str]) -> dict[str, Any]:
+    if "refresh_token" not in client.grant_types:
+        raise OAuthError("unauthorized_client", "this client may not use refresh tokens")
+    token = form.get("refresh_token")
+    if not token:
+        raise OAuthError("invalid_request", "refresh_token is required")
+    outcome, gid, ctx, new_token, _remaining = await oidc.grants.refresh(token, client.client_id)
+    if outcome is RefreshOutcome.REUSED:
+        assert gid is not None
+        await oidc.grants.revoke([gid], "refresh token reused")
+        raise OAuthError("invalid_grant", "the refresh token was already used; the whole grant is revoked")
+    if outcome is not RefreshOutcome.ROTATED or ctx is None or gid is None:
+        raise OAuthError("invalid_grant", "the refresh token is invalid, expired or revoked")
+    scope = ctx.scope
+    if "scope" in form:
+        narrowed = tuple(dict.fromkeys(form["scope"].split()))
+        if not set(narrowed) <= set(scope):
+            raise OAuthError("invalid_scope", "a refresh may only narrow the scope")
+        scope = narrowed
+    if ctx.account_id is not None:
+        status = await oidc.core.pool.fetchval(
+            "SELECT status FROM identity.accounts WHERE id = $1", ctx.account_id
+        )
+        if status != "active":
+            await oidc.grants.revoke([gid], f"account {status}")
+            raise OAuthError("invalid_grant", "the account is not active")
+    access, _ = await oidc.tokens.access_token(client, ctx, gid=gid, scope=scope)
+    body: dict[str, Any] = {
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_in": oidc.settings.access_token_ttl,
+        "scope": " ".join(scope),
+        "refresh_token": new_token,
+    }
+    if "openid" in scope and ctx.account_id is not None:
+        body["id_token"] = await oidc.tokens.id_token(client, ctx, nonce=None, access_token=access)
+    return body
+
+
+async def _client_credentials(oidc: Provider, client: Client, form: dict[str, str]) -> dict[str, Any]:
+    if client.client_type != "confidential" or "client_credentials" not in client.grant_types:
+        raise OAuthError("unauthorized_client", "this client may not use client_credentials")
+    requested = tuple(dict.fromkeys(form.get("scope", "").split()))
+    allowed = tuple(s for s in client.scopes if s not in {"openid", "offline_access"})
+    scope = requested or allowed
+    if not set(scope) <= set(allowed):
+        raise OAuthError("invalid_scope", "a requested scope is not allowed for this client")
+    from identity.oidc.grants import AuthContext
+
+    access, _ = await oidc.tokens.access_token(
+        client, AuthContext(client_id=client.client_id, scope=scope), gid=None, scope=scope
+    )
+    return {
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_in": oidc.settings.access_token_ttl,
+        "scope": " ".join(scope),
+    }
+
+
+_GRANTS = {
+    "authorization_code": _authorization_code,
+    "refresh_token": _refresh_token,
+    "client_credentials": _client_credentials,
+    TOKEN_EXCHANGE: exchange,
+}
+
+
+@post("/oidc/token", operation_id="OidcToken", tags=["oidc"], status_code=200)
+async def token_endpoint(request: Req, oidc: NamedDependency[Provider]) -> Response[dict[str, Any]]:
+    """The token endpoint."""
+    form = await parse_form(request)
+    client = await oidc.client_auth.authenticate(request.headers, form)
+    grant_type = form.get("grant_type", "")
+    handler = _GRANTS.get(grant_type)
+    if handler is None:
+        raise OAuthError("unsupported_grant_type", "grant_type is missing or not supported")
+    if grant_type not in client.grant_types:
+        raise OAuthError("unauthorized_client", f"this client may not use {grant_type}")
+    return token_response(await handler(oidc, client, form))
