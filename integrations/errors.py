@@ -16,8 +16,6 @@ from integrations.registries import (
 __all__ = [
     "BillAlreadyPaid",
     "BillAmountMismatch",
-    "CircuitOpen",
-    "NotConfigured",
     "ServiceRefusal",
     "SlotTaken",
     "UnknownAtUpstream",
@@ -26,14 +24,6 @@ __all__ = [
     "UpstreamRejected",
     "UpstreamUnavailable",
 ]
-
-
-class CircuitOpen(UpstreamUnavailable):
-    """The connector's circuit breaker is open: no call was made."""
-
-
-class NotConfigured(UpstreamUnavailable):
-    """No URL is configured for this upstream."""
 
 
 class ServiceRefusal(Exception):

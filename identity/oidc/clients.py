@@ -118,7 +118,7 @@ class ClientView(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _COLUMNS = (
-    "client_id, name, client_type, auth_method, secret_hash, jwks, redirect_uris, post_logout_redirect_uris,"
+    "client_id, name, client_type, auth_method, secret_hash, jwks::text AS jwks, redirect_uris, post_logout_redirect_uris,"
     " grant_types, scopes, subject_type, sector_identifier, id_token_alg, require_par, first_party,"
     " audiences, backchannel_logout_uri, logo_uri, contacts, created_at, disabled_at"
 )
@@ -272,7 +272,7 @@ class ClientStore:
                  post_logout_redirect_uris, grant_types, scopes, subject_type, sector_identifier,
                  id_token_alg, require_par, first_party, audiences, backchannel_logout_uri, logo_uri,
                  contacts)
-            VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+            VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
                     $18, $19)
             ON CONFLICT (client_id) DO NOTHING
             RETURNING {_COLUMNS}

@@ -31,7 +31,6 @@ __all__ = ["KeyStore", "SigningKey", "generate_key", "jwk_thumbprint"]
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
-_RELOAD_EVERY = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +86,11 @@ def generate_key(alg: str) -> PrivateKey:
 
 
 class KeyStore:
-    def __init__(self, pool: Pool, kek: bytes, *, publish_delay: int, token_lifetime: int) -> None:
+    def __init__(
+        self, pool: Pool, kek: bytes, *, publish_delay: int, token_lifetime: int, reload_every: float = 5.0
+    ) -> None:
         self._pool = pool
+        self._reload_every = reload_every
         self._aead = AESGCM(kek)
         self.publish_delay = publish_delay
         self.token_lifetime = token_lifetime  # the longest lifetime of anything a key signs
@@ -117,7 +119,7 @@ class KeyStore:
     async def load(self) -> None:
         rows = await self._pool.fetch(
             """
-            SELECT kid, alg, public_jwk, private_sealed, signs_from, retired_at, published_until
+            SELECT kid, alg, public_jwk::text AS public_jwk, private_sealed, signs_from, retired_at, published_until
             FROM identity.oidc_keys
             WHERE published_until IS NULL OR published_until > now()
             ORDER BY signs_from DESC
@@ -144,7 +146,7 @@ class KeyStore:
         self._loaded = time.monotonic()
 
     async def _fresh(self) -> None:
-        if time.monotonic() - self._loaded > _RELOAD_EVERY:
+        if time.monotonic() - self._loaded >= self._reload_every:
             await self.load()
 
     async def signing_key(self, alg: str, now: dt.datetime | None = None) -> SigningKey:
@@ -201,7 +203,7 @@ class KeyStore:
             await conn.execute(
                 """
                 UPDATE identity.oidc_keys
-                SET retired_at = $3, published_until = $3 + make_interval(secs => $4)
+                SET retired_at = $3::timestamptz, published_until = $3::timestamptz + make_interval(secs => $4)
                 WHERE alg = $1 AND kid <> $2 AND retired_at IS NULL
                 """,
                 alg,
@@ -219,7 +221,7 @@ class KeyStore:
         await conn.execute(
             """
             INSERT INTO identity.oidc_keys (kid, alg, public_jwk, private_sealed, created_at, signs_from)
-            VALUES ($1, $2, $3::jsonb, $4, now(), now() + make_interval(secs => $5))
+            VALUES ($1, $2, $3::text::jsonb, $4, now(), now() + make_interval(secs => $5))
             """,
             kid,
             alg,

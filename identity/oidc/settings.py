@@ -26,6 +26,8 @@ class OidcSettings(msgspec.Struct, frozen=True, kw_only=True):
     signing_alg: str = "ES256"
     # A new signing key is published this long before it signs (clients cache JWKS).
     key_publish_delay: int = 3600
+    # How often a worker re-reads the keys (a rotation made elsewhere shows up within this).
+    key_reload_interval: float = 5.0
     # Client registry cache per worker (seconds); the admin API clears the local copy at once.
     client_cache_ttl: float = 5.0
     # private_key_jwt: an assertion may live at most this long (exp - now).

@@ -51,7 +51,11 @@ def issuer_of(settings: Any) -> str:
 def key_store(pool: Any, keyring: Any, oidc: OidcSettings) -> KeyStore:
     lifetime = max(oidc.access_token_ttl, oidc.id_token_ttl, 120)
     return KeyStore(
-        pool, keyring.get("oidc-kek"), publish_delay=oidc.key_publish_delay, token_lifetime=lifetime
+        pool,
+        keyring.get("oidc-kek"),
+        publish_delay=oidc.key_publish_delay,
+        token_lifetime=lifetime,
+        reload_every=oidc.key_reload_interval,
     )
 
 
