@@ -118,7 +118,8 @@ class ClientView(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _COLUMNS = (
-    "client_id, name, client_type, auth_method, secret_hash, jwks::text AS jwks, redirect_uris, post_logout_redirect_uris,"
+    "client_id, name, client_type, auth_method, secret_hash, jwks::text AS jwks, redirect_uris,"
+    " post_logout_redirect_uris,"
     " grant_types, scopes, subject_type, sector_identifier, id_token_alg, require_par, first_party,"
     " audiences, backchannel_logout_uri, logo_uri, contacts, created_at, disabled_at"
 )

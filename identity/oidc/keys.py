@@ -119,7 +119,8 @@ class KeyStore:
     async def load(self) -> None:
         rows = await self._pool.fetch(
             """
-            SELECT kid, alg, public_jwk::text AS public_jwk, private_sealed, signs_from, retired_at, published_until
+            SELECT kid, alg, public_jwk::text AS public_jwk, private_sealed, signs_from, retired_at,
+                   published_until
             FROM identity.oidc_keys
             WHERE published_until IS NULL OR published_until > now()
             ORDER BY signs_from DESC
@@ -203,7 +204,8 @@ class KeyStore:
             await conn.execute(
                 """
                 UPDATE identity.oidc_keys
-                SET retired_at = $3::timestamptz, published_until = $3::timestamptz + make_interval(secs => $4)
+                SET retired_at = $3::timestamptz,
+                    published_until = $3::timestamptz + make_interval(secs => $4)
                 WHERE alg = $1 AND kid <> $2 AND retired_at IS NULL
                 """,
                 alg,

@@ -97,6 +97,10 @@ async def _refresh_token(oidc: Provider, client: Client, form: dict[str, str]) -
     token = form.get("refresh_token")
     if not token:
         raise OAuthError("invalid_request", "refresh_token is required")
+    if "scope" in form:  # check a narrowing before rotating, so a refused request consumes nothing
+        current = await oidc.grants.refresh_lookup(token)
+        if current is not None and not set(form["scope"].split()) <= set(current[1].scope):
+            raise OAuthError("invalid_scope", "a refresh may only narrow the scope")
     outcome, gid, ctx, new_token, _remaining = await oidc.grants.refresh(token, client.client_id)
     if outcome is RefreshOutcome.REUSED:
         assert gid is not None

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import logging
 import hmac
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
