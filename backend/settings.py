@@ -21,6 +21,7 @@ from card.terminal.settings import TerminalSettings
 from identity.oidc.settings import OidcSettings
 from identity.settings import IdentitySettings
 from integrations.settings import IntegrationsSettings, integration_variables
+from payments.settings import PaymentsSettings
 
 __all__ = [
     "DatabaseSettings",
@@ -104,6 +105,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     card: CardSettings = msgspec.field(default_factory=CardSettings)
     integrations: IntegrationsSettings = msgspec.field(default_factory=IntegrationsSettings)
     terminal: TerminalSettings = msgspec.field(default_factory=TerminalSettings)
+    payments: PaymentsSettings = msgspec.field(default_factory=PaymentsSettings)
 
     @property
     def is_development(self) -> bool:
@@ -141,6 +143,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 card=CardSettings(**sections.get("card", {})),
                 integrations=IntegrationsSettings.from_flat(sections.get("integrations", {})),
                 terminal=TerminalSettings(**sections.get("terminal", {})),
+                payments=PaymentsSettings(**sections.get("payments", {})),
                 **top,
             )
         except ValueError as exc:  # a section's own checks (e.g. oidc.code_ttl at most 60 s)
@@ -270,6 +273,12 @@ _VARIABLES: tuple[_Variable, ...] = (
     _Variable("CITIZEN_TERMINAL_MAX_BATCH", "terminal", "max_batch_records", _int(1, 500)),
     _Variable("CITIZEN_TERMINAL_MAX_CONNECTIONS", "terminal", "max_connections", _int(1, 100000)),
     _Variable("CITIZEN_TERMINAL_CLOCK_DRIFT", "terminal", "clock_drift_seconds", _int(1, 86400)),
+    _Variable("CITIZEN_PAYMENTS_TOPUP_MIN", "payments", "topup_min", _int(1, 1_000_000)),
+    _Variable("CITIZEN_PAYMENTS_TOPUP_MAX", "payments", "topup_max", _int(1, 10_000_000)),
+    _Variable("CITIZEN_PAYMENTS_ORDER_TTL", "payments", "order_ttl", _int(60, 86400)),
+    _Variable("CITIZEN_PAYMENTS_QUERY_AFTER", "payments", "query_after", _int(1, 86400)),
+    _Variable("CITIZEN_PAYMENTS_FEE_BPS", "payments", "fee_bps", _int(0, 10_000)),
+    _Variable("CITIZEN_PAYMENTS_NOTIFY_BASE_URL", "payments", "notify_base_url", str),
 )
 
 

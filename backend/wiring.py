@@ -77,4 +77,12 @@ def domain_parts(resources: Resources) -> DomainParts:
         lambda: TerminalRegistry(resources.pool, resources.keyring.get("card-kek")), sync_to_thread=False
     )
     parts.route_handlers.append(TerminalAdminController)
+
+    # payments: top-ups through the channels (integrations upstreams), notifications; audits via identity.
+    from payments.wiring import PaymentsRuntime
+
+    payments = PaymentsRuntime(resources)
+    parts.lifespans.append(payments.lifespan)
+    parts.dependencies.update(payments.dependencies())
+    parts.route_handlers.extend(payments.route_handlers())
     return parts

@@ -11,7 +11,7 @@ from typing import Any
 from payments._db import Pool
 from payments.ledger import Account, AccountCode, AccountResult, create_accounts
 
-__all__ = ["PLATFORM_ACCOUNTS", "load_payments_demo", "platform_account_id"]
+__all__ = ["PLATFORM_ACCOUNTS", "ensure_platform_accounts", "load_payments_demo", "platform_account_id"]
 
 _NAMESPACE = uuid.UUID("5b0c3f0e-6f1d-4c8e-9a57-2f1f6b8e1a01")
 
@@ -26,6 +26,7 @@ PLATFORM_ACCOUNTS: dict[str, AccountCode] = {
     "rebates": AccountCode.REBATES,
     "settlement": AccountCode.SETTLEMENT,
     "control": AccountCode.CONTROL,
+    "topups:awaiting-load": AccountCode.CHANNEL_CLEARING,  # physical cards' paid top-ups until loaded
 }
 
 
@@ -35,7 +36,8 @@ def platform_account_id(name: str) -> uuid.UUID:
     return uuid.uuid5(_NAMESPACE, f"account:platform:{name}")
 
 
-async def load_payments_demo(pool: Pool, _redis: Any, _settings: Any, _keyring: Any) -> list[str]:
+async def ensure_platform_accounts(pool: Pool) -> tuple[int, int]:
+    """Create the platform's accounts that are missing (idempotent); (how many, how many new)."""
     accounts = [
         Account(id=platform_account_id(name), code=code, reference=f"platform:{name}")
         for name, code in PLATFORM_ACCOUNTS.items()
@@ -45,4 +47,9 @@ async def load_payments_demo(pool: Pool, _redis: Any, _settings: Any, _keyring: 
     bad = [f"{a.reference}: {r}" for a, r in zip(accounts, results, strict=True) if not r.succeeded()]
     if bad:
         raise RuntimeError("platform accounts: " + "; ".join(bad))
-    return [f"{len(accounts)} platform ledger accounts ({made} new)"]
+    return len(accounts), made
+
+
+async def load_payments_demo(pool: Pool, _redis: Any, _settings: Any, _keyring: Any) -> list[str]:
+    total, made = await ensure_platform_accounts(pool)
+    return [f"{total} platform ledger accounts ({made} new)"]

@@ -395,7 +395,7 @@ def _row(t: Transfer, debit: uuid.UUID, credit: uuid.UUID, amount: int, now: dt.
         t.pending_id,
         t.ledger,
         t.code,
-        t.flags,
+        int(t.flags),
         t.timeout,
         t.user_data_128,
         t.user_data_64,

@@ -293,7 +293,7 @@ async def create_accounts_txn(connection: Connection, accounts: Sequence[Account
             a.id,
             a.ledger,
             a.code,
-            a.flags,
+            int(a.flags),
             a.overdraft_limit,
             a.user_data_128,
             a.user_data_64,

@@ -1,0 +1,167 @@
+"""Refunds of top-ups to the channel they were paid through, and a closed card's balance.
+
+A refund reserves the money first (a pending ledger transfer from the e-purse, or from the
+holding account for a physical card's unloaded top-up, to the channel's clearing account), then
+asks the channel, then posts the reservation (the channel refunded) or voids it (it refused).
+The e-purse can never go below zero for a refund: the reservation is refused first.
+
+For card (closing a card): ``refund_card_balance(service, card_id, actor)`` refunds the e-purse's
+available balance to the channels of the card's credited top-ups, newest first; what no top-up
+covers (kiosk cash loads, say) is returned as ``unrefunded`` for the card desk to pay out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import uuid
+
+import msgspec
+
+from payments.channels import ChannelError
+from payments.demo import platform_account_id
+from payments.ledger import Transfer, TransferFlags, create_transfers_txn, lookup_balances
+from payments.posting import TRANSFER_CODES
+from payments.topup import orders
+from payments.topup.models import AmountRefused, OrderStateConflict, RefundView
+from payments.topup.service import Actor, TopupService, audit_txn
+
+__all__ = ["CardRefund", "refund_card_balance", "refund_topup"]
+
+
+class CardRefund(msgspec.Struct, frozen=True, kw_only=True):
+    balance: int
+    refunds: list[RefundView]
+    unrefunded: int
+
+
+async def refund_topup(
+    service: TopupService,
+    order_id: uuid.UUID,
+    *,
+    person_id: uuid.UUID | None,
+    amount: int | None,
+    reason: str,
+    actor: Actor,
+) -> RefundView:
+    order = await service._own(person_id, order_id)
+    left = int(order["amount"]) - int(order["refunded_amount"])
+    amount = left if amount is None else amount
+    error: Exception | None = None
+    if order["state"] not in ("credited", "awaiting_load"):
+        error = OrderStateConflict(f"an order in state {order['state']} cannot be refunded")
+    elif not 0 < amount <= left:
+        error = AmountRefused(f"a refund is between 1 and {left} fen for this order, got {amount}")
+    if error is not None:
+        await service.refuse(actor, "topup.refund", str(order_id), error)
+        raise error
+    connector = service.connectors[order["channel"]]
+    refund_id = uuid.uuid4()
+    refund_no = f"RF{dt.datetime.now(dt.UTC):%Y%m%d}{secrets.token_hex(6).upper()}"
+    source = (
+        order["epurse_account_id"]
+        if order["state"] == "credited"
+        else platform_account_id(orders.HOLDING_ACCOUNT)
+    )
+    async with service.pool.acquire() as connection, connection.transaction():
+        locked = await orders.load_txn(connection, order_id, lock=True)
+        assert locked is not None
+        if (
+            int(locked["refunded_amount"]) + amount > int(locked["amount"])
+            or locked["state"] != order["state"]
+        ):
+            raise OrderStateConflict("the order changed meanwhile; try again")
+        [result] = await create_transfers_txn(
+            connection,
+            [
+                Transfer(
+                    id=refund_id, debit_account_id=source,
+                    credit_account_id=platform_account_id(f"clearing:{order['channel']}"),
+                    amount=amount, code=TRANSFER_CODES["refund"], flags=TransferFlags.PENDING,
+                    user_data_128=order_id, reference=f"refund:{refund_no}",
+                )
+            ],
+        )  # fmt: skip
+        if not result.succeeded:
+            raise AmountRefused(f"the e-purse cannot give back {amount} fen ({result.value})")
+        await connection.execute(
+            "INSERT INTO payments.refunds (id, refund_no, order_id, amount, reason, state, transfer_id, "
+            "created_at) VALUES ($1, $2, $3, $4, $5, 'requested', $1, now())",
+            refund_id,
+            refund_no,
+            order_id,
+            amount,
+            reason[:200],
+        )
+        await connection.execute(
+            "UPDATE payments.topup_orders SET refunded_amount = refunded_amount + $2 WHERE id = $1",
+            order_id,
+            amount,
+        )
+        await audit_txn(
+            connection, actor, "topup.refund", str(order_id), {"amount": amount, "refund_no": refund_no}
+        )
+    try:
+        accepted = await connector.refund(order["order_no"], refund_no, amount, int(order["amount"]))
+    except ChannelError:
+        accepted = False
+    async with service.pool.acquire() as connection, connection.transaction():
+        flag = TransferFlags.POST_PENDING_TRANSFER if accepted else TransferFlags.VOID_PENDING_TRANSFER
+        await create_transfers_txn(
+            connection,
+            [
+                Transfer(
+                    id=uuid.uuid5(refund_id, "resolve"),
+                    pending_id=refund_id,
+                    code=TRANSFER_CODES["refund"],
+                    flags=flag,
+                )
+            ],
+        )
+        state = "succeeded" if accepted else "failed"
+        await connection.execute(
+            "UPDATE payments.refunds SET state = $2, completed_at = now() WHERE id = $1", refund_id, state
+        )
+        if accepted:
+            row = await connection.fetchrow(
+                "SELECT amount, refunded_amount FROM payments.topup_orders WHERE id = $1", order_id
+            )
+            if row is not None and row["refunded_amount"] == row["amount"]:
+                await orders.transition_txn(
+                    connection, order_id, ("credited", "awaiting_load"), "refunded", "refunded in full"
+                )
+        else:
+            await connection.execute(
+                "UPDATE payments.topup_orders SET refunded_amount = refunded_amount - $2 WHERE id = $1",
+                order_id,
+                amount,
+            )
+            await audit_txn(connection, actor, "topup.refund", str(order_id), {"amount": amount}, "failure")
+    return RefundView(id=refund_id, refund_no=refund_no, order_id=order_id, amount=amount, state=state)
+
+
+async def refund_card_balance(service: TopupService, card_id: uuid.UUID, actor: Actor) -> CardRefund:
+    row = await service.pool.fetchrow(
+        "SELECT ledger_account_id FROM card.epurses WHERE card_id = $1", card_id
+    )
+    account = row["ledger_account_id"] if row is not None else None
+    balances = await lookup_balances(service.pool, [account]) if account is not None else {}
+    balance = balances[account].available if account in balances else 0
+    remaining = max(balance, 0)
+    refunds: list[RefundView] = []
+    candidates = await service.pool.fetch(
+        "SELECT id, amount - refunded_amount AS left FROM payments.topup_orders "
+        "WHERE card_id = $1 AND state = 'credited' AND amount > refunded_amount ORDER BY credited_at DESC",
+        card_id,
+    )
+    for order in candidates:
+        if remaining <= 0:
+            break
+        amount = min(remaining, int(order["left"]))
+        view = await refund_topup(
+            service, order["id"], person_id=None, amount=amount, reason="card closed", actor=actor
+        )
+        refunds.append(view)
+        if view.state == "succeeded":
+            remaining -= amount
+    return CardRefund(balance=balance, refunds=refunds, unrefunded=remaining)
