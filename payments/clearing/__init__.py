@@ -1,0 +1,1 @@
+"""Clearing: reconciliation against the channels' statements (settlement to operators: to come)."""
