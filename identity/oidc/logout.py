@@ -47,9 +47,7 @@ async def notify_backchannel(oidc: Provider, session: SsoSession, client_ids: li
                 timeout=oidc.settings.backchannel_timeout,
             )
         except Exception as exc:  # noqa: BLE001 - a client's failure must not stop the others
-            log.warning(
-                "back-channel logout failed", extra={"client_id": client_id, "error": type(exc).__name__}
-            )
+            log.warning("back-channel logout to %s failed: %s", client_id, type(exc).__name__, exc_info=exc)
             return False
         if response.status_code >= 400:
             log.warning(
