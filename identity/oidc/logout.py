@@ -46,7 +46,7 @@ async def notify_backchannel(oidc: Provider, session: SsoSession, client_ids: li
                 data={"logout_token": token},
                 timeout=oidc.settings.backchannel_timeout,
             )
-        except Exception as exc:  # noqa: BLE001 - a client's failure must not stop the others
+        except Exception as exc:
             log.warning("back-channel logout to %s failed: %s", client_id, type(exc).__name__, exc_info=exc)
             return False
         if response.status_code >= 400:

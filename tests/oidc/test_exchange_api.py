@@ -1,0 +1,236 @@
+"""Token exchange for a person acting for an organisation (``act``, only roles held), the API's
+bearer guard accepting the provider's access tokens (audience, scope, pinned algorithm), and the
+client registration API (security_admin only, secrets shown once and stored hashed)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jwt
+from litestar import get
+from litestar.di import NamedDependency
+
+from identity.auth import Principal, requires_org_role
+from identity.oidc.resolver import requires_scope
+from tests.identity.conftest import API, LI, ZHANG, bearer
+from tests.identity.test_organisations import _company_with_agent
+from tests.oidc.conftest import ISSUER, Kit, basic, claims_of
+
+EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+AT = "urn:ietf:params:oauth:token-type:access_token"
+
+
+@get(
+    "/probe/oidc/cards/{organisation_id:str}",
+    operation_id="ProbeOidcCards",
+    guards=[requires_org_role("card_admin", path_param="organisation_id")],
+)
+async def probe_org(principal: NamedDependency[Principal]) -> dict[str, Any]:
+    return {"acting_for": str(principal.acting_for), "by": str(principal.account_id)}
+
+
+@get("/probe/oidc/phone", operation_id="ProbeOidcPhone", guards=[requires_scope("phone")])
+async def probe_scope(principal: NamedDependency[Principal]) -> dict[str, Any]:
+    return {"scopes": sorted(principal.scopes or [])}
+
+
+async def test_token_exchange_acting_for_an_organisation(kit: Kit) -> None:
+    kit.client.app.register(probe_org)
+    org_id, _boss, agent, _ = await _company_with_agent(kit.client, kit.flows)
+    api = ISSUER + "/api"
+    partner = await kit.register(
+        grant_types=["authorization_code", "refresh_token", EXCHANGE], audiences=[api]
+    )
+    query, verifier = await kit.sign_in(partner["client_id"], LI.mobile)  # the agent
+    tokens = (
+        await kit.tokens(partner["client_id"], partner["client_secret"], query["code"], verifier)
+    ).json()
+    person_sub = claims_of(tokens["id_token"])["sub"]
+    auth = basic(partner["client_id"], partner["client_secret"])
+
+    async def exchange(**extra: str) -> Any:
+        return await kit.client.post(
+            "/oidc/token",
+            headers=auth,
+            data={
+                "grant_type": EXCHANGE,
+                "subject_token": tokens["access_token"],
+                "subject_token_type": AT,
+                **extra,
+            },
+        )
+
+    done = await exchange(organisation=org_id, scope="card_admin")
+    assert done.status_code == 200, done.text
+    body = done.json()
+    assert body["issued_token_type"] == AT and body["scope"] == "card_admin"
+    claims = claims_of(body["access_token"])
+    assert (
+        claims["act"] == {"sub": person_sub} and claims["org"] == org_id and claims["roles"] == ["card_admin"]
+    )
+    assert claims["sub"] != person_sub  # the organisation (its credit code) is the subject
+    # Only roles held; no role at all -> refused.
+    assert (await exchange(organisation=org_id, scope="payments")).json()["error"] == "invalid_scope"
+    assert (await exchange(organisation="00000000-0000-0000-0000-000000000000")).json()[
+        "error"
+    ] == "invalid_target"
+    assert (await exchange(subject_token_type="x")).json()["error"] == "invalid_request"
+    assert (
+        await kit.client.post(
+            "/oidc/token",
+            headers=auth,
+            data={
+                "grant_type": EXCHANGE,
+                "subject_token": "bad.token.here",
+                "subject_token_type": AT,
+                "organisation": org_id,
+            },
+        )
+    ).json()["error"] == "invalid_grant"
+    # The API accepts the exchanged token: who acts and for whom.
+    probe = await kit.client.get(f"/probe/oidc/cards/{org_id}", headers=bearer(body["access_token"]))
+    assert probe.status_code == 200 and probe.json() == {"acting_for": org_id, "by": agent["account_id"]}
+    other_org = "11111111-1111-1111-1111-111111111111"
+    assert (
+        await kit.client.get(f"/probe/oidc/cards/{other_org}", headers=bearer(body["access_token"]))
+    ).status_code == 403
+
+
+async def test_api_bearer_guard_audience_scope_and_pinned_algorithm(kit: Kit) -> None:
+    kit.client.app.register(probe_scope)
+    await kit.flows.register(ZHANG.mobile)
+    app_client = await kit.register(
+        name="City app",
+        client_type="public",
+        auth_method="none",
+        first_party=True,
+        redirect_uris=["cn.city.app:/callback"],
+        scopes=["openid", "api", "phone"],
+    )
+    partner = await kit.register()
+    query, verifier = await kit.sign_in(
+        app_client["client_id"], ZHANG.mobile, scope="openid api", redirect_uri="cn.city.app:/callback"
+    )
+    tokens = (
+        await kit.tokens(
+            app_client["client_id"], None, query["code"], verifier, redirect_uri="cn.city.app:/callback"
+        )
+    ).json()
+    me = await kit.client.get(f"{API}/me", headers=bearer(tokens["access_token"]))
+    assert me.status_code == 200, me.text  # the provider's access token works at the API
+    assert (
+        await kit.client.get("/probe/oidc/phone", headers=bearer(tokens["access_token"]))
+    ).status_code == 403
+    # A partner's token is not for the API (wrong audience).
+    query, verifier = await kit.sign_in(partner["client_id"], ZHANG.mobile)
+    partner_tokens = (
+        await kit.tokens(partner["client_id"], partner["client_secret"], query["code"], verifier)
+    ).json()
+    assert (
+        await kit.client.get(f"{API}/me", headers=bearer(partner_tokens["access_token"]))
+    ).status_code == 401
+    # The ID token is not an access token; an HS256 token with the public key as secret is refused.
+    assert (await kit.client.get(f"{API}/me", headers=bearer(tokens["id_token"]))).status_code == 401
+    claims = claims_of(tokens["access_token"])
+    forged = jwt.encode(
+        {**claims, "exp": int(time.time()) + 600},
+        "x" * 32,
+        algorithm="HS256",
+        headers={"typ": "at+jwt", "kid": jwt.get_unverified_header(tokens["access_token"])["kid"]},
+    )
+    assert (await kit.client.get(f"{API}/me", headers=bearer(forged))).status_code == 401
+    # Revoked (RFC 7009) -> refused at once.
+    revoked = await kit.client.post(
+        "/oidc/revoke", data={"token": tokens["access_token"], "client_id": app_client["client_id"]}
+    )
+    assert revoked.status_code == 200
+    assert (await kit.client.get(f"{API}/me", headers=bearer(tokens["access_token"]))).status_code == 401
+
+
+async def test_introspection_and_revocation(kit: Kit) -> None:
+    await kit.flows.register(ZHANG.mobile)
+    partner = await kit.register()
+    other = await kit.register(name="Partner B")
+    query, verifier = await kit.sign_in(partner["client_id"], ZHANG.mobile)
+    tokens = (
+        await kit.tokens(partner["client_id"], partner["client_secret"], query["code"], verifier)
+    ).json()
+    auth = basic(partner["client_id"], partner["client_secret"])
+    at = (
+        await kit.client.post("/oidc/introspect", data={"token": tokens["access_token"]}, headers=auth)
+    ).json()
+    assert at["active"] is True and at["client_id"] == partner["client_id"] and "openid" in at["scope"]
+    rt = (
+        await kit.client.post("/oidc/introspect", data={"token": tokens["refresh_token"]}, headers=auth)
+    ).json()
+    assert rt["active"] is True and rt["token_type"] == "refresh_token"
+    foreign = await kit.client.post(
+        "/oidc/introspect",
+        data={"token": tokens["access_token"]},
+        headers=basic(other["client_id"], other["client_secret"]),
+    )
+    assert foreign.json() == {"active": False}
+    assert (
+        await kit.client.post("/oidc/introspect", data={"token": tokens["access_token"]})
+    ).status_code == 401
+    assert (await kit.client.post("/oidc/introspect", data={"token": "garbage"}, headers=auth)).json() == {
+        "active": False
+    }
+    assert (
+        await kit.client.post("/oidc/revoke", data={"token": tokens["refresh_token"]}, headers=auth)
+    ).status_code == 200
+    for token in (tokens["refresh_token"], tokens["access_token"]):  # the grant is gone
+        assert (await kit.client.post("/oidc/introspect", data={"token": token}, headers=auth)).json() == {
+            "active": False
+        }
+    assert (
+        await kit.client.post("/oidc/revoke", data={"token": "whatever"}, headers=auth)
+    ).status_code == 200
+
+
+async def test_client_registration_api(kit: Kit, db: Any) -> None:
+    created = await kit.register(
+        contacts=["ops@partner-a.example"], logo_uri="https://partner-a.example/logo.png"
+    )
+    secret = created["client_secret"]
+    assert secret and created["contacts"] == ["ops@partner-a.example"]
+    headers = bearer(await kit.operator())
+    shown = (await kit.client.get(f"{API}/admin/oidc-clients/{created['client_id']}", headers=headers)).json()
+    assert shown["client_secret"] is None
+    stored = await db.fetchval(
+        "SELECT secret_hash FROM identity.oidc_clients WHERE client_id = $1", created["client_id"]
+    )
+    assert secret.encode() not in bytes(stored) and len(stored) == 32
+    for bad in (
+        {"redirect_uris": ["https://*.partner.example/cb"]},
+        {"redirect_uris": ["http://partner.example/cb"]},
+        {"redirect_uris": ["https://partner.example/cb#x"]},
+        {"grant_types": ["password"]},
+        {"grant_types": ["implicit"]},
+        {"scopes": ["admin"]},
+        {"client_type": "public", "auth_method": "client_secret_basic"},
+    ):
+        response = await kit.client.post(
+            f"{API}/admin/oidc-clients", json={"name": "Bad", **bad}, headers=headers
+        )
+        assert response.status_code == 422, (bad, response.text)
+    citizen = await kit.flows.register(ZHANG.mobile)
+    denied = await kit.client.post(
+        f"{API}/admin/oidc-clients", json={"name": "X"}, headers=bearer(citizen["token"])
+    )
+    assert denied.status_code == 403
+    rotated = (
+        await kit.client.post(f"{API}/admin/oidc-clients/{created['client_id']}/secret", headers=headers)
+    ).json()
+    assert rotated["client_secret"] and rotated["client_secret"] != secret
+    old = await kit.client.post(
+        "/oidc/token", data={"grant_type": "client_credentials"}, headers=basic(created["client_id"], secret)
+    )
+    assert old.status_code == 401
+    disabled = await kit.client.post(
+        f"{API}/admin/oidc-clients/{created['client_id']}/disable", headers=headers
+    )
+    assert disabled.status_code == 200
+    response, _ = await kit.authorize(created["client_id"])
+    assert response.status_code == 400 and "location" not in response.headers
