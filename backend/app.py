@@ -139,8 +139,7 @@ def create_app(settings: Settings, keyring: Keyring | None = None) -> Litestar:
     """Build the ASGI app. ``settings`` must carry resolved database and Redis URLs."""
     keyring = keyring or Keyring.load(settings)
     resources = Resources(settings, keyring)
-    parts = domain_parts(resources)
-    metrics = Metrics(parts.metric_registries)
+    metrics = Metrics()
 
     @get("/metrics", operation_id="Metrics", tags=["operations"], media_type=MediaType.TEXT)
     async def metrics_endpoint() -> Response[bytes]:
@@ -158,6 +157,7 @@ def create_app(settings: Settings, keyring: Keyring | None = None) -> Litestar:
             "redis": Provide(lambda: resources.redis, sync_to_thread=False),
         }
 
+    parts = domain_parts(resources)
     route_handlers: list[Any] = [healthz, readyz, metrics_endpoint, platform_status, *parts.route_handlers]
     app = Litestar(
         route_handlers=route_handlers,

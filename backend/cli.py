@@ -444,22 +444,17 @@ def _sms_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    """``citizen audit verify``: recompute the identity audit chain; exit 1 at the first broken entry.
-    ``citizen audit seal``: chain the recorded events not sealed yet."""
-    from identity.cli import audit_seal, audit_verify
+    """``citizen audit verify``: recompute the identity audit chain; exit 1 at the first broken entry."""
+    from identity.cli import audit_verify
 
     async def work(pool: Any, _client: Any, _settings: Settings) -> tuple[int, list[str]]:
-        return await (audit_seal(pool) if args.action == "seal" else audit_verify(pool))
+        return await audit_verify(pool)
 
     return _identity_run(args, work)
 
 
 def _audit_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "action",
-        choices=["verify", "seal"],
-        help="verify: recompute the hash chain; seal: chain the events recorded but not sealed yet",
-    )
+    parser.add_argument("action", choices=["verify"], help="verify: recompute the hash chain")
 
 
 def cmd_operators(args: argparse.Namespace) -> int:
@@ -497,11 +492,7 @@ def _operators_args(parser: argparse.ArgumentParser) -> None:
 
 
 _COMMANDS["sms"] = ("development SMS gateway: 'tail' prints the latest messages", cmd_sms, _sms_args)
-_COMMANDS["audit"] = (
-    "identity audit log: 'verify' recomputes the hash chain, 'seal' chains recorded events",
-    cmd_audit,
-    _audit_args,
-)
+_COMMANDS["audit"] = ("identity audit log: 'verify' recomputes the hash chain", cmd_audit, _audit_args)
 _COMMANDS["operators"] = (
     "city operators: 'create' makes an operator account",
     cmd_operators,

@@ -17,7 +17,7 @@ import re
 import secrets
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -93,11 +93,8 @@ def configure_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
 class Metrics:
     """Request metrics; in multi-worker mode (``PROMETHEUS_MULTIPROC_DIR``) summed over workers."""
 
-    def __init__(self, extra: Sequence[CollectorRegistry] = ()) -> None:
+    def __init__(self) -> None:
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
-        # The domains' own registries (e.g. the connectors'), for one process; with several
-        # workers their metrics are in the shared files like these.
-        self.extra = tuple(extra)
         # In multiprocess mode values live in shared files and are read by a collector at scrape time.
         self.registry = CollectorRegistry()
         register_into = None if self.multiprocess else self.registry
@@ -126,7 +123,7 @@ class Metrics:
             registry = CollectorRegistry()
             MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return generate_latest(registry)
-        return b"".join(generate_latest(r) for r in (self.registry, *self.extra))
+        return generate_latest(self.registry)
 
 
 class ObservabilityMiddleware:

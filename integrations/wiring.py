@@ -15,7 +15,6 @@ import redis.asyncio as aioredis
 from litestar.di import Provide
 
 from integrations.connectors.base import Connector, ConnectorPolicy
-from integrations.connectors.cache import GetBatcher
 from integrations.connectors.city import BusConnector, GovServicesConnector, UtilitiesConnector
 from integrations.connectors.medical import HealthConnector, MedicalInsuranceConnector
 from integrations.connectors.registries import EnterpriseRegistryConnector, PopulationRegistryConnector
@@ -99,7 +98,6 @@ def build_connectors(
         return ""
 
     cache_secret = dev_credential(simulator_key, "cache-keys").encode() if simulator_key else b""
-    batcher = GetBatcher(redis)  # the cache reads of every connector, one MGET per loop turn
 
     def common(name: str) -> dict[str, Any]:
         return {
@@ -107,7 +105,6 @@ def build_connectors(
             "redis": redis,
             "policy": policy(name),
             "cache_secret": cache_secret,
-            "batcher": batcher,
         }
 
     return Connectors(
@@ -117,9 +114,19 @@ def build_connectors(
             redis=redis,
             policy=policy("population"),
         ),
-        enterprise=EnterpriseRegistryConnector(api_key=credential("enterprise"), **common("enterprise")),
+        enterprise=EnterpriseRegistryConnector(
+            base_url=settings.upstream("enterprise").url,
+            api_key=credential("enterprise"),
+            redis=redis,
+            policy=policy("enterprise"),
+            cache_secret=cache_secret,
+        ),
         social_security=SocialSecurityConnector(
-            signing_key=credential("social_security"), **common("social_security")
+            base_url=settings.upstream("social_security").url,
+            signing_key=credential("social_security"),
+            redis=redis,
+            policy=policy("social_security"),
+            cache_secret=cache_secret,
         ),
         medical_insurance=MedicalInsuranceConnector(
             signing_key=credential("medical_insurance"), **common("medical_insurance")

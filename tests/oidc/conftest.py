@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import hypothesis  # noqa: F401 - imported before trio registers its PRNG, else a HypothesisWarning at exit
 import msgspec
 import pytest
 import pytest_asyncio
