@@ -7,7 +7,10 @@
 
 Terminals and test cards are set up through the platform's admin API (development only), exactly
 as an operator and the card bureau would: registration answers each TMK, the test fleet answers
-signed personalisation records sealed to this tool's transport key. ``load`` exits 1 when any tap
+signed personalisation records sealed to this tool's transport key. The admin API needs an
+operator with the ``security_admin`` role: ``--operator``/``--password`` (``citizen serve --demo``
+prints the demo operator's) or ``--token`` (``CITIZEN_TERMINALS_OPERATOR``, ``…_PASSWORD``,
+``…_TOKEN``). ``load`` exits 1 when any tap
 was not acknowledged as accepted (or duplicate of an accepted one), i.e. when anything was lost.
 """
 
@@ -56,11 +59,31 @@ def _pct(values: list[float], q: float) -> float:
 
 
 class Platform:
-    def __init__(self, api: str, host: str, port: int) -> None:
-        self.http = httpx.AsyncClient(base_url=api, timeout=600)
-        self.host, self.port = host, port
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.http = httpx.AsyncClient(base_url=args.api, timeout=600)
+        self.host, self.port = args.host, args.port
         self.transport = ec.generate_private_key(ec.SECP256R1())
         self.run = uuid.uuid4().hex[:6].upper()
+        self._token: str | None = args.token or None
+        self._operator: str = args.operator
+        self._password: str | None = args.password or None
+
+    async def sign_in(self) -> None:
+        """An operator session for the admin API (``security_admin``)."""
+        if self._token is None:
+            if self._password is None:
+                raise SystemExit(
+                    "citizen-terminals: the admin API needs an operator: pass --password (the demo "
+                    "operator's is printed by `citizen serve --demo`) or --token"
+                )
+            response = await self.http.post(
+                "/api/v1/identity/operator-sessions",
+                json={"username": self._operator, "password": self._password},
+            )
+            if response.status_code != 201:
+                raise SystemExit(f"citizen-terminals: operator sign-in refused ({response.status_code})")
+            self._token = str(response.json()["token"])
+        self.http.headers["Authorization"] = f"Bearer {self._token}"
 
     async def register(self, name: str, kind: str, operator: str) -> tuple[str, bytes, bytes]:
         terminal_id = f"{name}-{self.run}"
@@ -153,7 +176,8 @@ async def _kiosk(run: Run, index: int, cards: list[SoftwareCard]) -> None:
 
 
 async def _load(args: argparse.Namespace) -> int:
-    platform = Platform(args.api, args.host, args.port)
+    platform = Platform(args)
+    await platform.sign_in()
     print(f"citizen-terminals load: {args.readers} readers, {args.kiosks} kiosks, {args.cards} cards")
     cards = await platform.cards(args.cards, 1_000_000)
     # Each reader and each kiosk owns a disjoint set of cards: one card is in one place at a time.
@@ -196,7 +220,8 @@ async def _load(args: argparse.Namespace) -> int:
 
 
 async def _bus(args: argparse.Namespace) -> int:
-    platform = Platform(args.api, args.host, args.port)
+    platform = Platform(args)
+    await platform.sign_in()
     cards = await platform.cards(max(1, args.cards), 10_000)
     run = Run(platform, Stats(), asyncio.Event(), args.taps, min(args.taps, 200))
     reader = await _reader(run, 0, cards)
@@ -207,7 +232,8 @@ async def _bus(args: argparse.Namespace) -> int:
 
 
 async def _kiosk_once(args: argparse.Namespace) -> int:
-    platform = Platform(args.api, args.host, args.port)
+    platform = Platform(args)
+    await platform.sign_in()
     [card] = await platform.cards(1, 0)
     terminal_id, tmk, psam_no = await platform.register("KIOSK", "kiosk", "kiosk-co")
     kiosk = Kiosk(platform.link(terminal_id, tmk), psam_no)
@@ -232,6 +258,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api", default=os.environ.get("CITIZEN_PUBLIC_URL", "http://127.0.0.1:8000"))
     parser.add_argument("--host", default=os.environ.get("CITIZEN_TERMINAL_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("CITIZEN_TERMINAL_PORT", "9100")))
+    parser.add_argument(
+        "--operator",
+        default=os.environ.get("CITIZEN_TERMINALS_OPERATOR", "demo-admin"),
+        help="operator username",
+    )
+    parser.add_argument("--password", default=os.environ.get("CITIZEN_TERMINALS_PASSWORD"))
+    parser.add_argument(
+        "--token", default=os.environ.get("CITIZEN_TERMINALS_TOKEN"), help="operator bearer token"
+    )
     sub = parser.add_subparsers(dest="mode", required=True)
     load = sub.add_parser("load", help="N readers and K kiosks against the gateway")
     load.add_argument("--readers", type=int, default=50)

@@ -1,26 +1,47 @@
 """Administration API for terminals: register, list, disable, enable, re-key; the suspense queue.
 
+Only the city's operators (identity's operator sessions) reach it, by role:
+
+* reading (list, suspense queue): ``support``, ``security_admin`` or ``auditor``;
+* disable / enable: ``support`` or ``security_admin``;
+* key material (register, re-key — both answer a terminal master key — and the development test
+  fleet): ``security_admin``.
+
+Every action is written to identity's audit log (``card.terminal.<verb>``): a change in the same
+transaction as the change, a read or a refused change (unknown terminal, id taken) on its own.
 A registration or re-key answers the terminal master key once (hex): it is the key-injection step
-and is never shown again. In development, ``POST /api/v1/admin/terminals/test-fleet`` issues funded
-test cards and returns their signed personalisation records (``citizen-terminals load`` uses it).
+and is never shown again (the audit entry holds its key check value only). In development,
+``POST /api/v1/admin/terminals/test-fleet`` issues funded test cards and returns their signed
+personalisation records (``citizen-terminals load`` uses it).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from collections.abc import Awaitable
+from typing import Any, Final, TypeVar
 
 import msgspec
 from cryptography.hazmat.primitives.asymmetric import ec
-from litestar import Controller, get, post
+from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
+from backend.observability import current_request_id
 from backend.settings import Settings
+from card.audit import Actor, DetailValue
 from card.keys import SoftwareKeyStore
 from card.settings import CardSettings
 from card.terminal.host.fleet import issue_test_cards
-from card.terminal.host.registry import Registration, TerminalNotFound, TerminalRegistry
+from card.terminal.host.registry import (
+    Registration,
+    TerminalExists,
+    TerminalNotFound,
+    TerminalRegistry,
+    audit_terminal,
+)
 from card.terminal.spec import TerminalKind
+from identity.auth import Principal, requires_operator_role
 
 __all__ = ["TerminalAdminController"]
 
@@ -52,6 +73,50 @@ class TestFleet(msgspec.Struct, frozen=True, kw_only=True):
     documents: list[str]  # each a signed personalisation record (JSON text)
 
 
+Req = Request[Any, Any, Any]
+T = TypeVar("T")
+_READERS: Final = requires_operator_role("support", "security_admin", "auditor")
+_OPERATORS: Final = requires_operator_role("support", "security_admin")
+_KEY_ADMINS: Final = requires_operator_role("security_admin")
+_CLIENT_ID: Final = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_TERMINAL_ID: Final = re.compile(r"^[0-9A-Z-]{1,16}$")  # as card.terminals.id
+
+
+def _actor(principal: Principal, request: Req) -> Actor:
+    raw_client = request.headers.get("x-client-id")
+    return Actor(
+        kind=principal.kind,
+        id=str(principal.account_id),
+        client_address=request.client.host if request.client else None,
+        client_id=raw_client if raw_client and _CLIENT_ID.match(raw_client) else None,
+        request_id=current_request_id(),
+    )
+
+
+async def _audited(  # noqa: PLR0917 - one call shape, all positional
+    registry: TerminalRegistry,
+    actor: Actor,
+    verb: str,
+    terminal_id: str | None,
+    action: Awaitable[T],
+    details: dict[str, DetailValue] | None = None,
+) -> T:
+    """Run a change that audits itself on success; a refused change is audited here."""
+    try:
+        return await action
+    except (TerminalNotFound, TerminalExists, InvalidRequest) as exc:
+        async with registry.pool.acquire() as db:
+            await audit_terminal(
+                db,
+                actor,
+                verb,
+                terminal_id,
+                {**(details or {}), "refused": exc.problem_type},
+                outcome="failure",
+            )
+        raise
+
+
 class InvalidRequest(ValueError):
     problem_type = "validation-error"
     problem_title = "Invalid request"
@@ -73,65 +138,128 @@ class TerminalAdminController(Controller):
     path = "/api/v1/admin/terminals"
     tags = ["terminals"]  # noqa: RUF012 - Litestar's class attribute
 
-    @post("/", operation_id="RegisterTerminal", status_code=201)
+    @post("/", operation_id="RegisterTerminal", status_code=201, guards=[_KEY_ADMINS])
     async def register(
-        self, terminal_registry: NamedDependency[TerminalRegistry], data: JSONBody[RegisterTerminal]
+        self,
+        request: Req,
+        principal: NamedDependency[Principal],
+        terminal_registry: NamedDependency[TerminalRegistry],
+        data: JSONBody[RegisterTerminal],
     ) -> TerminalKey:
-        try:
-            kind = TerminalKind[data.kind.upper()]
-        except KeyError:
-            raise InvalidRequest("kind must be bus, gate or kiosk") from None
+        actor = _actor(principal, request)
+
+        async def register() -> Registration:
+            if not _TERMINAL_ID.match(data.id):
+                raise InvalidRequest("id: 1 to 16 of A-Z 0-9 -")
+            try:
+                kind = TerminalKind[data.kind.upper()]
+            except KeyError:
+                raise InvalidRequest("kind must be bus, gate or kiosk") from None
+            return await terminal_registry.register(
+                data.id, operator=data.operator, kind=kind, line=data.line, site=data.site, actor=actor
+            )
+
+        terminal_id = data.id if _TERMINAL_ID.match(data.id) else None
         return _key(
-            await terminal_registry.register(
-                data.id, operator=data.operator, kind=kind, line=data.line, site=data.site
+            await _audited(terminal_registry, actor, "register", terminal_id, register(), {"kind": data.kind})
+        )
+
+    @get("/", operation_id="ListTerminals", guards=[_READERS])
+    async def list_terminals(
+        self,
+        request: Req,
+        principal: NamedDependency[Principal],
+        terminal_registry: NamedDependency[TerminalRegistry],
+    ) -> list[dict[str, Any]]:
+        found = await terminal_registry.list()
+        async with terminal_registry.pool.acquire() as db:
+            await audit_terminal(db, _actor(principal, request), "list", None, {"count": len(found)})
+        return found
+
+    @post("/{terminal_id:str}/disable", operation_id="DisableTerminal", status_code=204, guards=[_OPERATORS])
+    async def disable(
+        self,
+        request: Req,
+        principal: NamedDependency[Principal],
+        terminal_registry: NamedDependency[TerminalRegistry],
+        terminal_id: FromPath[str],
+    ) -> None:
+        actor = _actor(principal, request)
+        await _audited(
+            terminal_registry, actor, "disable", terminal_id,
+            terminal_registry.set_status(terminal_id, "disabled", actor),
+        )  # fmt: skip
+
+    @post("/{terminal_id:str}/enable", operation_id="EnableTerminal", status_code=204, guards=[_OPERATORS])
+    async def enable(
+        self,
+        request: Req,
+        principal: NamedDependency[Principal],
+        terminal_registry: NamedDependency[TerminalRegistry],
+        terminal_id: FromPath[str],
+    ) -> None:
+        actor = _actor(principal, request)
+        await _audited(
+            terminal_registry, actor, "enable", terminal_id,
+            terminal_registry.set_status(terminal_id, "active", actor),
+        )  # fmt: skip
+
+    @post("/{terminal_id:str}/rekey", operation_id="RekeyTerminal", status_code=200, guards=[_KEY_ADMINS])
+    async def rekey(
+        self,
+        request: Req,
+        principal: NamedDependency[Principal],
+        terminal_registry: NamedDependency[TerminalRegistry],
+        terminal_id: FromPath[str],
+    ) -> TerminalKey:
+        actor = _actor(principal, request)
+        return _key(
+            await _audited(
+                terminal_registry, actor, "rekey", terminal_id, terminal_registry.rekey(terminal_id, actor)
             )
         )
 
-    @get("/", operation_id="ListTerminals")
-    async def list_terminals(
-        self, terminal_registry: NamedDependency[TerminalRegistry]
+    @get("/suspense", operation_id="ListTerminalSuspense", guards=[_READERS])
+    async def suspense(
+        self,
+        request: Req,
+        principal: NamedDependency[Principal],
+        terminal_registry: NamedDependency[TerminalRegistry],
     ) -> list[dict[str, Any]]:
-        return await terminal_registry.list()
+        found = await terminal_registry.suspense()
+        async with terminal_registry.pool.acquire() as db:
+            await audit_terminal(db, _actor(principal, request), "suspense.list", None, {"count": len(found)})
+        return found
 
-    @post("/{terminal_id:str}/disable", operation_id="DisableTerminal", status_code=204)
-    async def disable(
-        self, terminal_registry: NamedDependency[TerminalRegistry], terminal_id: FromPath[str]
-    ) -> None:
-        await terminal_registry.set_status(terminal_id, "disabled")
-
-    @post("/{terminal_id:str}/enable", operation_id="EnableTerminal", status_code=204)
-    async def enable(
-        self, terminal_registry: NamedDependency[TerminalRegistry], terminal_id: FromPath[str]
-    ) -> None:
-        await terminal_registry.set_status(terminal_id, "active")
-
-    @post("/{terminal_id:str}/rekey", operation_id="RekeyTerminal", status_code=200)
-    async def rekey(
-        self, terminal_registry: NamedDependency[TerminalRegistry], terminal_id: FromPath[str]
-    ) -> TerminalKey:
-        return _key(await terminal_registry.rekey(terminal_id))
-
-    @get("/suspense", operation_id="ListTerminalSuspense")
-    async def suspense(self, terminal_registry: NamedDependency[TerminalRegistry]) -> list[dict[str, Any]]:
-        return await terminal_registry.suspense()
-
-    @post("/test-fleet", operation_id="IssueTestFleet", status_code=201)
+    @post("/test-fleet", operation_id="IssueTestFleet", status_code=201, guards=[_KEY_ADMINS])
     async def test_fleet(
         self,
+        request: Req,
+        principal: NamedDependency[Principal],
         terminal_registry: NamedDependency[TerminalRegistry],
         settings: NamedDependency[Settings],
         data: JSONBody[TestFleetRequest],
     ) -> TestFleet:
+        actor = _actor(principal, request)
+        details: dict[str, DetailValue] = {"cards": data.cards, "balance": data.balance}
+
+        async def refuse(exc: Exception) -> Exception:
+            async with terminal_registry.pool.acquire() as db:
+                await audit_terminal(
+                    db, actor, "test_fleet", None, {**details, "refused": str(exc)}, outcome="failure"
+                )
+            return exc
+
         if not settings.is_development:
-            raise TerminalNotFound("test fleets exist only in development")
+            raise await refuse(TerminalNotFound("test fleets exist only in development"))
         if not 1 <= data.cards <= 100_000 or not 0 <= data.balance <= 1_000_000:
-            raise InvalidRequest("cards 1..100000, balance 0..1000000 fen")
+            raise await refuse(InvalidRequest("cards 1..100000, balance 0..1000000 fen"))
         try:
             transport = ec.EllipticCurvePublicKey.from_encoded_point(
                 ec.SECP256R1(), bytes.fromhex(data.transport_public_key)
             )
         except ValueError:
-            raise InvalidRequest("transport_public_key is not a P-256 point") from None
+            raise await refuse(InvalidRequest("transport_public_key is not a P-256 point")) from None
         pool = terminal_registry.pool
         keys = SoftwareKeyStore(pool, terminal_registry.kek)
         await keys.ensure_initialised()
@@ -144,4 +272,6 @@ class TerminalAdminController(Controller):
             issuer_id=card_settings.issuer_id,
             transport_key=transport,
         )
+        async with pool.acquire() as db:
+            await audit_terminal(db, actor, "test_fleet", None, details)
         return TestFleet(documents=[d.decode() for d in documents])

@@ -3,6 +3,10 @@
 A terminal master key (TMK, 16 bytes) is generated at registration and at each re-key, returned
 once to the caller (the key-injection step of a real deployment) and stored only wrapped with
 AES-256-GCM under the keyring's ``card-kek`` (AAD ``citizen-tmk/1|<terminal id>|<version>``).
+
+Every change made for an operator (an :class:`~card.audit.Actor`) is written to identity's
+tamper-evident audit log in the same transaction (``card.terminal.<verb>``, target ``terminal``);
+:func:`audit_terminal` records the reads and the refusals the admin API answers.
 """
 
 from __future__ import annotations
@@ -17,11 +21,19 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from card._db import Connection, Pool
+from card.audit import Actor, DetailValue
 from card.terminal.host.ports import LedgerPostings
 from card.terminal.messages import key_check_value
 from card.terminal.spec import TerminalKind
 
-__all__ = ["Registration", "TerminalExists", "TerminalNotFound", "TerminalRecord", "TerminalRegistry"]
+__all__ = [
+    "Registration",
+    "TerminalExists",
+    "TerminalNotFound",
+    "TerminalRecord",
+    "TerminalRegistry",
+    "audit_terminal",
+]
 
 _AAD: Final = b"citizen-tmk/1|"
 
@@ -79,6 +91,35 @@ def _unwrap(kek: bytes, terminal_id: str, version: int, wrapped: bytes) -> bytes
         ) from None
 
 
+async def audit_terminal(
+    db: Connection,
+    actor: Actor,
+    verb: str,
+    terminal_id: str | None,
+    details: dict[str, DetailValue] | None = None,
+    *,
+    outcome: str = "success",
+) -> None:
+    """One entry ``card.terminal.<verb>`` in identity's audit chain (call it last in a transaction)."""
+    from identity.audit import AuditEvent, record
+
+    await record(
+        db,
+        AuditEvent(
+            action=f"card.terminal.{verb}",
+            outcome="failure" if outcome == "failure" else "denied" if outcome == "denied" else "success",
+            actor_kind=actor.kind,
+            actor_id=actor.id,
+            target_kind="terminal" if terminal_id is not None else None,
+            target_id=terminal_id,
+            client_address=actor.client_address,
+            client_id=actor.client_id,
+            request_id=actor.request_id,
+            details=details or {},
+        ),
+    )
+
+
 class TerminalRegistry:
     def __init__(self, pool: Pool, kek: bytes, ledger: LedgerPostings | None = None) -> None:
         self._pool = pool
@@ -93,6 +134,7 @@ class TerminalRegistry:
         kind: TerminalKind,
         line: str | None = None,
         site: str | None = None,
+        actor: Actor | None = None,
     ) -> Registration:
         tmk = os.urandom(16)
         async with self._pool.acquire() as db, db.transaction():
@@ -115,6 +157,17 @@ class TerminalRegistry:
             except asyncpg.UniqueViolationError:
                 raise TerminalExists(f"terminal {terminal_id} is already registered") from None
             await self._ledger.ensure_operator_accounts_txn(db, operator)
+            if actor is not None:
+                details: dict[str, DetailValue] = {
+                    "operator": operator,
+                    "kind": kind.name.lower(),
+                    "line": line,
+                    "site": site,
+                    "psam_terminal_no": psam_no.hex(),
+                    "tmk_version": 1,
+                    "tmk_check": key_check_value(tmk).hex(),
+                }
+                await audit_terminal(db, actor, "register", terminal_id, details)
         return Registration(terminal_id, operator, kind, psam_no, tmk, 1)
 
     @property
@@ -134,16 +187,23 @@ class TerminalRegistry:
         )
         return [dict(r) for r in rows]
 
-    async def set_status(self, terminal_id: str, status: str) -> None:
-        done = await self._pool.fetchval(
-            "UPDATE card.terminals SET status = $2, status_changed_at = now() WHERE id = $1 RETURNING id",
-            terminal_id,
-            status,
-        )
-        if done is None:
-            raise TerminalNotFound(terminal_id)
+    async def set_status(self, terminal_id: str, status: str, actor: Actor | None = None) -> None:
+        async with self._pool.acquire() as db, db.transaction():
+            before = await db.fetchval(
+                "SELECT status FROM card.terminals WHERE id = $1 FOR UPDATE", terminal_id
+            )
+            if before is None:
+                raise TerminalNotFound(terminal_id)
+            await db.execute(
+                "UPDATE card.terminals SET status = $2, status_changed_at = now() WHERE id = $1",
+                terminal_id,
+                status,
+            )
+            if actor is not None:
+                verb = "disable" if status == "disabled" else "enable"
+                await audit_terminal(db, actor, verb, terminal_id, {"from": before, "to": status})
 
-    async def rekey(self, terminal_id: str) -> Registration:
+    async def rekey(self, terminal_id: str, actor: Actor | None = None) -> Registration:
         tmk = os.urandom(16)
         async with self._pool.acquire() as db, db.transaction():
             row = await db.fetchrow(
@@ -161,6 +221,11 @@ class TerminalRegistry:
                 version,
                 key_check_value(tmk),
             )
+            if actor is not None:
+                await audit_terminal(
+                    db, actor, "rekey", terminal_id,
+                    {"tmk_version": version, "tmk_check": key_check_value(tmk).hex()},
+                )  # fmt: skip
         return Registration(
             terminal_id,
             row["operator"],

@@ -1,0 +1,123 @@
+"""The terminal administration API: operators only, by role, and every action in the audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from backend.settings import Settings
+from identity.admin.operators import create_operator
+from identity.audit import entries_for, verify_chain
+from identity.passwords import PasswordHasher
+from tests.identity.conftest import bearer
+
+API = "/api/v1/admin/terminals"
+_PASSWORD = "a long operator password 1"
+
+
+async def _operator(
+    client: AsyncTestClient[Litestar], settings: Settings, db: Any, role: str
+) -> dict[str, str]:
+    username = f"term-{role.replace('_', '-')}"
+    await create_operator(
+        db,
+        PasswordHasher(settings.identity),
+        username=username,
+        display_name=username,
+        roles=[role],
+        password=_PASSWORD,
+    )
+    response = await client.post(
+        "/api/v1/identity/operator-sessions", json={"username": username, "password": _PASSWORD}
+    )
+    assert response.status_code == 201, response.text
+    return bearer(response.json()["token"])
+
+
+_REGISTER = {"id": "BUS-A1", "operator": "bus-co", "kind": "bus", "line": "B1"}
+
+
+async def test_no_principal_no_access(client: AsyncTestClient[Litestar], db: Any) -> None:
+    calls = [
+        ("POST", API, _REGISTER),
+        ("GET", API, None),
+        ("POST", f"{API}/BUS-A1/disable", None),
+        ("POST", f"{API}/BUS-A1/enable", None),
+        ("POST", f"{API}/BUS-A1/rekey", None),
+        ("GET", f"{API}/suspense", None),
+        ("POST", f"{API}/test-fleet", {"cards": 1, "balance": 0, "transport_public_key": "00"}),
+    ]
+    for method, url, body in calls:
+        response = await client.request(method, url, json=body)
+        assert response.status_code == 401, (method, url, response.status_code)
+        forged = await client.request(method, url, json=body, headers=bearer("not-a-session"))
+        assert forged.status_code == 401, (method, url, forged.status_code)
+    assert await db.fetchval("SELECT count(*) FROM card.terminals") == 0
+
+
+@pytest.mark.parametrize(
+    ("role", "allowed"),
+    [
+        ("auditor", {"list", "suspense"}),
+        ("support", {"list", "suspense", "disable", "enable"}),
+        ("security_admin", {"list", "suspense", "disable", "enable", "register", "rekey"}),
+    ],
+)
+async def test_roles(
+    client: AsyncTestClient[Litestar], settings: Settings, db: Any, role: str, allowed: set[str]
+) -> None:
+    admin = await _operator(client, settings, db, "security_admin")
+    assert (await client.post(API, json=_REGISTER, headers=admin)).status_code == 201
+    caller = admin if role == "security_admin" else await _operator(client, settings, db, role)
+    calls = {
+        "list": ("GET", API, None, 200),
+        "suspense": ("GET", f"{API}/suspense", None, 200),
+        "disable": ("POST", f"{API}/BUS-A1/disable", None, 204),
+        "enable": ("POST", f"{API}/BUS-A1/enable", None, 204),
+        "register": ("POST", API, {**_REGISTER, "id": "BUS-A2"}, 201),
+        "rekey": ("POST", f"{API}/BUS-A1/rekey", None, 200),
+    }
+    for name, (method, url, body, ok) in calls.items():
+        response = await client.request(method, url, json=body, headers=caller)
+        expected = ok if name in allowed else 403
+        assert response.status_code == expected, (role, name, response.text)
+
+
+async def test_every_action_is_audited(
+    client: AsyncTestClient[Litestar], settings: Settings, db: Any
+) -> None:
+    admin = await _operator(client, settings, db, "security_admin")
+    registered = await client.post(API, json=_REGISTER, headers=admin)
+    assert registered.status_code == 201
+    tmk = registered.json()["tmk"]
+    assert (await client.post(f"{API}/BUS-A1/disable", headers=admin)).status_code == 204
+    assert (await client.post(f"{API}/BUS-A1/enable", headers=admin)).status_code == 204
+    rekeyed = await client.post(f"{API}/BUS-A1/rekey", headers=admin)
+    assert rekeyed.status_code == 200 and rekeyed.json()["tmk_version"] == 2
+    assert (await client.post(API, json=_REGISTER, headers=admin)).status_code == 409
+    assert (await client.post(f"{API}/NO-SUCH/disable", headers=admin)).status_code == 404
+    assert (await client.get(API, headers=admin)).status_code == 200
+    assert (await client.get(f"{API}/suspense", headers=admin)).status_code == 200
+
+    entries = list(reversed(await entries_for(db, "BUS-A1")))
+    assert [(e.action, e.outcome) for e in entries] == [
+        ("card.terminal.register", "success"),
+        ("card.terminal.disable", "success"),
+        ("card.terminal.enable", "success"),
+        ("card.terminal.rekey", "success"),
+        ("card.terminal.register", "failure"),
+    ]
+    actor = entries[0].actor_id
+    assert actor is not None and all(e.actor_id == actor and e.actor_kind == "operator" for e in entries)
+    assert entries[1].details == {"from": "active", "to": "disabled"}
+    # The key itself is never in the log, only its check value.
+    assert all(tmk not in str(e.details) and rekeyed.json()["tmk"] not in str(e.details) for e in entries)
+    assert entries[3].details["tmk_version"] == 2
+    [missing] = await entries_for(db, "NO-SUCH")
+    assert (missing.action, missing.outcome) == ("card.terminal.disable", "failure")
+    mine = {e.action for e in await entries_for(db, actor)}
+    assert {"card.terminal.list", "card.terminal.suspense.list"} <= mine
+    assert (await verify_chain(db)).ok
