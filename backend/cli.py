@@ -63,9 +63,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             metrics_dir.mkdir(parents=True)
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
         simulators = _start_simulators(resolved)
-        from card.terminal.gateway.process import start_gateway_process, stop_gateway_process
+        from card.terminal.gateway.process import GatewaySupervisor, default_processes
 
-        gateway = start_gateway_process()  # the terminal gateway (TCP), beside the API workers
+        # The terminal gateway (TCP) beside the API workers: N processes on one port, each
+        # restarted if it dies (terminals reconnect and re-send what was not acknowledged).
+        processes = default_processes(resolved.terminal.processes)
+        gateway = GatewaySupervisor(processes, announce=lambda line: print(f"  {line}", flush=True))
         base = f"http://{resolved.http.host}:{resolved.http.port}"
         print(f"\n  API            {base}/api/v1/platform/status")
         print(f"  API reference  {base}/schema")
@@ -77,7 +80,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if simulators is not None:
             print(f"  upstreams      simulated (pid {simulators.pid}), e.g. {simulators.urls['population']}")
         terminal = resolved.terminal
-        print(f"  terminals      tcp://{terminal.host}:{terminal.port} (gateway pid {gateway.pid})")
+        pids = ", ".join(str(pid) for pid in gateway.pids)
+        print(f"  terminals      tcp://{terminal.host}:{terminal.port} (gateway pids {pids}, supervised)")
         print("\n  Ctrl-C stops everything.\n", flush=True)
         # uvicorn drains in-flight requests on SIGINT/SIGTERM, then re-raises the signal; these
         # handlers turn that into a normal return, so the embedded servers below are stopped.
@@ -87,7 +91,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             try:
                 _run_uvicorn(uvicorn, resolved)
             finally:
-                stop_gateway_process(gateway)
+                gateway.stop()
     return 0
 
 

@@ -24,10 +24,15 @@ class TerminalSettings(msgspec.Struct, frozen=True, kw_only=True):
     upload_age_limit_days: int = 30
     # Session keys live this long in Redis after sign-on (refreshed by traffic).
     session_ttl_seconds: int = 86400
+    # Gateway processes ``citizen serve`` runs side by side on the port (0: one per core, at most 4);
+    # each is restarted if it dies.
+    processes: int = 0
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError("terminal port must be 0..65535")
+        if not 0 <= self.processes <= 64:
+            raise ValueError("terminal processes must be 0..64")
         if not 1 <= self.max_batch_records <= 500:
             raise ValueError("terminal max_batch_records must be 1..500")
         if not 64 <= self.max_frame_size <= 65535:

@@ -165,7 +165,8 @@ class BlacklistReader:
             rows = await db.fetch("SELECT value FROM card.blacklist_entries WHERE kind = 1 ORDER BY value")
             return BlacklistDelta(head, True, [str(r["value"]) for r in rows], [])
         rows = await db.fetch(
-            "SELECT DISTINCT ON (value) value, action FROM card.blacklist_changes "
+            # ``action`` is PostgreSQL's one-byte "char" (asyncpg answers bytes): compare it as text.
+            "SELECT DISTINCT ON (value) value, action::text AS action FROM card.blacklist_changes "
             "WHERE kind = 1 AND version > $1 AND version <= $2 ORDER BY value, version DESC",
             since,
             head,
