@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from backend.db import create_pool
+from backend.db import Pool, create_pool
 from backend.keyring import Keyring
 from backend.runtime import migrate_database
 from bench._harness import emit, free_port, service_env, services
@@ -31,7 +32,7 @@ from card.terminal.messages import Heartbeat, HeartbeatResponse
 from card.terminal.records import purchase_inputs
 from card.terminal.spec import TerminalKind
 from mock_terminals.bus import BusReader, Kiosk, SoftwarePsam
-from mock_terminals.card import open_personalisation
+from mock_terminals.card import SoftwareCard, open_personalisation
 from mock_terminals.link import TerminalLink
 
 BENCH = "terminal_throughput"
@@ -40,6 +41,12 @@ TAPS_PER_READER = int(os.environ.get("BENCH_TAPS", "2000"))
 CARDS = int(os.environ.get("BENCH_CARDS", "5000"))
 KIOSKS = int(os.environ.get("BENCH_KIOSKS", "200"))
 IDLE_TERMINALS = int(os.environ.get("BENCH_IDLE", "1000"))
+BATCH = int(os.environ.get("BENCH_BATCH", "500"))
+LOAD_ROUNDS = int(os.environ.get("BENCH_LOAD_ROUNDS", "5"))
+GATEWAYS = int(os.environ.get("BENCH_GATEWAYS", "1"))
+LOAD_RATE = float(os.environ.get("BENCH_LOAD_RATE", "100"))  # loads/s in all, open loop
+LOAD_SECONDS = float(os.environ.get("BENCH_LOAD_SECONDS", "20"))
+PARTS = set(os.environ.get("BENCH_PARTS", "taps,loads,memory").split(","))  # which figures to measure
 
 
 def _rss_kb(pid: int) -> int:
@@ -47,6 +54,142 @@ def _rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+async def _taps(
+    pool: Pool,
+    keys: SoftwareKeyStore,
+    kek: bytes,
+    registry: TerminalRegistry,
+    cards: list[SoftwareCard],
+    port: int,
+) -> None:
+    """Offline taps: made before the clock starts; then TAC-only, then end to end."""
+    readers: list[BusReader] = []
+    now = dt.datetime.now(dt.UTC)
+    for i in range(READERS):
+        reg = await registry.register(f"BENCH-{i:04d}", operator="bench-bus", kind=TerminalKind.BUS)
+        mine = cards[i::READERS]
+        psam = SoftwarePsam(reg.psam_terminal_no, {c.app_serial: c.dpk for c in mine})
+        reader = BusReader(TerminalLink(reg.id, reg.tmk, "127.0.0.1", port), psam, reg.tmk, batch_size=BATCH)
+        for t in range(TAPS_PER_READER):
+            reader.tap(mine[t % len(mine)], 100, now)
+        await reader.link.sign_on()
+        readers.append(reader)
+    total = READERS * TAPS_PER_READER
+
+    # Baseline: TAC verification alone, the same records, a fresh key store (cold key cache).
+    items = []
+    info = {c.app_serial: c for c in cards}
+    for reader in readers:
+        for record in reader.queue.values():
+            card = info[record.app_serial]
+            items.append(
+                (CardKeyRef(1, card.app_serial, card.issuer_id), purchase_inputs(record), record.tac)
+            )
+    fresh = SoftwareKeyStore(pool, kek)
+    started = time.perf_counter()
+    assert all(await fresh.verify_purchase_tacs(items))
+    tac_rate = len(items) / (time.perf_counter() - started)
+
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    await asyncio.gather(*(r.upload() for r in readers))
+    elapsed = time.perf_counter() - started
+    accepted = sum(r.counts["accepted"] for r in readers)
+    committed = await pool.fetchval("SELECT count(*) FROM card.terminal_records WHERE status = 'accepted'")
+    assert accepted == total == committed, (accepted, total, committed)
+    emit(BENCH, "verified_taps_per_second", total / elapsed, "taps/s", baseline="tac_verification_only",
+         baseline_value=tac_rate, target=">= 10000 taps/s and >= 0.5 x TAC-only", readers=READERS,
+         taps=total, batch=BATCH, load_average=[load_before, os.getloadavg()[0]])  # fmt: skip
+    for reader in readers:
+        await reader.link.close()
+
+
+async def _loads(registry: TerminalRegistry, cards: list[SoftwareCard], port: int) -> None:
+    """Online loads at ``KIOSKS`` concurrent kiosks, each on its own cards."""
+    kiosks = []
+    for i in range(KIOSKS):
+        reg = await registry.register(f"BK-{i:04d}", operator="bench-kiosk", kind=TerminalKind.KIOSK)
+        kiosk = Kiosk(TerminalLink(reg.id, reg.tmk, "127.0.0.1", port), reg.psam_terminal_no)
+        await kiosk.link.sign_on()
+        kiosks.append(kiosk)
+    # Open loop: loads arrive at LOAD_RATE per second in all (Poisson), each at a random kiosk that
+    # is free; a kiosk serves one customer at a time. This is the latency a customer sees.
+    rng = random.Random(7)
+    latencies: list[float] = []
+    free = list(range(KIOSKS))
+    running: set[asyncio.Task[None]] = set()
+    counter = iter(range(10**9))
+
+    async def serve(k: int) -> None:
+        card = cards[(k + KIOSKS * next(counter)) % len(cards)]
+        t0 = time.perf_counter()
+        answer = await kiosks[k].load(card, 100)
+        latencies.append(time.perf_counter() - t0)
+        assert answer.result == 0
+        free.append(k)
+
+    load_before = os.getloadavg()[0]
+    deadline = time.perf_counter() + LOAD_SECONDS
+    while time.perf_counter() < deadline:
+        await asyncio.sleep(rng.expovariate(LOAD_RATE))
+        if free:
+            task = asyncio.create_task(serve(free.pop(rng.randrange(len(free)))))
+            running.add(task)
+            task.add_done_callback(running.discard)
+    await asyncio.gather(*running)
+    _latency_figures("online_load", latencies, load_before, rate=LOAD_RATE, arrival="poisson, open loop")
+
+    # Saturation: every kiosk loads back to back with no pause (closed loop), as many at once as
+    # there are kiosks; latency here is queueing on the host's throughput.
+    latencies = []
+
+    async def one(kiosk: Kiosk, rounds: int, offset: int) -> None:
+        for r in range(rounds):
+            card = cards[(offset + r * KIOSKS) % len(cards)]
+            t0 = time.perf_counter()
+            answer = await kiosk.load(card, 100)
+            latencies.append(time.perf_counter() - t0)
+            assert answer.result == 0
+
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    await asyncio.gather(*(one(k, LOAD_ROUNDS, i) for i, k in enumerate(kiosks)))
+    rate = len(latencies) / (time.perf_counter() - started)
+    _latency_figures(
+        "online_load_saturated", latencies, load_before, rate=round(rate, 1), arrival="closed loop"
+    )
+    for kiosk in kiosks:
+        await kiosk.link.close()
+
+
+def _latency_figures(name: str, latencies: list[float], load_before: float, **fields: object) -> None:
+    latencies.sort()
+    p50 = statistics.median(latencies) * 1000
+    p99 = latencies[int(0.99 * (len(latencies) - 1))] * 1000
+    note = "a load = LOAD + LOAD CONFIRM round trips, card APDUs included"
+    emit(BENCH, f"{name}_p50", p50, "ms", kiosks=KIOSKS, loads=len(latencies), note=note, **fields)
+    emit(BENCH, f"{name}_p99", p99, "ms", target="<= 20 ms", kiosks=KIOSKS, loads=len(latencies),
+         load_average=[load_before, os.getloadavg()[0]], **fields)  # fmt: skip
+
+
+async def _memory(registry: TerminalRegistry, port: int, pids: list[int]) -> None:
+    """RSS of fresh gateways (summed), then with ``IDLE_TERMINALS`` connected, signed-on terminals."""
+    before = sum(_rss_kb(pid) for pid in pids)
+    links = []
+    for i in range(IDLE_TERMINALS):
+        reg = await registry.register(f"IDLE-{i:05d}", operator="bench-bus", kind=TerminalKind.BUS)
+        link = TerminalLink(reg.id, reg.tmk, "127.0.0.1", port)
+        await link.sign_on()
+        await link.request(Heartbeat(), HeartbeatResponse)
+        links.append(link)
+    after = sum(_rss_kb(pid) for pid in pids)
+    emit(BENCH, "gateway_rss_1000_terminals", after / 1024, "MB", baseline="gateway_rss_idle",
+         baseline_value=before / 1024, target="<= 200 MB", terminals=IDLE_TERMINALS,
+         gateways=len(pids))  # fmt: skip
+    for link in links:
+        await link.close()
 
 
 async def _main() -> None:
@@ -75,102 +218,34 @@ async def _main() -> None:
             CITIZEN_TERMINAL_MAX_CONNECTIONS="5000",
             CITIZEN_DATABASE_POOL_MAX="20",
         )
-        gateway = subprocess.Popen(  # noqa: ASYNC220 - started once, before any load
-            [sys.executable, "-m", "card.terminal.gateway"], env=env, stdout=subprocess.PIPE
-        )
-        assert gateway.stdout is not None
-        gateway.stdout.readline()
-        try:
-            # --- offline taps: prepare ------------------------------------------------------------
-            readers: list[BusReader] = []
-            now = dt.datetime.now(dt.UTC)
-            for i in range(READERS):
-                reg = await registry.register(f"BENCH-{i:04d}", operator="bench-bus", kind=TerminalKind.BUS)
-                mine = cards[i::READERS]
-                psam = SoftwarePsam(reg.psam_terminal_no, {c.app_serial: c.dpk for c in mine})
-                reader = BusReader(
-                    TerminalLink(reg.id, reg.tmk, "127.0.0.1", port), psam, reg.tmk, batch_size=500
+        gateways = []
+        for _ in range(GATEWAYS):  # side by side on one port (SO_REUSEPORT), as in production
+            gateways.append(
+                subprocess.Popen(  # noqa: ASYNC220 - started once, before any load
+                    [sys.executable, "-m", "card.terminal.gateway"], env=env, stdout=subprocess.PIPE
                 )
-                for t in range(TAPS_PER_READER):
-                    reader.tap(mine[t % len(mine)], 100, now)
-                await reader.link.sign_on()
-                readers.append(reader)
-            total = READERS * TAPS_PER_READER
-
-            # --- baseline: TAC verification alone, same records, same key store -------------------
-            items = []
-            info = {c.app_serial: c for c in cards}
-            for reader in readers:
-                for record in reader.queue.values():
-                    card = info[record.app_serial]
-                    items.append(
-                        (CardKeyRef(1, card.app_serial, card.issuer_id), purchase_inputs(record), record.tac)
-                    )
-            fresh = SoftwareKeyStore(pool, kek)
-            started = time.perf_counter()
-            assert all(await fresh.verify_purchase_tacs(items))
-            tac_rate = len(items) / (time.perf_counter() - started)
-
-            # --- end to end -------------------------------------------------------------------------
-            started = time.perf_counter()
-            await asyncio.gather(*(r.upload() for r in readers))
-            elapsed = time.perf_counter() - started
-            accepted = sum(r.counts["accepted"] for r in readers)
-            committed = await pool.fetchval(
-                "SELECT count(*) FROM card.terminal_records WHERE status = 'accepted'"
             )
-            assert accepted == total == committed, (accepted, total, committed)
-            rate = total / elapsed
-            emit(BENCH, "verified_taps_per_second", rate, "taps/s", baseline="tac_verification_only",
-                 baseline_value=tac_rate, target=">= 10000 taps/s and >= 0.5 x TAC-only",
-                 readers=READERS, taps=total, batch=500)  # fmt: skip
-            for reader in readers:
-                await reader.link.close()
-
-            # --- online load at 200 concurrent kiosks -------------------------------------------------
-            kiosks = []
-            for i in range(KIOSKS):
-                reg = await registry.register(f"BK-{i:04d}", operator="bench-kiosk", kind=TerminalKind.KIOSK)
-                kiosk = Kiosk(TerminalLink(reg.id, reg.tmk, "127.0.0.1", port), reg.psam_terminal_no)
-                await kiosk.link.sign_on()
-                kiosks.append(kiosk)
-            latencies: list[float] = []
-
-            async def one(kiosk: Kiosk, rounds: int, offset: int) -> None:
-                for r in range(rounds):
-                    card = cards[(offset + r * KIOSKS) % len(cards)]
-                    t0 = time.perf_counter()
-                    answer = await kiosk.load(card, 100)
-                    latencies.append(time.perf_counter() - t0)
-                    assert answer.result == 0
-
-            await asyncio.gather(*(one(k, 5, i) for i, k in enumerate(kiosks)))
-            latencies.sort()
-            p50 = statistics.median(latencies) * 1000
-            p99 = latencies[int(0.99 * (len(latencies) - 1))] * 1000
-            emit(BENCH, "online_load_p50", p50, "ms", kiosks=KIOSKS, loads=len(latencies),
-                 note="a load = LOAD + LOAD CONFIRM round trips, card APDUs included")  # fmt: skip
-            emit(BENCH, "online_load_p99", p99, "ms", target="<= 20 ms", kiosks=KIOSKS)
-            for kiosk in kiosks:
-                await kiosk.link.close()
-
-            # --- memory for 1,000 connected, signed-on terminals --------------------------------------
-            before = _rss_kb(gateway.pid)
-            links = []
-            for i in range(IDLE_TERMINALS):
-                reg = await registry.register(f"IDLE-{i:05d}", operator="bench-bus", kind=TerminalKind.BUS)
-                link = TerminalLink(reg.id, reg.tmk, "127.0.0.1", port)
-                await link.sign_on()
-                await link.request(Heartbeat(), HeartbeatResponse)
-                links.append(link)
-            after = _rss_kb(gateway.pid)
-            emit(BENCH, "gateway_rss_1000_terminals", after / 1024, "MB", baseline="gateway_rss_idle",
-                 baseline_value=before / 1024, target="<= 200 MB", terminals=IDLE_TERMINALS)  # fmt: skip
-            for link in links:
-                await link.close()
+            assert gateways[-1].stdout is not None
+            gateways[-1].stdout.readline()
+        gateway = gateways[0]
+        profiler: subprocess.Popen[bytes] | None = None
+        if os.environ.get("BENCH_PROFILE"):  # e.g. "py-spy record -o /tmp/gw.svg -d 30 -p {pid}"
+            profiler = subprocess.Popen(  # noqa: ASYNC220 - local profiling only
+                os.environ["BENCH_PROFILE"].format(pid=gateway.pid).split()
+            )
+        try:
+            if "memory" in PARTS:
+                await _memory(registry, port, [g.pid for g in gateways])
+            if "taps" in PARTS:
+                await _taps(pool, keys, kek, registry, cards, port)
+            if "loads" in PARTS:
+                await _loads(registry, cards, port)
         finally:
-            gateway.terminate()
-            gateway.wait(10)
+            if profiler is not None:
+                profiler.wait(120)
+            for g in gateways:
+                g.terminate()
+                g.wait(10)
             await pool.close()
 
 

@@ -34,7 +34,16 @@ async def running_gateway(
             database, pool_max=pool_max, pool_min=min(database.pool_min, pool_max)
         )
     pool = await create_pool(database, database.url.reveal() if database.url else "")
-    redis = aioredis.from_url(settings.redis.url.reveal(), socket_timeout=settings.redis.socket_timeout)
+    # A blocking pool: under a burst (hundreds of kiosks at once) a request waits for a connection
+    # instead of failing with MaxConnectionsError (redis-py's default pool refuses past 100).
+    redis = aioredis.Redis.from_pool(
+        aioredis.BlockingConnectionPool.from_url(
+            settings.redis.url.reveal(),
+            max_connections=64,
+            timeout=settings.redis.socket_timeout or 5,
+            socket_timeout=settings.redis.socket_timeout,
+        )
+    )
     try:
         kek = keyring.get("card-kek")
         keys = SoftwareKeyStore(pool, kek)

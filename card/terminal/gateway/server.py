@@ -52,6 +52,7 @@ class Gateway:
             self.settings.port if port is None else port,
             limit=_READ_SIZE,
             backlog=2048,
+            reuse_port=True,  # several gateway processes may serve one address (same user only)
         )
         address = self.server.sockets[0].getsockname()
         return str(address[0]), int(address[1])

@@ -31,7 +31,7 @@ from card.terminal.messages import (
 )
 from card.terminal.messages.fields import encode_body
 from card.terminal.records import parse_dt7, purchase_inputs, qr_account, qr_mac_input
-from card.terminal.spec import Flag, RecordKind, RecordReason, RecordResult, ResultCode
+from card.terminal.spec import Flag, RecordKind, RecordReason, RecordResult, ResultCode, Tag
 from card.terminal.tlv import TLV, encode
 from payments.posting import PurchasePosting
 
@@ -91,10 +91,13 @@ class BatchProcessor:
         self.host = host
         self._verifier: tuple[object, OfflineVerifier] | None = None
 
-    async def handle(self, terminal: TerminalRecord, body: Message) -> Message | None:
+    async def handle(
+        self, terminal: TerminalRecord, body: Message, objects: tuple[TLV, ...] = ()
+    ) -> Message | None:
         if not isinstance(body, BatchUpload):
             return None
-        return await self.upload(terminal, body)
+        items = [obj.value for obj in objects if obj.tag == Tag.ITEM and isinstance(obj.value, tuple)]
+        return await self.upload(terminal, body, items if len(items) == len(body.records) else None)
 
     async def _qr_verifier(self) -> OfflineVerifier:
         params = await self.host.parameters()
@@ -106,7 +109,10 @@ class BatchProcessor:
             self._verifier = (params, verifier)
         return self._verifier[1]
 
-    async def upload(self, terminal: TerminalRecord, body: BatchUpload) -> BatchResponse:
+    async def upload(
+        self, terminal: TerminalRecord, body: BatchUpload, items: list[tuple[TLV, ...]] | None = None
+    ) -> BatchResponse:
+        """``items``: the records' data objects as received (stored as sent, not re-encoded)."""
         settings = self.host.settings
         if len(body.records) > settings.max_batch_records:
             raise ProtocolError(ResultCode.BATCH_TOO_LARGE)
@@ -134,7 +140,7 @@ class BatchProcessor:
             for w in works:
                 self._policy_checks(w, listed)
             async with db.transaction():
-                outcomes = await self._commit(db, terminal, body, works)
+                outcomes = await self._commit(db, terminal, body, works, items)
         return BatchResponse(
             batch_number=body.batch_number, record_count=len(outcomes), outcomes=tuple(outcomes)
         )
@@ -215,7 +221,12 @@ class BatchProcessor:
                 w.flags.append((Flag.FARE_MISMATCH, f"charged {r.amount}, fare table says {expected}"))
 
     async def _commit(
-        self, conn: Connection, terminal: TerminalRecord, body: BatchUpload, works: list[_Work]
+        self,
+        conn: Connection,
+        terminal: TerminalRecord,
+        body: BatchUpload,
+        works: list[_Work],
+        items: list[tuple[TLV, ...]] | None,
     ) -> list[RecordOutcome]:
         last_serial = int(
             await conn.fetchval(
@@ -250,13 +261,14 @@ class BatchProcessor:
             )
         )
         columns: list[list[object]] = [[] for _ in range(18)]
-        for w in works:
+        raw = [encode(TLV(Tag.ITEM, children)) for children in items] if items is not None else None
+        for i, w in enumerate(works):
             r = w.record
             row = (
                 terminal.id, r.terminal_serial, r.kind, r.app_serial, w.card_number, w.counter, w.txn_type,
                 r.amount, r.balance_before, w.txn_time, r.line, r.stop, r.entry_stop, r.tac,
                 "suspended" if w.reason else "accepted", int(w.reason), batch_id,
-                encode(TLV(0xE3, _encode_record(r))),
+                raw[i] if raw is not None else encode(TLV(Tag.ITEM, _encode_record(r))),
             )  # fmt: skip
             for column, value in zip(columns, row, strict=True):
                 column.append(value)
@@ -275,47 +287,13 @@ class BatchProcessor:
             )
         }
         fresh = [w for w in works if w.record.terminal_serial in inserted]
-        # Ledger: one transfer per inserted accepted record with an amount, in this transaction.
-        to_post = [w for w in fresh if not w.reason and w.record.amount > 0]
-        postings = []
-        for w in to_post:
-            assert w.card is not None
-            if w.card.ledger_account_id is None:
+        # Everything but the ledger first: the ledger posting takes the ledger's writer lock (held to
+        # the commit), so it comes last and the lock is held for as short a time as possible.
+        for w in fresh:
+            if not w.reason and w.record.amount > 0 and (w.card is None or w.card.ledger_account_id is None):
                 w.reject(RecordReason.LEDGER_REFUSED, "the card has no e-purse account")
-                continue
-            assert w.txn_time is not None
-            posting = PurchasePosting(
-                card_id=str(w.card.card_id),
-                counter=w.counter,
-                amount=w.record.amount,
-                operator=terminal.operator,
-                occurred_at=w.txn_time,
-                terminal_id=terminal.id,
-            )
-            postings.append((w, posting))
-        results = await self.host.ledger.post_taps_txn(conn, [p for _, p in postings])
-        for (w, _), result in zip(postings, results, strict=True):
-            if not result.ok:
-                w.reject(RecordReason.LEDGER_REFUSED, result.result.value)
-        newly_suspended = [w for w in fresh if w.reason]
-        if newly_suspended:
-            await conn.execute(
-                "UPDATE card.terminal_records r SET status = 'suspended', reason = v.reason "
-                "FROM unnest($2::bigint[], $3::smallint[]) AS v(serial, reason) "
-                "WHERE r.terminal_id = $1 AND r.terminal_serial = v.serial AND r.status = 'accepted'",
-                terminal.id,
-                [w.record.terminal_serial for w in newly_suspended],
-                [int(w.reason) for w in newly_suspended],
-            )
-            await conn.executemany(
-                "INSERT INTO card.terminal_suspense (terminal_id, terminal_serial, reason, detail) "
-                "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                [
-                    (terminal.id, w.record.terminal_serial, int(w.reason), w.detail or w.reason.name)
-                    for w in newly_suspended
-                ],
-            )
         accepted = [w for w in fresh if not w.reason]
+        await self._suspend(conn, terminal, [w for w in fresh if w.reason])
         self._gaps(accepted, previous, last_serial)
         followups = [(terminal.id, w.record.terminal_serial, int(f), d) for w in accepted for f, d in w.flags]
         if followups:
@@ -324,25 +302,57 @@ class BatchProcessor:
                 "VALUES ($1, $2, $3, $4)",
                 followups,
             )
+        # The card did make these transactions (its counter moved), whatever the ledger says below.
         offline = [
             (w.card.card_id, w.counter + 1) for w in accepted if w.card and w.record.kind != RecordKind.QR
         ]
         await self.host.cards.advance_counters_txn(conn, offline, [])
-        await conn.execute(
-            "UPDATE card.terminal_batches SET accepted = $2, duplicates = $3, rejected = $4, amount = $5 "
-            "WHERE id = $1",
-            batch_id,
-            len(accepted),
-            len(works) - len(fresh),
-            len(newly_suspended),
-            sum(w.record.amount for w in accepted),
-        )
         await conn.execute(
             "UPDATE card.terminals SET last_serial = GREATEST(last_serial, $2), "
             "last_batch_number = GREATEST(last_batch_number, $3) WHERE id = $1",
             terminal.id,
             max((w.record.terminal_serial for w in works), default=0),
             body.batch_number,
+        )
+        # Ledger: one transfer per inserted accepted record with an amount, one batch, this transaction.
+        postings = []
+        for w in accepted:
+            if w.record.amount <= 0:
+                continue
+            assert w.card is not None and w.card.ledger_account_id is not None and w.txn_time is not None
+            posting = PurchasePosting(
+                card_id=str(w.card.card_id),
+                counter=w.counter,
+                amount=w.record.amount,
+                operator=terminal.operator,
+                occurred_at=w.txn_time,
+                terminal_id=terminal.id,
+                epurse_account_id=w.card.ledger_account_id,  # the card's own account, as card recorded it
+            )
+            postings.append((w, posting))
+        results = await self.host.ledger.post_taps_txn(conn, [p for _, p in postings])
+        refused = []
+        for (w, _), result in zip(postings, results, strict=True):
+            if not result.ok:
+                w.reject(RecordReason.LEDGER_REFUSED, result.result.value)
+                refused.append(w)
+        if refused:  # rare: an e-purse beyond its overdraft limit
+            await self._suspend(conn, terminal, refused)
+            await conn.execute(
+                "DELETE FROM card.terminal_followups f USING unnest($2::bigint[]) AS v(serial) "
+                "WHERE f.terminal_id = $1 AND f.terminal_serial = v.serial",
+                terminal.id,
+                [w.record.terminal_serial for w in refused],
+            )
+            accepted = [w for w in accepted if not w.reason]
+        await conn.execute(
+            "UPDATE card.terminal_batches SET accepted = $2, duplicates = $3, rejected = $4, amount = $5 "
+            "WHERE id = $1",
+            batch_id,
+            len(accepted),
+            len(works) - len(fresh),
+            len(fresh) - len(accepted),
+            sum(w.record.amount for w in accepted),
         )
         outcomes = []
         for w in works:
@@ -363,6 +373,29 @@ class BatchProcessor:
                     RecordOutcome(terminal_serial=w.record.terminal_serial, result=RecordResult.ACCEPTED)
                 )
         return outcomes
+
+    @staticmethod
+    async def _suspend(conn: Connection, terminal: TerminalRecord, works: list[_Work]) -> None:
+        """Inserted records that failed a check: status ``suspended`` and a suspense queue entry."""
+        if not works:
+            return
+        await conn.execute(
+            "UPDATE card.terminal_records r SET status = 'suspended', reason = v.reason "
+            "FROM unnest($2::bigint[], $3::smallint[]) AS v(serial, reason) "
+            "WHERE r.terminal_id = $1 AND r.terminal_serial = v.serial AND r.status = 'accepted'",
+            terminal.id,
+            [w.record.terminal_serial for w in works],
+            [int(w.reason) for w in works],
+        )
+        await conn.execute(
+            "INSERT INTO card.terminal_suspense (terminal_id, terminal_serial, reason, detail) "
+            "SELECT $1, serial, reason, detail FROM unnest($2::bigint[], $3::smallint[], $4::text[]) "
+            "AS v(serial, reason, detail) ON CONFLICT DO NOTHING",
+            terminal.id,
+            [w.record.terminal_serial for w in works],
+            [int(w.reason) for w in works],
+            [w.detail or w.reason.name for w in works],
+        )
 
     @staticmethod
     def _gaps(accepted: list[_Work], previous: dict[bytes, tuple[int, int]], last_serial: int) -> None:

@@ -185,9 +185,9 @@ class TerminalHost:
             link.session = None
             return frame
         else:
-            answer = await self.batches.handle(link.terminal, body) or await self.loads.handle(
-                link.terminal, body
-            )
+            answer = await self.batches.handle(
+                link.terminal, body, envelope.body_objects
+            ) or await self.loads.handle(link.terminal, body)
         return self.answer(link, envelope, answer)
 
     async def sign_on(self, link: Link, envelope: Envelope) -> bytes:

@@ -123,15 +123,61 @@ def encode_body(body: Body) -> tuple[TLV, ...]:
     return tuple(out)
 
 
+# Per class, per tag: (field, plain) where ``plain`` is the fixed size of a UINT (> 0), of a fixed
+# BYTES field (< 0, negated), or 0 for everything that goes through ``_decode_value``.
+_PLANS: dict[type[Body], dict[int, tuple[Field, int]]] = {}
+
+
+def _plan(cls: type[Body]) -> dict[int, tuple[Field, int]]:
+    plan = _PLANS.get(cls)
+    if plan is None:
+        plan = {}
+        for f in cls.FIELDS:
+            plain = 0
+            if not f.repeated and f.kind is Kind.UINT:
+                plain = f.size
+            elif not f.repeated and f.kind is Kind.BYTES and f.size:
+                plain = -f.size
+            plan[f.tag] = (f, plain)
+        _PLANS[cls] = plan
+    return plan
+
+
+_LISTED: dict[type[Body], tuple[str, ...]] = {}
+
+
+def _listed(cls: type[Body]) -> tuple[str, ...]:
+    names = _LISTED.get(cls)
+    if names is None:
+        names = _LISTED[cls] = tuple(f.name for f in cls.FIELDS if f.kind is Kind.ITEMS or f.repeated)
+    return names
+
+
 def decode_body(cls: type[B], objects: tuple[TLV, ...]) -> B:
     """Build ``cls`` from its data objects: unknown, repeated-once, missing or malformed → error."""
-    by_tag = cls._by_tag
+    plan = _plan(cls)
     values: dict[str, Any] = {}
-    for obj in objects:
-        field = by_tag.get(obj.tag)
-        if field is None:
-            raise ProtocolError(ResultCode.UNKNOWN_TAG, f"{obj.tag:X}")
-        value = obj.value
+    from_bytes = int.from_bytes
+    for tag, value in objects:
+        entry = plan.get(tag)
+        if entry is None:
+            raise ProtocolError(ResultCode.UNKNOWN_TAG, f"{tag:X}")
+        field, plain = entry
+        if plain:  # the hot path: fixed-size integers and byte strings
+            if type(value) is not bytes:
+                raise ProtocolError(ResultCode.MALFORMED_TLV, f"{tag:X} is constructed")
+            if plain > 0:
+                if len(value) != plain:
+                    raise ProtocolError(ResultCode.BAD_FIELD_LENGTH, field.name)
+                decoded: Any = from_bytes(value, "big")
+            else:
+                if len(value) != -plain:
+                    raise ProtocolError(ResultCode.BAD_FIELD_LENGTH, field.name)
+                decoded = value
+            if field.name in values:
+                raise ProtocolError(ResultCode.BAD_FIELD_VALUE, f"{field.name} twice")
+            values[field.name] = decoded
+            continue
         if field.kind is Kind.ITEMS:
             if not isinstance(value, tuple):
                 raise ProtocolError(ResultCode.MALFORMED_TLV, "item")
@@ -142,7 +188,7 @@ def decode_body(cls: type[B], objects: tuple[TLV, ...]) -> B:
             items.append(decode_body(field.item, value))
             continue
         if not isinstance(value, bytes):
-            raise ProtocolError(ResultCode.MALFORMED_TLV, f"{obj.tag:X} is constructed")
+            raise ProtocolError(ResultCode.MALFORMED_TLV, f"{tag:X} is constructed")
         decoded = _decode_value(field, value)
         if field.repeated:
             values.setdefault(field.name, []).append(decoded)
@@ -150,13 +196,18 @@ def decode_body(cls: type[B], objects: tuple[TLV, ...]) -> B:
             raise ProtocolError(ResultCode.BAD_FIELD_VALUE, f"{field.name} twice")
         else:
             values[field.name] = decoded
-    for field in cls.FIELDS:
-        if field.kind is Kind.ITEMS or field.repeated:
-            values[field.name] = tuple(values.get(field.name, ()))
-        elif field.name not in values:
-            if not field.optional:
+    if len(values) != len(cls.FIELDS):
+        for field in cls.FIELDS:
+            if field.name in values:
+                continue
+            if field.kind is Kind.ITEMS or field.repeated:
+                values[field.name] = ()
+            elif not field.optional:
                 raise ProtocolError(ResultCode.MISSING_FIELD, field.name)
-            values[field.name] = None
+            else:
+                values[field.name] = None
+    for name in _listed(cls):
+        values[name] = tuple(values[name])
     try:
         return cls(**values)
     except (TypeError, msgspec.ValidationError) as exc:  # pragma: no cover - FIELDS and the class disagree
