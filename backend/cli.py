@@ -405,6 +405,64 @@ def _card_args(parser: argparse.ArgumentParser) -> None:
 _COMMANDS["card"] = ("the citizen card: keys, reissue settlement, personalisation", cmd_card, _card_args)
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    """``citizen keys status|rotate``: the OpenID provider's signing keys (identity/oidc/cli.py)."""
+    from identity.oidc import cli as oidc_cli
+
+    keyring = Keyring.load(_settings(args))
+
+    async def work(pool: Any, _client: Any, settings: Settings) -> tuple[int, list[str]]:
+        if args.action == "rotate":
+            return 0, await oidc_cli.keys_rotate(pool, keyring, settings, args.alg or [], args.delay)
+        return 0, await oidc_cli.keys_status(pool, keyring, settings)
+
+    return _identity_run(args, work)
+
+
+def _keys_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["status", "rotate"], help="status: list keys; rotate: new keys")
+    parser.add_argument("--alg", action="append", choices=["ES256", "RS256", "EdDSA"], help="default: all")
+    parser.add_argument("--delay", type=int, help="seconds the new key is published before it signs")
+
+
+def cmd_clients(args: argparse.Namespace) -> int:
+    """``citizen clients create|list``: OpenID clients (the admin API does the same, audited)."""
+    from identity.oidc import cli as oidc_cli
+
+    async def work(pool: Any, _client: Any, settings: Settings) -> tuple[int, list[str]]:
+        if args.action == "list":
+            return 0, await oidc_cli.clients_list(pool, settings)
+        raw: dict[str, Any] = {"name": args.name or "client", "redirect_uris": args.redirect_uri or []}
+        if args.client_id:
+            raw["client_id"] = args.client_id
+        if args.public:
+            raw.update(client_type="public", auth_method="none")
+        elif args.auth_method:
+            raw["auth_method"] = args.auth_method
+        if args.scope:
+            raw["scopes"] = args.scope
+        if args.grant_type:
+            raw["grant_types"] = args.grant_type
+        return 0, await oidc_cli.clients_create(pool, settings, raw)
+
+    return _identity_run(args, work)
+
+
+def _clients_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["create", "list"], help="create: register a client; list: all")
+    parser.add_argument("--client-id", help="default: generated")
+    parser.add_argument("--name", help="shown on the login and consent pages")
+    parser.add_argument("--redirect-uri", action="append", help="exact redirect URI (repeat for several)")
+    parser.add_argument("--public", action="store_true", help="a public client (PKCE, no secret)")
+    parser.add_argument("--auth-method", choices=["client_secret_basic", "client_secret_post"])
+    parser.add_argument("--scope", action="append", help="an allowed scope (repeat)")
+    parser.add_argument("--grant-type", action="append", help="an allowed grant type (repeat)")
+
+
+_COMMANDS["keys"] = ("OpenID signing keys: 'status', or 'rotate' (publish before sign)", cmd_keys, _keys_args)
+_COMMANDS["clients"] = ("OpenID clients: 'create' (the secret is shown once) or 'list'", cmd_clients, _clients_args)
+
+
 def _identity_run(args: argparse.Namespace, work: Callable[[Any, Any, Settings], Any]) -> int:
     """Run ``work(pool, redis, settings)`` against the resolved servers (identity's subcommands)."""
     import redis.asyncio as aioredis

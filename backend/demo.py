@@ -11,6 +11,7 @@ from backend.keyring import Keyring
 from backend.settings import Settings
 from card.demo import load_card_demo
 from identity.demo import load_identity_demo
+from identity.oidc.demo import load_oidc_demo
 
 __all__ = ["DEMO_LOADERS", "load_demo"]
 
@@ -19,6 +20,7 @@ DemoLoader = Callable[[Pool, aioredis.Redis, Settings, Keyring], Awaitable[list[
 # Filled as domains land, in dependency order; each returns lines describing what it ensured.
 DEMO_LOADERS: list[tuple[str, DemoLoader]] = [
     ("identity", load_identity_demo),
+    ("oidc", load_oidc_demo),  # the city app and two partner clients, with their secrets
     ("card", load_card_demo),
 ]
 
