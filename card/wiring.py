@@ -1,8 +1,13 @@
-"""How card plugs into the shell: ``CardRuntime(resources, request_id)`` (see ``backend/wiring.py``).
+"""How card plugs into the shell: ``CardRuntime(resources, request_id, connectors=, identity=)``
+(see ``backend/wiring.py``).
 
 The key store and services are built in card's lifespan (after the shell opened the pool); the key
-store generates version 1 of the keys on first start. Named dependencies: ``card``
-(:class:`~card.api.services.CardServices`) and ``card_keys`` (:class:`~card.keys.CardKeyStore`).
+store generates version 1 of the keys on first start. ``connectors`` and ``identity`` (callables
+giving integrations' connectors and identity's services once their lifespans ran) make the
+social security and health look-ups (``card.directory``); lifecycle changes reach the holder's
+inbox (``card.notices``). Named dependencies: ``card`` (:class:`~card.api.services.CardServices`)
+and ``card_keys`` (:class:`~card.keys.CardKeyStore`). Closing a card refunds its balance through
+payments' ``payments`` named dependency (``card.refunds``).
 """
 
 from __future__ import annotations
@@ -18,11 +23,14 @@ from card._db import Pool
 from card.api.admin import AdminCardController
 from card.api.citizen import CitizenCardController, DemoPhoneController, QrParametersController
 from card.api.services import CardServices
+from card.applications import ApplicationDirectory
 from card.audit import identity_audit_sink
 from card.devices.service import DeviceService
+from card.directory import ConnectorDirectory, identity_id_numbers
 from card.keys.software import SoftwareKeyStore
 from card.ledger import PaymentsEpurseLedger
 from card.lifecycle.service import CardService
+from card.notices import inbox_notifier
 
 __all__ = ["CardRuntime", "build_card_services"]
 
@@ -37,14 +45,28 @@ class _Resources(Protocol):  # backend.app.Resources, without importing the shel
 
 
 async def build_card_services(
-    pool: Pool, settings: Any, keyring: Any, request_id: Callable[[], str | None] = lambda: None
+    pool: Pool,
+    settings: Any,
+    keyring: Any,
+    request_id: Callable[[], str | None] = lambda: None,
+    *,
+    directory: ApplicationDirectory | None = None,
 ) -> CardServices:
-    """The card services on ``pool`` (also used by the CLI and the demo loader)."""
+    """The card services on ``pool`` (also used by the CLI and the demo loader). Without a
+    ``directory``, social security and health applications stay pending (``no_directory``)."""
     kek = keyring.get("card-kek")
     keys = SoftwareKeyStore(pool, kek)
     await keys.ensure_initialised()
     audit = identity_audit_sink()
-    cards = CardService(pool, keys, settings.card, ledger=PaymentsEpurseLedger(), audit=audit)
+    cards = CardService(
+        pool,
+        keys,
+        settings.card,
+        ledger=PaymentsEpurseLedger(),
+        audit=audit,
+        directory=directory,
+        notifier=inbox_notifier(),
+    )
     devices = DeviceService(
         pool, keys, settings.card, audit=audit, demo_kek=kek if settings.is_development else None
     )
@@ -59,9 +81,21 @@ async def build_card_services(
 
 
 class CardRuntime:
-    def __init__(self, resources: _Resources, request_id: Callable[[], str | None] = lambda: None) -> None:
+    def __init__(
+        self,
+        resources: _Resources,
+        request_id: Callable[[], str | None] = lambda: None,
+        *,
+        connectors: Callable[[], Any] | None = None,
+        identity: Callable[[], Any] | None = None,
+    ) -> None:
         self._resources = resources
         self._request_id = request_id
+        self._directory = (
+            ConnectorDirectory(connectors, identity_id_numbers(identity))
+            if connectors is not None and identity is not None
+            else None
+        )
         self._services: CardServices | None = None
 
     @property
@@ -73,7 +107,9 @@ class CardRuntime:
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Any) -> AsyncIterator[None]:
         r = self._resources
-        self._services = await build_card_services(r.pool, r.settings, r.keyring, self._request_id)
+        self._services = await build_card_services(
+            r.pool, r.settings, r.keyring, self._request_id, directory=self._directory
+        )
         try:
             yield
         finally:

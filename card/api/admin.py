@@ -12,7 +12,9 @@ from litestar.status_codes import HTTP_200_OK
 
 from card.api.services import CardServices
 from card.lifecycle.views import CardSummary, CardView, LifecycleEvent
+from card.refunds import payments_refunder
 from identity.auth import Principal, requires_operator_role
+from payments.topup.service import TopupService
 
 __all__ = ["AdminCardController"]
 
@@ -66,6 +68,9 @@ class AdminCardController(Controller):
         request: Req,
         principal: NamedDependency[Principal],
         card: NamedDependency[CardServices],
+        payments: NamedDependency[TopupService],
         card_id: FromPath[uuid.UUID],
     ) -> CardView:
-        return await card.cards.close(card_id, card.actor(principal, request))
+        """Close the card and refund its e-purse balance (``refund`` in the answer)."""
+        actor = card.actor(principal, request)
+        return await card.cards.close(card_id, actor, refund=payments_refunder(payments))

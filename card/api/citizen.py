@@ -16,7 +16,9 @@ from card.applications import HolderDetails
 from card.devices.service import Activation
 from card.errors import CardForbidden
 from card.lifecycle.views import CardView
+from card.refunds import payments_refunder
 from identity.auth import Principal, requires_loa, requires_person
+from payments.topup.service import TopupService
 
 __all__ = ["CitizenCardController", "DemoPhoneController", "QrParametersController"]
 
@@ -45,9 +47,19 @@ class CitizenCardController(Controller):
 
     @get("/me", operation_id="GetMyCard")
     async def mine(
-        self, principal: NamedDependency[Principal], card: NamedDependency[CardServices]
+        self, request: Req, principal: NamedDependency[Principal], card: NamedDependency[CardServices]
     ) -> CardView:
-        return await card.cards.view_for_holder(_own(principal))
+        """Your card (issued now, automatically, if you never had one: you are at L2 or above)."""
+        holder = HolderDetails(person_id=_own(principal), loa=principal.loa)
+        return await card.cards.card_for_holder(holder, card.actor(principal, request))
+
+    @post("/me/applications/refresh", operation_id="RefreshMyCardApplications", status_code=HTTP_200_OK)
+    async def refresh_applications(
+        self, request: Req, principal: NamedDependency[Principal], card: NamedDependency[CardServices]
+    ) -> CardView:
+        """Look up the pending social security and health applications again at their upstreams."""
+        card_id = await card.cards.card_id_for_holder(_own(principal))
+        return await card.cards.refresh_applications(card_id, card.actor(principal, request))
 
     @post("/me/devices", operation_id="ActivateCardOnDevice", status_code=HTTP_201_CREATED)
     async def activate(
@@ -71,7 +83,6 @@ class CitizenCardController(Controller):
             "unfreeze": card.cards.unfreeze,
             "report_loss": card.cards.report_loss,
             "reissue": card.cards.reissue,
-            "close": card.cards.close,
             "request_physical": card.cards.request_physical,
         }
         return await operations[action](card_id, actor)
@@ -104,9 +115,17 @@ class CitizenCardController(Controller):
 
     @post("/me/close", operation_id="CloseMyCard", status_code=HTTP_200_OK)
     async def close(
-        self, request: Req, principal: NamedDependency[Principal], card: NamedDependency[CardServices]
+        self,
+        request: Req,
+        principal: NamedDependency[Principal],
+        card: NamedDependency[CardServices],
+        payments: NamedDependency[TopupService],
     ) -> CardView:
-        return await self._act("close", request, principal, card)
+        """Close the card; its e-purse balance goes back to the channels it was paid through, and
+        ``refund.unrefunded`` is what the card desk pays out (cash loads, refused refunds)."""
+        card_id = await card.cards.card_id_for_holder(_own(principal))
+        actor = card.actor(principal, request)
+        return await card.cards.close(card_id, actor, refund=payments_refunder(payments))
 
     @post("/me/physical-requests", operation_id="RequestPhysicalCard", status_code=HTTP_200_OK)
     async def request_physical(

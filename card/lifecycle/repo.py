@@ -107,10 +107,11 @@ async def record_event_txn(
     actor: Actor,
     now: dt.datetime,
     details: dict[str, Any] | None = None,
-) -> None:
-    await connection.execute(
+) -> int:
+    """Append to the card's history; returns the event id (the dedupe key of its notice)."""
+    event_id = await connection.fetchval(
         "INSERT INTO card.lifecycle_events (card_id, occurred_at, action, from_status, to_status, actor_kind,"
-        " actor_id, details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        " actor_id, details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
         card_id,
         now,
         action,
@@ -120,6 +121,8 @@ async def record_event_txn(
         actor.id,
         details or {},
     )
+    assert isinstance(event_id, int)
+    return event_id
 
 
 async def key_ref_for(connection: Connection, card: uuid.UUID | str, settings: CardSettings) -> CardKeyRef:

@@ -2,33 +2,38 @@
 
 Every change runs in one transaction that locks the card row, checks the transition
 (``states.transition``), applies its effects (blacklist version, device revocation, ledger), writes
-the lifecycle event and, last, the audit entry. Times come from ``now`` (default: the clock), so
-tests drive the settlement window without waiting.
+the lifecycle event, the holder's inbox message (``card.notices``) and, last, the audit entry.
+Upstream look-ups (applications) and refunds (closing) run outside any transaction. Times come
+from ``now`` (default: the clock), so tests drive the settlement window without waiting.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
 
 import asyncpg
 import msgspec
 
 from card._db import Connection, Pool
-from card.applications import APPLICATION_TYPES, ApplicationDirectory, HolderDetails
+from card.applications import ApplicationDirectory, HolderDetails
 from card.audit import Actor, AuditSink, DetailValue
 from card.blacklist.store import EntryKind, ListEntry, change_txn
 from card.devices.repo import revoke_active_txn
-from card.errors import CardExists, NotEligible
+from card.errors import CardExists, CardNotFound, NotEligible
 from card.keys.api import CardKeyStore
 from card.ledger import EpurseLedger
 from card.lifecycle import repo
+from card.lifecycle.aftercare import refresh_card_applications, refund_after_close
 from card.lifecycle.issuance import insert_card_txn
+from card.lifecycle.provisioning import provision
 from card.lifecycle.states import IDEMPOTENT, Action, Status, transition
-from card.lifecycle.views import CardSummary, CardView, LifecycleEvent
+from card.lifecycle.views import BalanceRefund, CardSummary, CardView, LifecycleEvent
+from card.notices import Notifier
 from card.qr import Concession
+from card.refunds import BalanceRefunder
 from card.settings import CardSettings
+from card.summary import HolderCardSummary, card_summary
 
 __all__ = ["CardService"]
 
@@ -49,6 +54,7 @@ class CardService:
         ledger: EpurseLedger | None = None,
         audit: AuditSink | None = None,
         directory: ApplicationDirectory | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.pool = pool
         self.keys = keys
@@ -56,6 +62,7 @@ class CardService:
         self.ledger = ledger
         self.audit = audit
         self.directory = directory
+        self.notifier = notifier
 
     # --- reading ------------------------------------------------------------------------------------------
 
@@ -70,6 +77,19 @@ class CardService:
 
     async def view_for_holder(self, holder_id: uuid.UUID) -> CardView:
         return await self.view(await self.card_id_for_holder(holder_id))
+
+    async def summary_for_holder(self, holder_id: uuid.UUID) -> HolderCardSummary | None:
+        """The holder's card, applications' statuses and balance in one query (``card.summary``)."""
+        return await card_summary(self.pool, holder_id)
+
+    async def card_for_holder(self, holder: HolderDetails, actor: Actor) -> CardView:
+        """``GET /cards/me``: the holder's card (live, else latest); one is issued (``ensure_card``)
+        if they never had any. Pending applications whose look-up failed transiently are retried."""
+        try:
+            card_id = await self.card_id_for_holder(holder.person_id)
+        except CardNotFound:
+            return await self.ensure_card(holder, actor)
+        return await self.refresh_applications(card_id, actor, transient_only=True)
 
     async def history(self, card_id: uuid.UUID) -> list[LifecycleEvent]:
         async with self.pool.acquire() as connection:
@@ -110,10 +130,7 @@ class CardService:
         if holder.loa < MIN_LOA:
             raise NotEligible(f"a citizen card needs assurance level L{MIN_LOA} (real-name verified)")
         now = now or _utcnow()
-        apps: list[tuple[str, str, dict[str, Any]]] = []
-        for kind in APPLICATION_TYPES.values():
-            status, attributes = await kind.provision(holder, self.directory)
-            apps.append((kind.name, status, msgspec.to_builtins(attributes)))
+        apps = await provision(holder, self.directory)  # before taking a connection
         try:
             async with self.pool.acquire() as connection, connection.transaction():
                 card = await insert_card_txn(
@@ -168,8 +185,41 @@ class CardService:
         """Idempotent: reporting a lost card again changes nothing and answers the card."""
         return await self._change(card_id, Action.REPORT_LOSS, actor, now)
 
-    async def close(self, card_id: uuid.UUID, actor: Actor, *, now: dt.datetime | None = None) -> CardView:
-        return await self._change(card_id, Action.CLOSE, actor, now)
+    async def close(
+        self,
+        card_id: uuid.UUID,
+        actor: Actor,
+        *,
+        now: dt.datetime | None = None,
+        refund: BalanceRefunder | None = None,
+    ) -> CardView:
+        """Close the card; then, with ``refund`` (``card.refunds.payments_refunder``), give its e-purse
+        balance back. The answer's ``refund`` reports what could not be refunded; a failed refund
+        never undoes the close."""
+        closed = await self._change(card_id, Action.CLOSE, actor, now)
+        if refund is None:
+            return closed
+        outcome = await self._refund_balance(card_id, actor, refund, now or _utcnow())
+        return msgspec.structs.replace(await self.view(card_id), refund=outcome)
+
+    async def _refund_balance(
+        self, card_id: uuid.UUID, actor: Actor, refund: BalanceRefunder, now: dt.datetime
+    ) -> BalanceRefund:
+        return await refund_after_close(self, card_id, actor, refund, now)
+
+    # --- applications from the upstreams --------------------------------------------------------------------
+
+    async def refresh_applications(
+        self,
+        card_id: uuid.UUID,
+        actor: Actor,
+        *,
+        transient_only: bool = False,
+        now: dt.datetime | None = None,
+    ) -> CardView:
+        """Look up the card's pending upstream applications again (social security, health) and
+        record what changed. ``transient_only``: only those whose last look-up failed transiently."""
+        return await refresh_card_applications(self, card_id, actor, transient_only, now or _utcnow())
 
     async def _change(
         self, card_id: uuid.UUID, action: Action, actor: Actor, now: dt.datetime | None
@@ -184,7 +234,7 @@ class CardService:
                 )
             await repo.set_status_txn(connection, card_id, target, now)
             details = await self._effects_txn(connection, card, action, target, now)
-            await repo.record_event_txn(
+            event_id = await repo.record_event_txn(
                 connection,
                 card_id,
                 action=action.value,
@@ -194,6 +244,16 @@ class CardService:
                 now=now,
                 details=details,
             )
+            if self.notifier is not None:
+                await self.notifier(
+                    connection,
+                    holder_id=card.holder_id,
+                    card_id=card_id,
+                    card_number=card.card_number,
+                    action=action,
+                    event_id=event_id,
+                    actor=actor,
+                )
             await self._audit(
                 connection,
                 actor,

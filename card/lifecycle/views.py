@@ -10,11 +10,13 @@ import msgspec
 
 __all__ = [
     "ApplicationView",
+    "BalanceRefund",
     "CardSummary",
     "CardView",
     "DeviceView",
     "EpurseView",
     "LifecycleEvent",
+    "RefundLine",
 ]
 
 
@@ -40,6 +42,25 @@ class DeviceView(msgspec.Struct, frozen=True, kw_only=True):
     authorisation_expires_at: dt.datetime
 
 
+class RefundLine(msgspec.Struct, frozen=True, kw_only=True):
+    """One refund to the channel a top-up was paid through (payments' ``RefundView``)."""
+
+    refund_no: str
+    order_id: uuid.UUID
+    amount: int  # fen
+    state: str  # succeeded / failed
+
+
+class BalanceRefund(msgspec.Struct, frozen=True, kw_only=True):
+    """What closing the card did with its e-purse balance (fen)."""
+
+    balance: int  # available when the refund ran
+    refunded: int  # given back to the channels of the card's top-ups
+    unrefunded: int  # for the card desk to pay out: cash loads, refunds a channel refused
+    refunds: list[RefundLine]
+    error: str | None = None  # the refund stopped: ``unrefunded`` is what the purse still holds
+
+
 class CardView(msgspec.Struct, frozen=True, kw_only=True):
     id: uuid.UUID
     card_number: str
@@ -53,6 +74,7 @@ class CardView(msgspec.Struct, frozen=True, kw_only=True):
     device: DeviceView | None
     physical_request: str | None = None  # status of the open request, if any
     balance_transfer: str | None = None  # "scheduled"/"done" after a reissue
+    refund: BalanceRefund | None = None  # in the answer to closing the card only
 
 
 class CardSummary(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,0 +1,195 @@
+"""Card joined to its neighbours over HTTP: automatic issuance with upstream applications (the ID
+number read through identity), inbox messages on lifecycle changes, the balance refunded on close."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from backend.app import create_app
+from backend.keyring import Keyring
+from backend.settings import Settings
+from card.summary import card_summary
+from integrations.simulators.process import SimulatorsProcess
+from integrations.simulators.seed import PEOPLE
+from payments.demo import platform_account_id
+from payments.ledger.check import check_ledger
+from payments.posting import LoadPosting, post_loads
+from tests.identity.conftest import Flows, bearer
+from tests.payments.channel_helpers import channel_pay, channel_reset, notifications_of
+
+API = "/api/v1/cards"
+ZHANG = PEOPLE[0]
+
+
+@pytest.fixture
+def app(settings_with_upstreams: Settings, keyring: Keyring) -> Litestar:
+    return create_app(settings_with_upstreams, keyring)
+
+
+@pytest_asyncio.fixture
+async def client(app: Litestar, simulators: SimulatorsProcess) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    async with httpx.AsyncClient() as control:
+        await channel_reset(control, simulators.urls)
+    async with AsyncTestClient(app) as test_client:
+        yield test_client
+
+
+@pytest_asyncio.fixture
+async def citizen(client: AsyncTestClient[Litestar]) -> dict[str, str]:
+    return bearer((await Flows(client).verified(ZHANG))["token"])
+
+
+async def _inbox(client: AsyncTestClient[Litestar], headers: dict[str, str]) -> list[dict[str, Any]]:
+    response = await client.get("/api/v1/messages", headers=headers)
+    assert response.status_code == 200, response.text
+    messages: list[dict[str, Any]] = response.json()["messages"]
+    return messages
+
+
+async def test_my_card_is_issued_on_first_look_with_its_upstream_applications(
+    client: AsyncTestClient[Litestar], citizen: dict[str, str], db: Any
+) -> None:
+    looks = await asyncio.gather(*(client.get(f"{API}/me", headers=citizen) for _ in range(3)))
+    assert {r.status_code for r in looks} == {200}, [r.text for r in looks]
+    assert len({r.json()["id"] for r in looks}) == 1  # idempotent, also when concurrent
+    card = looks[0].json()
+    assert await db.fetchval("SELECT count(*) FROM card.cards") == 1
+    apps = {a["type"]: a for a in card["applications"]}
+    assert {t: a["status"] for t, a in apps.items()} == {
+        "transit_epurse": "active",
+        "social_security": "active",
+        "health": "active",
+    }
+    # From the simulators, by the ID number identity holds for this person.
+    assert apps["social_security"]["attributes"]["social_security_number"] == ZHANG.social_security_number
+    assert apps["social_security"]["attributes"]["insurance_status"] == "contributing"
+    assert apps["health"]["attributes"]["health_card_id"] == ZHANG.health_card_id
+    assert apps["health"]["attributes"]["health_record_link"].endswith(f"/v1/records/{ZHANG.health_card_id}")
+    again = await client.get(f"{API}/me", headers=citizen)
+    assert again.json()["id"] == card["id"]
+    assert (await client.post(API, headers=citizen)).status_code == 409  # applying again: card-exists
+    refreshed = await client.post(f"{API}/me/applications/refresh", headers=citizen)
+    assert refreshed.status_code == 200, refreshed.text
+    assert refreshed.json()["applications"] == card["applications"]
+
+    # A closed card is shown as it is, not silently replaced by a new one.
+    assert (await client.post(f"{API}/me/close", headers=citizen)).status_code == 200
+    closed = await client.get(f"{API}/me", headers=citizen)
+    assert (closed.json()["id"], closed.json()["status"]) == (card["id"], "closed")
+
+
+async def test_lifecycle_changes_reach_the_holders_inbox(
+    client: AsyncTestClient[Litestar], citizen: dict[str, str]
+) -> None:
+    card = (await client.post(API, headers=citizen)).json()
+    assert await _inbox(client, citizen) == []
+    assert (await client.post(f"{API}/me/freeze", headers=citizen)).status_code == 200
+    [frozen] = await _inbox(client, citizen)
+    assert frozen["kind"] == "card.frozen"
+    assert frozen["title"] == "市民卡已冻结"
+    assert card["card_number"][-4:] in frozen["body"]
+    assert frozen["data"]["card_id"] == card["id"]
+    assert frozen["read_at"] is None
+    await client.post(f"{API}/me/freeze", headers=citizen)  # idempotent: no second message
+    await client.post(f"{API}/me/unfreeze", headers=citizen)
+    await client.post(f"{API}/me/loss", headers=citizen)
+    await client.post(f"{API}/me/loss", headers=citizen)
+    kinds = [m["kind"] for m in await _inbox(client, citizen)]
+    assert kinds == ["card.lost", "card.unfrozen", "card.frozen"]  # newest first
+    unread = (await client.get("/api/v1/messages", headers=citizen)).json()["unread"]
+    assert unread == 3
+
+
+async def _pay_topup(
+    client: AsyncTestClient[Litestar], headers: dict[str, str], urls: dict[str, str], amount: int
+) -> dict[str, Any]:
+    topups = "/api/v1/payments/topups"
+    created = await client.post(
+        topups, json={"amount": amount}, headers={**headers, "Idempotency-Key": f"c-{uuid.uuid4()}"}
+    )
+    assert created.status_code == 201, created.text
+    order = created.json()
+    paying = await client.post(
+        f"{topups}/{order['id']}/pay",
+        json={"channel": "alipay"},
+        headers={**headers, "Idempotency-Key": f"p-{order['id']}"},
+    )
+    assert paying.status_code == 200, paying.text
+    async with httpx.AsyncClient() as control:
+        await channel_pay(control, urls["alipay"], order["order_no"])
+        [delivery] = await notifications_of(control, urls["alipay"], order["order_no"])
+    notified = await client.post(
+        "/api/v1/payments/notify/alipay", content=delivery["body"].encode(), headers=delivery["headers"]
+    )
+    assert notified.status_code in (200, 204), notified.text
+    state = (await client.get(f"{topups}/{order['id']}", headers=headers)).json()["state"]
+    assert state == "credited"
+    return order
+
+
+async def test_closing_refunds_the_balance_and_reports_the_rest(
+    client: AsyncTestClient[Litestar], citizen: dict[str, str], simulators: SimulatorsProcess, db: Any
+) -> None:
+    card = (await client.post(API, headers=citizen)).json()
+    await _pay_topup(client, citizen, simulators.urls, 5000)
+    # 7 yuan loaded in cash at a kiosk: no channel to give it back through.
+    [cash] = await post_loads(
+        db,
+        [
+            LoadPosting(
+                card_id=card["id"],
+                counter=1,
+                amount=700,
+                source_account_id=platform_account_id("topups:awaiting-load"),
+                occurred_at=dt.datetime.now(dt.UTC),
+            )
+        ],
+    )
+    assert cash.ok
+    summary = await card_summary(db, uuid.UUID(card["id"]))  # not the holder: nothing
+    assert summary is None
+    [holder] = await db.fetch("SELECT holder_id FROM card.cards")
+    summary = await card_summary(db, holder["holder_id"])
+    assert summary is not None and (summary.balance, summary.status) == (5700, "active")
+
+    closed = await client.post(f"{API}/me/close", headers=citizen)
+    assert closed.status_code == 200, closed.text
+    body = closed.json()
+    assert body["status"] == "closed"
+    refund = body["refund"]
+    assert (refund["balance"], refund["refunded"], refund["unrefunded"]) == (5700, 5000, 700)
+    assert [(r["amount"], r["state"]) for r in refund["refunds"]] == [(5000, "succeeded")]
+    assert refund["error"] is None
+    assert body["epurse"]["balance"] == 700  # what the card desk pays out
+    summary = await card_summary(db, holder["holder_id"])
+    assert summary is not None and (summary.balance, summary.status, summary.live) == (700, "closed", False)
+    assert set(summary.applications.values()) == {"closed"}
+    events = await db.fetch(
+        "SELECT action, details FROM card.lifecycle_events WHERE card_id = $1 ORDER BY id",
+        uuid.UUID(card["id"]),
+    )
+    assert [e["action"] for e in events] == ["issue", "close", "refund_balance"]
+    assert json.loads(events[-1]["details"])["unrefunded"] == 700  # a raw connection: jsonb as text
+    assert [m["kind"] for m in await _inbox(client, citizen)] == ["card.closed"]
+    assert await check_ledger(db) == []
+
+
+async def test_closing_an_empty_card_refunds_nothing(
+    client: AsyncTestClient[Litestar], citizen: dict[str, str], db: Any
+) -> None:
+    await client.post(API, headers=citizen)
+    body = (await client.post(f"{API}/me/close", headers=citizen)).json()
+    assert body["refund"] == {"balance": 0, "refunded": 0, "unrefunded": 0, "refunds": [], "error": None}
+    actions = [r["action"] for r in await db.fetch("SELECT action FROM card.lifecycle_events ORDER BY id")]
+    assert actions == ["issue", "close"]
