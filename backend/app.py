@@ -139,7 +139,8 @@ def create_app(settings: Settings, keyring: Keyring | None = None) -> Litestar:
     """Build the ASGI app. ``settings`` must carry resolved database and Redis URLs."""
     keyring = keyring or Keyring.load(settings)
     resources = Resources(settings, keyring)
-    metrics = Metrics()
+    parts = domain_parts(resources)
+    metrics = Metrics(parts.metric_registries)
 
     @get("/metrics", operation_id="Metrics", tags=["operations"], media_type=MediaType.TEXT)
     async def metrics_endpoint() -> Response[bytes]:
@@ -157,7 +158,6 @@ def create_app(settings: Settings, keyring: Keyring | None = None) -> Litestar:
             "redis": Provide(lambda: resources.redis, sync_to_thread=False),
         }
 
-    parts = domain_parts(resources)
     route_handlers: list[Any] = [healthz, readyz, metrics_endpoint, platform_status, *parts.route_handlers]
     app = Litestar(
         route_handlers=route_handlers,

@@ -341,6 +341,102 @@ _COMMANDS["gateway"] = ("serve the terminal gateway (binary TCP protocol) alone"
 _COMMANDS["ledger"] = ("the payments ledger: 'check' verifies its invariants", cmd_ledger, _ledger_args)
 
 
+def _payments_run(args: argparse.Namespace, work: Callable[[Any, Settings, Keyring], Any]) -> int:
+    """Run ``work(pool, settings, keyring)`` on the resolved, migrated database (payments' subcommands)."""
+    from backend.db import create_pool
+
+    settings = _settings(args)
+    keyring = Keyring.load(settings)
+    with resolved_services(settings) as services:
+        resolved = services.settings
+        asyncio.run(migrate_database(resolved))
+
+        async def run() -> int:
+            assert resolved.database.url is not None
+            pool = await create_pool(resolved.database, resolved.database.url.reveal())
+            try:
+                code, lines = await work(pool, resolved, keyring)
+            finally:
+                await pool.close()
+            print("\n".join(lines))
+            return int(code)
+
+        return asyncio.run(run())
+
+
+def cmd_settle(args: argparse.Namespace) -> int:
+    """``citizen settle --date D``: clearing and settlement of business date D (safe to re-run)."""
+    import datetime as dt
+
+    from payments.cli import settle_day
+
+    day = dt.date.fromisoformat(args.date)
+
+    async def work(pool: Any, settings: Settings, keyring: Keyring) -> tuple[int, list[str]]:
+        out = Path(args.out) if args.out else Path(settings.data_dir) / "settlement"
+        return await settle_day(
+            pool, day, key=keyring.get("settlement"), fee_bps=settings.payments.fee_bps, out_dir=out
+        )
+
+    return _payments_run(args, work)
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """``citizen reconcile --date D``: each channel's statement of D against the paid top-ups."""
+    import datetime as dt
+
+    from payments.cli import reconcile_day
+
+    day = dt.date.fromisoformat(args.date)
+
+    async def work(pool: Any, settings: Settings, keyring: Keyring) -> tuple[int, list[str]]:
+        return await reconcile_day(pool, settings, keyring, day)
+
+    return _payments_run(args, work)
+
+
+def cmd_payments(args: argparse.Namespace) -> int:
+    """``citizen payments sweep``: query un-notified top-up orders, close expired ones (once)."""
+    from payments.cli import sweep_once
+
+    async def work(pool: Any, settings: Settings, keyring: Keyring) -> tuple[int, list[str]]:
+        return await sweep_once(pool, settings, keyring)
+
+    return _payments_run(args, work)
+
+
+def _date_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--date", required=True, help="the business date, YYYY-MM-DD (service day, China time)"
+    )
+
+
+def _settle_args(parser: argparse.ArgumentParser) -> None:
+    _date_args(parser)
+    parser.add_argument("--out", help="folder for the operators' files (default: <data dir>/settlement)")
+
+
+def _payments_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["sweep"], help="sweep: query and close stale top-up orders")
+
+
+_COMMANDS["settle"] = (
+    "clearing and settlement to operators for one day (re-runnable)",
+    cmd_settle,
+    _settle_args,
+)
+_COMMANDS["reconcile"] = (
+    "reconcile top-ups against each channel's statement for one day",
+    cmd_reconcile,
+    _date_args,
+)
+_COMMANDS["payments"] = (
+    "payments jobs: 'sweep' queries and closes stale top-ups",
+    cmd_payments,
+    _payments_args,
+)
+
+
 def _card_run(args: argparse.Namespace, work: Callable[[Any, Settings], Any]) -> int:
     """Run ``work(pool, settings)`` against the resolved, migrated database (card's subcommands)."""
     from backend.db import create_pool

@@ -17,7 +17,7 @@ import re
 import secrets
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -93,8 +93,11 @@ def configure_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
 class Metrics:
     """Request metrics; in multi-worker mode (``PROMETHEUS_MULTIPROC_DIR``) summed over workers."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra: Sequence[CollectorRegistry] = ()) -> None:
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        # The domains' own registries (e.g. the connectors'), for one process; with several
+        # workers their metrics are in the shared files like these.
+        self.extra = tuple(extra)
         # In multiprocess mode values live in shared files and are read by a collector at scrape time.
         self.registry = CollectorRegistry()
         register_into = None if self.multiprocess else self.registry
@@ -123,7 +126,7 @@ class Metrics:
             registry = CollectorRegistry()
             MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return generate_latest(registry)
-        return generate_latest(self.registry)
+        return b"".join(generate_latest(r) for r in (self.registry, *self.extra))
 
 
 class ObservabilityMiddleware:

@@ -280,6 +280,7 @@ _VARIABLES: tuple[_Variable, ...] = (
     _Variable("CITIZEN_PAYMENTS_QUERY_AFTER", "payments", "query_after", _int(1, 86400)),
     _Variable("CITIZEN_PAYMENTS_FEE_BPS", "payments", "fee_bps", _int(0, 10_000)),
     _Variable("CITIZEN_PAYMENTS_NOTIFY_BASE_URL", "payments", "notify_base_url", str),
+    _Variable("CITIZEN_PAYMENTS_SWEEP_INTERVAL", "payments", "sweep_interval", _int(0, 86400)),
 )
 
 

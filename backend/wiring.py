@@ -28,6 +28,8 @@ class DomainParts(msgspec.Struct):
     route_handlers: list[ControllerRouterHandler] = msgspec.field(default_factory=list)
     dependencies: dict[str, Provide] = msgspec.field(default_factory=dict)
     lifespans: list[Callable[[Any], AbstractAsyncContextManager[None]]] = msgspec.field(default_factory=list)
+    # Prometheus registries of a domain's own metrics, rendered by /metrics with the shell's.
+    metric_registries: list[Any] = msgspec.field(default_factory=list)
 
 
 def domain_parts(resources: Resources) -> DomainParts:
@@ -85,4 +87,20 @@ def domain_parts(resources: Resources) -> DomainParts:
     parts.lifespans.append(payments.lifespan)
     parts.dependencies.update(payments.dependencies())
     parts.route_handlers.extend(payments.route_handlers())
+
+    # integrations' entrance: the service catalogue, the home and the inbox (after identity and
+    # card: it reads the person's ID number, the card and its e-purse balance through them).
+    from integrations.connectors import metrics as connector_metrics
+    from integrations.entrance.wiring import EntranceRuntime
+
+    entrance = EntranceRuntime(
+        resources,
+        connectors=lambda: integrations.connectors,
+        identity=lambda: identity.services,
+        cards=lambda: card.services.cards,
+    )
+    parts.lifespans.append(entrance.lifespan)
+    parts.dependencies.update(entrance.dependencies())
+    parts.route_handlers.extend(entrance.route_handlers())
+    parts.metric_registries.append(connector_metrics.REGISTRY)
     return parts

@@ -1,4 +1,4 @@
-"""What `citizen sms tail`, `citizen audit verify` and `citizen operators create` do."""
+"""What `citizen sms tail`, `citizen audit verify|seal` and `citizen operators create` do."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import redis.asyncio as aioredis
 
 from identity._db import Pool
 from identity.admin.operators import create_operator, generate_password
-from identity.audit import verify_chain
+from identity.audit import seal_all, verify_chain
 from identity.checks import IdentifierError, validate_mobile
 from identity.passwords import PasswordHasher
 from identity.settings import IdentitySettings
 from identity.sms import read_messages
 
-__all__ = ["audit_verify", "operators_create", "sms_tail"]
+__all__ = ["audit_seal", "audit_verify", "operators_create", "sms_tail"]
 
 
 async def sms_tail(redis: aioredis.Redis, limit: int, mobile: str | None) -> list[str]:
@@ -31,15 +31,27 @@ async def audit_verify(pool: Pool) -> tuple[int, list[str]]:
     """Exit status 0 when the whole chain verifies, 1 with the first broken entry otherwise."""
     async with pool.acquire() as connection:
         report = await verify_chain(connection)
+    head = f"head: seq {report.head_seq} hash {report.head_hash}"
+    unsealed = f"{report.unsealed} recorded events not sealed yet (`citizen audit seal` chains them)"
     if report.ok:
-        return 0, [
-            f"audit chain verified: {report.entries} entries",
-            f"head: seq {report.head_seq} hash {report.head_hash}",
+        return 0, [f"audit chain verified: {report.entries} entries", head, unsealed]
+    if report.first_broken_pending_id is not None:
+        return 1, [
+            f"audit log BROKEN at unsealed event {report.first_broken_pending_id}: {report.reason}",
+            f"the chain verified: {report.entries} entries; {head}",
         ]
     return 1, [
         f"audit chain BROKEN at entry {report.first_broken_seq}: {report.reason}",
-        f"{report.entries} entries verified before it; head: seq {report.head_seq} hash {report.head_hash}",
+        f"{report.entries} entries verified before it; {head}",
     ]
+
+
+async def audit_seal(pool: Pool) -> tuple[int, list[str]]:
+    """Chain every committed event not sealed yet."""
+    async with pool.acquire() as connection:
+        sealed = await seal_all(connection)
+        head = await connection.fetchval("SELECT seq FROM identity.audit_head")
+    return 0, [f"sealed {sealed} events; the chain has {head} entries"]
 
 
 async def operators_create(

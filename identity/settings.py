@@ -27,3 +27,5 @@ class IdentitySettings(msgspec.Struct, frozen=True, kw_only=True):
     # "development": messages are recorded in Redis for `citizen sms tail` and the dev endpoint.
     sms_gateway: str = "development"
     sms_log_size: int = 200
+    # The audit sealer runs this often (seconds) besides right after activity in its own process.
+    audit_seal_interval: float = 1.0

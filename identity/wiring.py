@@ -17,6 +17,7 @@ from litestar.types import ControllerRouterHandler
 
 from identity._db import Pool
 from identity.admin.routes import AdminController, OperatorSignInController
+from identity.audit import AuditSealer
 from identity.auth import APP_STATE_KEY, Authenticator, provide_principal
 from identity.context import RequestIdGetter
 from identity.core import IdentityCore
@@ -115,8 +116,10 @@ class IdentityRuntime:
         )
         self._services = IdentityServices(core)
         app.state[APP_STATE_KEY] = Authenticator([core.sessions])
+        sealer = AuditSealer(r.pool, interval=core.settings.audit_seal_interval)
         try:
-            yield
+            async with sealer.running():
+                yield
         finally:
             self._services = None
 

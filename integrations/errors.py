@@ -16,6 +16,12 @@ from integrations.registries import (
 __all__ = [
     "BillAlreadyPaid",
     "BillAmountMismatch",
+    "CircuitOpen",
+    "EntranceError",
+    "InvalidQuery",
+    "MessageNotFound",
+    "NotConfigured",
+    "ServiceNotFound",
     "ServiceRefusal",
     "SlotTaken",
     "UnknownAtUpstream",
@@ -24,6 +30,14 @@ __all__ = [
     "UpstreamRejected",
     "UpstreamUnavailable",
 ]
+
+
+class CircuitOpen(UpstreamUnavailable):
+    """The connector's circuit breaker is open: no call was made."""
+
+
+class NotConfigured(UpstreamUnavailable):
+    """No URL is configured for this upstream."""
 
 
 class ServiceRefusal(Exception):
@@ -51,4 +65,29 @@ class BillAmountMismatch(ServiceRefusal):
 class UnknownAtUpstream(ServiceRefusal):
     problem_type = "unknown-at-upstream"
     problem_title = "The service does not know this item"
+    problem_status = 404
+
+
+class EntranceError(Exception):
+    """A request to the catalogue, the home or the inbox that we refuse."""
+
+    problem_type = "entrance-error"
+    problem_title = "The request was refused"
+    problem_status = 400
+
+
+class InvalidQuery(EntranceError):
+    problem_type = "invalid-query"
+    problem_title = "A query parameter is not valid"
+
+
+class MessageNotFound(EntranceError):
+    problem_type = "message-not-found"
+    problem_title = "No such message"
+    problem_status = 404
+
+
+class ServiceNotFound(EntranceError):
+    problem_type = "service-not-found"
+    problem_title = "No such service"
     problem_status = 404

@@ -10,7 +10,10 @@
 - ``CITIZEN_UPSTREAM_<NAME>_CREDENTIAL``: the client secret, API key or signing key. Outside
   production an unset credential is derived from the keyring's ``simulator`` key, which is what
   the simulators expect;
-- ``CITIZEN_UPSTREAM_BREAKER_THRESHOLD`` / ``_WINDOW`` / ``_COOLDOWN``: the circuit breaker.
+- ``CITIZEN_UPSTREAM_BREAKER_THRESHOLD`` / ``_WINDOW`` / ``_COOLDOWN``: the circuit breaker;
+- ``CITIZEN_ENTRANCE_TILE_BUDGET`` (seconds per home tile), ``_TILE_BUDGETS`` (``bus=0.2,...``),
+  ``_PAGE_BUDGET`` (the cap for every tile), ``_BUS_STOP`` (the default stop), and
+  ``_CATALOGUE_REFRESH`` (seconds before a catalogue edit shows): the home page.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import msgspec
 
 __all__ = [
     "UPSTREAMS",
+    "EntranceSettings",
     "IntegrationsSettings",
     "Revealable",
     "UpstreamSettings",
@@ -54,8 +58,22 @@ class UpstreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     credential: Revealable | None = None
 
 
+class EntranceSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """The home page: how long each tile may take, and the page as a whole."""
+
+    tile_budget: float = 0.3  # seconds per tile, its upstream call (retries included) within
+    tile_budgets: dict[str, float] = msgspec.field(default_factory=dict)  # per tile, e.g. {"bus": 0.2}
+    page_budget: float = 0.5  # no tile gets more than this
+    default_bus_stop: str = "SZ-FT-001"
+    catalogue_refresh: float = 30.0  # seconds before an operator's catalogue edit shows
+
+    def budget_of(self, tile: str) -> float:
+        return min(self.tile_budgets.get(tile, self.tile_budget), self.page_budget)
+
+
 class IntegrationsSettings(msgspec.Struct, frozen=True, kw_only=True):
     upstreams: dict[str, UpstreamSettings] = msgspec.field(default_factory=dict)
+    entrance: EntranceSettings = msgspec.field(default_factory=EntranceSettings)
     breaker_threshold: int = 5  # failures within the window that open the breaker
     breaker_window: float = 30.0  # seconds
     breaker_cooldown: float = 15.0  # seconds open before one probe is let through
@@ -77,14 +95,19 @@ class IntegrationsSettings(msgspec.Struct, frozen=True, kw_only=True):
         """Build from ``{"population.url": ..., "breaker_threshold": ...}`` as parsed from the env."""
         per_upstream: dict[str, dict[str, Any]] = {}
         top: dict[str, Any] = {}
+        entrance: dict[str, Any] = {}
         for key, value in values.items():
-            if "." in key:
+            if key.startswith("entrance."):
+                entrance[key.removeprefix("entrance.")] = value
+            elif "." in key:
                 name, field = key.split(".", 1)
                 per_upstream.setdefault(name, {})[field] = value
             else:
                 top[key] = value
         return cls(
-            upstreams={name: UpstreamSettings(**fields) for name, fields in per_upstream.items()}, **top
+            upstreams={name: UpstreamSettings(**fields) for name, fields in per_upstream.items()},
+            entrance=EntranceSettings(**entrance),
+            **top,
         )
 
 
@@ -111,6 +134,17 @@ def _count(raw: str) -> int:
     return value
 
 
+def _budgets(raw: str) -> dict[str, float]:
+    """``bus=0.2,health=0.4``: per-tile budgets in seconds."""
+    budgets: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        tile, sep, seconds = part.partition("=")
+        if not sep or not tile.strip():
+            raise ValueError(f"expected tile=seconds, got {part!r}")
+        budgets[tile.strip()] = _seconds(0.01, 30)(seconds.strip())
+    return budgets
+
+
 def integration_variables(
     secret: Callable[[str], Any],
 ) -> list[tuple[str, str, Callable[[str], Any]]]:
@@ -124,6 +158,11 @@ def integration_variables(
             (f"{prefix}_CREDENTIAL", f"{name}.credential", secret),
         ]
     variables += [
+        ("CITIZEN_ENTRANCE_TILE_BUDGET", "entrance.tile_budget", _seconds(0.01, 30)),
+        ("CITIZEN_ENTRANCE_TILE_BUDGETS", "entrance.tile_budgets", _budgets),
+        ("CITIZEN_ENTRANCE_PAGE_BUDGET", "entrance.page_budget", _seconds(0.01, 60)),
+        ("CITIZEN_ENTRANCE_BUS_STOP", "entrance.default_bus_stop", str),
+        ("CITIZEN_ENTRANCE_CATALOGUE_REFRESH", "entrance.catalogue_refresh", _seconds(0, 3600)),
         ("CITIZEN_UPSTREAM_BREAKER_THRESHOLD", "breaker_threshold", _count),
         ("CITIZEN_UPSTREAM_BREAKER_WINDOW", "breaker_window", _seconds(0.1, 3600)),
         ("CITIZEN_UPSTREAM_BREAKER_COOLDOWN", "breaker_cooldown", _seconds(0, 3600)),

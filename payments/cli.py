@@ -1,13 +1,35 @@
-"""The payments subcommands of ``citizen`` (registered in ``backend/cli.py``)."""
+"""The payments subcommands of ``citizen`` (registered in ``backend/cli.py``).
+
+``citizen ledger check``, ``citizen settle --date D``, ``citizen reconcile --date D`` and
+``citizen payments sweep``. Each returns (exit code, lines for stdout); progress goes to stderr.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
 
 from payments._db import Pool
+from payments.channels import ChannelConnector, ChannelError, build_connectors
+from payments.channels.config import channel_configs
+from payments.clearing.reconcile import reconcile_channel
+from payments.clearing.settlement import SettlementChanged, SettlementRefused, settle
 from payments.ledger.check import check_ledger
+from payments.settings import PaymentsSettings
+from payments.topup.service import TopupService
 
-__all__ = ["ledger_check"]
+__all__ = ["ledger_check", "reconcile_day", "settle_day", "sweep_once", "yuan"]
+
+
+def yuan(fen: int) -> str:
+    sign = "-" if fen < 0 else ""
+    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
 
 
 async def ledger_check(pool: Pool) -> int:
@@ -28,3 +50,125 @@ async def ledger_check(pool: Pool) -> int:
         f"{row['open_pending']} open pending transfers"
     )
     return 0
+
+
+class ProgressLine:
+    """``settle 2026-03-02 [#####-----] 3/6 cap rebates`` on one line of a terminal, else a line per step."""
+
+    def __init__(self, title: str, stream: TextIO = sys.stderr) -> None:
+        self.title = title
+        self.stream = stream
+        self.tty = stream.isatty()
+
+    def __call__(self, done: int, total: int, label: str) -> None:
+        width = 20
+        bar = "#" * (width * done // max(total, 1))
+        line = f"{self.title} [{bar:-<{width}}] {done}/{total} {label}"
+        if self.tty:
+            end = "\n" if done >= total else ""
+            self.stream.write(f"\r\x1b[2K{line}{end}")
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+async def settle_day(
+    pool: Pool,
+    day: dt.date,
+    *,
+    key: bytes,
+    fee_bps: int,
+    out_dir: Path | None,
+    stream: TextIO = sys.stderr,
+) -> tuple[int, list[str]]:
+    """``citizen settle --date D``: settle, write the files, describe; safe to run again."""
+    try:
+        report = await settle(
+            pool, day, key=key, fee_bps=fee_bps, progress=ProgressLine(f"settle {day}", stream)
+        )
+    except (SettlementRefused, SettlementChanged) as exc:
+        return 1, [f"settlement of {day} refused: {exc}"]
+    lines = [
+        f"window {report.window_from:%Y-%m-%d %H:%M:%S%z} .. {report.window_to:%Y-%m-%d %H:%M:%S%z} "
+        "(ledger time)"
+    ]
+    folder = out_dir / day.isoformat() if out_dir is not None else None
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+    for op in report.operators:
+        lines.append(
+            f"{op.operator}: {op.taps} taps ({op.late_taps} late, {op.concession_taps} concession), "
+            f"gross {yuan(op.gross)}, rebates {yuan(op.rebates)} ({op.rebate_transfers} transfers), "
+            f"fees {yuan(op.fees)}, net payable {yuan(op.net)}"
+            + (f" -> transfer {op.transfer_id}" if op.transfer_id else "")
+        )
+        matched = len(op.terminals) - len(op.terminal_differences)
+        if op.terminals:
+            lines.append(
+                f"  terminal settlements: {matched} matched, {len(op.terminal_differences)} different"
+            )
+        for t in op.terminal_differences:
+            lines.append(
+                f"  terminal {t.terminal_id} batches {t.batch_from}-{t.batch_to}: terminal "
+                f"{t.terminal_count} taps {yuan(t.terminal_amount)}, host {t.host_count} taps "
+                f"{yuan(t.host_amount)} (difference {t.terminal_count - t.host_count} taps, "
+                f"{yuan(t.terminal_amount - t.host_amount)})"
+            )
+        if folder is not None:
+            (folder / op.file_name).write_bytes(op.file)
+            lines.append(f"  file {folder / op.file_name}")
+    total = sum(op.net for op in report.operators)
+    what = (
+        "re-run: the ledger already held every transfer, nothing moved"
+        if report.rerun and report.created == 0
+        else f"{report.created} ledger transfers made"
+    )
+    lines.append(
+        f"settled {day}: {len(report.operators)} operator(s), {sum(o.taps for o in report.operators)} taps, "
+        f"net payable {yuan(total)}; {what}"
+    )
+    return 0, lines
+
+
+@contextlib.asynccontextmanager
+async def channel_connectors(settings: Any, keyring: Any) -> AsyncIterator[dict[str, ChannelConnector]]:
+    key = keyring.get("simulator") if settings.environment.value != "production" else None
+    async with httpx.AsyncClient() as client:
+        yield build_connectors(channel_configs(settings.integrations, key), client)
+
+
+async def reconcile_day(pool: Pool, settings: Any, keyring: Any, day: dt.date) -> tuple[int, list[str]]:
+    """``citizen reconcile --date D``: every configured channel's statement against our paid orders."""
+    async with channel_connectors(settings, keyring) as connectors:
+        if not connectors:
+            return 1, [
+                "no payment channel is configured (CITIZEN_UPSTREAM_UNIONPAY_URL, _ALIPAY_, _WECHATPAY_)"
+            ]
+        code, lines = 0, []
+        for name, connector in sorted(connectors.items()):
+            try:
+                result = await reconcile_channel(pool, connector, day)
+            except ChannelError as exc:
+                code = 1
+                lines.append(f"{name}: statement unavailable: {exc}")
+                continue
+            lines.append(
+                f"{name}: {result.matched} matched, {result.count('channel_only')} channel-only, "
+                f"{result.count('platform_only')} platform-only, {result.count('amount_mismatch')} amount "
+                "mismatches"
+            )
+            lines += [
+                f"  {i.kind} {i.order_no}: platform {i.platform_amount} fen, channel {i.channel_amount} fen "
+                "(suspense item open)"
+                for i in result.items
+            ]
+        return code, lines
+
+
+async def sweep_once(pool: Pool, settings: Any, keyring: Any) -> tuple[int, list[str]]:
+    """``citizen payments sweep``: query the orders never notified, close the expired ones."""
+    section: PaymentsSettings = settings.payments
+    async with channel_connectors(settings, keyring) as connectors:
+        service = TopupService(pool, section, connectors, section.notify_base_url or settings.public_url)
+        counts = await service.sweep()
+    return 0, ["sweep: " + ", ".join(f"{k} {v}" for k, v in counts.items())]

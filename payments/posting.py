@@ -57,7 +57,7 @@ __all__ = [
 _NAMESPACE = uuid.UUID("5b0c3f0e-6f1d-4c8e-9a57-2f1f6b8e1a01")  # payments postings, fixed forever
 
 # Transfer codes (the ``code`` of a ledger transfer) used by postings.
-TRANSFER_CODES = {"purchase": 1, "load": 2, "rebate": 3, "settlement": 4, "refund": 5, "topup": 6}
+TRANSFER_CODES = {"purchase": 1, "load": 2, "rebate": 3, "settlement": 4, "refund": 5, "topup": 6, "fee": 7}
 
 
 def transaction_key(card_id: str, counter: int, kind: str) -> uuid.UUID:

@@ -14,3 +14,4 @@ class PaymentsSettings(msgspec.Struct, frozen=True, kw_only=True):
     query_after: int = 60  # seconds without a notification before the sweep asks the channel
     fee_bps: int = 50  # the platform's clearing fee on operators' fares, basis points (0.5 %)
     notify_base_url: str = ""  # where channels send notifications (default: the public URL)
+    sweep_interval: int = 60  # seconds between the app's top-up sweeps (0: no periodic sweep)

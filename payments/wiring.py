@@ -1,12 +1,15 @@
 """The payments domain's part of the app: the ``payments`` named dependency and its routes.
 
 ``backend/wiring.py`` adds one block with :class:`PaymentsRuntime`. The lifespan ensures the
-platform's ledger accounts, and opens one HTTP client for the channel connectors.
+platform's ledger accounts, opens one HTTP client for the channel connectors and runs the top-up
+sweep every ``sweep_interval`` seconds (one worker per interval: a Redis ``SET NX`` lock).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,6 +25,9 @@ from payments.topup.api import NotificationController, TopupController
 from payments.topup.service import TopupService
 
 __all__ = ["PaymentsRuntime"]
+
+_log = logging.getLogger(__name__)
+SWEEP_LOCK = "payments:topup-sweep"
 
 
 class PaymentsRuntime:
@@ -47,10 +53,33 @@ class PaymentsRuntime:
             self._service = TopupService(
                 r.pool, section, connectors, section.notify_base_url or settings.public_url
             )
+            sweeper = (
+                asyncio.create_task(self._sweep_forever(section.sweep_interval), name="payments-sweep")
+                if section.sweep_interval > 0
+                else None
+            )
             try:
                 yield
             finally:
+                if sweeper is not None:
+                    sweeper.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await sweeper
                 self._service = None
+
+    async def _sweep_forever(self, interval: int) -> None:
+        """``TopupService.sweep`` every ``interval`` seconds, by one worker of all (Redis lock)."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if await self._resources.redis.set(SWEEP_LOCK, "1", nx=True, ex=max(1, interval - 1)):
+                    counts = await self.service.sweep()
+                    if any(counts.values()):
+                        _log.info("payments sweep", extra={"counts": counts})
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - logged; the next interval tries again
+                _log.exception("payments sweep failed; next try in %s s", interval)
 
     def dependencies(self) -> dict[str, Provide]:
         return {"payments": Provide(lambda: self.service, sync_to_thread=False)}

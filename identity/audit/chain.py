@@ -2,11 +2,16 @@
 
 ``digest = sha256(canonical(entry))`` where ``canonical`` is a JSON array of the entry's fields in a
 fixed order (details with sorted keys, times as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``), and
-``hash = sha256(prev_hash || seq as 8 bytes big-endian || digest)``. The database function
-``identity.audit_append`` assigns ``seq`` under the row lock of ``identity.audit_head``, so concurrent
-appends from any number of processes form one chain. ``verify_chain`` recomputes every digest from
-the stored columns, so a changed, deleted, inserted or reordered row breaks the chain at that row,
-and a removed tail shows against ``audit_head``.
+``hash = sha256(prev_hash || seq as 8 bytes big-endian || digest)``.
+
+``record`` inserts the event with its digest into ``identity.audit_pending``: no shared row, no lock,
+so audited transactions never wait for each other. A sealer (:mod:`identity.audit.sealer`: the app's
+background task, ``citizen audit seal``) chains committed pending events into ``identity.audit_log``
+in batches, assigning ``seq`` under the row lock of ``identity.audit_head`` (the database function
+``identity.audit_seal``), so events from any number of processes form one chain, in sealing order.
+``verify_chain`` recomputes every digest from the stored columns, so a changed, deleted, inserted or
+reordered row breaks the chain at that row, and a removed tail shows against ``audit_head``; it counts
+the events not sealed yet and checks their contents against the digests recorded with them.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import uuid
+from collections.abc import Callable
 from typing import Any, Literal
 
 import msgspec
@@ -29,6 +35,7 @@ __all__ = [
     "canonical_digest",
     "chain_hash",
     "entries_for",
+    "on_record",
     "record",
     "verify_chain",
 ]
@@ -38,12 +45,23 @@ _COLUMNS = (
     "seq, occurred_at, actor_kind, actor_id, acting_for, action, target_kind, target_id, outcome, "
     "client_address, client_id, request_id, details::text AS details, prev_hash, hash"
 )
+_EVENT = (
+    "occurred_at, actor_kind, actor_id, acting_for, action, target_kind, target_id, outcome, "
+    "client_address, client_id, request_id, details::text AS details"
+)
 _ALL = f"SELECT {_COLUMNS} FROM identity.audit_log ORDER BY seq"  # noqa: S608 - constants only
+_PENDING = f"SELECT id, {_EVENT}, digest FROM identity.audit_pending ORDER BY id"  # noqa: S608
+_SUBJECT = "WHERE actor_id = $1 OR target_id = $1 OR acting_for = $1"
+# One statement, so one snapshot: an event sealed meanwhile is seen once, pending or sealed.
 _BY_SUBJECT = (
-    f"SELECT {_COLUMNS} FROM identity.audit_log"  # noqa: S608 - constants only
-    " WHERE actor_id = $1 OR target_id = $1 OR acting_for = $1 ORDER BY seq DESC LIMIT $2"
+    f"(SELECT NULL::bigint AS seq, {_EVENT}, NULL::bytea AS prev_hash, NULL::bytea AS hash,"  # noqa: S608
+    f" id AS pending_id FROM identity.audit_pending {_SUBJECT} ORDER BY id DESC LIMIT $2)"
+    f" UNION ALL (SELECT {_COLUMNS}, NULL::bigint FROM identity.audit_log {_SUBJECT}"
+    " ORDER BY seq DESC LIMIT $2)"
+    " ORDER BY seq DESC NULLS FIRST, pending_id DESC LIMIT $2"
 )
 _FORMAT = "citizen-audit/1"
+_WAKERS: list[Callable[[], None]] = []
 
 ActorKind = Literal["person", "operator", "system", "anonymous"]
 Outcome = Literal["success", "failure", "denied"]
@@ -68,12 +86,17 @@ class AuditEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class AuditReceipt(msgspec.Struct, frozen=True):
-    seq: int
-    hash: str
+    """A recorded event: its place in ``identity.audit_pending`` and its digest (until sealed, it has
+    no place in the chain yet)."""
+
+    event_id: int
+    digest: str
 
 
 class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
-    seq: int
+    """A sealed entry (``seq``, ``prev_hash``, ``hash`` set), or one not sealed yet (``pending_id``)."""
+
+    seq: int | None
     occurred_at: dt.datetime
     actor_kind: str
     actor_id: str | None
@@ -86,8 +109,9 @@ class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
     client_id: str | None
     request_id: str | None
     details: dict[str, Any]
-    prev_hash: str
-    hash: str
+    prev_hash: str | None
+    hash: str | None
+    pending_id: int | None = None
 
 
 class ChainReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -97,6 +121,9 @@ class ChainReport(msgspec.Struct, frozen=True, kw_only=True):
     head_hash: str
     first_broken_seq: int | None = None
     reason: str | None = None
+    # Recorded but not chained yet; their contents are checked against their recorded digests.
+    unsealed: int = 0
+    first_broken_pending_id: int | None = None
 
 
 def _time(value: dt.datetime) -> str:
@@ -168,17 +195,22 @@ def _digest_of(event: AuditEvent | Record) -> bytes:
 
 
 async def record(connection: Connection, event: AuditEvent) -> AuditReceipt:
-    """Append ``event`` to the chain, in the caller's transaction if one is open.
+    """Record ``event``, in the caller's transaction if one is open; it is chained once committed.
 
-    The chain's head stays locked until that transaction ends, so call this last in a transaction
-    (or outside one, with a pool connection) to keep the lock short.
+    Nothing is locked: call it anywhere in a transaction. The event reaches the chain when a sealer
+    runs (the app's background sealer is woken by this call; ``citizen audit seal`` otherwise).
     """
-    if "\\u0000" in msgspec.json.encode(event.details).decode():
+    details = msgspec.json.encode(event.details).decode()
+    if "\\u0000" in details:
         raise ValueError("audit details cannot hold NUL characters")
-    row = await connection.fetchrow(
+    digest = _digest_of(event)
+    event_id = await connection.fetchval(
         """
-        SELECT seq, hash
-        FROM identity.audit_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::text::jsonb, $13)
+        INSERT INTO identity.audit_pending
+            (occurred_at, actor_kind, actor_id, acting_for, action, target_kind, target_id, outcome,
+             client_address, client_id, request_id, details, digest)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::text::jsonb, $13)
+        RETURNING id
         """,
         event.occurred_at,
         event.actor_kind,
@@ -191,11 +223,23 @@ async def record(connection: Connection, event: AuditEvent) -> AuditReceipt:
         event.client_address,
         event.client_id,
         event.request_id,
-        msgspec.json.encode(event.details).decode(),
-        _digest_of(event),
+        details,
+        digest,
     )
-    assert row is not None
-    return AuditReceipt(row["seq"], bytes(row["hash"]).hex())
+    for wake in _WAKERS:
+        wake()
+    return AuditReceipt(int(event_id), digest.hex())
+
+
+def on_record(wake: Callable[[], None]) -> Callable[[], None]:
+    """Call ``wake`` after each :func:`record` in this process (before the caller commits); returns
+    the function that unregisters it. The sealer uses it to run soon after activity."""
+    _WAKERS.append(wake)
+    return lambda: _WAKERS.remove(wake)
+
+
+def _hex(value: bytes | None) -> str | None:
+    return None if value is None else bytes(value).hex()
 
 
 def _entry(row: Record) -> AuditEntry:
@@ -213,41 +257,41 @@ def _entry(row: Record) -> AuditEntry:
         client_id=row["client_id"],
         request_id=row["request_id"],
         details=msgspec.json.decode(row["details"]),
-        prev_hash=bytes(row["prev_hash"]).hex(),
-        hash=bytes(row["hash"]).hex(),
+        prev_hash=_hex(row["prev_hash"]),
+        hash=_hex(row["hash"]),
+        pending_id=row["pending_id"],
     )
 
 
 async def entries_for(
     connection: Connection, subject: uuid.UUID | str, *, limit: int = 200
 ) -> list[AuditEntry]:
-    """Entries where ``subject`` acted, was acted for, or was the target; newest first."""
-    rows = await connection.fetch(
-        _BY_SUBJECT,
-        str(subject),
-        limit,
-    )
+    """Entries where ``subject`` acted, was acted for, or was the target; newest first (the events not
+    sealed yet, then the chain: a sealer only ever appends them after every sealed entry)."""
+    rows = await connection.fetch(_BY_SUBJECT, str(subject), limit)
     return [_entry(r) for r in rows]
 
 
 async def verify_chain(connection: Connection, *, batch: int = 5000) -> ChainReport:
-    """Recompute the whole chain; report the first entry that does not verify."""
-    head = await connection.fetchrow("SELECT seq, hash FROM identity.audit_head")
-    assert head is not None
-    head_seq, head_hash = int(head["seq"]), bytes(head["hash"])
-
-    def broken(seq: int, reason: str, count: int) -> ChainReport:
-        return ChainReport(
-            ok=False,
-            entries=count,
-            head_seq=head_seq,
-            head_hash=head_hash.hex(),
-            first_broken_seq=seq,
-            reason=reason,
-        )
-
-    expected_seq, prev, count = 1, GENESIS, 0
+    """Recompute the whole chain; report the first entry that does not verify. Then count the events
+    not sealed yet and check each against the digest recorded with it. One snapshot throughout, so a
+    sealer running meanwhile changes nothing seen here."""
     async with connection.transaction(isolation="repeatable_read", readonly=True):
+        head = await connection.fetchrow("SELECT seq, hash FROM identity.audit_head")
+        assert head is not None
+        head_seq, head_hash = int(head["seq"]), bytes(head["hash"])
+
+        def broken(seq: int, reason: str, count: int) -> ChainReport:
+            return ChainReport(
+                ok=False,
+                entries=count,
+                head_seq=head_seq,
+                head_hash=head_hash.hex(),
+                first_broken_seq=seq,
+                reason=reason,
+            )
+
+        expected_seq, prev, count = 1, GENESIS, 0
         cursor = connection.cursor(_ALL, prefetch=batch)
         async for row in cursor:
             seq = int(row["seq"])
@@ -260,8 +304,23 @@ async def verify_chain(connection: Connection, *, batch: int = 5000) -> ChainRep
             prev = bytes(row["hash"])
             expected_seq += 1
             count += 1
-    if count != head_seq or prev != head_hash:
-        return broken(
-            min(count, head_seq) + 1, f"the log ends at {count} but its head records {head_seq}", count
-        )
-    return ChainReport(ok=True, entries=count, head_seq=head_seq, head_hash=head_hash.hex())
+        if count != head_seq or prev != head_hash:
+            return broken(
+                min(count, head_seq) + 1, f"the log ends at {count} but its head records {head_seq}", count
+            )
+        unsealed = 0
+        async for row in connection.cursor(_PENDING, prefetch=batch):
+            unsealed += 1
+            if _digest_of(row) != bytes(row["digest"]):
+                return ChainReport(
+                    ok=False,
+                    entries=count,
+                    head_seq=head_seq,
+                    head_hash=head_hash.hex(),
+                    reason=f"unsealed event {row['id']} does not match the digest recorded with it",
+                    unsealed=unsealed,
+                    first_broken_pending_id=int(row["id"]),
+                )
+    return ChainReport(
+        ok=True, entries=count, head_seq=head_seq, head_hash=head_hash.hex(), unsealed=unsealed
+    )

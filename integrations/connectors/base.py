@@ -4,9 +4,11 @@ A call (``Connector.fetch``) goes, in order, through:
 
 1. the cache (``CachePolicy`` on the operation): a fresh entry answers without any upstream
    call; a stale one answers at once, with its age, and one process refreshes it in the
-   background;
+   background; an older one (kept ``keep`` seconds more) is only a last-known value, served
+   with source ``fallback`` when the upstream fails (RFC 5861 stale-if-error);
 2. the time budget: everything below (token requests and retries included) happens within
-   ``policy.budget`` seconds, or the call fails with ``UpstreamUnavailable``;
+   ``policy.budget`` seconds, or within what is left of the caller's budget (``call_budget``)
+   if that is shorter, or the call fails with ``UpstreamUnavailable``;
 3. the circuit breaker (shared through Redis): while it is open, no upstream call is made;
 4. the attempt: credentials (``auth``), the request, then the operation's ``decode`` that maps
    the answer into our Structs. Any answer that does not fit is ``UpstreamMalformed``;
@@ -19,10 +21,12 @@ Each connector has its own HTTP connection pool (a bulkhead: ``policy.max_connec
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar
@@ -34,11 +38,11 @@ import redis.asyncio as aioredis
 from integrations.connectors import metrics
 from integrations.connectors.auth import Auth
 from integrations.connectors.breaker import CircuitBreaker
-from integrations.connectors.cache import CachePolicy, ResponseCache
-from integrations.errors import ServiceRefusal
+from integrations.connectors.cache import CachedEntry, CachePolicy, GetBatcher, ResponseCache
+from integrations.errors import CircuitOpen, NotConfigured, ServiceRefusal
 from integrations.registries import UpstreamError, UpstreamMalformed, UpstreamRejected, UpstreamUnavailable
 
-__all__ = ["Connector", "ConnectorPolicy", "Fetched", "Operation", "backoff_delay"]
+__all__ = ["Connector", "ConnectorPolicy", "Fetched", "Operation", "backoff_delay", "call_budget"]
 
 log = logging.getLogger("citizen.integrations")
 
@@ -46,6 +50,21 @@ T = TypeVar("T")
 
 _RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _jitter = random.SystemRandom()
+# The caller's deadline (event loop time), if it set one with ``call_budget``.
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("connector_deadline", default=None)
+
+
+@contextlib.contextmanager
+def call_budget(seconds: float) -> Iterator[None]:
+    """Connector calls made inside (tasks started inside too) end within ``seconds`` from now,
+    or sooner if an enclosing budget ends first; a call cut short counts as a failure."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    outer = _deadline.get()
+    token = _deadline.set(deadline if outer is None else min(outer, deadline))
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
 
 
 class ConnectorPolicy(msgspec.Struct, frozen=True, kw_only=True):
@@ -67,8 +86,9 @@ def backoff_delay(retry: int, base: float, cap: float, rng: random.Random | None
 @dataclass(frozen=True, slots=True)
 class Fetched(Generic[T]):
     value: T
-    source: Literal["upstream", "cache", "stale"]
+    source: Literal["upstream", "cache", "stale", "fallback"]
     age: float = 0.0  # seconds since the upstream gave this value
+    detail: str = ""  # for ``fallback``: why the upstream could not answer
 
     @property
     def stale(self) -> bool:
@@ -119,6 +139,7 @@ class Connector:
         policy: ConnectorPolicy | None = None,
         cache_secret: bytes = b"",
         transport: httpx.AsyncBaseTransport | None = None,
+        batcher: GetBatcher | None = None,
     ) -> None:
         self.name = name
         self.base_url = base_url
@@ -132,7 +153,7 @@ class Connector:
             cooldown=policy.breaker_cooldown,
             probe_timeout=max(policy.budget * 2, 1.0),
         )
-        self.cache = ResponseCache(redis, name, cache_secret)
+        self.cache = ResponseCache(redis, name, cache_secret, batcher)
         limits = httpx.Limits(
             max_connections=policy.max_connections, max_keepalive_connections=policy.max_connections
         )
@@ -184,7 +205,7 @@ class Connector:
         key = self.cache.key(operation.name, cache_key)
         cached = await self._cached(operation, key)
         labels = (self.name, operation.name)
-        if cached is not None:
+        if cached is not None and cached.age < policy.ttl + policy.stale:
             if cached.age < policy.ttl:
                 metrics.CACHE.labels(*labels, "hit").inc()
                 metrics.CALLS.labels(*labels, "cached").inc()
@@ -195,14 +216,21 @@ class Connector:
                 self._refresh_later(_Refresh(operation, outbound, key, policy))
             return Fetched(cached.value, "stale", cached.age)
         metrics.CACHE.labels(*labels, "miss").inc()
-        value = await self._call(operation, outbound)
+        try:
+            value = await self._call(operation, outbound)
+        except (UpstreamUnavailable, UpstreamMalformed) as exc:
+            if cached is None:  # older entries are kept (``keep``) only to be served now
+                raise
+            metrics.CACHE.labels(*labels, "fallback").inc()
+            return Fetched(cached.value, "fallback", cached.age, str(exc))
         await self.cache.put(key, msgspec.json.encode(value), policy)
         return Fetched(value, "upstream")
 
     async def _cached(self, operation: Operation[T], key: str) -> Fetched[T] | None:
         entry = await self.cache.get(key)
-        if entry is None:
-            return None
+        return None if entry is None else self._decoded(operation, entry)
+
+    def _decoded(self, operation: Operation[T], entry: CachedEntry) -> Fetched[T] | None:
         try:
             value: T = msgspec.json.decode(entry.body, type=operation.result_type)
         except msgspec.MsgspecError:
@@ -219,7 +247,10 @@ class Connector:
             finally:
                 await self.cache.release_refresh(job.key)
 
-        task = asyncio.create_task(refresh(), name=f"refresh {self.name} {job.operation.name}")
+        # In a context of its own: the refresh has the connector's whole budget, not the caller's.
+        task = asyncio.create_task(
+            refresh(), name=f"refresh {self.name} {job.operation.name}", context=contextvars.Context()
+        )
         self._refreshing.add(task)
         task.add_done_callback(self._refreshing.discard)
 
@@ -227,18 +258,24 @@ class Connector:
         labels = (self.name, operation.name)
         if not self.base_url:
             metrics.CALLS.labels(*labels, "unavailable").inc()
-            raise UpstreamUnavailable(f"{self.name}: no upstream URL is configured")
+            raise NotConfigured(f"{self.name}: no upstream URL is configured")
         budget = self.policy.budget
+        deadline = _deadline.get()
+        if deadline is not None:
+            budget = min(budget, deadline - asyncio.get_running_loop().time())
+        if budget <= 0:  # nothing left of the caller's budget: no call, and not the upstream's fault
+            metrics.CALLS.labels(*labels, "unavailable").inc()
+            raise UpstreamUnavailable(f"{self.name}: the caller's time budget is spent")
         try:
             async with asyncio.timeout(budget):
-                value = await self._with_retries(operation, outbound)
+                value = await self._with_retries(operation, outbound, budget)
         except TimeoutError:
             await self.breaker.record_failure()
             metrics.ERRORS.labels(self.name, "timeout").inc()
             metrics.CALLS.labels(*labels, "unavailable").inc()
-            raise UpstreamUnavailable(f"{self.name} did not answer within {budget:g} s") from None
+            raise UpstreamUnavailable(f"{self.name} did not answer within {round(budget, 2):g} s") from None
         except UpstreamUnavailable as exc:
-            outcome = "breaker_open" if "circuit breaker" in str(exc) else "unavailable"
+            outcome = "breaker_open" if isinstance(exc, CircuitOpen) else "unavailable"
             metrics.CALLS.labels(*labels, outcome).inc()
             raise
         except UpstreamMalformed:
@@ -253,15 +290,15 @@ class Connector:
         metrics.CALLS.labels(*labels, "ok").inc()
         return value
 
-    async def _with_retries(self, operation: Operation[T], outbound: _Outbound) -> T:
+    async def _with_retries(self, operation: Operation[T], outbound: _Outbound, budget: float) -> T:
         attempts = self.policy.attempts if operation.idempotent else 1
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.policy.budget
+        deadline = loop.time() + budget
         last = "no attempt made"
         for attempt in range(max(1, attempts)):
             refusal = await self.breaker.acquire()
             if refusal is not None:
-                raise UpstreamUnavailable(f"{self.name}: {refusal}; last failure: {last}")
+                raise CircuitOpen(f"{self.name}: {refusal}; last failure: {last}")
             try:
                 value = await self._attempt(operation, outbound)
             except _Retryable as exc:

@@ -3,22 +3,29 @@
 An entry is the upstream's answer already mapped to our Struct, JSON-encoded, with the time it
 was fetched. Within ``ttl`` it is fresh; for ``stale`` seconds more it is served at once, with
 its age, while one process (``SET NX`` refresh lock) fetches a new one in the background (RFC
-5861). Keys are keyed hashes: no ID number or other look-up value appears in Redis in the clear.
+5861). With ``keep``, the entry stays that much longer as a last-known value, served only when
+the upstream fails (stale-if-error). Keys are keyed hashes: no ID number or other look-up value
+appears in Redis in the clear.
 A Redis failure is a cache miss, never an error of the call.
+
+``GetBatcher`` gathers the look-ups made in the same turn of the event loop (the tiles of one
+home page, and of every page being served at that moment) into one ``MGET``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
 import time
+from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
 import redis.exceptions
 
-__all__ = ["CachePolicy", "CachedEntry", "ResponseCache"]
+__all__ = ["CachePolicy", "CachedEntry", "GetBatcher", "ResponseCache"]
 
 log = logging.getLogger("citizen.integrations.cache")
 
@@ -26,6 +33,7 @@ log = logging.getLogger("citizen.integrations.cache")
 class CachePolicy(msgspec.Struct, frozen=True, kw_only=True):
     ttl: float  # seconds fresh
     stale: float = 0.0  # seconds more it may be served while it is refreshed
+    keep: float = 0.0  # seconds more it is kept, served only if the upstream fails
 
 
 class CachedEntry(msgspec.Struct, frozen=True, array_like=True):
@@ -33,9 +41,52 @@ class CachedEntry(msgspec.Struct, frozen=True, array_like=True):
     body: bytes  # the mapped value, JSON
 
 
-class ResponseCache:
-    def __init__(self, client: aioredis.Redis, namespace: str, secret: bytes) -> None:
+class GetBatcher:
+    """``await batcher.get(key)``: the GETs of one event loop turn go to Redis as one MGET."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
         self._redis = client
+        self._pending: dict[str, list[asyncio.Future[Any]]] = {}
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def get(self, key: str) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.setdefault(key, []).append(future)
+        return await future
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        task = asyncio.create_task(self._run(pending))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _run(self, pending: dict[str, list[asyncio.Future[Any]]]) -> None:
+        keys = list(pending)
+        try:
+            values = await self._redis.mget(keys)
+        except BaseException as exc:  # handed to every waiter (a cancellation too)
+            for futures in pending.values():
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(exc if isinstance(exc, Exception) else RuntimeError(exc))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for key, value in zip(keys, values, strict=True):
+            for future in pending[key]:
+                if not future.done():
+                    future.set_result(value)
+
+
+class ResponseCache:
+    def __init__(
+        self, client: aioredis.Redis, namespace: str, secret: bytes, batcher: GetBatcher | None = None
+    ) -> None:
+        self._redis = client
+        self._batcher = batcher
         self._namespace = namespace
         self._secret = secret
         self._encoder = msgspec.msgpack.Encoder()
@@ -47,7 +98,7 @@ class ResponseCache:
 
     async def get(self, key: str) -> CachedEntry | None:
         try:
-            raw = await self._redis.get(key)
+            raw = await (self._batcher.get(key) if self._batcher else self._redis.get(key))
         except (redis.exceptions.RedisError, OSError) as exc:
             log.warning(
                 "cache read failed", extra={"cache": self._namespace, "error": exc.__class__.__name__}
@@ -63,7 +114,8 @@ class ResponseCache:
     async def put(self, key: str, body: bytes, policy: CachePolicy) -> None:
         entry = self._encoder.encode(CachedEntry(time.time(), body))
         try:
-            await self._redis.set(key, entry, px=max(1, int((policy.ttl + policy.stale) * 1000)))
+            lifetime = policy.ttl + policy.stale + policy.keep
+            await self._redis.set(key, entry, px=max(1, int(lifetime * 1000)))
         except (redis.exceptions.RedisError, OSError) as exc:
             log.warning(
                 "cache write failed", extra={"cache": self._namespace, "error": exc.__class__.__name__}

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from integrations.connectors.auth import ApiKey, SignedRequests
 from integrations.connectors.base import Connector, ConnectorPolicy, Fetched, Operation, expect_status
-from integrations.connectors.cache import CachePolicy
+from integrations.connectors.cache import CachePolicy, GetBatcher
 from integrations.errors import BillAlreadyPaid, BillAmountMismatch, UnknownAtUpstream
 
 __all__ = [
@@ -151,17 +151,34 @@ def _payment(response: httpx.Response) -> BillPayment:
     return msgspec.json.decode(response.content, type=BillPayment)
 
 
+_WEEK = 7 * 86_400.0  # how long a last-known value is kept for when the upstream is down
+
+# Arrivals go out of date in minutes: no last-known value beyond the stale window.
 ARRIVALS = Operation("arrivals", _arrivals, StopArrivals | None, cache=CachePolicy(ttl=15.0, stale=60.0))
 APPLICATIONS = Operation(
-    "applications", _applications, tuple[Application, ...], cache=CachePolicy(ttl=60.0, stale=3600.0)
+    "applications",
+    _applications,
+    tuple[Application, ...],
+    cache=CachePolicy(ttl=60.0, stale=3600.0, keep=_WEEK),
 )
 LICENCES = Operation(
-    "licences", _licences, tuple[Licence, ...], cache=CachePolicy(ttl=3600.0, stale=86_400.0)
+    "licences", _licences, tuple[Licence, ...], cache=CachePolicy(ttl=3600.0, stale=86_400.0, keep=_WEEK)
+)
+ORGANISATION_LICENCES = Operation(
+    "organisation_licences",
+    _licences,
+    tuple[Licence, ...],
+    cache=CachePolicy(ttl=3600.0, stale=86_400.0, keep=_WEEK),
 )
 ACCOUNTS = Operation(
-    "accounts", _accounts, tuple[UtilityAccount, ...], cache=CachePolicy(ttl=3600.0, stale=86_400.0)
+    "accounts",
+    _accounts,
+    tuple[UtilityAccount, ...],
+    cache=CachePolicy(ttl=3600.0, stale=86_400.0, keep=_WEEK),
 )
-BILLS = Operation("bills", _bills, tuple[Bill, ...] | None, cache=CachePolicy(ttl=300.0, stale=3600.0))
+BILLS = Operation(
+    "bills", _bills, tuple[Bill, ...] | None, cache=CachePolicy(ttl=300.0, stale=3600.0, keep=_WEEK)
+)
 PAY = Operation("pay", _payment, BillPayment, idempotent=True)  # with its Idempotency-Key
 
 
@@ -174,6 +191,7 @@ class BusConnector(Connector):
         redis: aioredis.Redis,
         policy: ConnectorPolicy | None = None,
         cache_secret: bytes = b"",
+        batcher: GetBatcher | None = None,
     ) -> None:
         super().__init__(
             name="bus",
@@ -182,6 +200,7 @@ class BusConnector(Connector):
             auth=ApiKey(api_key),
             policy=policy,
             cache_secret=cache_secret,
+            batcher=batcher,
         )
 
     async def arrivals(self, stop_id: str) -> Fetched[StopArrivals | None]:
@@ -199,6 +218,7 @@ class GovServicesConnector(Connector):
         redis: aioredis.Redis,
         policy: ConnectorPolicy | None = None,
         cache_secret: bytes = b"",
+        batcher: GetBatcher | None = None,
     ) -> None:
         super().__init__(
             name="gov_services",
@@ -207,17 +227,28 @@ class GovServicesConnector(Connector):
             auth=SignedRequests(signing_key),
             policy=policy,
             cache_secret=cache_secret,
+            batcher=batcher,
         )
 
-    async def applications(self, id_number: str) -> Fetched[tuple[Application, ...]]:
+    async def applications(self, id_number: str, *, cached: bool = True) -> Fetched[tuple[Application, ...]]:
+        """``cached=False``: straight from the upstream (the status poll), the cache untouched."""
         body = {"id_number": id_number}
         path = "/v1/applications/search"
-        return await self.fetch(APPLICATIONS, path, method="POST", body=body, cache_key=id_number)
+        key = id_number if cached else None
+        return await self.fetch(APPLICATIONS, path, method="POST", body=body, cache_key=key)
 
     async def licences(self, id_number: str) -> Fetched[tuple[Licence, ...]]:
         body = {"id_number": id_number}
         return await self.fetch(
             LICENCES, "/v1/licences/search", method="POST", body=body, cache_key=id_number
+        )
+
+    async def organisation_licences(self, credit_code: str) -> Fetched[tuple[Licence, ...]]:
+        """The licences an organisation holds (营业执照 and others), by unified social credit code."""
+        code = credit_code.strip().upper()
+        body = {"credit_code": code}
+        return await self.fetch(
+            ORGANISATION_LICENCES, "/v1/licences/search", method="POST", body=body, cache_key=code
         )
 
 
@@ -230,6 +261,7 @@ class UtilitiesConnector(Connector):
         redis: aioredis.Redis,
         policy: ConnectorPolicy | None = None,
         cache_secret: bytes = b"",
+        batcher: GetBatcher | None = None,
     ) -> None:
         super().__init__(
             name="utilities",
@@ -238,6 +270,7 @@ class UtilitiesConnector(Connector):
             auth=ApiKey(api_key),
             policy=policy,
             cache_secret=cache_secret,
+            batcher=batcher,
         )
 
     async def accounts(self, id_number: str) -> Fetched[tuple[UtilityAccount, ...]]:

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from integrations.connectors.auth import ClientCredentials, SignedRequests
 from integrations.connectors.base import Connector, ConnectorPolicy, Fetched, Operation, expect_status
-from integrations.connectors.cache import CachePolicy
+from integrations.connectors.cache import CachePolicy, GetBatcher
 from integrations.errors import SlotTaken, UnknownAtUpstream
 
 __all__ = [
@@ -130,6 +130,18 @@ RECORD: Operation[HealthRecord | None] = Operation(
     HealthRecord | None,
     cache=CachePolicy(ttl=300.0, stale=86_400.0),
 )
+ACCOUNT_OF_PERSON: Operation[MedicalInsuranceAccount | None] = Operation(
+    "account_of_person",
+    _optional(MedicalInsuranceAccount),
+    MedicalInsuranceAccount | None,
+    cache=CachePolicy(ttl=60.0, stale=3600.0, keep=7 * 86_400.0),
+)
+RECORD_OF_PERSON: Operation[HealthRecord | None] = Operation(
+    "record_of_person",
+    _optional(HealthRecord),
+    HealthRecord | None,
+    cache=CachePolicy(ttl=300.0, stale=86_400.0, keep=7 * 86_400.0),
+)
 SLOTS: Operation[SlotList | None] = Operation(
     "slots",
     _optional(SlotList),
@@ -149,6 +161,7 @@ class MedicalInsuranceConnector(Connector):
         redis: aioredis.Redis,
         policy: ConnectorPolicy | None = None,
         cache_secret: bytes = b"",
+        batcher: GetBatcher | None = None,
     ) -> None:
         super().__init__(
             name="medical_insurance",
@@ -157,11 +170,20 @@ class MedicalInsuranceConnector(Connector):
             auth=SignedRequests(signing_key),
             policy=policy,
             cache_secret=cache_secret,
+            batcher=batcher,
         )
 
     async def account(self, social_security_number: str) -> Fetched[MedicalInsuranceAccount | None]:
         number = social_security_number.strip()
         return await self.fetch(ACCOUNT, f"/v1/accounts/{quote(number, safe='')}", cache_key=number)
+
+    async def account_of_person(self, id_number: str) -> Fetched[MedicalInsuranceAccount | None]:
+        """By resident ID number (in the body: no ID number in a URL)."""
+        number = id_number.strip().upper()
+        body = {"id_number": number}
+        return await self.fetch(
+            ACCOUNT_OF_PERSON, "/v1/accounts/search", method="POST", body=body, cache_key=number
+        )
 
 
 class HealthConnector(Connector):
@@ -173,6 +195,7 @@ class HealthConnector(Connector):
         redis: aioredis.Redis,
         policy: ConnectorPolicy | None = None,
         cache_secret: bytes = b"",
+        batcher: GetBatcher | None = None,
     ) -> None:
         super().__init__(
             name="health",
@@ -181,11 +204,19 @@ class HealthConnector(Connector):
             auth=ClientCredentials(f"{base_url}/oauth/token", client_secret),
             policy=policy,
             cache_secret=cache_secret,
+            batcher=batcher,
         )
 
     async def record(self, health_card_id: str) -> Fetched[HealthRecord | None]:
         card = health_card_id.strip()
         return await self.fetch(RECORD, f"/v1/records/{quote(card, safe='')}", cache_key=card)
+
+    async def record_of_person(self, id_number: str) -> Fetched[HealthRecord | None]:
+        """By resident ID number: the record of the person's resident health card, if any."""
+        number = id_number.strip().upper()
+        body = {"id_number": number}
+        path = "/v1/records/search"
+        return await self.fetch(RECORD_OF_PERSON, path, method="POST", body=body, cache_key=number)
 
     async def slots(self, department_id: str) -> Fetched[SlotList | None]:
         path = f"/v1/departments/{quote(department_id, safe='')}/slots"

@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 
 from integrations.connectors.auth import ApiKey, ClientCredentials
 from integrations.connectors.base import Connector, ConnectorPolicy, Fetched, Operation, expect_status
-from integrations.connectors.cache import CachePolicy
+from integrations.connectors.cache import CachePolicy, GetBatcher
 from integrations.registries import (
     PersonVerification,
     RegistryEnterprise,
@@ -98,6 +98,16 @@ FIND_ENTERPRISE: Operation[RegistryEnterprise | None] = Operation(
 )
 
 
+# The organisation's home tile: the same answer, kept a week as a last-known value (identity's
+# registration checks use FIND_ENTERPRISE, which never answers from such an old entry).
+REGISTRATION: Operation[RegistryEnterprise | None] = Operation(
+    "registration",
+    _decode_enterprise,
+    RegistryEnterprise | None,
+    cache=msgspec.structs.replace(ENTERPRISE_CACHE, keep=7 * 86_400.0),
+)
+
+
 class PopulationRegistryConnector(Connector):
     """``PopulationRegistry`` over HTTP. ``base_url`` like ``http://host/population``."""
 
@@ -131,6 +141,7 @@ class EnterpriseRegistryConnector(Connector):
         redis: aioredis.Redis,
         policy: ConnectorPolicy | None = None,
         cache_secret: bytes = b"",
+        batcher: GetBatcher | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         super().__init__(
@@ -140,6 +151,7 @@ class EnterpriseRegistryConnector(Connector):
             auth=ApiKey(api_key),
             policy=policy,
             cache_secret=cache_secret,
+            batcher=batcher,
             transport=transport,
         )
 
@@ -150,3 +162,8 @@ class EnterpriseRegistryConnector(Connector):
         """The registration with where it came from (upstream, cache, stale) and its age."""
         code = credit_code.strip().upper()
         return await self.fetch(FIND_ENTERPRISE, f"/v1/enterprises/{quote(code, safe='')}", cache_key=code)
+
+    async def registration(self, credit_code: str) -> Fetched[RegistryEnterprise | None]:
+        """``lookup`` for display: may answer from a last-known entry when the registry is down."""
+        code = credit_code.strip().upper()
+        return await self.fetch(REGISTRATION, f"/v1/enterprises/{quote(code, safe='')}", cache_key=code)

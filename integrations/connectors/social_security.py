@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from integrations.connectors.auth import SignedRequests
 from integrations.connectors.base import Connector, ConnectorPolicy, Fetched, Operation, expect_status
-from integrations.connectors.cache import CachePolicy
+from integrations.connectors.cache import CachePolicy, GetBatcher
 
 __all__ = ["Contribution", "Pension", "SocialSecurityConnector", "SocialSecurityRecord"]
 
@@ -65,6 +65,14 @@ def _decode(response: httpx.Response) -> SocialSecurityRecord | None:
 RECORD: Operation[SocialSecurityRecord | None] = Operation(
     "insured_record", _decode, SocialSecurityRecord | None, cache=CachePolicy(ttl=600.0, stale=86_400.0)
 )
+# The same record found by the person's resident ID number (the home's tile); kept a week as a
+# last-known value for when the upstream is down.
+RECORD_OF_PERSON: Operation[SocialSecurityRecord | None] = Operation(
+    "insured_record_of_person",
+    _decode,
+    SocialSecurityRecord | None,
+    cache=CachePolicy(ttl=600.0, stale=86_400.0, keep=7 * 86_400.0),
+)
 
 
 class SocialSecurityConnector(Connector):
@@ -76,6 +84,7 @@ class SocialSecurityConnector(Connector):
         redis: aioredis.Redis,
         policy: ConnectorPolicy | None = None,
         cache_secret: bytes = b"",
+        batcher: GetBatcher | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         super().__init__(
@@ -85,6 +94,7 @@ class SocialSecurityConnector(Connector):
             auth=SignedRequests(signing_key),
             policy=policy,
             cache_secret=cache_secret,
+            batcher=batcher,
             transport=transport,
         )
 
@@ -92,3 +102,10 @@ class SocialSecurityConnector(Connector):
         number = social_security_number.strip()
         path = f"/v1/insured/{quote(number, safe='')}"
         return await self.fetch(RECORD, path, cache_key=number)
+
+    async def insured_record_of_person(self, id_number: str) -> Fetched[SocialSecurityRecord | None]:
+        """By resident ID number (in the body: no ID number in a URL)."""
+        number = id_number.strip().upper()
+        body = {"id_number": number}
+        path = "/v1/insured/search"
+        return await self.fetch(RECORD_OF_PERSON, path, method="POST", body=body, cache_key=number)

@@ -5,7 +5,9 @@ the clock (a fixed headway per line), so consecutive calls see the times count d
 
 Government services, under ``/gov_services``: ``POST /v1/applications/search`` and
 ``POST /v1/licences/search`` with ``{"id_number"}`` (a POST: no ID number in a URL): the
-citizen's applications with their status, and electronic licences (电子证照).
+citizen's applications with their status, and electronic licences (电子证照); the licences
+search also takes ``{"credit_code"}``: the licences an organisation holds. For tests and the
+demo, ``POST /v1/_status`` ``{"application_id", "status"}`` changes an application's status.
 
 Utilities, under ``/utilities``: ``POST /v1/accounts/search`` ``{"id_number"}``; ``GET
 /v1/accounts/{account}/bills`` (the last three months, the latest unpaid); ``POST
@@ -68,6 +70,16 @@ class IdNumberQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     id_number: str
 
 
+class LicenceQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    id_number: str | None = None
+    credit_code: str | None = None
+
+
+class StatusChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    application_id: str
+    status: Literal["submitted", "in_review", "approved", "rejected", "completed"]
+
+
 def gov_services_router(state: UpstreamState, signing_key: str) -> Router:
     authorised = signed(signing_key)
 
@@ -89,9 +101,13 @@ def gov_services_router(state: UpstreamState, signing_key: str) -> Router:
         return Response({"applications": found})
 
     @post("/v1/licences/search", operation_id="GovLicences", status_code=200)
-    async def licences(data: JSONBody[IdNumberQuery], request: Request[Any, Any, Any]) -> Response[Any]:
+    async def licences(data: JSONBody[LicenceQuery], request: Request[Any, Any, Any]) -> Response[Any]:
         if not await authorised(request):
             return error(401, "invalid_signature")
+        if (data.id_number is None) == (data.credit_code is None):
+            return error(400, "give_id_number_or_credit_code")
+        holder = (data.id_number or "").upper()
+        organisation = (data.credit_code or "").upper()
         found = [
             {
                 "licence_number": lic.licence_number,
@@ -103,11 +119,18 @@ def gov_services_router(state: UpstreamState, signing_key: str) -> Router:
                 "credit_code": lic.credit_code,
             }
             for lic in LICENCES
-            if lic.holder_id_number == data.id_number.upper()
+            if (lic.holder_id_number == holder) or (organisation and lic.credit_code == organisation)
         ]
         return Response({"licences": found})
 
-    return Router("/gov_services", route_handlers=[applications, licences])
+    @post("/v1/_status", operation_id="GovSetStatus", status_code=200)
+    async def set_status(data: JSONBody[StatusChange]) -> Response[Any]:
+        if data.application_id not in {a.application_id for a in APPLICATIONS}:
+            return error(404, "not_found")
+        state.store.setdefault("status", {})[data.application_id] = data.status
+        return Response({"application_id": data.application_id, "status": data.status})
+
+    return Router("/gov_services", route_handlers=[applications, licences, set_status])
 
 
 def _months(today: dt.date) -> list[str]:

@@ -1,10 +1,12 @@
 """Medical insurance (医保, signed requests) and health (OAuth 2.0 client credentials).
 
 Medical insurance, under ``/medical_insurance``:
-- ``GET /v1/accounts/{social_security_number}``: personal account balance and recent settlements.
+- ``GET /v1/accounts/{social_security_number}``: personal account balance and recent settlements;
+- ``POST /v1/accounts/search`` ``{"id_number"}``: the same, by resident ID number.
 
 Health, under ``/health`` (the card's health application):
 - ``GET /v1/records/{health_card_id}``: the health record summary;
+- ``POST /v1/records/search`` ``{"id_number"}``: the record of that person's health card;
 - ``GET /v1/departments/{department_id}/slots``: the next three days' slots and whether free;
 - ``POST /v1/appointments`` ``{"health_card_id", "slot_id"}`` with an ``Idempotency-Key``: 201 and
   the appointment; the same key again gives the same appointment; a taken slot 409;
@@ -22,14 +24,20 @@ from litestar.params import FromPath, FromQuery, JSONBody
 
 from integrations.simulators.auth import error, oauth, signed
 from integrations.simulators.faults import UpstreamState
-from integrations.simulators.seed import DEPARTMENTS, PEOPLE
+from integrations.simulators.seed import DEPARTMENTS, PEOPLE, SeedPerson
 
 __all__ = ["health_router", "medical_insurance_router", "slot_times"]
 
 _INSURED = {p.social_security_number: p for p in PEOPLE if p.social_security_number}
 _CARDS = {p.health_card_id: p for p in PEOPLE if p.health_card_id}
 _DEPARTMENTS = {d.department_id: d for d in DEPARTMENTS}
+_BY_ID = {p.id_number: p for p in PEOPLE}
+
 _CHINA = dt.timezone(dt.timedelta(hours=8))
+
+
+class IdNumberQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    id_number: str
 
 
 def medical_insurance_router(state: UpstreamState, signing_key: str) -> Router:
@@ -39,9 +47,19 @@ def medical_insurance_router(state: UpstreamState, signing_key: str) -> Router:
     async def account(number: FromPath[str], request: Request[Any, Any, Any]) -> Response[Any]:
         if not await authorised(request):
             return error(401, "invalid_signature")
-        person = _INSURED.get(number)
-        if person is None:
+        return _account(_INSURED.get(number))
+
+    @post("/v1/accounts/search", operation_id="MedicalInsuranceSearch", status_code=200)
+    async def search(data: JSONBody[IdNumberQuery], request: Request[Any, Any, Any]) -> Response[Any]:
+        if not await authorised(request):
+            return error(401, "invalid_signature")
+        person = _BY_ID.get(data.id_number.upper())
+        return _account(person if person is not None and person.social_security_number else None)
+
+    def _account(person: SeedPerson | None) -> Response[Any]:
+        if person is None or person.social_security_number is None:
             return error(404, "not_found")
+        number = person.social_security_number
         seed = int(person.id_number[14:17])
         settlements = [
             {
@@ -64,7 +82,7 @@ def medical_insurance_router(state: UpstreamState, signing_key: str) -> Router:
         )
 
     del state
-    return Router("/medical_insurance", route_handlers=[account])
+    return Router("/medical_insurance", route_handlers=[account, search])
 
 
 def slot_times(today: dt.date) -> list[dt.datetime]:
@@ -93,9 +111,18 @@ def health_router(state: UpstreamState, client_secret: str) -> Router:
     async def record(card: FromPath[str], request: Request[Any, Any, Any]) -> Response[Any]:
         if not await authorised(request):
             return error(401, "invalid_token")
-        person = _CARDS.get(card)
-        if person is None:
+        return _record(_CARDS.get(card))
+
+    @post("/v1/records/search", operation_id="HealthRecordSearch", status_code=200)
+    async def search(data: JSONBody[IdNumberQuery], request: Request[Any, Any, Any]) -> Response[Any]:
+        if not await authorised(request):
+            return error(401, "invalid_token")
+        return _record(_BY_ID.get(data.id_number.upper()))
+
+    def _record(person: SeedPerson | None) -> Response[Any]:
+        if person is None or person.health_card_id is None:
             return error(404, "not_found")
+        card = person.health_card_id
         senior = int(person.id_number[6:10]) < 1960
         return Response(
             {
@@ -170,4 +197,4 @@ def health_router(state: UpstreamState, client_secret: str) -> Router:
         mine = [a for a in state.store.get("by_slot", {}).values() if a["health_card_id"] == health_card_id]
         return Response({"appointments": mine})
 
-    return Router("/health", route_handlers=[token, record, free_slots, book, appointments])
+    return Router("/health", route_handlers=[token, record, search, free_slots, book, appointments])

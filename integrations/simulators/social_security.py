@@ -4,6 +4,7 @@ Under ``/social_security``, every request signed as ``integrations.credentials``
 - ``GET /v1/insured/{social_security_number}``: status (contributing, receiving a pension,
   suspended), months contributed, the pension if any, and the last six months' contributions
   (amounts in fen). 404 for a person not insured.
+- ``POST /v1/insured/search`` ``{"id_number"}``: the same record, by resident ID number.
 
 The data derives from the seeded people: a pensioner for those born before 1960, contributions
 for the others who have a social security number.
@@ -14,8 +15,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from litestar import Request, Response, Router, get
-from litestar.params import FromPath
+import msgspec
+from litestar import Request, Response, Router, get, post
+from litestar.params import FromPath, JSONBody
 
 from integrations.simulators.auth import signed
 from integrations.simulators.faults import UpstreamState
@@ -24,6 +26,11 @@ from integrations.simulators.seed import ENTERPRISES, PEOPLE, SeedPerson
 __all__ = ["insured_record", "social_security_router"]
 
 _INSURED = {p.social_security_number: p for p in PEOPLE if p.social_security_number}
+_BY_ID = {p.id_number: p for p in _INSURED.values()}
+
+
+class IdNumberQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    id_number: str
 
 
 def _months_back(today: dt.date, count: int) -> list[str]:
@@ -89,5 +96,14 @@ def social_security_router(state: UpstreamState, signing_key: str) -> Router:
             return Response({"error": "not_found"}, status_code=404)
         return Response(insured_record(person, dt.datetime.now(dt.UTC).date()))
 
+    @post("/v1/insured/search", operation_id="SocialSecuritySearch", status_code=200)
+    async def search(data: JSONBody[IdNumberQuery], request: Request[Any, Any, Any]) -> Response[Any]:
+        if not await authorised(request):
+            return Response({"error": "invalid_signature"}, status_code=401)
+        person = _BY_ID.get(data.id_number.upper())
+        if person is None:
+            return Response({"error": "not_found"}, status_code=404)
+        return Response(insured_record(person, dt.datetime.now(dt.UTC).date()))
+
     del state
-    return Router("/social_security", route_handlers=[insured])
+    return Router("/social_security", route_handlers=[insured, search])

@@ -308,29 +308,35 @@ class TopupService:
                         await self._apply(order, PaymentStatus.CLOSED, None, None, "expired") == "closed"
                     )
                 continue
-            connector = self.connectors[order["channel"]]
-            try:
-                counts["queried"] += 1
-                found = await connector.query(order["order_no"])
-                if (
-                    found.status is PaymentStatus.WAITING
-                    and expired
-                    and await connector.close(order["order_no"])
-                ):
-                    found = msgspec.structs.replace(found, status=PaymentStatus.CLOSED)
-            except ChannelError:
-                counts["errors"] += 1
-                continue
-            if found.status is PaymentStatus.PAID and found.amount != order["amount"]:
-                await self._record_notification(
-                    order["channel"], order["order_no"], True, "amount mismatch", "query"
-                )
-                counts["errors"] += 1
-                continue
-            outcome = await self._apply(
-                order, found.status, found.amount, found.trade_no, f"{order['channel']} query"
-            )
+            counts["queried"] += 1
+            outcome = await self._query(order, expired=expired)
             counts["credited"] += outcome == "applied"
             counts["closed"] += outcome == "closed"
             counts["failed"] += outcome == "failed"
+            counts["errors"] += outcome == "error"
         return counts
+
+    async def _query(self, order: Any, *, expired: bool) -> str:
+        """Ask the order's channel and apply its answer (closing an expired unpaid order there first)."""
+        connector = self.connectors[order["channel"]]
+        try:
+            found = await connector.query(order["order_no"])
+            if found.status is PaymentStatus.WAITING and expired and await connector.close(order["order_no"]):
+                found = msgspec.structs.replace(found, status=PaymentStatus.CLOSED)
+        except ChannelError:
+            return "error"
+        if found.status is PaymentStatus.PAID and found.amount != order["amount"]:
+            await self._record_notification(
+                order["channel"], order["order_no"], True, "amount mismatch", "query"
+            )
+            return "error"
+        return await self._apply(
+            order, found.status, found.amount, found.trade_no, f"{order['channel']} query"
+        )
+
+    async def refresh(self, order_id: uuid.UUID) -> TopupView:
+        """Query the channel now for one order being paid (not waiting for the notification or the sweep)."""
+        order = await self._own(None, order_id)
+        if order["state"] == "paying" and order["channel"] in self.connectors:
+            await self._query(order, expired=False)
+        return await self.get(None, order_id)

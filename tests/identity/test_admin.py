@@ -11,6 +11,7 @@ from litestar.testing import AsyncTestClient
 
 from backend.settings import Settings
 from identity.admin.operators import create_operator
+from identity.audit import seal_all
 from identity.passwords import PasswordHasher
 from integrations.simulators.seed import ENTERPRISES
 from tests.identity.conftest import API, LI, ZHANG, Flows, bearer
@@ -159,6 +160,7 @@ async def test_every_operator_action_is_audited(
     }
     report = (await client.post(f"{ADMIN}/audit/verification", headers=headers)).json()
     assert report["ok"] is True
+    await seal_all(db)
     actions = [
         r["action"]
         for r in await db.fetch(

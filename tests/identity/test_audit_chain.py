@@ -1,4 +1,9 @@
-"""The audit chain: concurrent appends form one chain; any changed, deleted or reordered row is found."""
+"""The audit chain: concurrent appends form one chain; any changed, deleted or reordered row is found.
+
+Appends record events without locking anything; sealers chain the committed ones. The tests run
+sealers concurrently with appends, with transactions that roll back and transactions that commit
+late, and check that every committed event is chained exactly once, in one gap-free chain.
+"""
 
 from __future__ import annotations
 
@@ -14,39 +19,173 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from identity.audit import AuditEvent, record, verify_chain
+from identity.audit import AuditEvent, SealResult, entries_for, record, seal, seal_all, verify_chain
 from integrations.simulators.seed import ENTERPRISES
 from tests.identity.conftest import API, LI, ZHANG, Flows, bearer
 
 
 async def _append(database_url: str, count: int, concurrency: int = 10) -> None:
+    """``count`` events from ``concurrency`` connections, then everything sealed."""
     pool: Any = await asyncpg.create_pool(database_url, min_size=concurrency, max_size=concurrency)
     try:
 
         async def one(i: int) -> None:
             async with pool.acquire() as conn:
-                await record(
-                    conn,
-                    AuditEvent(
-                        action="test.append",
-                        actor_kind="system",
-                        target_kind="n",
-                        target_id=str(i),
-                        details={"i": i, "note": "并发", "tags": ["a", "b"]},
-                    ),
-                )
+                await record(conn, _event(i))
 
         await asyncio.gather(*(one(i) for i in range(count)))
+        async with pool.acquire() as conn:
+            await seal_all(conn)
     finally:
         await pool.close()
+
+
+def _event(i: int) -> AuditEvent:
+    return AuditEvent(
+        action="test.append",
+        actor_kind="system",
+        target_kind="n",
+        target_id=str(i),
+        details={"i": i, "note": "并发", "tags": ["a", "b"]},
+    )
+
+
+async def _chained_targets(db: Any) -> list[str]:
+    return [r["target_id"] for r in await db.fetch("SELECT target_id FROM identity.audit_log ORDER BY seq")]
 
 
 async def test_concurrent_appends_form_one_chain(database_url: str, db: Any) -> None:
     await _append(database_url, 200)
     report = await verify_chain(db)
-    assert report.ok and report.entries == 200 and report.head_seq == 200
+    assert report.ok and report.entries == 200 and report.head_seq == 200 and report.unsealed == 0
     seqs = [r["seq"] for r in await db.fetch("SELECT seq FROM identity.audit_log ORDER BY seq")]
     assert seqs == list(range(1, 201))
+    assert sorted(await _chained_targets(db), key=int) == [str(i) for i in range(200)]
+
+
+async def test_concurrent_appends_rollbacks_and_sealers_chain_each_committed_event_once(
+    database_url: str, db: Any
+) -> None:
+    """Appends in transactions (a third of them rolled back, leaving gaps in the pending ids), with
+    four sealers running all along: the chain ends up holding exactly the committed events, once."""
+    pool: Any = await asyncpg.create_pool(database_url, min_size=16, max_size=16)
+    committed: set[str] = set()
+    appending = True
+
+    async def writer(lane: int) -> None:
+        for k in range(40):
+            i = lane * 1000 + k
+            async with pool.acquire() as conn:
+                tx = conn.transaction()
+                await tx.start()
+                await record(conn, _event(i))
+                await asyncio.sleep(0)
+                if i % 3 == 0:
+                    await tx.rollback()
+                else:
+                    await tx.commit()
+                    committed.add(str(i))
+
+    async def sealer() -> None:
+        async with pool.acquire() as conn:
+            while appending:
+                await seal(conn, 7)  # small batches: many seals interleave with the appends
+                await asyncio.sleep(0)
+
+    try:
+        sealers = [asyncio.create_task(sealer()) for _ in range(4)]
+        await asyncio.gather(*(writer(lane) for lane in range(10)))
+        appending = False
+        await asyncio.gather(*sealers)
+        async with pool.acquire() as conn:
+            await seal_all(conn)
+    finally:
+        await pool.close()
+    report = await verify_chain(db)
+    assert report.ok, report.reason
+    assert report.unsealed == 0 and report.entries == report.head_seq == len(committed)
+    targets = await _chained_targets(db)
+    assert len(targets) == len(set(targets)) and set(targets) == committed
+
+
+async def test_an_event_committed_late_is_chained_after_those_sealed_meanwhile(
+    database_url: str, db: Any
+) -> None:
+    """A transaction that recorded first but commits last: nothing waits for it, its event is not
+    sealed while uncommitted, and it joins the chain after the events sealed meanwhile."""
+    late: Any = await asyncpg.connect(database_url)
+    try:
+        tx = late.transaction()
+        await tx.start()
+        await record(late, _event(0))  # the lowest pending id
+        await asyncio.wait_for(_append(database_url, 5), 30)  # not blocked by the open transaction
+        report = await verify_chain(db)
+        assert report.ok and report.entries == 5 and report.unsealed == 0  # invisible, uncommitted
+        await tx.commit()
+    finally:
+        await late.close()
+    assert (await verify_chain(db)).unsealed == 1
+    assert await seal_all(db) == 1
+    report = await verify_chain(db)
+    assert report.ok and report.entries == 6 and report.unsealed == 0
+    assert (await _chained_targets(db))[-1] == "0"
+
+
+async def test_a_sealer_that_finds_the_lock_taken_returns_at_once(database_url: str, db: Any) -> None:
+    await record(db, _event(1))
+    holder: Any = await asyncpg.connect(database_url)
+    try:
+        async with holder.transaction():
+            assert (await seal(holder, 10)) == SealResult(1, False)
+            await record(db, _event(2))
+            assert (await seal(db, 10)).busy  # the holder's transaction still holds the lock
+    finally:
+        await holder.close()
+    assert await seal(db, 10) == SealResult(1, False)
+    assert (await verify_chain(db)).entries == 2
+
+
+async def test_entries_for_shows_sealed_and_pending_events_newest_first(db: Any) -> None:
+    for i in range(3):
+        await record(db, AuditEvent(action=f"test.{i}", actor_kind="system", target_id="subject"))
+    await seal_all(db)
+    await record(db, AuditEvent(action="test.3", actor_kind="system", target_id="subject"))
+    entries = await entries_for(db, "subject")
+    assert [e.action for e in entries] == ["test.3", "test.2", "test.1", "test.0"]
+    assert entries[0].seq is None and entries[0].pending_id is not None and entries[0].hash is None
+    assert [e.seq for e in entries[1:]] == [3, 2, 1] and all(e.hash for e in entries[1:])
+    assert [e.action for e in await entries_for(db, "subject", limit=2)] == ["test.3", "test.2"]
+    views = await db.fetch("SELECT action, sealed FROM identity.audit_events WHERE target_id = 'subject'")
+    assert sorted((v["action"], v["sealed"]) for v in views) == [
+        ("test.0", True),
+        ("test.1", True),
+        ("test.2", True),
+        ("test.3", False),
+    ]
+
+
+async def test_pending_events_are_append_only_and_checked_against_their_digest(db: Any) -> None:
+    for i in range(3):
+        await record(db, _event(i))
+    for statement in (
+        "UPDATE identity.audit_pending SET outcome = 'failure'",
+        "DELETE FROM identity.audit_pending",
+        "TRUNCATE identity.audit_pending",
+    ):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await db.execute(statement)
+    report = await verify_chain(db)
+    assert report.ok and report.unsealed == 3 and report.entries == 0
+    # Edited before sealing: found while pending, and found in the chain once sealed.
+    second = await db.fetchval("SELECT min(id) + 1 FROM identity.audit_pending")
+    await db.execute("ALTER TABLE identity.audit_pending DISABLE TRIGGER USER")
+    await db.execute(f"UPDATE identity.audit_pending SET outcome = 'failure' WHERE id = {second}")
+    await db.execute("ALTER TABLE identity.audit_pending ENABLE TRIGGER USER")
+    report = await verify_chain(db)
+    assert not report.ok and report.first_broken_pending_id == second
+    await seal_all(db)
+    report = await verify_chain(db)
+    assert not report.ok and report.first_broken_seq == 2
 
 
 async def test_the_table_refuses_update_delete_and_truncate(database_url: str, db: Any) -> None:
@@ -175,6 +314,9 @@ async def test_done_when_scenario_is_in_the_chain_and_citizen_audit_verify_passe
     assert appointed.status_code == 201
     assert (await flows.act_for(agent["token"], org_id)).status_code == 200
 
+    redis_url = identity_settings.redis.url.reveal()
+    result = _cli(repo_root, database_url, redis_url, tmp_path, "audit", "seal")
+    assert result.returncode == 0 and result.stdout.startswith("sealed "), result.stdout + result.stderr
     actions = [r["action"] for r in await db.fetch("SELECT action FROM identity.audit_log ORDER BY seq")]
     for step in (
         "identity.person.register",
@@ -191,7 +333,6 @@ async def test_done_when_scenario_is_in_the_chain_and_citizen_audit_verify_passe
     assert switch["actor_id"] == agent["account_id"] and switch["acting_for"] == org_id
     assert switch["client_address"] and switch["request_id"]
 
-    redis_url = identity_settings.redis.url.reveal()
     result = _cli(repo_root, database_url, redis_url, tmp_path, "audit", "verify")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "audit chain verified" in result.stdout

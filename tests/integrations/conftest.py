@@ -9,9 +9,13 @@ import msgspec
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
 
+from backend.app import create_app
 from backend.keyring import Keyring
 from backend.runtime import Services
+from backend.settings import Settings
 from integrations.connectors import (
     ConnectorPolicy,
     EnterpriseRegistryConnector,
@@ -20,7 +24,9 @@ from integrations.connectors import (
 from integrations.connectors.base import Connector
 from integrations.connectors.social_security import SocialSecurityConnector
 from integrations.credentials import dev_credential
+from integrations.settings import EntranceSettings
 from integrations.simulators.control import SimulatorControl
+from tests.integrations.citizens import Citizens
 
 FAST = ConnectorPolicy(
     budget=5.0,
@@ -65,3 +71,44 @@ async def connect(
     yield make
     for connector in opened:
         await connector.aclose()
+
+
+# --- the entrance: the app against the simulators, with budgets and a breaker tests can drive ---
+
+ENTRANCE = EntranceSettings(tile_budget=0.5, page_budget=1.0)
+
+
+def entrance_app_settings(
+    settings: Settings, urls: dict[str, str], *, cooldown: float = 3600.0, threshold: int = 3
+) -> Settings:
+    integrations = msgspec.structs.replace(
+        settings.integrations.with_urls(urls),
+        entrance=ENTRANCE,
+        breaker_threshold=threshold,
+        breaker_cooldown=cooldown,
+    )
+    return settings.replace(integrations=integrations)
+
+
+@pytest.fixture
+def breaker_cooldown() -> float:
+    """Seconds the breakers stay open (override with 0 to drive a recovery by counts)."""
+    return 3600.0
+
+
+@pytest.fixture
+def entrance_settings(settings: Settings, upstreams: SimulatorControl, breaker_cooldown: float) -> Settings:
+    return entrance_app_settings(settings, upstreams.urls, cooldown=breaker_cooldown)
+
+
+@pytest_asyncio.fixture
+async def entrance_client(
+    entrance_settings: Settings, keyring: Keyring
+) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    async with AsyncTestClient(create_app(entrance_settings, keyring)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def citizens(entrance_client: AsyncTestClient[Litestar]) -> Citizens:
+    return Citizens(entrance_client)

@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
+from backend.keyring import Keyring
 from backend.settings import Settings
-from payments.ledger import Transfer, create_transfers
+from integrations.simulators.process import SimulatorsProcess, upstream_variables
+from payments.clearing.files import verify_file
+from payments.demo import PLATFORM_ACCOUNTS, platform_account_id
+from payments.fares import service_day
+from payments.ledger import Account, Transfer, create_accounts, create_transfers
+from payments.posting import PurchasePosting, epurse_account_id, open_epurse, open_operator, post_purchases
 from tests.payments.conftest import Chart
+
+
+async def ensure_platform_accounts_on(db: Any) -> None:
+    accounts = [
+        Account(id=platform_account_id(n), code=c, reference=f"platform:{n}")
+        for n, c in PLATFORM_ACCOUNTS.items()
+    ]
+    await create_accounts(db, accounts)
 
 
 def _run(settings: Settings) -> subprocess.CompletedProcess[str]:
@@ -46,3 +62,77 @@ async def test_ledger_check_passes_then_names_the_first_discrepancy(
     assert bad.returncode == 1
     assert "ledger check failed [account-totals]" in bad.stderr
     assert str(chart.operator) in bad.stderr
+
+
+def _citizen(
+    settings: Settings, *args: str, extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    assert settings.database.url is not None and settings.redis.url is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CITIZEN_")}
+    env |= {
+        "CITIZEN_ENV": "test",
+        "CITIZEN_DATA_DIR": str(settings.data_dir),
+        "CITIZEN_DATABASE_URL": settings.database.url.reveal(),
+        "CITIZEN_REDIS_URL": settings.redis.url.reveal(),
+        "CITIZEN_LOG_LEVEL": "WARNING",
+    } | (extra or {})
+    return subprocess.run(
+        [sys.executable, "-m", "backend.cli", *args], capture_output=True, text=True, env=env, check=False
+    )
+
+
+async def test_settle_writes_signed_files_shows_progress_and_is_safe_to_rerun(
+    db: Any, settings: Settings, tmp_path: Path
+) -> None:
+    await ensure_platform_accounts_on(db)
+    await open_epurse(db, "c1")
+    await create_transfers(
+        db,
+        [
+            Transfer(
+                id=uuid.uuid4(),
+                debit_account_id=platform_account_id("control"),
+                credit_account_id=epurse_account_id("c1"),
+                amount=5000,
+            )
+        ],
+    )
+    await open_operator(db, "metro")
+    now = dt.datetime.now(dt.UTC)
+    postings = [
+        PurchasePosting(card_id="c1", counter=n, amount=400, operator="metro", occurred_at=now)
+        for n in (1, 2)
+    ]
+    assert all(r.ok for r in await post_purchases(db, postings))
+    day = service_day(now).isoformat()
+    first = _citizen(settings, "settle", "--date", day, "--out", str(tmp_path))
+    assert first.returncode == 0, first.stderr
+    assert f"settle {day} [####################] 6/6 done" in first.stderr
+    assert "metro: 2 taps (0 late, 0 concession), gross 8.00, rebates 0.00 (0 transfers), fees 0.04, " in (
+        first.stdout
+    )
+    assert "net payable 7.96" in first.stdout
+    assert "2 ledger transfers made" in first.stdout
+    file = tmp_path / day / f"settlement-metro-{day.replace('-', '')}.csv"
+    keyring = Keyring.load(settings)
+    assert verify_file(file.read_bytes(), keyring.get("settlement")).net == 796
+    again = _citizen(settings, "settle", "--date", day, "--out", str(tmp_path))
+    assert again.returncode == 0, again.stderr
+    assert "re-run: the ledger already held every transfer, nothing moved" in again.stdout
+    assert _run(settings).returncode == 0
+    refused = _citizen(settings, "settle", "--date", "2020-01-01")
+    assert refused.returncode == 1 and "settle the days in order" in refused.stdout
+
+
+async def test_reconcile_and_sweep_commands(settings: Settings, simulators: SimulatorsProcess) -> None:
+    urls = upstream_variables(simulators.urls)
+    day = service_day(dt.datetime.now(dt.UTC)).isoformat()
+    done = _citizen(settings, "reconcile", "--date", day, extra=urls)
+    assert done.returncode == 0, done.stderr + done.stdout
+    for channel in ("alipay", "unionpay", "wechatpay"):
+        assert f"{channel}: " in done.stdout and " matched, " in done.stdout
+    nothing = _citizen(settings, "reconcile", "--date", day)
+    assert nothing.returncode == 1 and "no payment channel is configured" in nothing.stdout
+    sweep = _citizen(settings, "payments", "sweep", extra=urls)
+    assert sweep.returncode == 0, sweep.stderr
+    assert sweep.stdout.startswith("sweep: queried 0, credited 0, closed 0")

@@ -1,0 +1,453 @@
+"""Clearing and settlement: the daily cut-off, per-operator totals, files and settling transfers.
+
+**Windows.** A run for business date D covers the purchases the ledger *recorded* (transfer
+timestamp, processing time) from the end of the previous run's window up to D's cut-off:
+the end of service day D (D+1 04:00 China time), or now when the run starts earlier, and never
+past the start of a transaction still running (``pg_stat_activity``): a posting that began
+before the cut-off but commits after the run read the ledger would otherwise fall between two
+windows. The window is stored in ``payments.settlement_runs`` on the first run; a re-run uses the
+stored window, so it reads the same rows. Taps whose service day (event time) is before D were
+uploaded late and are counted as ``late_taps`` (the ETC "pending carried over" rule). Runs are
+contiguous: D cannot be settled after a later date was.
+
+**Per operator** (an ``OPERATOR_PAYABLE`` account credited by purchases): taps, gross fares,
+late taps, concession taps (cards with a student, senior or military concession), stored-value
+cap rebates (``payments.clearing.rebates``), the platform's fee (``fee_bps`` of gross minus
+rebates, rounded down) and the net payable. The ledger transfers, in one transaction with the
+``payments.settlements`` rows: each rebate (payable → e-purse), the fee (payable → fees) and the
+settlement (payable → the settlement bank account). Every id is derived from (operator, date[,
+e-purse, day]), so a re-run finds them all ``exists`` and moves nothing; when the ledger no
+longer agrees (a different amount under the same id) the run stops and changes nothing.
+
+**Terminal totals.** The totals terminals reported with the protocol's settlement message
+against the host's (``card.terminal_settlements``, read only) in the window, per operator,
+with the differences.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from payments._db import Connection, Pool
+from payments.clearing.files import DetailLine, FileTotals, build_file
+from payments.clearing.rebates import EPOCH, SERVICE_DAY_SQL, Rebate, compute_rebates
+from payments.demo import ensure_platform_accounts, platform_account_id
+from payments.errors import PaymentsError
+from payments.fares import FareTable, current_fare_table
+from payments.fares.model import CHINA, SERVICE_DAY_STARTS
+from payments.ledger import AccountCode, Transfer, TransferResult, create_transfers_txn
+from payments.posting import TRANSFER_CODES, operator_account_id
+
+__all__ = [
+    "OperatorSettlement",
+    "SettlementChanged",
+    "SettlementRefused",
+    "SettlementReport",
+    "TerminalTotals",
+    "cut_off",
+    "settle",
+    "settlement_ids",
+]
+
+Progress = Callable[[int, int, str], None]
+_NAMESPACE = uuid.UUID("6f7a4f0a-4d0a-4b51-9d8e-1f0c5a2e9b33")  # settlement ids, fixed forever
+_LOCK = 0x53_45_54_4C  # "SETL": one settlement run at a time
+_CONCESSIONS = (2, 3, 5)  # card.epurses.concession: student, senior, military
+_FAR_PAST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+class SettlementRefused(PaymentsError):
+    problem_type = "settlement-refused"
+    problem_title = "The settlement cannot run"
+    problem_status = 409
+
+
+class SettlementChanged(PaymentsError):
+    """A re-run found the ledger disagreeing with what the first run settled; nothing was changed."""
+
+    problem_type = "settlement-changed"
+    problem_title = "The settled window no longer matches the ledger"
+    problem_status = 409
+
+
+class TerminalTotals(msgspec.Struct, frozen=True, kw_only=True):
+    terminal_id: str
+    batch_from: int
+    batch_to: int
+    terminal_count: int
+    terminal_amount: int
+    host_count: int
+    host_amount: int
+
+    @property
+    def matched(self) -> bool:
+        return self.terminal_count == self.host_count and self.terminal_amount == self.host_amount
+
+
+class OperatorSettlement(msgspec.Struct, frozen=True, kw_only=True):
+    operator: str
+    taps: int
+    gross: int
+    late_taps: int
+    concession_taps: int
+    rebates: int
+    rebate_transfers: int
+    fees: int
+    net: int
+    transfer_id: uuid.UUID | None
+    file_name: str
+    file: bytes
+    terminals: list[TerminalTotals]
+
+    @property
+    def terminal_differences(self) -> list[TerminalTotals]:
+        return [t for t in self.terminals if not t.matched]
+
+
+class SettlementReport(msgspec.Struct, frozen=True, kw_only=True):
+    business_date: dt.date
+    window_from: dt.datetime
+    window_to: dt.datetime
+    rerun: bool
+    operators: list[OperatorSettlement]
+    created: int  # ledger transfers made by this run (0 on a re-run)
+
+
+def cut_off(day: dt.date) -> dt.datetime:
+    """The end of service day ``day``: the next day's 04:00, China time."""
+    return dt.datetime.combine(day + dt.timedelta(days=1), SERVICE_DAY_STARTS, CHINA)
+
+
+def settlement_ids(operator: str, day: dt.date) -> tuple[uuid.UUID, uuid.UUID]:
+    """(fee transfer id, settlement transfer id) of an operator's settlement for ``day``."""
+    return (
+        uuid.uuid5(_NAMESPACE, f"fee:{operator}:{day.isoformat()}"),
+        uuid.uuid5(_NAMESPACE, f"settlement:{operator}:{day.isoformat()}"),
+    )
+
+
+def _rebate_id(operator: str, rebate: Rebate, day: dt.date) -> uuid.UUID:
+    return uuid.uuid5(
+        _NAMESPACE, f"rebate:{operator}:{rebate.epurse}:{rebate.service_day.isoformat()}:{day.isoformat()}"
+    )
+
+
+async def _window(pool: Pool, day: dt.date, now: dt.datetime | None) -> tuple[dt.datetime, dt.datetime, bool]:
+    """(from, to, rerun): the stored window of ``day``, or a new one stored now."""
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
+        run = await connection.fetchrow(
+            "SELECT as_of, previous_date FROM payments.settlement_runs WHERE business_date = $1", day
+        )
+        previous = await connection.fetchrow(
+            "SELECT business_date, as_of FROM payments.settlement_runs WHERE business_date < $1 "
+            "ORDER BY business_date DESC LIMIT 1",
+            day,
+        )
+        start = previous["as_of"] if previous is not None else _FAR_PAST
+        if run is not None:
+            if run["previous_date"] != (previous["business_date"] if previous is not None else None):
+                raise SettlementRefused(f"the runs before {day} changed since it was settled")
+            return start, run["as_of"], True
+        later = await connection.fetchval(
+            "SELECT max(business_date) FROM payments.settlement_runs WHERE business_date > $1", day
+        )
+        if later is not None:
+            raise SettlementRefused(f"{later} is settled already: settle the days in order")
+        clock = now or await connection.fetchval("SELECT clock_timestamp()")
+        assert clock is not None
+        if clock < cut_off(day) - dt.timedelta(days=1):
+            raise SettlementRefused(f"service day {day} has not begun")
+        as_of = await connection.fetchval(
+            "SELECT least($1::timestamptz, $2::timestamptz, (SELECT min(xact_start) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL))",
+            cut_off(day),
+            clock,
+        )
+        as_of = max(as_of, start)
+        await connection.execute(
+            "INSERT INTO payments.settlement_runs (business_date, as_of, previous_date) VALUES ($1, $2, $3)",
+            day,
+            as_of,
+            previous["business_date"] if previous is not None else None,
+        )
+        return start, as_of, False
+
+
+class _Totals:
+    __slots__ = ("account", "concession_taps", "details", "gross", "late_taps", "taps")
+
+    def __init__(self, account: uuid.UUID) -> None:
+        self.account = account
+        self.taps = self.gross = self.late_taps = self.concession_taps = 0
+        self.details: list[DetailLine] = []
+
+
+async def _aggregate(
+    pool: Pool, window_from: dt.datetime, window_to: dt.datetime, day: dt.date
+) -> dict[str, _Totals]:
+    card = await pool.fetchval("SELECT to_regclass('card.epurses') IS NOT NULL")
+    concession = "count(*) FILTER (WHERE e.concession = ANY($3::smallint[]))" if card else "0::bigint"
+    join = "LEFT JOIN card.epurses e ON e.ledger_account_id = t.debit_account_id" if card else ""
+    extra = [list(_CONCESSIONS)] if card else []
+    rows = await pool.fetch(
+        f"""
+        SELECT t.credit_account_id AS account, {SERVICE_DAY_SQL} AS day,
+               split_part(coalesce(t.reference, ''), '@', 2) AS terminal,
+               count(*) AS taps, sum(t.amount)::bigint AS gross, {concession} AS concession_taps
+        FROM payments.transfers t {join}
+        WHERE t.code = 1 AND t."timestamp" >= $1 AND t."timestamp" < $2
+        GROUP BY 1, 2, 3
+        """,  # noqa: S608 - constant SQL fragments only
+        window_from,
+        window_to,
+        *extra,
+    )
+    names = {
+        r["id"]: r["reference"]
+        for r in await pool.fetch(
+            "SELECT id, reference FROM payments.accounts WHERE id = ANY($1::uuid[]) AND code = $2",
+            list({r["account"] for r in rows}),
+            int(AccountCode.OPERATOR_PAYABLE),
+        )
+    }
+    totals: dict[str, _Totals] = {}
+    for r in rows:
+        reference = names.get(r["account"])
+        if reference is None or not reference.startswith("operator:"):
+            continue  # a purchase credited to something that is not an operator's payable
+        operator = reference.removeprefix("operator:")
+        entry = totals.setdefault(operator, _Totals(r["account"]))
+        service_day = EPOCH + dt.timedelta(days=r["day"])
+        entry.taps += r["taps"]
+        entry.gross += r["gross"]
+        entry.concession_taps += r["concession_taps"]
+        entry.late_taps += r["taps"] if service_day < day else 0
+        entry.details.append(DetailLine(service_day, r["terminal"], int(r["taps"]), int(r["gross"])))
+    return totals
+
+
+async def _terminal_totals(
+    pool: Pool, window_from: dt.datetime, window_to: dt.datetime
+) -> dict[str, list[TerminalTotals]]:
+    if not await pool.fetchval("SELECT to_regclass('card.terminal_settlements') IS NOT NULL"):
+        return {}
+    rows = await pool.fetch(
+        "SELECT t.operator, s.terminal_id, s.batch_from, s.batch_to, s.terminal_count, s.terminal_amount, "
+        "s.host_count, s.host_amount FROM card.terminal_settlements s "
+        "JOIN card.terminals t ON t.id = s.terminal_id "
+        "WHERE s.created_at >= $1 AND s.created_at < $2 ORDER BY s.terminal_id, s.id",
+        window_from,
+        window_to,
+    )
+    found: dict[str, list[TerminalTotals]] = defaultdict(list)
+    for r in rows:
+        values = dict(r.items())
+        found[values.pop("operator")].append(TerminalTotals(**values))
+    return found
+
+
+async def _fare_tables(pool: Pool, operators: list[str], day: dt.date) -> dict[uuid.UUID, FareTable]:
+    tables = {}
+    for operator in operators:
+        table = await current_fare_table(pool, operator, at=cut_off(day))
+        if table is not None:
+            tables[operator_account_id(operator)] = table
+    return tables
+
+
+def _transfers(
+    *, operator: str, account: uuid.UUID, day: dt.date, rebates: list[Rebate], fee: int, net: int
+) -> tuple[list[Transfer], uuid.UUID | None]:
+    day_n = (day - EPOCH).days
+    transfers = [
+        Transfer(
+            id=_rebate_id(operator, r, day),
+            debit_account_id=account,
+            credit_account_id=r.epurse,
+            amount=r.amount,
+            code=TRANSFER_CODES["rebate"],
+            user_data_32=(r.service_day - EPOCH).days,
+            user_data_64=day_n,
+            reference=f"rebate:{operator}:{r.service_day.isoformat()}",
+        )
+        for r in rebates
+    ]
+    fee_id, settlement_id = settlement_ids(operator, day)
+    if fee > 0:
+        transfers.append(
+            Transfer(
+                id=fee_id,
+                debit_account_id=account,
+                credit_account_id=platform_account_id("fees"),
+                amount=fee,
+                code=TRANSFER_CODES["fee"],
+                user_data_64=day_n,
+                reference=f"fee:{operator}:{day.isoformat()}",
+            )
+        )
+    if net == 0:
+        return transfers, None
+    bank = platform_account_id("settlement")
+    transfers.append(
+        Transfer(
+            id=settlement_id,
+            debit_account_id=account if net > 0 else bank,
+            credit_account_id=bank if net > 0 else account,
+            amount=abs(net),
+            code=TRANSFER_CODES["settlement"],
+            user_data_64=day_n,
+            reference=f"settlement:{operator}:{day.isoformat()}",
+        )
+    )
+    return transfers, settlement_id
+
+
+async def settle(
+    pool: Pool,
+    day: dt.date,
+    *,
+    key: bytes,
+    fee_bps: int,
+    progress: Progress | None = None,
+    now: dt.datetime | None = None,
+) -> SettlementReport:
+    """Settle business date ``day`` (see the module docstring); safe to run again."""
+    steps = 6
+    tell = progress or (lambda _done, _total, _label: None)
+    tell(0, steps, "platform accounts")
+    await ensure_platform_accounts(pool)
+    tell(1, steps, "cut-off")
+    window_from, window_to, rerun = await _window(pool, day, now)
+    tell(2, steps, "aggregating the window's taps")
+    totals = await _aggregate(pool, window_from, window_to, day)
+    terminals = await _terminal_totals(pool, window_from, window_to)
+    for operator in terminals:
+        totals.setdefault(operator, _Totals(operator_account_id(operator)))
+    tell(3, steps, "cap rebates")
+    first_day = min((d.service_day for t in totals.values() for d in t.details), default=day)
+    tables = await _fare_tables(pool, sorted(totals), day)
+    by_operator: dict[uuid.UUID, list[Rebate]] = defaultdict(list)
+    for rebate in await compute_rebates(pool, tables, window_from, window_to, first_day, day):
+        by_operator[rebate.operator_account].append(rebate)
+    tell(4, steps, "files and transfers")
+    results: list[OperatorSettlement] = []
+    transfers: list[Transfer] = []
+    for operator in sorted(totals):
+        t = totals[operator]
+        rebates = by_operator.get(t.account, [])
+        rebate_total = sum(r.amount for r in rebates)
+        fee = max(0, t.gross - rebate_total) * fee_bps // 10_000
+        net = t.gross - rebate_total - fee
+        made, settlement_id = _transfers(
+            operator=operator, account=t.account, day=day, rebates=rebates, fee=fee, net=net
+        )
+        transfers += made
+        file_totals = FileTotals(
+            operator=operator,
+            business_date=day,
+            window_from=window_from,
+            window_to=window_to,
+            taps=t.taps,
+            gross=t.gross,
+            late_taps=t.late_taps,
+            concession_taps=t.concession_taps,
+            rebates=rebate_total,
+            fees=fee,
+            net=net,
+            transfer_id=str(settlement_id or ""),
+        )
+        results.append(
+            OperatorSettlement(
+                operator=operator,
+                taps=t.taps,
+                gross=t.gross,
+                late_taps=t.late_taps,
+                concession_taps=t.concession_taps,
+                rebates=rebate_total,
+                rebate_transfers=len(rebates),
+                fees=fee,
+                net=net,
+                transfer_id=settlement_id,
+                file_name=f"settlement-{operator}-{day:%Y%m%d}.csv",
+                file=build_file(file_totals, t.details, key),
+                terminals=terminals.get(operator, []),
+            )
+        )
+    tell(5, steps, "posting")
+    async with pool.acquire() as connection, connection.transaction():
+        outcome = await create_transfers_txn(connection, transfers)
+        bad = [(x, r) for x, r in zip(transfers, outcome, strict=True) if not r.succeeded]
+        if bad:
+            raise SettlementChanged(
+                f"{len(bad)} settlement transfer(s) refused, nothing moved; first: "
+                f"{bad[0][0].reference} {bad[0][1].value}"
+                + (
+                    " (the window's totals differ from the first run's)"
+                    if bad[0][1] is TransferResult.EXISTS_WITH_DIFFERENT_FIELDS
+                    else ""
+                )
+            )
+        await _store_txn(connection, day, results)
+    tell(6, steps, "done")
+    created = sum(r is TransferResult.OK for r in outcome)
+    return SettlementReport(
+        business_date=day,
+        window_from=window_from,
+        window_to=window_to,
+        rerun=rerun,
+        operators=results,
+        created=created,
+    )
+
+
+async def _store_txn(connection: Connection, day: dt.date, results: list[OperatorSettlement]) -> None:
+    stored = {
+        r["operator"]: r
+        for r in await connection.fetch(
+            "SELECT operator, net, file FROM payments.settlements WHERE business_date = $1", day
+        )
+    }
+    changed = [
+        r.operator
+        for r in results
+        if r.operator in stored
+        and (stored[r.operator]["net"] != r.net or bytes(stored[r.operator]["file"]) != r.file)
+    ]
+    if changed or set(stored) - {r.operator for r in results}:
+        raise SettlementChanged(
+            f"the settlement of {day} differs from the stored one for: "
+            + ", ".join(sorted(set(changed) | (set(stored) - {r.operator for r in results})))
+        )
+    rows: list[tuple[Any, ...]] = [
+        (
+            day,
+            r.operator,
+            r.taps,
+            r.gross,
+            r.late_taps,
+            r.concession_taps,
+            r.rebates,
+            r.fees,
+            r.net,
+            r.transfer_id,
+            r.file_name,
+            r.file,
+            json.dumps([msgspec.to_builtins(t) | {"matched": t.matched} for t in r.terminals]),
+        )
+        for r in results
+        if r.operator not in stored
+    ]
+    await connection.executemany(
+        "INSERT INTO payments.settlements (business_date, operator, taps, gross, late_taps, concession_taps, "
+        "rebates, fees, net, transfer_id, file_name, file, terminal_report) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb)",
+        rows,
+    )
