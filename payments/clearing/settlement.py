@@ -38,10 +38,10 @@ import msgspec
 from payments._db import Connection, Pool
 from payments.clearing.files import DetailLine, FileTotals, build_file
 from payments.clearing.rebates import EPOCH, SERVICE_DAY_SQL, Rebate, compute_rebates
+from payments.clearing.window import SettlementRefused, cut_off, settlement_window
 from payments.demo import ensure_platform_accounts, platform_account_id
 from payments.errors import PaymentsError
 from payments.fares import FareTable, current_fare_table
-from payments.fares.model import CHINA, SERVICE_DAY_STARTS
 from payments.ledger import AccountCode, Transfer, TransferResult, create_transfers_txn
 from payments.posting import TRANSFER_CODES, operator_account_id
 
@@ -58,15 +58,7 @@ __all__ = [
 
 Progress = Callable[[int, int, str], None]
 _NAMESPACE = uuid.UUID("6f7a4f0a-4d0a-4b51-9d8e-1f0c5a2e9b33")  # settlement ids, fixed forever
-_LOCK = 0x53_45_54_4C  # "SETL": one settlement run at a time
 _CONCESSIONS = (2, 3, 5)  # card.epurses.concession: student, senior, military
-_FAR_PAST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
-class SettlementRefused(PaymentsError):
-    problem_type = "settlement-refused"
-    problem_title = "The settlement cannot run"
-    problem_status = 409
 
 
 class SettlementChanged(PaymentsError):
@@ -120,11 +112,6 @@ class SettlementReport(msgspec.Struct, frozen=True, kw_only=True):
     created: int  # ledger transfers made by this run (0 on a re-run)
 
 
-def cut_off(day: dt.date) -> dt.datetime:
-    """The end of service day ``day``: the next day's 04:00, China time."""
-    return dt.datetime.combine(day + dt.timedelta(days=1), SERVICE_DAY_STARTS, CHINA)
-
-
 def settlement_ids(operator: str, day: dt.date) -> tuple[uuid.UUID, uuid.UUID]:
     """(fee transfer id, settlement transfer id) of an operator's settlement for ``day``."""
     return (
@@ -137,48 +124,6 @@ def _rebate_id(operator: str, rebate: Rebate, day: dt.date) -> uuid.UUID:
     return uuid.uuid5(
         _NAMESPACE, f"rebate:{operator}:{rebate.epurse}:{rebate.service_day.isoformat()}:{day.isoformat()}"
     )
-
-
-async def _window(pool: Pool, day: dt.date, now: dt.datetime | None) -> tuple[dt.datetime, dt.datetime, bool]:
-    """(from, to, rerun): the stored window of ``day``, or a new one stored now."""
-    async with pool.acquire() as connection, connection.transaction():
-        await connection.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
-        run = await connection.fetchrow(
-            "SELECT as_of, previous_date FROM payments.settlement_runs WHERE business_date = $1", day
-        )
-        previous = await connection.fetchrow(
-            "SELECT business_date, as_of FROM payments.settlement_runs WHERE business_date < $1 "
-            "ORDER BY business_date DESC LIMIT 1",
-            day,
-        )
-        start = previous["as_of"] if previous is not None else _FAR_PAST
-        if run is not None:
-            if run["previous_date"] != (previous["business_date"] if previous is not None else None):
-                raise SettlementRefused(f"the runs before {day} changed since it was settled")
-            return start, run["as_of"], True
-        later = await connection.fetchval(
-            "SELECT max(business_date) FROM payments.settlement_runs WHERE business_date > $1", day
-        )
-        if later is not None:
-            raise SettlementRefused(f"{later} is settled already: settle the days in order")
-        clock = now or await connection.fetchval("SELECT clock_timestamp()")
-        assert clock is not None
-        if clock < cut_off(day) - dt.timedelta(days=1):
-            raise SettlementRefused(f"service day {day} has not begun")
-        as_of = await connection.fetchval(
-            "SELECT least($1::timestamptz, $2::timestamptz, (SELECT min(xact_start) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL))",
-            cut_off(day),
-            clock,
-        )
-        as_of = max(as_of, start)
-        await connection.execute(
-            "INSERT INTO payments.settlement_runs (business_date, as_of, previous_date) VALUES ($1, $2, $3)",
-            day,
-            as_of,
-            previous["business_date"] if previous is not None else None,
-        )
-        return start, as_of, False
 
 
 class _Totals:
@@ -325,7 +270,7 @@ async def settle(
     tell(0, steps, "platform accounts")
     await ensure_platform_accounts(pool)
     tell(1, steps, "cut-off")
-    window_from, window_to, rerun = await _window(pool, day, now)
+    window_from, window_to, rerun = await settlement_window(pool, day, now)
     tell(2, steps, "aggregating the window's taps")
     totals = await _aggregate(pool, window_from, window_to, day)
     terminals = await _terminal_totals(pool, window_from, window_to)
