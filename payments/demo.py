@@ -1,6 +1,8 @@
-"""The payments demo data: the platform's own ledger accounts (idempotent).
+"""The payments demo data: the platform's own ledger accounts, then the demo citizen's day with
+payments (``payments.demo_day``: top-ups, rides until capped, the day's settlement). Idempotent.
 
-Register in ``backend/demo.py`` as ``("payments", load_payments_demo)`` after identity.
+Registered in ``backend/demo.py`` as ``("payments", load_payments_demo)`` after identity and card
+(it needs the demo citizen's card).
 """
 
 from __future__ import annotations
@@ -50,6 +52,23 @@ async def ensure_platform_accounts(pool: Pool) -> tuple[int, int]:
     return len(accounts), made
 
 
-async def load_payments_demo(pool: Pool, _redis: Any, _settings: Any, _keyring: Any) -> list[str]:
+async def load_payments_demo(pool: Pool, _redis: Any, settings: Any, keyring: Any) -> list[str]:
     total, made = await ensure_platform_accounts(pool)
-    return [f"{total} platform ledger accounts ({made} new)"]
+    lines = [f"{total} platform ledger accounts ({made} new)"]
+    if settings is None or keyring is None:
+        return lines
+    if not settings.is_development:
+        return [*lines, "skipped the demo citizen's payments: only outside production"]
+    from identity.crypto import BlindIndex
+    from integrations.simulators.seed import DEMO_CITIZEN
+    from payments.demo_day import demo_day
+
+    card = await pool.fetchrow(
+        "SELECT a.id AS person_id, c.id AS card_id FROM identity.accounts a "
+        "JOIN card.cards c ON c.holder_id = a.id AND c.status = 'active' "
+        "WHERE a.id_number_index = $1 AND a.status <> 'deactivated'",
+        BlindIndex(keyring.get("pii-index")).id_number(DEMO_CITIZEN.id_number),
+    )
+    if card is None:
+        return [*lines, "skipped the demo citizen's payments: no active demo card (card's demo loader)"]
+    return lines + await demo_day(pool, settings, keyring, card["person_id"], card["card_id"])
