@@ -216,7 +216,7 @@ async def test_bad_input_is_refused_recorded_and_moves_nothing(
     assert outcomes == ["unknown channel", "forged", "unknown order", "amount mismatch"]
     assert await db.fetchval("SELECT count(*) FROM payments.transfers WHERE code = 6") == 0
     denied = await db.fetchval(
-        "SELECT count(*) FROM identity.audit_log WHERE action LIKE 'payments.%' AND outcome = 'denied'"
+        "SELECT count(*) FROM identity.audit_events WHERE action LIKE 'payments.%' AND outcome = 'denied'"
     )
     assert denied >= 8
     assert (await client.get(f"{API}/{order['id']}", headers=citizen)).json()["state"] == "paying"
