@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import hypothesis  # noqa: F401 - early: trio's hypothesis hook must run before the app's gc.freeze()
 import msgspec
 import pytest
 import pytest_asyncio

@@ -77,14 +77,18 @@ async def test_a_person_at_level_one_sees_only_the_tiles_of_level_one(citizens: 
 async def test_a_dead_and_a_slow_upstream_degrade_their_tiles_only(
     citizens: Citizens, upstreams: SimulatorControl
 ) -> None:
-    session = await citizens.verified(ZHANG, card=True)
+    # The outage starts before the card is issued: issuing looks the person up at social security,
+    # and a fresh cached answer would (rightly) keep the tile "ok" through the outage.
     await upstreams.set("social_security", outage=True)
+    session = await citizens.verified(ZHANG, card=True)
     await upstreams.set("bus", latency_ms=5_000)  # ten times the tile's budget
     page = await citizens.home(session["token"])
     shown = tiles(page)
-    assert shown["social_security"]["status"] == "degraded"
+    # Issuing already failed against the dead upstream, so its breaker may be open by now:
+    # "unavailable" (not called) or "degraded" (called, failed) are both a degraded tile.
+    assert shown["social_security"]["status"] in {"degraded", "unavailable"}
     assert shown["social_security"]["data"] is None
-    assert "503" in shown["social_security"]["detail"]
+    assert "503" in shown["social_security"]["detail"] or "breaker" in shown["social_security"]["detail"]
     assert shown["bus"]["status"] == "degraded"
     assert "did not answer within" in shown["bus"]["detail"]
     others = {name: t["status"] for name, t in shown.items() if name not in {"social_security", "bus"}}
