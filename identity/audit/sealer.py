@@ -74,9 +74,23 @@ class AuditSealer:
         self.settle = settle
         self.batch = batch
         self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def wake(self) -> None:
-        self._wake.set()
+        """Seal soon; callable from any thread (a test's loop may record while the app runs in
+        another), as ``asyncio.Event`` is not thread-safe."""
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is loop:
+            self._wake.set()
+        else:
+            with contextlib.suppress(RuntimeError):  # that loop has closed
+                loop.call_soon_threadsafe(self._wake.set)
 
     async def seal_pending(self) -> int:
         """Seal what is committed now; gives up (returns) if another sealer is at it."""
@@ -103,12 +117,14 @@ class AuditSealer:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
+        self._loop = asyncio.get_running_loop()
         unregister = on_record(self.wake)
         task = asyncio.create_task(self.run(), name="identity-audit-sealer")
         try:
             yield
         finally:
             unregister()
+            self._loop = None
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
