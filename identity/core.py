@@ -93,11 +93,42 @@ class IdentityCore:
         details: dict[str, Any] | None = None,
         connection: Connection | None = None,
     ) -> AuditReceipt:
+        event = self.audit_event(
+            action,
+            client=client,
+            principal=principal,
+            actor_kind=actor_kind,
+            actor_id=actor_id,
+            acting_for=acting_for,
+            target_kind=target_kind,
+            target_id=target_id,
+            outcome=outcome,
+            details=details,
+        )
+        if connection is not None:
+            return await record(connection, event)
+        async with self.pool.acquire() as conn:
+            return await record(conn, event)
+
+    @staticmethod
+    def audit_event(
+        action: str,
+        *,
+        client: ClientInfo,
+        principal: Principal | None = None,
+        actor_kind: str | None = None,
+        actor_id: uuid.UUID | str | None = None,
+        acting_for: uuid.UUID | str | None = None,
+        target_kind: str | None = None,
+        target_id: uuid.UUID | str | None = None,
+        outcome: str = "success",
+        details: dict[str, Any] | None = None,
+    ) -> AuditEvent:
         if principal is not None:
             actor_kind = actor_kind or principal.kind
             actor_id = actor_id or principal.account_id
             acting_for = acting_for or principal.acting_for
-        event = msgspec.convert(
+        return msgspec.convert(
             {
                 "action": action,
                 "outcome": outcome,
@@ -113,10 +144,6 @@ class IdentityCore:
             },
             AuditEvent,
         )
-        if connection is not None:
-            return await record(connection, event)
-        async with self.pool.acquire() as conn:
-            return await record(conn, event)
 
 
 def is_unique_violation(exc: BaseException, constraint: str | None = None) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import uuid
+from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
@@ -21,9 +22,14 @@ from identity.context import ClientInfo
 from identity.crypto import token_hash
 from identity.errors import Unauthenticated
 
-__all__ = ["ActingContext", "SessionStore", "StoredSession"]
+__all__ = ["INSERT_COLUMNS", "ActingContext", "SessionStore", "StoredSession"]
 
 _PREFIX = "identity:session:"
+# The columns of identity.sessions that a new session fills, in the order of record_params().
+INSERT_COLUMNS = (
+    "id, token_hash, account_id, kind, loa, amr, client_address, client_id, user_agent, created_at,"
+    " expires_at"
+)
 
 _ROTATE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -109,6 +115,57 @@ class SessionStore:
             client_id=s.cid,
         )
 
+    @staticmethod
+    def new(
+        *,
+        account_id: uuid.UUID,
+        kind: Kind,
+        loa: int,
+        amr: tuple[str, ...],
+        ttl: int,
+        client: ClientInfo,
+        operator_roles: frozenset[str] = frozenset(),
+    ) -> tuple[str, bytes, StoredSession]:
+        """A new token, its digest and the session it opens (not recorded nor published yet)."""
+        token = secrets.token_urlsafe(32)
+        session = StoredSession(
+            sid=uuid.uuid4(),
+            aid=account_id,
+            kind=kind,
+            loa=loa,
+            exp=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ttl),
+            amr=amr,
+            roles=operator_roles,
+            cid=client.client_id,
+        )
+        return token, token_hash(token), session
+
+    @staticmethod
+    def record_params(digest: bytes, session: StoredSession, client: ClientInfo, ttl: int) -> tuple[Any, ...]:
+        """The values of :data:`INSERT_COLUMNS` for ``session``."""
+        return (
+            session.sid,
+            digest,
+            session.aid,
+            session.kind,
+            session.loa,
+            list(session.amr),
+            client.address,
+            client.client_id,
+            client.user_agent,
+            session.exp - dt.timedelta(seconds=ttl),
+            session.exp,
+        )
+
+    async def publish(self, digest: bytes, session: StoredSession, ttl: int) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            _ = pipe.hset(_key(digest), "p", _enc.encode(session))  # queued, not awaited
+            _ = pipe.expire(_key(digest), ttl)
+            await pipe.execute()
+
+    async def unpublish(self, digest: bytes) -> None:
+        await self._redis.delete(_key(digest))
+
     async def create(
         self,
         connection: Connection,
@@ -122,42 +179,21 @@ class SessionStore:
         operator_roles: frozenset[str] = frozenset(),
     ) -> tuple[str, StoredSession]:
         """Record the session (in the caller's transaction) and publish it to Redis."""
-        token = secrets.token_urlsafe(32)
-        digest = token_hash(token)
-        now = dt.datetime.now(dt.UTC)
-        session = StoredSession(
-            sid=uuid.uuid4(),
-            aid=account_id,
+        token, digest, session = self.new(
+            account_id=account_id,
             kind=kind,
             loa=loa,
-            exp=now + dt.timedelta(seconds=ttl),
             amr=amr,
-            roles=operator_roles,
-            cid=client.client_id,
+            ttl=ttl,
+            client=client,
+            operator_roles=operator_roles,
         )
         await connection.execute(
-            """
-            INSERT INTO identity.sessions
-                (id, token_hash, account_id, kind, loa, amr, client_address, client_id, user_agent,
-                 created_at, expires_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-            """,
-            session.sid,
-            digest,
-            account_id,
-            kind,
-            loa,
-            list(amr),
-            client.address,
-            client.client_id,
-            client.user_agent,
-            now,
-            session.exp,
+            f"INSERT INTO identity.sessions ({INSERT_COLUMNS})"  # noqa: S608 - constants only
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            *self.record_params(digest, session, client, ttl),
         )
-        async with self._redis.pipeline(transaction=True) as pipe:
-            _ = pipe.hset(_key(digest), "p", _enc.encode(session))  # queued, not awaited
-            _ = pipe.expire(_key(digest), ttl)
-            await pipe.execute()
+        await self.publish(digest, session, ttl)
         return token, session
 
     async def raise_level(

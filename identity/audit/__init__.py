@@ -13,7 +13,10 @@ from identity.audit.chain import (
     canonical_digest,
     entries_for,
     on_record,
+    pending_insert,
+    pending_params,
     record,
+    recorded,
     verify_chain,
 )
 from identity.audit.sealer import AuditSealer, SealResult, seal, seal_all
@@ -29,7 +32,10 @@ __all__ = [
     "canonical_digest",
     "entries_for",
     "on_record",
+    "pending_insert",
+    "pending_params",
     "record",
+    "recorded",
     "seal",
     "seal_all",
     "verify_chain",

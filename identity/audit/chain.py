@@ -36,7 +36,10 @@ __all__ = [
     "chain_hash",
     "entries_for",
     "on_record",
+    "pending_insert",
+    "pending_params",
     "record",
+    "recorded",
     "verify_chain",
 ]
 
@@ -194,24 +197,31 @@ def _digest_of(event: AuditEvent | Record) -> bytes:
     return canonical_digest(**values)
 
 
-async def record(connection: Connection, event: AuditEvent) -> AuditReceipt:
-    """Record ``event``, in the caller's transaction if one is open; it is chained once committed.
+_PENDING_COLUMNS = (
+    "occurred_at, actor_kind, actor_id, acting_for, action, target_kind, target_id, outcome, "
+    "client_address, client_id, request_id, details, digest"
+)
+_PENDING_TYPES = (
+    "timestamptz", "text", "text", "text", "text", "text", "text", "text", "text", "text", "text",
+    "text::jsonb", "bytea",
+)  # fmt: skip
 
-    Nothing is locked: call it anywhere in a transaction. The event reaches the chain when a sealer
-    runs (the app's background sealer is woken by this call; ``citizen audit seal`` otherwise).
-    """
+
+def pending_insert(first: int, source: str | None = None) -> str:
+    """The INSERT of one event into ``identity.audit_pending`` with its values in the parameters
+    ``$first`` to ``$first + 12`` (:func:`pending_params`), once per row of ``source`` if given (a CTE
+    name: the event is recorded only if what it audits happened, in one statement). Call
+    :func:`recorded` after running it."""
+    values = ", ".join(f"${first + i}::{t}" for i, t in enumerate(_PENDING_TYPES))
+    tail = f" FROM {source}" if source else ""
+    return f"INSERT INTO identity.audit_pending ({_PENDING_COLUMNS}) SELECT {values}{tail} RETURNING id"
+
+
+def pending_params(event: AuditEvent) -> tuple[Any, ...]:
     details = msgspec.json.encode(event.details).decode()
     if "\\u0000" in details:
         raise ValueError("audit details cannot hold NUL characters")
-    digest = _digest_of(event)
-    event_id = await connection.fetchval(
-        """
-        INSERT INTO identity.audit_pending
-            (occurred_at, actor_kind, actor_id, acting_for, action, target_kind, target_id, outcome,
-             client_address, client_id, request_id, details, digest)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::text::jsonb, $13)
-        RETURNING id
-        """,
+    return (
         event.occurred_at,
         event.actor_kind,
         event.actor_id,
@@ -224,11 +234,29 @@ async def record(connection: Connection, event: AuditEvent) -> AuditReceipt:
         event.client_id,
         event.request_id,
         details,
-        digest,
+        _digest_of(event),
     )
+
+
+def recorded() -> None:
+    """Tell this process's sealer that an event was recorded (it seals once the caller commits)."""
     for wake in _WAKERS:
         wake()
-    return AuditReceipt(int(event_id), digest.hex())
+
+
+_RECORD = pending_insert(1)
+
+
+async def record(connection: Connection, event: AuditEvent) -> AuditReceipt:
+    """Record ``event``, in the caller's transaction if one is open; it is chained once committed.
+
+    Nothing is locked: call it anywhere in a transaction. The event reaches the chain when a sealer
+    runs (the app's background sealer is woken by this call; ``citizen audit seal`` otherwise).
+    """
+    params = pending_params(event)
+    event_id = await connection.fetchval(_RECORD, *params)
+    recorded()
+    return AuditReceipt(int(event_id), params[-1].hex())
 
 
 def on_record(wake: Callable[[], None]) -> Callable[[], None]:

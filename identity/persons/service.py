@@ -6,6 +6,7 @@ import uuid
 
 import msgspec
 
+from identity.audit import pending_insert, pending_params, recorded
 from identity.auth import Principal
 from identity.checks import mask_mobile
 from identity.context import ClientInfo
@@ -22,11 +23,22 @@ from identity.limits import CodeOutcome
 from identity.passwords import check_password_policy
 from identity.persons import validation
 from identity.persons.models import CodeSent, SessionIssued
+from identity.sessions import INSERT_COLUMNS
 from integrations.registries import UpstreamError, VerificationResult
 
 __all__ = ["PersonService", "session_loa"]
 
 _SMS = "【市民通】验证码 {code}，{minutes} 分钟内有效。请勿告诉他人。"
+_OPEN_SESSION = f"""
+WITH account AS (
+    SELECT id FROM identity.accounts WHERE id = $3 AND status = 'active' FOR SHARE
+), session AS (
+    INSERT INTO identity.sessions ({INSERT_COLUMNS})
+    SELECT $1, $2, id, $4, $5, $6, $7, $8, $9, $10, $11 FROM account
+    RETURNING id
+), audit AS ({pending_insert(12, "session")})
+SELECT count(*) = 1 FROM audit
+"""  # noqa: S608 - constants only
 
 
 def session_loa(level: int, second_factor: bool) -> int:
@@ -120,28 +132,44 @@ class PersonService:
     async def open_session(
         self, account_id: uuid.UUID, loa: int, amr: tuple[str, ...], client: ClientInfo
     ) -> SessionIssued:
-        """A new session, refused if the account is not active (its row is share-locked meanwhile, so
-        a concurrent freeze either waits for this session and then revokes it, or is seen here)."""
-        s = self.core.settings
-        async with self.core.pool.acquire() as conn, conn.transaction():
-            status = await conn.fetchval(
-                "SELECT status FROM identity.accounts WHERE id = $1 FOR SHARE", account_id
+        """A new session, refused if the account is not active.
+
+        One round trip each to Redis and PostgreSQL (sign-ins are the hot path): the session is
+        published to Redis first (its token has not left this function), then one statement
+        share-locks the account if it is active, records the session and its audit event, and
+        commits. A concurrent freeze either waits for that lock and then revokes the recorded
+        session, Redis included, or commits first, and the statement then finds no active account
+        and the published session is withdrawn.
+        """
+        ttl = self.core.settings.session_ttl
+        sessions = self.core.sessions
+        token, digest, session = sessions.new(
+            account_id=account_id, kind="person", loa=loa, amr=amr, ttl=ttl, client=client
+        )
+        event = self.core.audit_event(
+            "identity.session.create",
+            client=client,
+            actor_kind="person",
+            actor_id=account_id,
+            target_kind="session",
+            target_id=session.sid,
+            details={"loa": loa, "amr": list(amr)},
+        )
+        await sessions.publish(digest, session, ttl)
+        try:
+            opened = await self.core.pool.fetchval(
+                _OPEN_SESSION, *sessions.record_params(digest, session, client, ttl), *pending_params(event)
             )
-            if status != "active":
-                raise AccountUnavailable(f"the account is {status or 'unknown'}")
-            token, session = await self.core.sessions.create(
-                conn, account_id=account_id, kind="person", loa=loa, amr=amr, ttl=s.session_ttl, client=client
+        except BaseException:
+            await sessions.unpublish(digest)
+            raise
+        if not opened:
+            await sessions.unpublish(digest)
+            status = await self.core.pool.fetchval(
+                "SELECT status FROM identity.accounts WHERE id = $1", account_id
             )
-            await self.core.audit(
-                "identity.session.create",
-                client=client,
-                actor_kind="person",
-                actor_id=account_id,
-                target_kind="session",
-                target_id=session.sid,
-                details={"loa": loa, "amr": list(amr)},
-                connection=conn,
-            )
+            raise AccountUnavailable(f"the account is {status or 'unknown'}")
+        recorded()
         return SessionIssued(
             token=token, session_id=session.sid, account_id=account_id, loa=loa, expires_at=session.exp
         )

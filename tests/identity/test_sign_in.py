@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import uuid
+from typing import Any
 
+import asyncpg
 import msgspec
 import pytest
+import redis.asyncio as aioredis
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from backend.keyring import Keyring
 from backend.settings import Settings
+from identity.admin.models import AccountSummary
+from identity.admin.service import AdminService
+from identity.audit import seal_all
+from identity.auth import Principal
+from identity.context import ClientInfo
+from identity.errors import AccountUnavailable
+from identity.persons.models import SessionIssued
+from identity.persons.service import PersonService
+from identity.wiring import build_core
 from tests.identity.conftest import API, LI, WANG, ZHANG, Flows, bearer
 
 PASSWORD = "correct horse battery staple"
@@ -110,3 +125,77 @@ async def test_failures_are_limited_per_client_address_across_accounts(
             body = {"mobile": person.mobile, "password": f"wrong {i:04d}"}
             statuses.append((await client.post(f"{API}/sessions/password", json=body)).status_code)
     assert statuses == [401] * 7 + [429] * 2
+
+
+class _NoRegistries:
+    population: Any = None
+    enterprise: Any = None
+
+
+class _NoSms:
+    async def send(self, mobile: str, text: str) -> None:
+        pass
+
+
+async def test_a_freeze_racing_sign_ins_leaves_no_live_session(
+    database_url: str, redis_client: aioredis.Redis, settings: Settings, keyring: Keyring
+) -> None:
+    """Sign-ins publish the session to Redis, then record it in one statement that share-locks the
+    active account; a freeze concurrent with them must still end every session it lets through."""
+    pool: Any = await asyncpg.create_pool(database_url, min_size=4, max_size=12)
+    try:
+        core = build_core(
+            pool=pool,
+            redis=redis_client,
+            settings=settings.identity,
+            keyring=keyring,
+            registries=_NoRegistries(),
+            development=True,
+            sms=_NoSms(),
+        )
+        persons, admin = PersonService(core), AdminService(core)
+        account_id = uuid.uuid4()
+        await pool.execute(
+            "INSERT INTO identity.accounts (id, mobile_enc, mobile_index) VALUES ($1, $2, $3)",
+            account_id,
+            core.seal("mobile", account_id, ZHANG.mobile),
+            core.index.mobile(ZHANG.mobile),
+        )
+        operator = Principal(
+            account_id=uuid.uuid4(),
+            kind="operator",
+            loa=2,
+            session_id=uuid.uuid4(),
+            expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1),
+            operator_roles=frozenset({"security_admin"}),
+        )
+        client = ClientInfo(address="10.0.0.1")
+        outcomes: list[Any] = []
+        for _ in range(5):
+            outcomes += await asyncio.gather(
+                *(persons.open_session(account_id, 1, ("sms",), client) for _ in range(12)),
+                admin.set_frozen(operator, client, account_id, frozen=True, reason="the race"),
+                return_exceptions=True,
+            )
+            for outcome in outcomes:
+                if isinstance(outcome, SessionIssued):
+                    assert await core.sessions.resolve(outcome.token) is None
+                else:
+                    assert isinstance(outcome, AccountUnavailable | AccountSummary), outcome
+            live = await pool.fetchval(
+                "SELECT count(*) FROM identity.sessions WHERE account_id = $1 AND revoked_at IS NULL",
+                account_id,
+            )
+            assert live == 0
+            await admin.set_frozen(operator, client, account_id, frozen=False, reason="next round")
+        issued = [o for o in outcomes if isinstance(o, SessionIssued)]
+        refused = [o for o in outcomes if isinstance(o, AccountUnavailable)]
+        assert len(issued) + len(refused) == 60
+        # Every session recorded is audited, exactly once.
+        await seal_all(pool)
+        audited = await pool.fetchval(
+            "SELECT count(*) FROM identity.audit_log WHERE action = 'identity.session.create'"
+        )
+        assert audited == len(issued)
+    finally:
+        await pool.close()
