@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+
 import redis.asyncio as aioredis
 
 from identity._db import Pool
 from identity.admin.operators import create_operator, generate_password
 from identity.audit import seal_all, verify_chain
 from identity.checks import IdentifierError, validate_mobile
+from identity.errors import IdentityError
 from identity.passwords import PasswordHasher
 from identity.settings import IdentitySettings
 from identity.sms import read_messages
@@ -63,17 +66,24 @@ async def operators_create(
     roles: list[str],
     password: str | None,
 ) -> list[str]:
-    """Create an operator; a generated password is printed once and never stored in clear."""
+    """Create an operator; a generated password is printed once and never stored in clear.
+
+    A taken username or a value that breaks a rule ends the command with exit status 2 and the
+    reason on stderr (``SystemExit``: the pool and Redis are closed on the way out)."""
     chosen = password or generate_password()
-    async with pool.acquire() as connection:
-        operator_id = await create_operator(
-            connection,
-            PasswordHasher(settings),
-            username=username,
-            display_name=display_name,
-            roles=roles,
-            password=chosen,
-        )
+    try:
+        async with pool.acquire() as connection:
+            operator_id = await create_operator(
+                connection,
+                PasswordHasher(settings),
+                username=username,
+                display_name=display_name,
+                roles=roles,
+                password=chosen,
+            )
+    except IdentityError as exc:
+        sys.stderr.write(f"citizen: operator {username} not created: {exc}\n")
+        raise SystemExit(2) from None
     lines = [f"operator {username} created: id {operator_id}, roles {', '.join(sorted(set(roles)))}"]
     if password is None:
         lines.append(f"password (shown once): {chosen}")

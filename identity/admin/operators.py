@@ -7,6 +7,7 @@ import secrets
 import uuid
 
 from identity._db import Connection
+from identity.audit import AuditEvent, record
 from identity.auth import OPERATOR_ROLES
 from identity.context import ClientInfo
 from identity.core import IdentityCore
@@ -37,20 +38,34 @@ async def create_operator(
     if not roles or set(roles) - set(OPERATOR_ROLES):
         raise InvalidField("roles", "unknown_role", f"roles are {', '.join(OPERATOR_ROLES)}")
     check_password_policy(password)
+    if await connection.fetchval("SELECT 1 FROM identity.operators WHERE username = $1", username):
+        raise Conflict(f"an operator named {username} exists")  # before hashing; the insert decides
     operator_id = uuid.uuid4()
-    created = await connection.fetchval(
-        """
-        INSERT INTO identity.operators (id, username, display_name, password_hash, roles)
-        VALUES ($1, $2, $3, $4, $5) ON CONFLICT (username) DO NOTHING RETURNING id
-        """,
-        operator_id,
-        username,
-        display_name,
-        await hasher.hash(password),
-        sorted(set(roles)),
-    )
-    if created is None:
-        raise Conflict(f"an operator named {username} exists")
+    password_hash = await hasher.hash(password)
+    async with connection.transaction():
+        created = await connection.fetchval(
+            """
+            INSERT INTO identity.operators (id, username, display_name, password_hash, roles)
+            VALUES ($1, $2, $3, $4, $5) ON CONFLICT (username) DO NOTHING RETURNING id
+            """,
+            operator_id,
+            username,
+            display_name,
+            password_hash,
+            sorted(set(roles)),
+        )
+        if created is None:
+            raise Conflict(f"an operator named {username} exists")
+        await record(
+            connection,
+            AuditEvent(
+                action="identity.operator.create",
+                actor_kind="system",
+                target_kind="operator",
+                target_id=str(operator_id),
+                details={"username": username, "roles": sorted(set(roles))},
+            ),
+        )
     return operator_id
 
 

@@ -57,7 +57,7 @@ async def test_sms_tail_shows_the_codes(
 
 
 async def test_operators_create_then_sign_in(
-    client: AsyncTestClient[Any], repo_root: Path, identity_settings: Settings, tmp_path: Path
+    client: AsyncTestClient[Any], repo_root: Path, identity_settings: Settings, tmp_path: Path, db: Any
 ) -> None:
     result = _cli(
         repo_root,
@@ -93,7 +93,21 @@ async def test_operators_create_then_sign_in(
         "--role",
         "support",
     )
-    assert again.returncode != 0
+    assert again.returncode == 2, again.stdout + again.stderr
+    assert (
+        again.stderr.strip()
+        == "citizen: operator first-admin not created: an operator named first-admin exists"
+    )
+    invalid = _cli(
+        repo_root, identity_settings, tmp_path, "operators", "create", "--username", "X!", "--role", "support"
+    )
+    assert invalid.returncode == 2
+    assert invalid.stderr.strip() == "citizen: operator X! not created: username: 3-64 of a-z 0-9 . _ -"
+    created = await db.fetch(
+        "SELECT actor_kind, target_id, details->>'username' AS username FROM identity.audit_events"
+        " WHERE action = 'identity.operator.create'"
+    )
+    assert [(r["actor_kind"], r["username"]) for r in created] == [("system", "first-admin")]
 
 
 async def test_demo_loader_is_idempotent_and_its_accounts_work(
