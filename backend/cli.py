@@ -57,6 +57,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Workers are separate processes: they get the servers exactly as external URLs.
         os.environ["CITIZEN_DATABASE_URL"] = resolved.database.url.reveal()
         os.environ["CITIZEN_REDIS_URL"] = resolved.redis.url.reveal()
+        # --host/--port/--workers reach the workers too (the issuer and redirect URIs use them).
+        os.environ["CITIZEN_HTTP_HOST"] = resolved.http.host
+        os.environ["CITIZEN_HTTP_PORT"] = str(resolved.http.port)
+        os.environ["CITIZEN_WORKERS"] = str(resolved.http.workers)
         if resolved.http.workers > 1:
             metrics_dir = Path(resolved.data_dir) / "run" / "metrics"
             shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -72,6 +76,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         base = f"http://{resolved.http.host}:{resolved.http.port}"
         print(f"\n  API            {base}/api/v1/platform/status")
         print(f"  API reference  {base}/schema")
+        print(f"  citizen page   {base}/web/")
+        print(f"  console        {base}/console/")
         print(f"  health         {base}/readyz    metrics {base}/metrics")
         if services.postgres is not None:
             print(f"  PostgreSQL     embedded, data in {services.postgres.directory}")
@@ -437,6 +443,114 @@ _COMMANDS["payments"] = (
 )
 
 
+def _identity_run(args: argparse.Namespace, work: Callable[[Any, Any, Settings], Any]) -> int:
+    """Run ``work(pool, redis, settings)`` against the resolved servers (identity's subcommands)."""
+    import redis.asyncio as aioredis
+
+    from backend.db import create_pool
+
+    settings = _settings(args)
+    with resolved_services(settings) as services:
+        resolved = services.settings
+        asyncio.run(migrate_database(resolved))
+
+        async def run() -> int:
+            assert resolved.database.url is not None and resolved.redis.url is not None
+            pool = await create_pool(resolved.database, resolved.database.url.reveal())
+            client = aioredis.from_url(resolved.redis.url.reveal())
+            try:
+                code, lines = await work(pool, client, resolved)
+            finally:
+                await client.aclose()
+                await pool.close()
+            print("\n".join(lines))
+            return int(code)
+
+        return asyncio.run(run())
+
+
+def cmd_sms(args: argparse.Namespace) -> int:
+    """``citizen sms tail``: what the development SMS gateway recorded (codes for the demo and tests)."""
+    from identity.cli import sms_tail
+
+    async def work(_pool: Any, client: Any, _settings: Settings) -> tuple[int, list[str]]:
+        return 0, await sms_tail(client, args.n, args.mobile) or ["no messages recorded"]
+
+    return _identity_run(args, work)
+
+
+def _sms_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["tail"], help="tail: print the latest messages")
+    parser.add_argument("-n", type=int, default=10, help="how many messages (default 10)")
+    parser.add_argument("--mobile", help="only messages to this number")
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """``citizen audit verify``: recompute the identity audit chain; exit 1 at the first broken entry.
+    ``citizen audit seal``: chain the recorded events not sealed yet."""
+    from identity.cli import audit_seal, audit_verify
+
+    async def work(pool: Any, _client: Any, _settings: Settings) -> tuple[int, list[str]]:
+        return await (audit_seal(pool) if args.action == "seal" else audit_verify(pool))
+
+    return _identity_run(args, work)
+
+
+def _audit_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "action",
+        choices=["verify", "seal"],
+        help="verify: recompute the hash chain; seal: chain the events recorded but not sealed yet",
+    )
+
+
+def cmd_operators(args: argparse.Namespace) -> int:
+    """``citizen operators create``: an operator account (the first one is made this way)."""
+    from identity.cli import operators_create
+
+    async def work(pool: Any, _client: Any, settings: Settings) -> tuple[int, list[str]]:
+        password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
+        return 0, await operators_create(
+            pool,
+            settings.identity,
+            username=args.username,
+            display_name=args.name or args.username,
+            roles=args.role,
+            password=password,
+        )
+
+    return _identity_run(args, work)
+
+
+def _operators_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["create"], help="create: a new operator")
+    parser.add_argument("--username", required=True, help="3-64 of a-z 0-9 . _ -")
+    parser.add_argument("--name", help="display name (default: the username)")
+    parser.add_argument(
+        "--role",
+        action="append",
+        required=True,
+        choices=["support", "auditor", "security_admin"],
+        help="a role (repeat for several)",
+    )
+    parser.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin (default: generate one)"
+    )
+
+
+_COMMANDS["sms"] = ("development SMS gateway: 'tail' prints the latest messages", cmd_sms, _sms_args)
+_COMMANDS["audit"] = (
+    "identity audit log: 'verify' recomputes the hash chain, 'seal' chains recorded events",
+    cmd_audit,
+    _audit_args,
+)
+_COMMANDS["operators"] = (
+    "city operators: 'create' makes an operator account",
+    cmd_operators,
+    _operators_args,
+)
+
+
 def _card_run(args: argparse.Namespace, work: Callable[[Any, Settings], Any]) -> int:
     """Run ``work(pool, settings)`` against the resolved, migrated database (card's subcommands)."""
     from backend.db import create_pool
@@ -556,105 +670,35 @@ def _clients_args(parser: argparse.ArgumentParser) -> None:
 
 
 _COMMANDS["keys"] = ("OpenID signing keys: 'status', or 'rotate' (publish before sign)", cmd_keys, _keys_args)
-_COMMANDS["clients"] = ("OpenID clients: 'create' (the secret is shown once) or 'list'", cmd_clients, _clients_args)
+_COMMANDS["clients"] = (
+    "OpenID clients: 'create' (the secret is shown once) or 'list'",
+    cmd_clients,
+    _clients_args,
+)
 
 
-def _identity_run(args: argparse.Namespace, work: Callable[[Any, Any, Settings], Any]) -> int:
-    """Run ``work(pool, redis, settings)`` against the resolved servers (identity's subcommands)."""
-    import redis.asyncio as aioredis
+def cmd_messages(args: argparse.Namespace) -> int:
+    """``citizen messages poll``: one pass of the application-status poll (integrations.messages.poll)."""
+    from integrations.messages.poll import poll_once
 
-    from backend.db import create_pool
+    keyring = Keyring.load(_settings(args))
 
-    settings = _settings(args)
-    with resolved_services(settings) as services:
-        resolved = services.settings
-        asyncio.run(migrate_database(resolved))
-
-        async def run() -> int:
-            assert resolved.database.url is not None and resolved.redis.url is not None
-            pool = await create_pool(resolved.database, resolved.database.url.reveal())
-            client = aioredis.from_url(resolved.redis.url.reveal())
-            try:
-                code, lines = await work(pool, client, resolved)
-            finally:
-                await client.aclose()
-                await pool.close()
-            print("\n".join(lines))
-            return int(code)
-
-        return asyncio.run(run())
-
-
-def cmd_sms(args: argparse.Namespace) -> int:
-    """``citizen sms tail``: what the development SMS gateway recorded (codes for the demo and tests)."""
-    from identity.cli import sms_tail
-
-    async def work(_pool: Any, client: Any, _settings: Settings) -> tuple[int, list[str]]:
-        return 0, await sms_tail(client, args.n, args.mobile) or ["no messages recorded"]
+    async def work(pool: Any, client: Any, settings: Settings) -> tuple[int, list[str]]:
+        return 0, await poll_once(pool, client, settings, keyring)
 
     return _identity_run(args, work)
 
 
-def _sms_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=["tail"], help="tail: print the latest messages")
-    parser.add_argument("-n", type=int, default=10, help="how many messages (default 10)")
-    parser.add_argument("--mobile", help="only messages to this number")
-
-
-def cmd_audit(args: argparse.Namespace) -> int:
-    """``citizen audit verify``: recompute the identity audit chain; exit 1 at the first broken entry."""
-    from identity.cli import audit_verify
-
-    async def work(pool: Any, _client: Any, _settings: Settings) -> tuple[int, list[str]]:
-        return await audit_verify(pool)
-
-    return _identity_run(args, work)
-
-
-def _audit_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=["verify"], help="verify: recompute the hash chain")
-
-
-def cmd_operators(args: argparse.Namespace) -> int:
-    """``citizen operators create``: an operator account (the first one is made this way)."""
-    from identity.cli import operators_create
-
-    async def work(pool: Any, _client: Any, settings: Settings) -> tuple[int, list[str]]:
-        password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
-        return 0, await operators_create(
-            pool,
-            settings.identity,
-            username=args.username,
-            display_name=args.name or args.username,
-            roles=args.role,
-            password=password,
-        )
-
-    return _identity_run(args, work)
-
-
-def _operators_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=["create"], help="create: a new operator")
-    parser.add_argument("--username", required=True, help="3-64 of a-z 0-9 . _ -")
-    parser.add_argument("--name", help="display name (default: the username)")
+def _messages_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--role",
-        action="append",
-        required=True,
-        choices=["support", "auditor", "security_admin"],
-        help="a role (repeat for several)",
-    )
-    parser.add_argument(
-        "--password-stdin", action="store_true", help="read the password from stdin (default: generate one)"
+        "action", choices=["poll"], help="poll: notify changes of government applications (run from a timer)"
     )
 
 
-_COMMANDS["sms"] = ("development SMS gateway: 'tail' prints the latest messages", cmd_sms, _sms_args)
-_COMMANDS["audit"] = ("identity audit log: 'verify' recomputes the hash chain", cmd_audit, _audit_args)
-_COMMANDS["operators"] = (
-    "city operators: 'create' makes an operator account",
-    cmd_operators,
-    _operators_args,
+_COMMANDS["messages"] = (
+    "the in-app inbox: 'poll' notifies application changes",
+    cmd_messages,
+    _messages_args,
 )
 
 

@@ -62,11 +62,17 @@ def domain_parts(resources: Resources) -> DomainParts:
     parts.dependencies.update(oidc.dependencies())
     parts.route_handlers.extend(oidc.route_handlers())
 
-    # card: the citizen card, its key store, devices and blacklist (after identity: it audits there).
+    # card: the citizen card, its key store, devices and blacklist (after identity: it audits there,
+    # and reads the ID number its social security and health look-ups take, through integrations).
     from backend.observability import current_request_id as card_request_id
     from card.wiring import CardRuntime
 
-    card = CardRuntime(resources, request_id=card_request_id)
+    card = CardRuntime(
+        resources,
+        request_id=card_request_id,
+        connectors=lambda: integrations.connectors,
+        identity=lambda: identity.services,
+    )
     parts.lifespans.append(card.lifespan)
     parts.dependencies.update(card.dependencies())
     parts.route_handlers.extend(card.route_handlers())
@@ -103,4 +109,13 @@ def domain_parts(resources: Resources) -> DomainParts:
     parts.dependencies.update(entrance.dependencies())
     parts.route_handlers.extend(entrance.route_handlers())
     parts.metric_registries.append(connector_metrics.REGISTRY)
+
+    # web: the citizen's card page (/web/) and the operators' console (/console/), served by the app
+    # itself; they call the API in-process, so their lifespan comes after every domain's.
+    from backend.web.pages import WebRuntime
+
+    web = WebRuntime(resources)
+    parts.lifespans.append(web.lifespan)
+    parts.dependencies.update(web.dependencies())
+    parts.route_handlers.extend(web.route_handlers())
     return parts
