@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import datetime as dt
 import gc
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import msgspec
@@ -25,6 +27,8 @@ from backend.settings import Settings
 from backend.wiring import domain_parts
 
 __all__ = ["Resources", "create_app"]
+
+log = logging.getLogger("citizen.app")
 
 
 class Resources:
@@ -68,7 +72,13 @@ class Resources:
             try:
                 yield
             finally:
-                await self._pool.close()
+                # close() waits for every borrowed connection to come back; one that never does
+                # (a task cancelled mid-query elsewhere) must not hang the shutdown.
+                try:
+                    await asyncio.wait_for(self._pool.close(), _SHUTDOWN_BUDGET)
+                except TimeoutError:
+                    log.exception("database pool did not close within %s s; terminated", _SHUTDOWN_BUDGET)
+                    self._pool.terminate()
         finally:
             await self._redis.aclose()
 
@@ -135,6 +145,30 @@ def _reason(exc: BaseException) -> str:
     return f"error: {exc.__class__.__name__}"
 
 
+# How long one domain's lifespan may take to stop before it is abandoned (with an error logged):
+# a stuck shutdown must never keep `make run`'s Ctrl-C, a SIGTERM'd worker or a test from ending.
+_SHUTDOWN_BUDGET = 10.0
+
+
+def _bounded_shutdown(lifespan: Callable[[Any], AbstractAsyncContextManager[None]]) -> Any:
+    name = getattr(lifespan, "__qualname__", repr(lifespan))
+
+    @contextlib.asynccontextmanager
+    async def bounded(app: Litestar) -> AsyncIterator[None]:
+        manager = lifespan(app)
+        await manager.__aenter__()
+        try:
+            yield
+        finally:
+            try:
+                async with asyncio.timeout(_SHUTDOWN_BUDGET):
+                    await manager.__aexit__(None, None, None)
+            except TimeoutError:
+                log.exception("lifespan %s did not stop within %s s; abandoned", name, _SHUTDOWN_BUDGET)
+
+    return bounded
+
+
 def create_app(settings: Settings, keyring: Keyring | None = None) -> Litestar:
     """Build the ASGI app. ``settings`` must carry resolved database and Redis URLs."""
     keyring = keyring or Keyring.load(settings)
@@ -162,7 +196,7 @@ def create_app(settings: Settings, keyring: Keyring | None = None) -> Litestar:
     app = Litestar(
         route_handlers=route_handlers,
         dependencies={**_dependencies(), **parts.dependencies},
-        lifespan=[resources.lifespan, *parts.lifespans],
+        lifespan=[resources.lifespan, *(_bounded_shutdown(p) for p in parts.lifespans)],
         exception_handlers=exception_handlers,
         openapi_config=OpenAPIConfig(
             title="Citizen super-app API",
