@@ -347,27 +347,37 @@ _COMMANDS["gateway"] = ("serve the terminal gateway (binary TCP protocol) alone"
 _COMMANDS["ledger"] = ("the payments ledger: 'check' verifies its invariants", cmd_ledger, _ledger_args)
 
 
-def _payments_run(args: argparse.Namespace, work: Callable[[Any, Settings, Keyring], Any]) -> int:
-    """Run ``work(pool, settings, keyring)`` on the resolved, migrated database (payments' subcommands)."""
+def _run_on_servers(args: argparse.Namespace, work: Callable[[Any, Any, Settings], Any]) -> int:
+    """Run ``work(pool, redis, settings)`` on the resolved, migrated servers; print its lines, exit its code.
+
+    The one runner behind the domains' maintenance subcommands."""
+    import redis.asyncio as aioredis
+
     from backend.db import create_pool
 
     settings = _settings(args)
-    keyring = Keyring.load(settings)
     with resolved_services(settings) as services:
         resolved = services.settings
         asyncio.run(migrate_database(resolved))
 
         async def run() -> int:
-            assert resolved.database.url is not None
+            assert resolved.database.url is not None and resolved.redis.url is not None
             pool = await create_pool(resolved.database, resolved.database.url.reveal())
+            client = aioredis.from_url(resolved.redis.url.reveal())
             try:
-                code, lines = await work(pool, resolved, keyring)
+                code, lines = await work(pool, client, resolved)
             finally:
+                await client.aclose()
                 await pool.close()
             print("\n".join(lines))
             return int(code)
 
         return asyncio.run(run())
+
+
+def _payments_run(args: argparse.Namespace, work: Callable[[Any, Settings, Keyring], Any]) -> int:
+    """Payments' subcommands take ``(pool, settings, keyring)``."""
+    return _run_on_servers(args, lambda pool, _redis, settings: work(pool, settings, Keyring.load(settings)))
 
 
 def cmd_settle(args: argparse.Namespace) -> int:
@@ -444,29 +454,7 @@ _COMMANDS["payments"] = (
 
 
 def _identity_run(args: argparse.Namespace, work: Callable[[Any, Any, Settings], Any]) -> int:
-    """Run ``work(pool, redis, settings)`` against the resolved servers (identity's subcommands)."""
-    import redis.asyncio as aioredis
-
-    from backend.db import create_pool
-
-    settings = _settings(args)
-    with resolved_services(settings) as services:
-        resolved = services.settings
-        asyncio.run(migrate_database(resolved))
-
-        async def run() -> int:
-            assert resolved.database.url is not None and resolved.redis.url is not None
-            pool = await create_pool(resolved.database, resolved.database.url.reveal())
-            client = aioredis.from_url(resolved.redis.url.reveal())
-            try:
-                code, lines = await work(pool, client, resolved)
-            finally:
-                await client.aclose()
-                await pool.close()
-            print("\n".join(lines))
-            return int(code)
-
-        return asyncio.run(run())
+    return _run_on_servers(args, work)
 
 
 def cmd_sms(args: argparse.Namespace) -> int:
@@ -552,25 +540,8 @@ _COMMANDS["operators"] = (
 
 
 def _card_run(args: argparse.Namespace, work: Callable[[Any, Settings], Any]) -> int:
-    """Run ``work(pool, settings)`` against the resolved, migrated database (card's subcommands)."""
-    from backend.db import create_pool
-
-    settings = _settings(args)
-    with resolved_services(settings) as services:
-        resolved = services.settings
-        asyncio.run(migrate_database(resolved))
-
-        async def run() -> int:
-            assert resolved.database.url is not None
-            pool = await create_pool(resolved.database, resolved.database.url.reveal())
-            try:
-                code, lines = await work(pool, resolved)
-            finally:
-                await pool.close()
-            print("\n".join(lines))
-            return int(code)
-
-        return asyncio.run(run())
+    """Card's subcommands take ``(pool, settings)``."""
+    return _run_on_servers(args, lambda pool, _redis, settings: work(pool, settings))
 
 
 def cmd_card(args: argparse.Namespace) -> int:
