@@ -12,9 +12,10 @@
 5. writes with one statement per table: the new transfers by binary COPY, one aggregated
    ``UPDATE … FROM unnest(…)`` for the account totals, the reservations, the failed ids.
 
-A large batch of plain transfers has its COPY data encoded (``ledger.copy``) before it waits
-for the lock: when all of it passes, that is what is written, so the batch holding the lock
-spends its time on the rules and the database, not on encoding rows.
+A large batch of plain transfers (the bulk of taps and settlements) is written ahead: its
+rows, known before the rules run, are COPYed before it waits for the lock, and the lock covers
+only reading the accounts, the rules and the totals (``_written_ahead_txn``). When one of its
+transfers does not pass, that attempt is rolled back and the batch takes the way above.
 
 Given a pool it uses its own connection and transaction; given a connection it runs inside a
 (nested) transaction there, so a caller can post in the same transaction as its own rows. A
@@ -47,6 +48,7 @@ _READ_ACCOUNTS = (
     "credits_posted FROM payments.accounts WHERE id = ANY($1::uuid[])"
 )
 _LOCK_SHARED = "SELECT pg_advisory_xact_lock_shared($1), now()"
+_ANY_FAILED = "SELECT EXISTS (SELECT 1 FROM payments.failed_transfers WHERE id = ANY($1::uuid[]))"
 _LOCK_ACCOUNTS = _READ_ACCOUNTS + " ORDER BY id FOR UPDATE"
 # Built from the constant column list above (no user input).
 _EXISTING_SQL = (
@@ -78,14 +80,67 @@ async def create_transfers(
 async def _with_retries(
     connection: Connection, transfers: list[Transfer], now: dt.datetime | None
 ) -> list[TransferResult]:
-    for attempt in range(_ATTEMPTS):
+    ahead = len(transfers) >= SERIAL_BATCH_MIN
+    attempt = 0
+    while True:
         try:
             async with connection.transaction():
+                if ahead:
+                    return await _written_ahead_txn(connection, transfers, now)
                 return await create_transfers_txn(connection, transfers, now=now)
+        except _NotAhead:
+            ahead = False  # rolled back: the usual way, everything under the lock
         except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError):
-            if attempt == _ATTEMPTS - 1:
+            attempt += 1
+            if attempt == _ATTEMPTS:
                 raise
-    raise AssertionError("unreachable")
+
+
+class _NotAhead(Exception):
+    """The batch cannot be written ahead (or did not all pass): undo, and take the usual way."""
+
+
+async def _written_ahead_txn(
+    connection: Connection, transfers: list[Transfer], now: dt.datetime | None
+) -> list[TransferResult]:
+    """A large batch of plain transfers that all pass, with their rows written before the lock.
+
+    Such a batch's rows are known before it is evaluated (the transfers, stamped with now()),
+    and writing them touches no account. So, in the batch's own transaction, before it waits for
+    the writer lock: check that no id exists or failed, COPY the rows (still invisible to
+    everyone else), and only then take the lock to read the accounts, apply the rules and update
+    the totals. The lock is held for the rules and one UPDATE instead of also for the inserts, so
+    batches waiting for it insert in parallel. ``_NotAhead`` (the caller rolls back and takes the
+    usual way) when a transfer is not plain, an id is known, or anything does not pass.
+
+    Races: an id another batch inserts meanwhile collides on the primary key (retried whole);
+    an id that failed meanwhile is looked for again under the lock.
+    """
+    stamp = now if now is not None else await connection.fetchval("SELECT now()")
+    encoded = copy.encode(transfers, stamp)
+    transfer_ids = [t.id for t in transfers]
+    if encoded is None or len(set(transfer_ids)) != len(transfers):
+        raise _NotAhead
+    if await connection.fetch(_EXISTING_SQL, transfer_ids):
+        raise _NotAhead
+    await connection.copy_to_table(
+        "transfers",
+        schema_name="payments",
+        columns=TRANSFER_COLUMNS,
+        source=copy.source(encoded),
+        format="binary",
+    )
+    account_ids = list({t.debit_account_id for t in transfers} | {t.credit_account_id for t in transfers})
+    await connection.execute("SELECT pg_advisory_xact_lock($1)", WRITER_LOCK)
+    rows = await connection.fetch(_READ_ACCOUNTS, account_ids)
+    accounts = {r[0]: AccountState(r[1], r[2], r[3], [r[4], r[5], r[6], r[7]]) for r in rows}
+    if await connection.fetchval(_ANY_FAILED, transfer_ids):
+        raise _NotAhead
+    outcome = evaluate(transfers, accounts=accounts, existing={}, failed={}, pending={}, now=stamp)
+    if outcome.results.count(TransferResult.OK) != len(transfers):
+        raise _NotAhead
+    await _write(connection, [], outcome.deltas)
+    return outcome.results
 
 
 async def create_transfers_txn(
@@ -104,11 +159,6 @@ async def create_transfers_txn(
     # locks; small batches (and the expiry sweep) share the lock and lock their rows (id order).
     exclusive = len(transfers) >= SERIAL_BATCH_MIN
     lock = "SELECT pg_advisory_xact_lock($1), now()" if exclusive else _LOCK_SHARED
-    encoded = None
-    if exclusive:
-        # now() is the transaction's start: the same before the lock as after it.
-        stamp = now if now is not None else await connection.fetchval("SELECT now()")
-        encoded = copy.encode(transfers, stamp)
     locked = await connection.fetchrow(lock, WRITER_LOCK)
     assert locked is not None
     started: dt.datetime = locked[1]
@@ -153,18 +203,7 @@ async def create_transfers_txn(
     outcome = evaluate(
         transfers, accounts=accounts, existing=existing, failed=failed, pending=pending, now=now
     )
-    if encoded is not None and outcome.results.count(TransferResult.OK) == len(transfers):
-        # Every transfer passed and is plain: its row is the one encoded before the lock.
-        await connection.copy_to_table(
-            "transfers",
-            schema_name="payments",
-            columns=TRANSFER_COLUMNS,
-            source=copy.source(encoded),
-            format="binary",
-        )
-        await _write(connection, [], outcome.deltas)
-    else:
-        await _write(connection, outcome.rows, outcome.deltas)
+    await _write(connection, outcome.rows, outcome.deltas)
     if outcome.new_pending:
         await connection.execute(
             "INSERT INTO payments.pending_transfers (id, debit_account_id, credit_account_id, amount, "

@@ -318,6 +318,20 @@ async def test_a_large_batch_of_plain_transfers_stores_every_field_as_given(db: 
     await assert_clean(db)
 
 
+async def test_a_failed_id_stays_failed_in_a_large_batch(db: Any, chart: Chart) -> None:
+    from payments.ledger.store import SERIAL_BATCH_MIN
+
+    refused = tr(chart.purse, chart.operator, 5)  # the purse holds nothing yet
+    assert await create_transfers(db, [refused]) == [R.EXCEEDS_CREDITS]
+    await fund(db, chart, 1000)
+    batch = [tr(chart.control, chart.operator, 1) for _ in range(SERIAL_BATCH_MIN)]
+    results = await create_transfers(db, [*batch, refused])
+    assert results == [R.OK] * len(batch) + [R.ID_ALREADY_FAILED]
+    assert refused.id not in await lookup_transfers(db, [refused.id])
+    assert await balances(db, chart.purse) == (0, 0, 0, 1000)
+    await assert_clean(db)
+
+
 async def test_the_batcher_answers_each_request_with_its_own_results(database_url: str, chart: Chart) -> None:
     from payments.ledger.batcher import TransferBatcher
 
