@@ -35,9 +35,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         applied = asyncio.run(migrate_database(resolved))
         if applied:
             print(f"applied {len(applied)} migration(s)")
-        if args.demo:
-            for line in asyncio.run(_load_demo(resolved)):
-                print(f"demo  {line}")
         assert resolved.database.url is not None and resolved.redis.url is not None
         # Workers are separate processes: they get the servers exactly as external URLs.
         os.environ["CITIZEN_DATABASE_URL"] = resolved.database.url.reveal()
@@ -52,6 +49,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             metrics_dir.mkdir(parents=True)
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
         simulators = _start_simulators(resolved)
+        if args.demo:
+            # After the simulators: the demo citizen's day tops up through the payment channel
+            # simulators, over HTTP at the URLs they were given when they started.
+            for line in _demo_with_upstreams(resolved, simulators):
+                print(f"demo  {line}")
         from card.terminal.gateway.process import GatewaySupervisor, default_processes
 
         # The terminal gateway (TCP) beside the API workers: N processes on one port, each
@@ -113,6 +115,20 @@ def _start_simulators(settings: Settings) -> SimulatorsProcess | None:
     simulators = start_simulators(env)
     os.environ.update(upstream_variables(simulators.urls))
     return simulators
+
+
+def _demo_with_upstreams(resolved: Settings, simulators: SimulatorsProcess | None) -> list[str]:
+    """Load the demo with the settings read again from the environment, which now holds the
+    simulators' upstream URLs (the servers and the HTTP address stay the resolved ones)."""
+    try:
+        if simulators is not None:
+            env = Settings.from_env()
+            resolved = env.replace(database=resolved.database, redis=resolved.redis, http=resolved.http)
+        return asyncio.run(_load_demo(resolved))
+    except BaseException:
+        if simulators is not None:
+            simulators.stop()  # a failed demo load leaves no simulator process behind
+        raise
 
 
 @contextlib.contextmanager
