@@ -8,9 +8,12 @@ and before it waits for the writer lock, ``written_ahead_txn``:
 
 1. checks what it can from the transfers alone (plain, one ledger, ``code`` > 0, amounts in
    range, two different accounts, no id twice) and sums each account's debits and credits;
-2. checks that no id exists or failed, and COPYs the rows (invisible to others until commit);
-3. takes the lock, looks again for ids that failed meanwhile, and applies the per-account
-   totals in one statement (``sql.AHEAD_TOTALS``) that updates every account or none.
+2. COPYs the rows (invisible to others until commit): an id that exists already, or is being
+   written by another batch, fails the COPY on the primary key (the store then takes the usual
+   way, which answers ``exists`` or the like);
+3. takes the lock, looks for ids that failed before (they are not in the transfers' key), and
+   applies the per-account totals in one statement (``sql.AHEAD_TOTALS``) that updates every
+   account or none.
 
 The statement applies the totals only when each account can take its whole total at once:
 it exists, is on the ledger and open, stays within AMOUNT_MAX, and its balance rule holds for
@@ -22,8 +25,8 @@ the attempt back and runs the batch the usual way, where ``evaluate`` decides tr
 transfer. The lock is held for one statement instead of for reading, evaluating and inserting,
 so batches waiting for it do their inserts in parallel.
 
-Races: an id another batch inserts meanwhile collides on the primary key (the store retries
-the batch whole); an id that failed meanwhile is looked for under the lock.
+Failed ids are looked for under the lock, so one that failed while this batch was waiting is
+found too.
 """
 
 from __future__ import annotations
@@ -76,8 +79,6 @@ async def written_ahead_txn(
     if max(deb) > AMOUNT_MAX or max(cred) > AMOUNT_MAX:
         raise NotAhead  # a total beyond bigint: the usual way answers each transfer
     transfer_ids = [t.id for t in transfers]
-    if await connection.fetch(sql.EXISTING, transfer_ids):
-        raise NotAhead
     await connection.copy_to_table(
         "transfers",
         schema_name="payments",

@@ -68,6 +68,9 @@ async def _with_retries(
         except NotAhead:
             ahead = False  # rolled back: the usual way, everything under the lock
         except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError):
+            if ahead:  # an id written before (a retry) or meanwhile: the usual way answers it
+                ahead = False
+                continue
             attempt += 1
             if attempt == _ATTEMPTS:
                 raise
