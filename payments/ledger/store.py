@@ -16,6 +16,10 @@ A large batch of plain transfers (the bulk of taps and settlements) is written a
 (``ledger.ahead``): its rows are COPYed before it waits for the lock, which then covers one
 statement applying its per-account totals. When that cannot be shown to give ``ok`` for every
 transfer, the attempt is rolled back and the batch takes the way above.
+
+Given a pool it uses its own connection and transaction; given a connection it runs inside a
+(nested) transaction there, so a caller can post in the same transaction as its own rows. A
+batch that collides with a concurrent one on a new id (unique violation) is retried whole.
 """
 
 from __future__ import annotations
