@@ -332,6 +332,37 @@ async def test_a_failed_id_stays_failed_in_a_large_batch(db: Any, chart: Chart) 
     await assert_clean(db)
 
 
+async def test_a_large_batch_keeps_credits_within_debits(db: Any, chart: Chart) -> None:
+    # An account whose credits may not exceed its debits, credited by large batches (written
+    # ahead when the whole total fits, transfer by transfer when it does not).
+    from payments.ledger.store import SERIAL_BATCH_MIN
+
+    capped = uuid.uuid4()
+    flags = int(AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS)
+    assert await create_accounts(db, [Account(id=capped, code=AccountCode.FEES, flags=flags)]) == [
+        AccountResult.OK
+    ]
+    assert await create_transfers(db, [tr(capped, chart.control, 1000)]) == [R.OK]
+    fits = [tr(chart.control, capped, 3) for _ in range(SERIAL_BATCH_MIN)]
+    assert await create_transfers(db, fits) == [R.OK] * len(fits)
+    too_much = [tr(chart.control, capped, 1) for _ in range(SERIAL_BATCH_MIN)]
+    results = await create_transfers(db, too_much)
+    assert results == [R.OK] * (1000 - 768) + [R.EXCEEDS_DEBITS] * (len(too_much) - (1000 - 768))
+    assert await balances(db, capped) == (0, 1000, 0, 1000)
+    await assert_clean(db)
+
+
+async def test_a_large_batch_stops_at_the_overflow(db: Any, chart: Chart) -> None:
+    from payments.ledger import AMOUNT_MAX
+    from payments.ledger.store import SERIAL_BATCH_MIN
+
+    assert await create_transfers(db, [tr(chart.control, chart.operator, AMOUNT_MAX - 100)]) == [R.OK]
+    batch = [tr(chart.control, chart.operator, 1) for _ in range(SERIAL_BATCH_MIN)]
+    assert await create_transfers(db, batch) == [R.OK] * 100 + [R.OVERFLOW] * (len(batch) - 100)
+    assert await balances(db, chart.operator) == (0, 0, 0, AMOUNT_MAX)
+    await assert_clean(db)
+
+
 async def test_the_batcher_answers_each_request_with_its_own_results(database_url: str, chart: Chart) -> None:
     from payments.ledger.batcher import TransferBatcher
 
