@@ -363,6 +363,29 @@ async def test_a_large_batch_stops_at_the_overflow(db: Any, chart: Chart) -> Non
     await assert_clean(db)
 
 
+async def test_a_large_batch_to_a_closed_or_other_ledger_account_moves_nothing(db: Any, chart: Chart) -> None:
+    from payments.ledger.store import SERIAL_BATCH_MIN
+
+    closed, dollars = uuid.uuid4(), uuid.uuid4()
+    made = await create_accounts(
+        db,
+        [
+            Account(id=closed, code=AccountCode.OPERATOR_PAYABLE, flags=int(AccountFlags.CLOSED)),
+            Account(id=dollars, code=AccountCode.OPERATOR_PAYABLE, ledger=840),
+        ],
+    )
+    assert made == [AccountResult.OK] * 2
+    for target, refused in (
+        (closed, R.CREDIT_ACCOUNT_CLOSED),
+        (dollars, R.ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER),
+    ):
+        batch = [tr(chart.control, chart.operator, 1) for _ in range(SERIAL_BATCH_MIN - 1)]
+        results = await create_transfers(db, [*batch, tr(chart.control, target, 1)])
+        assert results == [R.OK] * len(batch) + [refused]
+    assert await balances(db, closed) == await balances(db, dollars) == (0, 0, 0, 0)
+    await assert_clean(db)
+
+
 async def test_the_batcher_answers_each_request_with_its_own_results(database_url: str, chart: Chart) -> None:
     from payments.ledger.batcher import TransferBatcher
 
