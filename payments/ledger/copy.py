@@ -18,9 +18,12 @@ import datetime as dt
 import struct
 from collections.abc import AsyncIterator, Sequence
 
+from payments.ledger.snapshot import TRANSFER_COLUMNS
 from payments.ledger.types import Transfer
 
-__all__ = ["encode", "source"]
+__all__ = ["COLUMNS", "encode", "source"]
+
+COLUMNS = TRANSFER_COLUMNS
 
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 _TRAILER = b"\xff\xff"

@@ -12,10 +12,10 @@
 5. writes with one statement per table: the new transfers by binary COPY, one aggregated
    ``UPDATE … FROM unnest(…)`` for the account totals, the reservations, the failed ids.
 
-A large batch of plain transfers (the bulk of taps and settlements) is written ahead: its
-rows, known before the rules run, are COPYed before it waits for the lock, and the lock covers
-only reading the accounts, the rules and the totals (``_written_ahead_txn``). When one of its
-transfers does not pass, that attempt is rolled back and the batch takes the way above.
+A large batch of plain transfers (the bulk of taps and settlements) is written ahead
+(``ledger.ahead``): its rows are COPYed before it waits for the lock, which then covers one
+statement applying its per-account totals. When that cannot be shown to give ``ok`` for every
+transfer, the attempt is rolled back and the batch takes the way above.
 
 Given a pool it uses its own connection and transaction; given a connection it runs inside a
 (nested) transaction there, so a caller can post in the same transaction as its own rows. A
@@ -32,9 +32,10 @@ from typing import Any
 import asyncpg
 
 from payments._db import Connection, Pool
-from payments.ledger import copy
+from payments.ledger import sql
+from payments.ledger.ahead import NotAhead, written_ahead_txn
 from payments.ledger.engine import evaluate
-from payments.ledger.snapshot import SELECT_ROW, TRANSFER_COLUMNS, AccountState, PendingState, TransferRow
+from payments.ledger.snapshot import TRANSFER_COLUMNS, AccountState, PendingState, TransferRow
 from payments.ledger.types import Transfer, TransferFlags, TransferResult
 
 __all__ = ["create_transfers", "create_transfers_txn", "expire_pending"]
@@ -42,27 +43,7 @@ __all__ = ["create_transfers", "create_transfers_txn", "expire_pending"]
 _RESOLVE = int(TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER)
 _ATTEMPTS = 5
 SERIAL_BATCH_MIN = 256
-WRITER_LOCK = 0x50_41_59_4C  # "PAYL": the ledger's writer lock for large batches
-_READ_ACCOUNTS = (
-    "SELECT id, ledger, flags, overdraft_limit, debits_pending, debits_posted, credits_pending, "
-    "credits_posted FROM payments.accounts WHERE id = ANY($1::uuid[])"
-)
-_LOCK_SHARED = "SELECT pg_advisory_xact_lock_shared($1), now()"
-_ANY_FAILED = "SELECT EXISTS (SELECT 1 FROM payments.failed_transfers WHERE id = ANY($1::uuid[]))"
-_LOCK_ACCOUNTS = _READ_ACCOUNTS + " ORDER BY id FOR UPDATE"
-# Built from the constant column list above (no user input).
-_EXISTING_SQL = (
-    f"SELECT q.id AS qid, f.result, {SELECT_ROW} FROM unnest($1::uuid[]) AS q(id) "  # noqa: S608
-    "LEFT JOIN payments.transfers t ON t.id = q.id "
-    "LEFT JOIN payments.failed_transfers f ON f.id = q.id "
-    "WHERE t.id IS NOT NULL OR f.id IS NOT NULL"
-)
-_INSERT_SQL = (
-    f"INSERT INTO payments.transfers ({', '.join(TRANSFER_COLUMNS)}) SELECT * FROM unnest("  # noqa: S608
-    "$1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[], $5::uuid[], $6::int[], $7::smallint[], "
-    "$8::smallint[], $9::int[], $10::uuid[], $11::bigint[], $12::int[], $13::text[], "
-    "$14::timestamptz[])"
-)
+WRITER_LOCK = sql.WRITER_LOCK
 
 
 async def create_transfers(
@@ -86,61 +67,17 @@ async def _with_retries(
         try:
             async with connection.transaction():
                 if ahead:
-                    return await _written_ahead_txn(connection, transfers, now)
+                    return await written_ahead_txn(connection, transfers, now)
                 return await create_transfers_txn(connection, transfers, now=now)
-        except _NotAhead:
+        except NotAhead:
             ahead = False  # rolled back: the usual way, everything under the lock
         except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError):
+            if ahead:  # an id written before (a retry) or meanwhile: the usual way answers it
+                ahead = False
+                continue
             attempt += 1
             if attempt == _ATTEMPTS:
                 raise
-
-
-class _NotAhead(Exception):
-    """The batch cannot be written ahead (or did not all pass): undo, and take the usual way."""
-
-
-async def _written_ahead_txn(
-    connection: Connection, transfers: list[Transfer], now: dt.datetime | None
-) -> list[TransferResult]:
-    """A large batch of plain transfers that all pass, with their rows written before the lock.
-
-    Such a batch's rows are known before it is evaluated (the transfers, stamped with now()),
-    and writing them touches no account. So, in the batch's own transaction, before it waits for
-    the writer lock: check that no id exists or failed, COPY the rows (still invisible to
-    everyone else), and only then take the lock to read the accounts, apply the rules and update
-    the totals. The lock is held for the rules and one UPDATE instead of also for the inserts, so
-    batches waiting for it insert in parallel. ``_NotAhead`` (the caller rolls back and takes the
-    usual way) when a transfer is not plain, an id is known, or anything does not pass.
-
-    Races: an id another batch inserts meanwhile collides on the primary key (retried whole);
-    an id that failed meanwhile is looked for again under the lock.
-    """
-    stamp = now if now is not None else await connection.fetchval("SELECT now()")
-    encoded = copy.encode(transfers, stamp)
-    transfer_ids = [t.id for t in transfers]
-    if encoded is None or len(set(transfer_ids)) != len(transfers):
-        raise _NotAhead
-    if await connection.fetch(_EXISTING_SQL, transfer_ids):
-        raise _NotAhead
-    await connection.copy_to_table(
-        "transfers",
-        schema_name="payments",
-        columns=TRANSFER_COLUMNS,
-        source=copy.source(encoded),
-        format="binary",
-    )
-    account_ids = list({t.debit_account_id for t in transfers} | {t.credit_account_id for t in transfers})
-    await connection.execute("SELECT pg_advisory_xact_lock($1)", WRITER_LOCK)
-    rows = await connection.fetch(_READ_ACCOUNTS, account_ids)
-    accounts = {r[0]: AccountState(r[1], r[2], r[3], [r[4], r[5], r[6], r[7]]) for r in rows}
-    if await connection.fetchval(_ANY_FAILED, transfer_ids):
-        raise _NotAhead
-    outcome = evaluate(transfers, accounts=accounts, existing={}, failed={}, pending={}, now=stamp)
-    if outcome.results.count(TransferResult.OK) != len(transfers):
-        raise _NotAhead
-    await _write(connection, [], outcome.deltas)
-    return outcome.results
 
 
 async def create_transfers_txn(
@@ -158,8 +95,8 @@ async def create_transfers_txn(
     # than one after the other. The writer holds the ledger lock exclusively and needs no row
     # locks; small batches (and the expiry sweep) share the lock and lock their rows (id order).
     exclusive = len(transfers) >= SERIAL_BATCH_MIN
-    lock = "SELECT pg_advisory_xact_lock($1), now()" if exclusive else _LOCK_SHARED
-    locked = await connection.fetchrow(lock, WRITER_LOCK)
+    lock = "SELECT pg_advisory_xact_lock($1), now()" if exclusive else sql.LOCK_SHARED
+    locked = await connection.fetchrow(lock, sql.WRITER_LOCK)
     assert locked is not None
     started: dt.datetime = locked[1]
     pending: dict[uuid.UUID, PendingState] = {}
@@ -180,14 +117,14 @@ async def create_transfers_txn(
                 "none",
             )
             account_ids.update((r["debit_account_id"], r["credit_account_id"]))
-    rows = await connection.fetch(_READ_ACCOUNTS if exclusive else _LOCK_ACCOUNTS, list(account_ids))
+    rows = await connection.fetch(sql.READ_ACCOUNTS if exclusive else sql.LOCK_ACCOUNTS, list(account_ids))
     # By position: a Record looked up by name costs more than the rest of building the state.
     accounts = {r[0]: AccountState(r[1], r[2], r[3], [r[4], r[5], r[6], r[7]]) for r in rows}
     if now is None:
         now = started  # now(): the transaction's start, as the database clock has it
     existing: dict[uuid.UUID, TransferRow] = {}
     failed: dict[uuid.UUID, str] = {}
-    for r in await connection.fetch(_EXISTING_SQL, transfer_ids):
+    for r in await connection.fetch(sql.EXISTING, transfer_ids):
         if r["id"] is not None:
             existing[r["id"]] = TransferRow(*(r[c] for c in TRANSFER_COLUMNS))
         if r["result"] is not None:
@@ -258,7 +195,7 @@ async def _write(
             )
         else:
             await connection.execute(
-                _INSERT_SQL,
+                sql.INSERT_TRANSFERS,
                 *_columns(rows, len(TRANSFER_COLUMNS)),
             )
     if deltas:
@@ -303,7 +240,7 @@ async def _expire_txn(connection: Connection, now: dt.datetime | None, limit: in
     if not due:
         return 0
     ids = {r["debit_account_id"] for r in due} | {r["credit_account_id"] for r in due}
-    await connection.execute("SELECT pg_advisory_xact_lock_shared($1)", WRITER_LOCK)
+    await connection.execute("SELECT pg_advisory_xact_lock_shared($1)", sql.WRITER_LOCK)
     await connection.execute(
         "SELECT 1 FROM payments.accounts WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE", list(ids)
     )

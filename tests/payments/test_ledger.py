@@ -21,7 +21,6 @@ from payments.ledger import (
     create_transfers,
     expire_pending,
     lookup_balances,
-    lookup_transfers,
 )
 from payments.ledger import TransferResult as R
 from payments.ledger.check import check_ledger
@@ -279,57 +278,6 @@ async def test_concurrent_batches_on_a_hot_account(database_url: str, chart: Cha
         await assert_clean(pool)
     finally:
         await pool.close()
-
-
-async def test_a_large_batch_runs_as_the_single_writer_with_the_same_rules(db: Any, chart: Chart) -> None:
-    from payments.ledger.store import SERIAL_BATCH_MIN
-
-    await fund(db, chart, 1000)
-    batch = [tr(chart.purse, chart.operator, 7) for _ in range(SERIAL_BATCH_MIN + 44)]
-    results = await create_transfers(db, [*batch, batch[0]])
-    assert results == [R.OK] * 142 + [R.EXCEEDS_CREDITS] * (len(batch) - 142) + [R.EXISTS]
-    assert await balances(db, chart.purse) == (0, 994, 0, 1000)
-    await assert_clean(db)
-
-
-async def test_a_large_batch_of_plain_transfers_stores_every_field_as_given(db: Any, chart: Chart) -> None:
-    # Such a batch is written from COPY data encoded before the lock; what is stored must be
-    # exactly the rows the rules produce (read back and compared field by field).
-    from payments.ledger.store import SERIAL_BATCH_MIN
-
-    extras: list[dict[str, Any]] = [
-        {},
-        {"user_data_128": uuid.uuid4(), "user_data_64": 2**63 - 1, "user_data_32": -(2**31)},
-        {"reference": "tap:公交7路:0001", "code": 32_767},
-        {"user_data_32": 7, "reference": ""},
-    ]
-    batch = [
-        tr(chart.control, chart.operator, 1 + i, **extras[i % len(extras)]) for i in range(SERIAL_BATCH_MIN)
-    ]
-    assert await create_transfers(db, batch, now=T0) == [R.OK] * len(batch)
-    stored = await lookup_transfers(db, [t.id for t in batch])
-    for t in batch:
-        assert stored[t.id] == (
-            t.id, t.debit_account_id, t.credit_account_id, t.amount, None, t.ledger, t.code, 0, 0,
-            t.user_data_128, t.user_data_64, t.user_data_32, t.reference, T0,
-        )  # fmt: skip
-    assert await create_transfers(db, batch, now=T0) == [R.EXISTS] * len(batch)  # the same fields
-    assert await balances(db, chart.operator) == (0, 0, 0, sum(t.amount or 0 for t in batch))
-    await assert_clean(db)
-
-
-async def test_a_failed_id_stays_failed_in_a_large_batch(db: Any, chart: Chart) -> None:
-    from payments.ledger.store import SERIAL_BATCH_MIN
-
-    refused = tr(chart.purse, chart.operator, 5)  # the purse holds nothing yet
-    assert await create_transfers(db, [refused]) == [R.EXCEEDS_CREDITS]
-    await fund(db, chart, 1000)
-    batch = [tr(chart.control, chart.operator, 1) for _ in range(SERIAL_BATCH_MIN)]
-    results = await create_transfers(db, [*batch, refused])
-    assert results == [R.OK] * len(batch) + [R.ID_ALREADY_FAILED]
-    assert refused.id not in await lookup_transfers(db, [refused.id])
-    assert await balances(db, chart.purse) == (0, 0, 0, 1000)
-    await assert_clean(db)
 
 
 async def test_the_batcher_answers_each_request_with_its_own_results(database_url: str, chart: Chart) -> None:
