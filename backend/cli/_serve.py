@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backend.cli._common import Commands, no_args, settings_from
+from backend.cli._common import Commands, announce_upstreams, no_args, settings_from
 from backend.keyring import Keyring
 from backend.runtime import migrate_database, resolved_services
 from backend.settings import Settings, documented_variables
@@ -28,7 +28,7 @@ COMMANDS: Commands = {}
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    settings = settings_from(args)
+    settings = settings_from(args, adopt_upstreams=False)  # serve starts its own simulators
     Keyring.load(settings)  # dev keys are made here, once, before any worker starts
     with resolved_services(settings) as services:
         resolved = services.settings
@@ -113,7 +113,9 @@ def _start_simulators(settings: Settings) -> SimulatorsProcess | None:
         return None
     env = dict(os.environ, CITIZEN_DATA_DIR=str(settings.data_dir), CITIZEN_ENV=settings.environment.value)
     simulators = start_simulators(env)
-    os.environ.update(upstream_variables(simulators.urls))
+    variables = upstream_variables(simulators.urls)
+    os.environ.update(variables)
+    announce_upstreams(settings, simulators.pid, variables)
     return simulators
 
 

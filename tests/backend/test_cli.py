@@ -149,3 +149,24 @@ def test_serve_uses_external_servers_when_given(tmp_path: Path, serve: object) -
         services.send_signal(signal.SIGTERM)
         services.communicate(timeout=60)
     assert services.returncode == 0
+
+
+def test_commands_adopt_the_simulators_a_running_serve_announced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `citizen reconcile` in a second terminal must reach the simulators `make run` started.
+    from backend.cli._common import announce_upstreams, settings_from
+
+    for name in [k for k in os.environ if k.startswith("CITIZEN_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("CITIZEN_ENV", "development")
+    monkeypatch.setenv("CITIZEN_DATA_DIR", str(tmp_path))
+    args = build_parser().parse_args(["reconcile", "--date", "2026-11-21"])
+    url = "http://127.0.0.1:1/unionpay"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    announce_upstreams(settings_from(args), dead.pid, {"CITIZEN_UPSTREAM_UNIONPAY_URL": url})
+    assert settings_from(args).integrations.upstream("unionpay").url == ""  # its process is gone
+    announce_upstreams(settings_from(args), os.getpid(), {"CITIZEN_UPSTREAM_UNIONPAY_URL": url})
+    assert settings_from(args, adopt_upstreams=False).integrations.upstream("unionpay").url == ""
+    assert settings_from(args).integrations.upstream("unionpay").url == url
