@@ -26,10 +26,10 @@ import contextvars
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Required, TypedDict, TypeVar
 
 import httpx
 import msgspec
@@ -39,10 +39,21 @@ from integrations.connectors import metrics
 from integrations.connectors.auth import Auth
 from integrations.connectors.breaker import CircuitBreaker
 from integrations.connectors.cache import CachedEntry, CachePolicy, GetBatcher, ResponseCache
+from integrations.connectors.calls import Fetched, Lookup, Operation, expect_status
 from integrations.errors import CircuitOpen, NotConfigured, ServiceRefusal
 from integrations.registries import UpstreamError, UpstreamMalformed, UpstreamRejected, UpstreamUnavailable
 
-__all__ = ["Connector", "ConnectorPolicy", "Fetched", "Operation", "backoff_delay", "call_budget"]
+__all__ = [
+    "Connector",
+    "ConnectorOptions",
+    "ConnectorPolicy",
+    "Fetched",
+    "Lookup",
+    "Operation",
+    "backoff_delay",
+    "call_budget",
+    "expect_status",
+]
 
 log = logging.getLogger("citizen.integrations")
 
@@ -84,29 +95,6 @@ def backoff_delay(retry: int, base: float, cap: float, rng: random.Random | None
 
 
 @dataclass(frozen=True, slots=True)
-class Fetched(Generic[T]):
-    value: T
-    source: Literal["upstream", "cache", "stale", "fallback"]
-    age: float = 0.0  # seconds since the upstream gave this value
-    detail: str = ""  # for ``fallback``: why the upstream could not answer
-
-    @property
-    def stale(self) -> bool:
-        return self.source == "stale"
-
-
-@dataclass(frozen=True, slots=True)
-class Operation(Generic[T]):
-    """One kind of call. ``decode`` maps a non-5xx answer to ``T`` or raises (see ``Connector``)."""
-
-    name: str
-    decode: Callable[[httpx.Response], T]
-    result_type: Any  # what ``T`` is, for reading it back from the cache
-    idempotent: bool = True
-    cache: CachePolicy | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class _Outbound:
     method: str
     path: str
@@ -120,6 +108,17 @@ class _Refresh(Generic[T]):
     outbound: _Outbound
     key: str
     policy: CachePolicy
+
+
+class ConnectorOptions(TypedDict, total=False):
+    """What every connector takes besides its credential (``Connector.__init__``)."""
+
+    base_url: Required[str]
+    redis: Required[aioredis.Redis]
+    policy: ConnectorPolicy | None
+    cache_secret: bytes
+    transport: httpx.AsyncBaseTransport | None
+    batcher: GetBatcher | None
 
 
 class _Retryable(Exception):  # an internal signal between an attempt and the retry loop
@@ -166,6 +165,9 @@ class Connector:
         )
         self._rng = random.SystemRandom()
         self._refreshing: set[asyncio.Task[None]] = set()
+        self._hits: dict[str, tuple[Any, Any]] = {}
+        # (operation, cache key) -> (the entry as read, it decoded, its value): for ``fresh``.
+        self._seen: dict[tuple[str, str | None], tuple[bytes, CachedEntry, Any]] = {}
 
     async def __aenter__(self) -> Connector:
         return self
@@ -184,6 +186,56 @@ class Connector:
     async def settle(self) -> None:
         """Wait for the background refreshes started so far (tests, orderly shutdown)."""
         await asyncio.gather(*self._refreshing, return_exceptions=True)
+
+    async def get(self, lookup: Lookup[T]) -> Fetched[T]:
+        """A read: through the cache (if ``lookup.cache_key``), the breaker and the retries."""
+        return await self.fetch(
+            lookup.operation, lookup.path, method=lookup.method, body=lookup.body, cache_key=lookup.cache_key
+        )
+
+    def key_of(self, lookup: Lookup[Any]) -> str | None:
+        """The Redis key of the lookup's cache entry (None: not cached)."""
+        if lookup.cache_key is None or lookup.operation.cache is None:
+            return None
+        return self.cache.key(lookup.operation.name, lookup.cache_key)
+
+    def fresh(self, lookup: Lookup[T], raw: Any) -> Fetched[T] | None:
+        """The value of a cache entry read by the caller (``raw``: what Redis gave for
+        ``key_of(lookup)``) if it is within its time to live; None sends the caller to ``get``,
+        which deals with a stale, old or missing entry. Counted as a hit."""
+        policy = lookup.operation.cache
+        if policy is None or not isinstance(raw, bytes):
+            return None
+        key = (lookup.operation.name, lookup.cache_key)
+        seen = self._seen.get(key)
+        if seen is not None and seen[0] == raw:  # the entry read last time: decoded already
+            entry, value = seen[1], seen[2]
+        else:
+            read = self.cache.decode(raw)
+            decoded = None if read is None else self._decoded(lookup.operation, read)
+            if read is None or decoded is None:
+                return None
+            entry, value = read, decoded.value
+            if len(self._seen) >= 50_000:
+                self._seen.clear()
+            self._seen[key] = (raw, entry, value)
+        age = max(0.0, time.time() - entry.fetched_at)
+        if age >= policy.ttl:
+            return None
+        self.count_hit(lookup.operation)
+        return Fetched(value, "cache", age)
+
+    def count_hit(self, operation: Operation[Any]) -> None:
+        """A fresh cache entry answered (``fresh``, or a caller that remembers one)."""
+        hit = self._hits.get(operation.name)
+        if hit is None:  # labelled children made once: ``labels()`` costs more than the count
+            labels = (self.name, operation.name)
+            hit = self._hits[operation.name] = (
+                metrics.CACHE.labels(*labels, "hit"),
+                metrics.CALLS.labels(*labels, "cached"),
+            )
+        hit[0].inc()
+        hit[1].inc()
 
     async def fetch(
         self,
@@ -223,7 +275,7 @@ class Connector:
                 raise
             metrics.CACHE.labels(*labels, "fallback").inc()
             return Fetched(cached.value, "fallback", cached.age, str(exc))
-        await self.cache.put(key, msgspec.json.encode(value), policy)
+        await self._store(key, operation, value, policy)
         return Fetched(value, "upstream")
 
     async def _cached(self, operation: Operation[T], key: str) -> Fetched[T] | None:
@@ -232,16 +284,31 @@ class Connector:
 
     def _decoded(self, operation: Operation[T], entry: CachedEntry) -> Fetched[T] | None:
         try:
-            value: T = msgspec.json.decode(entry.body, type=operation.result_type)
-        except msgspec.MsgspecError:
-            return None  # written by an older version in another shape: a miss
+            value: T = self.from_cache(operation, entry.body)
+        except (msgspec.MsgspecError, ValueError):
+            return None  # written by an older version in another shape, or under another key: a miss
         return Fetched(value, "cache", max(0.0, time.time() - entry.fetched_at))
+
+    async def _store(self, key: str, operation: Operation[T], value: T, policy: CachePolicy) -> None:
+        body = self.to_cache(operation, value)
+        if body is not None:
+            await self.cache.put(key, body, policy)
+
+    def to_cache(self, operation: Operation[T], value: T) -> bytes | None:
+        """The cache entry's body for ``value`` (None: not cached). A connector whose answers
+        hold personal data overrides this and ``from_cache`` to encrypt it."""
+        return msgspec.json.encode(value)
+
+    def from_cache(self, operation: Operation[T], body: bytes) -> T:
+        """``to_cache`` undone; ``ValueError`` (or msgspec's) makes the entry a miss."""
+        result: T = msgspec.json.decode(body, type=operation.result_type)
+        return result
 
     def _refresh_later(self, job: _Refresh[Any]) -> None:
         async def refresh() -> None:
             try:
                 value = await self._call(job.operation, job.outbound)
-                await self.cache.put(job.key, msgspec.json.encode(value), job.policy)
+                await self._store(job.key, job.operation, value, job.policy)
             except UpstreamError as exc:  # the stale entry stays; the next caller tries again
                 log.info("background refresh failed", extra={"connector": self.name, "error": str(exc)})
             finally:
@@ -363,9 +430,3 @@ class Connector:
                 continue
             return response
         raise AssertionError("unreachable")  # pragma: no cover
-
-
-def expect_status(response: httpx.Response, *allowed: int) -> None:
-    """For ``decode`` functions: a 4xx that the contract does not allow is our fault."""
-    if response.status_code not in allowed:
-        raise UpstreamRejected(f"unexpected status {response.status_code} from {response.request.url.path}")

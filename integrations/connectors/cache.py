@@ -29,6 +29,8 @@ __all__ = ["CachePolicy", "CachedEntry", "GetBatcher", "ResponseCache"]
 
 log = logging.getLogger("citizen.integrations.cache")
 
+_KEPT = 50_000  # keys (and decoded entries) remembered per connector; then forgotten all at once
+
 
 class CachePolicy(msgspec.Struct, frozen=True, kw_only=True):
     ttl: float  # seconds fresh
@@ -91,10 +93,17 @@ class ResponseCache:
         self._secret = secret
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder = msgspec.msgpack.Decoder(CachedEntry)
+        self._keys: dict[tuple[str, str], str] = {}
 
     def key(self, operation: str, lookup: str) -> str:
-        digest = hmac.new(self._secret, f"{operation}\x00{lookup}".encode(), hashlib.sha256).hexdigest()
-        return f"citizen:cache:{self._namespace}:{operation}:{digest[:40]}"
+        found = self._keys.get((operation, lookup))
+        if found is None:  # an HMAC per tile per page adds up: the keys of recent look-ups are kept
+            digest = hmac.new(self._secret, f"{operation}\x00{lookup}".encode(), hashlib.sha256).hexdigest()
+            found = f"citizen:cache:{self._namespace}:{operation}:{digest[:40]}"
+            if len(self._keys) >= _KEPT:
+                self._keys.clear()
+            self._keys[operation, lookup] = found
+        return found
 
     async def get(self, key: str) -> CachedEntry | None:
         try:
@@ -104,6 +113,10 @@ class ResponseCache:
                 "cache read failed", extra={"cache": self._namespace, "error": exc.__class__.__name__}
             )
             return None
+        return self.decode(raw)
+
+    def decode(self, raw: Any) -> CachedEntry | None:
+        """An entry as Redis gave it (None, or not ours: no entry)."""
         if not isinstance(raw, bytes):
             return None
         try:
