@@ -59,6 +59,7 @@ log = logging.getLogger("citizen.integrations")
 
 T = TypeVar("T")
 
+UNREAD: Any = object()  # ``entry`` of ``get``/``fetch``: not read by the caller
 _RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _jitter = random.SystemRandom()
 # The caller's deadline (event loop time), if it set one with ``call_budget``.
@@ -187,10 +188,16 @@ class Connector:
         """Wait for the background refreshes started so far (tests, orderly shutdown)."""
         await asyncio.gather(*self._refreshing, return_exceptions=True)
 
-    async def get(self, lookup: Lookup[T]) -> Fetched[T]:
-        """A read: through the cache (if ``lookup.cache_key``), the breaker and the retries."""
+    async def get(self, lookup: Lookup[T], *, entry: Any = UNREAD) -> Fetched[T]:
+        """A read: through the cache (if ``lookup.cache_key``), the breaker and the retries.
+        ``entry``: what Redis just gave the caller for ``key_of(lookup)``, so it is not read again."""
         return await self.fetch(
-            lookup.operation, lookup.path, method=lookup.method, body=lookup.body, cache_key=lookup.cache_key
+            lookup.operation,
+            lookup.path,
+            method=lookup.method,
+            body=lookup.body,
+            cache_key=lookup.cache_key,
+            entry=entry,
         )
 
     def key_of(self, lookup: Lookup[Any]) -> str | None:
@@ -246,6 +253,7 @@ class Connector:
         body: Any = None,
         headers: dict[str, str] | None = None,
         cache_key: str | None = None,
+        entry: Any = UNREAD,
     ) -> Fetched[T]:
         """``headers``: e.g. an ``Idempotency-Key``, which the upstream must honour for
         an operation declared idempotent that changes something."""
@@ -255,7 +263,11 @@ class Connector:
         if policy is None or cache_key is None:
             return Fetched(await self._call(operation, outbound), "upstream")
         key = self.cache.key(operation.name, cache_key)
-        cached = await self._cached(operation, key)
+        if entry is UNREAD:
+            cached = await self._cached(operation, key)
+        else:
+            read = self.cache.decode(entry)
+            cached = None if read is None else self._decoded(operation, read)
         labels = (self.name, operation.name)
         if cached is not None and cached.age < policy.ttl + policy.stale:
             if cached.age < policy.ttl:

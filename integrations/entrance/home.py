@@ -205,7 +205,7 @@ class Entrance:
             gen = values.get(gen_key)
             async with asyncio.TaskGroup() as group:
                 loaded = None if glance is not None else group.create_task(self._load(recipient, gen))
-                slowly = [(i, group.create_task(self._fetch(plan, ctx))) for i, plan in slow]
+                slowly = [(i, group.create_task(self._fetch(plan, ctx, values))) for i, plan in slow]
             for index, task in slowly:
                 tiles[index] = task.result()
             if loaded is not None:
@@ -339,14 +339,14 @@ class Entrance:
             plan.hits, plan.value = reads, fetched.value
         return fetched
 
-    async def _fetch(self, plan: _Plan, ctx: TileContext) -> Tile:
+    async def _fetch(self, plan: _Plan, ctx: TileContext, entries: dict[str, Any]) -> Tile:
         """The long way: the connectors (stale entries, refreshes, the breaker), within budget."""
         service = plan.service
         budget = self.settings.budget_of(service.tile or "")
         try:
             async with asyncio.timeout(budget + _GRACE):
                 with call_budget(budget):
-                    fetched = await fetch_tile(plan.spec, ctx)
+                    fetched = await fetch_tile(plan.spec, ctx, entries)
         except MissingSubject as exc:
             return _tile(service, "unavailable", detail=str(exc))
         except (CircuitOpen, NotConfigured) as exc:

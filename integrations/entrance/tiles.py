@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgspec
 
 from integrations.connectors import city, medical, registries, social_security
-from integrations.connectors.base import Connector, Fetched, Lookup
+from integrations.connectors.base import UNREAD, Connector, Fetched, Lookup
 from integrations.connectors.city import Application, Licence
 from integrations.entrance.subjects import OrganisationRef
 from integrations.wiring import Connectors
@@ -90,18 +90,19 @@ def _worst(parts: Answers, value: Any) -> Fetched[Any]:
     return Fetched(value, worst.source, max(f.age for f in parts), worst.detail)
 
 
-async def fetch_tile(spec: TileSpec, ctx: TileContext) -> Fetched[Any]:
-    """The tile through its connectors (cache, breaker, retries), its reads concurrently."""
-    first = await _gather(spec.reads(ctx))
-    second = await _gather(spec.then(ctx, first)) if spec.then is not None else ()
+async def fetch_tile(spec: TileSpec, ctx: TileContext, entries: Mapping[str, Any]) -> Fetched[Any]:
+    """The tile through its connectors (cache, breaker, retries), its reads concurrently.
+    ``entries``: cache entries the caller has just read, by key (not read again)."""
+    first = await _gather(spec.reads(ctx), entries)
+    second = await _gather(spec.then(ctx, first), entries) if spec.then is not None else ()
     return spec.build(ctx, first, second)
 
 
-async def _gather(reads: tuple[Read, ...]) -> list[Fetched[Any]]:
-    if len(reads) == 1:
-        connector, lookup = reads[0]
-        return [await connector.get(lookup)]
-    return list(await asyncio.gather(*(connector.get(lookup) for connector, lookup in reads)))
+async def _gather(reads: tuple[Read, ...], entries: Mapping[str, Any]) -> list[Fetched[Any]]:
+    calls = [c.get(lookup, entry=entries.get(c.key_of(lookup) or "", UNREAD)) for c, lookup in reads]
+    if len(calls) == 1:
+        return [await calls[0]]
+    return list(await asyncio.gather(*calls))
 
 
 # --- person tiles -------------------------------------------------------------------------------
