@@ -103,10 +103,14 @@ class _Plan:
     # What the last build from the cache read (as Redis gave it), and gave: the same bytes give
     # the same tile, so it is not decoded nor built again (while every part is within its ttl).
     seen: tuple[Any, ...] | None = None
-    born: tuple[float, ...] = ()  # when each part was fetched from the upstream (Unix time)
-    ttls: tuple[float, ...] = ()
+    oldest: float = 0.0  # when its oldest part was fetched from the upstream (Unix time)
+    expires: float = 0.0  # when its first part goes past its time to live (Unix time)
     hits: tuple[Read, ...] = ()
     value: Any = None
+
+    @property
+    def all_keys(self) -> tuple[str, ...]:
+        return tuple(k for k in (*self.keys, *self.followups) if k is not None)
 
 
 @dataclass(slots=True, eq=False)
@@ -168,6 +172,7 @@ class Entrance:
         self._allowed: dict[Any, list[Service]] = {}
         self._allowed_from: tuple[Service, ...] = ()
         self._layouts: dict[Any, _Layout] = {}
+        self._counted = 0.0  # when cache hits were last added to the metrics
 
     async def home(self, principal: Principal, stop_id: str | None = None) -> Home:
         audience: Audience = "organisation" if principal.acting_for is not None else "person"
@@ -188,6 +193,10 @@ class Entrance:
         tiles = list(layout.ready)
         slow: list[tuple[int, _Plan]] = []
         now = time.time()
+        if now - self._counted >= 1.0:  # the cache hits counted since, into the metrics
+            self._counted = now
+            for connector in layout.ctx.connectors.all:
+                connector.flush_hits()
         for index, plan in enumerate(layout.plans):
             if plan is None:
                 continue
@@ -306,14 +315,11 @@ class Entrance:
         self, plan: _Plan, layout: _Layout, values: dict[str, Any], now: float
     ) -> Fetched[Any] | None:
         """The tile from fresh cache entries only (None: one of them is not fresh, or not read)."""
-        if plan.seen is not None:
-            raw = tuple(values.get(k) for k in (*plan.keys, *plan.followups) if k is not None)
-            if raw == plan.seen:
-                age = max(now - born for born in plan.born)
-                if all(now - born < ttl for born, ttl in zip(plan.born, plan.ttls, strict=True)):
-                    for connector, lookup in plan.hits:
-                        connector.count_hit(lookup.operation)
-                    return Fetched(plan.value, "cache", age)
+        seen = plan.seen
+        if seen is not None and now < plan.expires and tuple(map(values.get, plan.all_keys)) == seen:
+            for connector, lookup in plan.hits:
+                connector.count_hit(lookup.operation)
+            return Fetched(plan.value, "cache", now - plan.oldest)
         first = _fresh(plan.reads, plan.keys, values)
         if first is None:
             return None
@@ -333,9 +339,12 @@ class Entrance:
             parts += found
         fetched = plan.spec.build(layout.ctx, first, second)
         if plan.spec.timeless:
-            plan.seen = tuple(values.get(k) for k in (*plan.keys, *plan.followups) if k is not None)
-            plan.born = tuple(now - part.age for part in parts)
-            plan.ttls = tuple(r[1].operation.cache.ttl if r[1].operation.cache else 0.0 for r in reads)
+            plan.seen = tuple(map(values.get, plan.all_keys))
+            plan.oldest = now - max(part.age for part in parts)
+            plan.expires = min(
+                now - part.age + (lookup.operation.cache.ttl if lookup.operation.cache else 0.0)
+                for part, (_, lookup) in zip(parts, reads, strict=True)
+            )
             plan.hits, plan.value = reads, fetched.value
         return fetched
 
