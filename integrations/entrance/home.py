@@ -54,6 +54,7 @@ from integrations.entrance.tiles import (
 )
 from integrations.errors import CircuitOpen, NotConfigured
 from integrations.messages.routes import recipient_of
+from integrations.messages.store import Recipient
 from integrations.registries import UpstreamError
 from integrations.settings import EntranceSettings
 from integrations.wiring import Connectors
@@ -380,6 +381,11 @@ class Entrance:
         if card is None:
             return _tile(service, "degraded", detail="the card could not be read just now")
         return _tile(service, "ok", data=card, age=0.0)
+
+    async def changed(self, recipient: Recipient) -> None:
+        """Something of the recipient's home summary changed and is committed: counted again
+        on their next page (the NOTIFY trigger says the same a moment later)."""
+        await self._glances.invalidate(f"{recipient.kind}:{recipient.id}")
 
     def _spawn(self, work: Awaitable[None]) -> None:
         async def run() -> None:

@@ -2,7 +2,8 @@
 
 ``EntranceRuntime(resources, connectors=..., identity=...)``: the two callables give the other
 domains' services once their lifespans have run (integrations' connectors, identity's services).
-Named dependency ``entrance``; routes ``/api/v1/home``, ``/api/v1/services``, ``/api/v1/messages``.
+Named dependency ``entrance``; routes ``/api/v1/home``, ``/api/v1/services``, ``/api/v1/messages``,
+``/api/v1/health`` (hospital slots and booking).
 The lifespan also listens for ``NOTIFY citizen_home`` (``integrations.entrance.glance``).
 """
 
@@ -20,6 +21,7 @@ from identity.auth import Principal
 from integrations._db import Pool
 from integrations.catalogue.store import Catalogue
 from integrations.connectors.city import Application
+from integrations.entrance.appointments import AppointmentsController
 from integrations.entrance.glance import Glances, HomeInvalidations
 from integrations.entrance.home import Entrance
 from integrations.entrance.routes import HomeController, ServicesController
@@ -97,4 +99,4 @@ class EntranceRuntime:
         return {"entrance": Provide(lambda: self.entrance, sync_to_thread=False)}
 
     def route_handlers(self) -> list[ControllerRouterHandler]:
-        return [HomeController, ServicesController, MessagesController]
+        return [HomeController, ServicesController, MessagesController, AppointmentsController]

@@ -56,7 +56,9 @@ async def connect(
     """``connect("enterprise", budget=0.2, ...)``: a connector to that simulator, closed after the test."""
     opened: list[Connector] = []
 
-    def make(name: str, *, credential: str | None = None, **policy: Any) -> Any:
+    def make(
+        name: str, *, credential: str | None = None, pii_key: bytes | None = pii_key, **policy: Any
+    ) -> Any:
         secret = credential if credential is not None else dev_credential(simulator_key, name)
         common: dict[str, Any] = {
             "base_url": upstreams.urls[name],
