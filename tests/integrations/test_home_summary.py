@@ -1,6 +1,7 @@
 """The home's card summary and unread count kept in Redis (invalidated by NOTIFY citizen_home,
-PostgreSQL when missing), and hospital booking with the card's health application feeding the
-inbox. Redis is read to see what the app keeps there; events, not clocks, are waited for."""
+PostgreSQL when missing); the inbox fed by hospital booking with the card's health application
+and by the application-status poll. Redis is read to see what the app keeps there; events, not
+clocks, are waited for."""
 
 from __future__ import annotations
 
@@ -9,11 +10,16 @@ import uuid
 from typing import Any
 
 import asyncpg
+import httpx
 import redis.asyncio as aioredis
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from backend.keyring import Keyring
+from backend.settings import Settings
 from integrations.messages import Recipient, notify
+from integrations.messages.poll import poll_once
+from integrations.simulators.control import SimulatorControl
 from integrations.simulators.seed import PEOPLE
 from tests.integrations.citizens import Citizens, bearer, tiles
 
@@ -140,3 +146,39 @@ async def test_booking_needs_an_active_health_application_and_a_free_slot(
     assert taken.json()["type"].endswith("/appointment-slot-taken")
     unknown = await entrance_client.get("/api/v1/health/departments/NOPE/slots", headers=bearer(li["token"]))
     assert unknown.status_code == 404
+
+
+async def test_the_poll_command_tells_the_inbox_of_a_changed_application(
+    citizens: Citizens,
+    upstreams: SimulatorControl,
+    entrance_settings: Settings,
+    keyring: Keyring,
+    database_url: str,
+    redis_client: aioredis.Redis,
+) -> None:
+    """``citizen messages poll``'s pass (``poll_once``), after the home first saw the applications."""
+    session = await citizens.verified(ZHANG)
+    page = await citizens.home(session["token"])  # the first sight: recorded, no message
+    assert page["unread_messages"] == 0
+    app: Any = citizens.client.app
+    await app.dependencies["entrance"].dependency().settle()
+    async with httpx.AsyncClient() as http:
+        changed = await http.post(
+            f"{upstreams.urls['gov_services']}/v1/_status",
+            json={"application_id": "GS-2026-000101", "status": "completed"},
+        )
+        assert changed.status_code == 200
+    owner = f"person:{session['account_id']}"
+    gen = int(await redis_client.get(f"citizen:home:gen:{owner}") or 0)
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    try:
+        lines = await poll_once(pool, redis_client, entrance_settings, keyring)
+    finally:
+        await pool.close()
+    assert lines == ["polled 1 people: 1 status changes notified, 0 upstream failures"]
+    await _bumped(redis_client, owner, gen)
+    page = await citizens.home(session["token"])
+    assert page["unread_messages"] == 1
+    inbox = (await citizens.client.get("/api/v1/messages", headers=bearer(session["token"]))).json()
+    assert [m["kind"] for m in inbox["messages"]] == ["gov.application_status_changed"]
+    assert inbox["messages"][0]["data"]["to"] == "completed"
