@@ -21,15 +21,13 @@ Each connector has its own HTTP connection pool (a bulkhead: ``policy.max_connec
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import logging
 import random
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Generic, Required, TypedDict, TypeVar
+from typing import Any, Generic, TypeVar
 
 import httpx
 import msgspec
@@ -40,6 +38,13 @@ from integrations.connectors.auth import Auth
 from integrations.connectors.breaker import CircuitBreaker
 from integrations.connectors.cache import CachedEntry, CachePolicy, GetBatcher, ResponseCache
 from integrations.connectors.calls import Fetched, Lookup, Operation, expect_status
+from integrations.connectors.policy import (
+    ConnectorOptions,
+    ConnectorPolicy,
+    backoff_delay,
+    call_budget,
+)
+from integrations.connectors.policy import deadline as caller_deadline
 from integrations.errors import CircuitOpen, NotConfigured, ServiceRefusal
 from integrations.registries import UpstreamError, UpstreamMalformed, UpstreamRejected, UpstreamUnavailable
 
@@ -61,38 +66,6 @@ T = TypeVar("T")
 
 UNREAD: Any = object()  # ``entry`` of ``get``/``fetch``: not read by the caller
 _RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-_jitter = random.SystemRandom()
-# The caller's deadline (event loop time), if it set one with ``call_budget``.
-_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("connector_deadline", default=None)
-
-
-@contextlib.contextmanager
-def call_budget(seconds: float) -> Iterator[None]:
-    """Connector calls made inside (tasks started inside too) end within ``seconds`` from now,
-    or sooner if an enclosing budget ends first; a call cut short counts as a failure."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    outer = _deadline.get()
-    token = _deadline.set(deadline if outer is None else min(outer, deadline))
-    try:
-        yield
-    finally:
-        _deadline.reset(token)
-
-
-class ConnectorPolicy(msgspec.Struct, frozen=True, kw_only=True):
-    budget: float = 1.0  # seconds for the whole call, retries and token included
-    attempts: int = 3  # for idempotent operations; others get exactly one
-    backoff_base: float = 0.05  # seconds; the n-th retry waits U(0, min(cap, base * 2**n))
-    backoff_cap: float = 1.0
-    breaker_threshold: int = 5
-    breaker_window: float = 30.0
-    breaker_cooldown: float = 15.0
-    max_connections: int = 20
-
-
-def backoff_delay(retry: int, base: float, cap: float, rng: random.Random | None = None) -> float:
-    """Exponential backoff with full jitter (AWS architecture blog, "Exponential Backoff And Jitter")."""
-    return (rng or _jitter).uniform(0.0, min(cap, base * (2**retry)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,17 +82,6 @@ class _Refresh(Generic[T]):
     outbound: _Outbound
     key: str
     policy: CachePolicy
-
-
-class ConnectorOptions(TypedDict, total=False):
-    """What every connector takes besides its credential (``Connector.__init__``)."""
-
-    base_url: Required[str]
-    redis: Required[aioredis.Redis]
-    policy: ConnectorPolicy | None
-    cache_secret: bytes
-    transport: httpx.AsyncBaseTransport | None
-    batcher: GetBatcher | None
 
 
 class _Retryable(Exception):  # an internal signal between an attempt and the retry loop
@@ -166,7 +128,7 @@ class Connector:
         )
         self._rng = random.SystemRandom()
         self._refreshing: set[asyncio.Task[None]] = set()
-        self._pending_hits: dict[str, int] = {}  # by operation, not yet in the metrics
+        self.hits = metrics.HitTally(name)  # fresh cache entries read by callers (``fresh``)
         # (operation, cache key) -> (the entry as read, it decoded, its value): for ``fresh``.
         self._seen: dict[tuple[str, str | None], tuple[bytes, CachedEntry, Any]] = {}
 
@@ -179,7 +141,7 @@ class Connector:
         await self.aclose()
 
     async def aclose(self) -> None:
-        self.flush_hits()
+        self.hits.flush()
         for task in self._refreshing:
             task.cancel()
         await asyncio.gather(*self._refreshing, return_exceptions=True)
@@ -230,21 +192,8 @@ class Connector:
         age = max(0.0, time.time() - entry.fetched_at)
         if age >= policy.ttl:
             return None
-        self.count_hit(lookup.operation)
+        self.hits.add(lookup.operation.name)
         return Fetched(value, "cache", age)
-
-    def count_hit(self, operation: Operation[Any]) -> None:
-        """A fresh cache entry answered (``fresh``, or a caller that remembers one). Counted
-        here, and added to the metrics by ``flush_hits``: a Prometheus ``inc`` takes a lock,
-        which the home would otherwise take twice per tile per page."""
-        self._pending_hits[operation.name] = self._pending_hits.get(operation.name, 0) + 1
-
-    def flush_hits(self) -> None:
-        pending, self._pending_hits = self._pending_hits, {}
-        for name, count in pending.items():
-            labels = (self.name, name)
-            metrics.CACHE.labels(*labels, "hit").inc(count)
-            metrics.CALLS.labels(*labels, "cached").inc(count)
 
     async def fetch(
         self,
@@ -341,9 +290,9 @@ class Connector:
             metrics.CALLS.labels(*labels, "unavailable").inc()
             raise NotConfigured(f"{self.name}: no upstream URL is configured")
         budget = self.policy.budget
-        deadline = _deadline.get()
-        if deadline is not None:
-            budget = min(budget, deadline - asyncio.get_running_loop().time())
+        ends = caller_deadline()
+        if ends is not None:
+            budget = min(budget, ends - asyncio.get_running_loop().time())
         if budget <= 0:  # nothing left of the caller's budget: no call, and not the upstream's fault
             metrics.CALLS.labels(*labels, "unavailable").inc()
             raise UpstreamUnavailable(f"{self.name}: the caller's time budget is spent")

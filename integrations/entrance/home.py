@@ -28,8 +28,8 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import msgspec
@@ -39,17 +39,14 @@ import redis.exceptions
 from identity.auth import Principal
 from identity.errors import Forbidden
 from integrations.catalogue.store import Audience, Catalogue, Service
-from integrations.connectors.base import Fetched, call_budget
+from integrations.connectors.base import call_budget
 from integrations.connectors.city import Application
 from integrations.entrance.glance import CardTile, Glances
+from integrations.entrance.layout import Layout, Plan, Tile, from_cache, plan_tile, shown, tile_of
 from integrations.entrance.subjects import OrganisationRef, Subjects
 from integrations.entrance.tiles import (
-    SOURCES,
     MissingSubject,
-    Read,
     TileContext,
-    TileSpec,
-    TileStatus,
     fetch_tile,
 )
 from integrations.errors import CircuitOpen, NotConfigured
@@ -64,19 +61,7 @@ __all__ = ["CardTile", "Entrance", "Home", "Tile"]
 log = logging.getLogger("citizen.integrations.entrance")
 
 _GRACE = 0.02  # beyond a tile's budget, for our own Redis/PostgreSQL reads around the call
-_STATUS: dict[str, TileStatus] = {"upstream": "ok", "cache": "ok", "stale": "stale", "fallback": "degraded"}
 _LAYOUTS = 50_000  # layouts remembered (one per subject and stop); then forgotten all at once
-
-
-class Tile(msgspec.Struct, frozen=True, kw_only=True):
-    id: str  # the tile, e.g. "social_security"
-    service_id: str  # its service in the catalogue
-    title_zh: str
-    title_en: str
-    status: TileStatus
-    data: Any = None
-    age: float | None = None  # seconds since ``data`` was fresh at its source
-    detail: str | None = None  # why it is not ``ok``
 
 
 class Home(msgspec.Struct, frozen=True, kw_only=True):
@@ -89,65 +74,6 @@ class Home(msgspec.Struct, frozen=True, kw_only=True):
 
 
 ApplicationsSeen = Callable[[Principal, tuple[Application, ...]], Awaitable[None]]
-
-
-@dataclass(slots=True, eq=False)
-class _Plan:
-    """One tile of a layout: its spec, its first-stage reads with their cache keys, the keys of
-    its second stage seen last time, and the last tile built from cache entries."""
-
-    service: Service
-    spec: TileSpec
-    reads: tuple[Read, ...]
-    keys: tuple[str | None, ...]
-    followups: tuple[str | None, ...] = ()
-    # What the last build from the cache read (as Redis gave it), and gave: the same bytes give
-    # the same tile, so it is not decoded nor built again (while every part is within its ttl).
-    seen: tuple[Any, ...] | None = None
-    oldest: float = 0.0  # when its oldest part was fetched from the upstream (Unix time)
-    expires: float = 0.0  # when its first part goes past its time to live (Unix time)
-    hits: tuple[Read, ...] = ()
-    value: Any = None
-
-    @property
-    def all_keys(self) -> tuple[str, ...]:
-        return tuple(k for k in (*self.keys, *self.followups) if k is not None)
-
-
-@dataclass(slots=True, eq=False)
-class _Layout:
-    """The page of one kind of caller (tiles open to them, their subject, the stop): the same
-    for all their requests, so it is planned once."""
-
-    ctx: TileContext
-    plans: list[_Plan | None]  # None: the tile is in ``ready`` (the card's is made per request)
-    ready: list[Tile | None]
-    keys: list[str] = field(default_factory=list)  # every cache key of its tiles
-
-    def rekey(self) -> None:
-        self.keys = [k for p in self.plans if p is not None for k in (*p.keys, *p.followups) if k is not None]
-
-
-def _tile(service: Service, status: TileStatus, **fields: Any) -> Tile:
-    assert service.tile is not None
-    return Tile(
-        id=service.tile,
-        service_id=service.id,
-        title_zh=service.name_zh,
-        title_en=service.name_en,
-        status=status,
-        **fields,
-    )
-
-
-def _shown(service: Service, fetched: Fetched[Any]) -> Tile:
-    return _tile(
-        service,
-        _STATUS[fetched.source],
-        data=fetched.value,
-        age=round(fetched.age, 3),
-        detail=fetched.detail or None,
-    )
 
 
 class Entrance:
@@ -172,7 +98,7 @@ class Entrance:
         self._background: set[asyncio.Task[None]] = set()
         self._allowed: dict[Any, list[Service]] = {}
         self._allowed_from: tuple[Service, ...] = ()
-        self._layouts: dict[Any, _Layout] = {}
+        self._layouts: dict[Any, Layout] = {}
         self._counted = 0.0  # when cache hits were last added to the metrics
 
     async def home(self, principal: Principal, stop_id: str | None = None) -> Home:
@@ -192,20 +118,20 @@ class Entrance:
         values = await self._read([glance_key, gen_key, *layout.keys])
         glance = self._glances.current(values.get(glance_key), values.get(gen_key))
         tiles = list(layout.ready)
-        slow: list[tuple[int, _Plan]] = []
+        slow: list[tuple[int, Plan]] = []
         now = time.time()
         if now - self._counted >= 1.0:  # the cache hits counted since, into the metrics
             self._counted = now
             for connector in layout.ctx.connectors.all:
-                connector.flush_hits()
+                connector.hits.flush()
         for index, plan in enumerate(layout.plans):
             if plan is None:
                 continue
-            fetched = self._from_cache(plan, layout, values, now)
+            fetched = from_cache(plan, layout, values, now)
             if fetched is None:
                 slow.append((index, plan))
             else:
-                tiles[index] = _shown(plan.service, fetched)
+                tiles[index] = shown(plan.service, fetched)
         unread: int | None = None
         card: CardTile | None = None
         if glance is not None:
@@ -266,7 +192,7 @@ class Entrance:
         id_number: str | None,
         organisation: OrganisationRef | None,
         stop_id: str | None,
-    ) -> _Layout:
+    ) -> Layout:
         stop = stop_id or self.settings.default_bus_stop
         key = (principal.loa, principal.org_roles, id_number, organisation, stop)
         layout = self._layouts.get(key)
@@ -275,33 +201,18 @@ class Entrance:
         ctx = TileContext(
             connectors=self._connectors(), id_number=id_number, organisation=organisation, stop_id=stop
         )
-        plans: list[_Plan | None] = []
+        plans: list[Plan | None] = []
         ready: list[Tile | None] = []
         for service in allowed:
-            plan, tile = self._plan(service, ctx)
+            plan, tile = plan_tile(service, ctx)
             plans.append(plan)
             ready.append(tile)
-        layout = _Layout(ctx, plans, ready)
+        layout = Layout(ctx, plans, ready)
         layout.rekey()
         if len(self._layouts) >= _LAYOUTS:
             self._layouts.clear()
         self._layouts[key] = layout
         return layout
-
-    def _plan(self, service: Service, ctx: TileContext) -> tuple[_Plan | None, Tile | None]:
-        """(the tile's reads, or None with the tile it already is: unavailable; None for the card)."""
-        name = service.tile
-        if name == "card":
-            return None, None
-        spec = SOURCES.get(name or "")
-        if spec is None:
-            detail = f"no source for the tile {name!r} in this version"
-            return None, _tile(service, "unavailable", detail=detail)
-        try:
-            reads = spec.reads(ctx)
-        except MissingSubject as exc:
-            return None, _tile(service, "unavailable", detail=str(exc))
-        return _Plan(service, spec, reads, tuple(c.key_of(lookup) for c, lookup in reads)), None
 
     async def _read(self, keys: list[str]) -> dict[str, Any]:
         """Every key in one ``MGET``; Redis failing is a miss of everything (the long way)."""
@@ -312,44 +223,7 @@ class Entrance:
             return {}
         return dict(zip(keys, found, strict=True))
 
-    def _from_cache(
-        self, plan: _Plan, layout: _Layout, values: dict[str, Any], now: float
-    ) -> Fetched[Any] | None:
-        """The tile from fresh cache entries only (None: one of them is not fresh, or not read)."""
-        seen = plan.seen
-        if seen is not None and now < plan.expires and tuple(map(values.get, plan.all_keys)) == seen:
-            for connector, lookup in plan.hits:
-                connector.count_hit(lookup.operation)
-            return Fetched(plan.value, "cache", now - plan.oldest)
-        first = _fresh(plan.reads, plan.keys, values)
-        if first is None:
-            return None
-        parts = list(first)
-        reads = plan.reads
-        second: Sequence[Fetched[Any]] = ()
-        if plan.spec.then is not None:
-            more = plan.spec.then(layout.ctx, first)
-            keys = tuple(c.key_of(lookup) for c, lookup in more)
-            if plan.followups != keys:
-                plan.followups = keys  # read with the first stage from now on
-                layout.rekey()
-            found = _fresh(more, keys, values)
-            if found is None:
-                return None
-            second, reads = found, (*reads, *more)
-            parts += found
-        fetched = plan.spec.build(layout.ctx, first, second)
-        if plan.spec.timeless:
-            plan.seen = tuple(map(values.get, plan.all_keys))
-            plan.oldest = now - max(part.age for part in parts)
-            plan.expires = min(
-                now - part.age + (lookup.operation.cache.ttl if lookup.operation.cache else 0.0)
-                for part, (_, lookup) in zip(parts, reads, strict=True)
-            )
-            plan.hits, plan.value = reads, fetched.value
-        return fetched
-
-    async def _fetch(self, plan: _Plan, ctx: TileContext, entries: dict[str, Any]) -> Tile:
+    async def _fetch(self, plan: Plan, ctx: TileContext, entries: dict[str, Any]) -> Tile:
         """The long way: the connectors (stale entries, refreshes, the breaker), within budget."""
         service = plan.service
         budget = self.settings.budget_of(service.tile or "")
@@ -358,15 +232,15 @@ class Entrance:
                 with call_budget(budget):
                     fetched = await fetch_tile(plan.spec, ctx, entries)
         except MissingSubject as exc:
-            return _tile(service, "unavailable", detail=str(exc))
+            return tile_of(service, "unavailable", detail=str(exc))
         except (CircuitOpen, NotConfigured) as exc:
-            return _tile(service, "unavailable", detail=str(exc))
+            return tile_of(service, "unavailable", detail=str(exc))
         except (UpstreamError, TimeoutError) as exc:
-            return _tile(service, "degraded", detail=str(exc) or f"no answer within {budget:g} s")
+            return tile_of(service, "degraded", detail=str(exc) or f"no answer within {budget:g} s")
         except Exception as exc:  # a bug or our own store failing: this tile only
             log.exception("home tile failed", extra={"tile": service.tile})
-            return _tile(service, "degraded", detail=f"internal error ({exc.__class__.__name__})")
-        return _shown(service, fetched)
+            return tile_of(service, "degraded", detail=f"internal error ({exc.__class__.__name__})")
+        return shown(service, fetched)
 
     async def _load(self, recipient: Any, raw_gen: Any) -> tuple[int | None, CardTile | None]:
         try:
@@ -379,8 +253,8 @@ class Entrance:
     @staticmethod
     def _card_tile(service: Service, card: CardTile | None) -> Tile:
         if card is None:
-            return _tile(service, "degraded", detail="the card could not be read just now")
-        return _tile(service, "ok", data=card, age=0.0)
+            return tile_of(service, "degraded", detail="the card could not be read just now")
+        return tile_of(service, "ok", data=card, age=0.0)
 
     async def changed(self, recipient: Recipient) -> None:
         """Something of the recipient's home summary changed and is committed: counted again
@@ -401,17 +275,3 @@ class Entrance:
     async def settle(self) -> None:
         """Wait for the background work started so far (tests, shutdown)."""
         await asyncio.gather(*self._background, return_exceptions=True)
-
-
-def _fresh(
-    reads: tuple[Read, ...], keys: tuple[str | None, ...], values: dict[str, Any]
-) -> list[Fetched[Any]] | None:
-    found: list[Fetched[Any]] = []
-    for (connector, lookup), key in zip(reads, keys, strict=True):
-        if key is None or key not in values:
-            return None
-        fetched = connector.fresh(lookup, values[key])
-        if fetched is None:
-            return None
-        found.append(fetched)
-    return found
