@@ -5,8 +5,7 @@ transition is atomic and uses Redis's clock (``TIME``), the same for every proce
 
 - closed: calls pass; each failure is counted in a window of ``window`` seconds; ``threshold``
   failures within one window open the breaker;
-- open: calls are refused without touching the upstream until ``cooldown`` has passed (each
-  process that saw it open refuses on its own until then, without asking Redis again);
+- open: calls are refused without touching the upstream until ``cooldown`` has passed;
 - half-open: exactly one call (the probe) is let through; its success closes the breaker, its
   failure opens it again for another ``cooldown``. A probe that never reports (its process died)
   frees the slot after ``probe_timeout``.
@@ -19,7 +18,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import time
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -83,11 +81,7 @@ elseif op == 'failure' then
   end
 end
 redis.call('PEXPIRE', key, 86400000)
-local remaining = 0
-if state == 'open' then
-  remaining = math.max(0, tonumber(redis.call('HGET', key, 'open_until') or '0') - now)
-end
-return {state, result, remaining}
+return {state, result}
 """
 
 
@@ -116,11 +110,8 @@ class CircuitBreaker:
         self._args = (threshold, int(window * 1000), int(cooldown * 1000), int(probe_timeout * 1000))
         self._script = client.register_script(_SCRIPT)
         self._gauge = metrics.BREAKER_STATE.labels(name)
-        self._open_until = 0.0  # time.monotonic() before which the breaker is known to be open
 
     async def _run(self, op: str) -> tuple[BreakerState, str]:
-        if op == "acquire" and time.monotonic() < self._open_until:
-            return BreakerState.OPEN, "refuse"  # known open for a while yet: no need to ask
         try:
             raw: Any = await self._script(keys=[self.key], args=[op, *self._args])
         except (redis.exceptions.RedisError, OSError) as exc:
@@ -131,9 +122,6 @@ class CircuitBreaker:
             return BreakerState.CLOSED, "pass"
         state = BreakerState(_text(raw[0]))
         self._gauge.set(_GAUGE[state])
-        # Open until a time every process sees alike: nothing changes that before it (only an
-        # acquire after it lets a probe through), so until then this process refuses on its own.
-        self._open_until = time.monotonic() + int(raw[2]) / 1000 if state is BreakerState.OPEN else 0.0
         return state, _text(raw[1])
 
     async def acquire(self) -> str | None:
