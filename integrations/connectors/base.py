@@ -64,6 +64,7 @@ log = logging.getLogger("citizen.integrations")
 
 T = TypeVar("T")
 
+_SEEN = 1_024  # decoded cache entries remembered for ``fresh``
 UNREAD: Any = object()  # ``entry`` of ``get``/``fetch``: not read by the caller
 _RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -186,8 +187,8 @@ class Connector:
             if read is None or decoded is None:
                 return None
             entry, value = read, decoded.value
-            if len(self._seen) >= 50_000:
-                self._seen.clear()
+            if len(self._seen) >= _SEEN:  # the oldest read first out: bounded memory
+                del self._seen[next(iter(self._seen))]
             self._seen[key] = (raw, entry, value)
         age = max(0.0, time.time() - entry.fetched_at)
         if age >= policy.ttl:

@@ -29,7 +29,7 @@ __all__ = ["CachePolicy", "CachedEntry", "GetBatcher", "ResponseCache"]
 
 log = logging.getLogger("citizen.integrations.cache")
 
-_KEPT = 50_000  # keys (and decoded entries) remembered per connector; then forgotten all at once
+_KEPT = 50_000  # keys of recent look-ups remembered per connector (~150 bytes each); then all forgotten
 
 
 class CachePolicy(msgspec.Struct, frozen=True, kw_only=True):

@@ -61,7 +61,9 @@ __all__ = ["CardTile", "Entrance", "Home", "Tile"]
 log = logging.getLogger("citizen.integrations.entrance")
 
 _GRACE = 0.02  # beyond a tile's budget, for our own Redis/PostgreSQL reads around the call
-_LAYOUTS = 50_000  # layouts remembered (one per subject and stop); then forgotten all at once
+# Layouts remembered (one per subject and stop, each holding its tiles' last cache bytes, a few
+# kB): the oldest made is forgotten first. Beyond them a page is planned and built again.
+_LAYOUTS = 4_096
 
 
 class Home(msgspec.Struct, frozen=True, kw_only=True):
@@ -210,7 +212,7 @@ class Entrance:
         layout = Layout(ctx, plans, ready)
         layout.rekey()
         if len(self._layouts) >= _LAYOUTS:
-            self._layouts.clear()
+            del self._layouts[next(iter(self._layouts))]
         self._layouts[key] = layout
         return layout
 
