@@ -39,6 +39,7 @@ import redis.exceptions
 from identity.auth import Principal
 from identity.errors import Forbidden
 from integrations.catalogue.store import Audience, Catalogue, Service
+from integrations.connectors import metrics
 from integrations.connectors.base import call_budget
 from integrations.connectors.city import Application
 from integrations.entrance.glance import CardTile, Glances
@@ -61,6 +62,7 @@ __all__ = ["CardTile", "Entrance", "Home", "Tile"]
 log = logging.getLogger("citizen.integrations.entrance")
 
 _GRACE = 0.02  # beyond a tile's budget, for our own Redis/PostgreSQL reads around the call
+_SKEW_MS = 50  # an open breaker closer than this to its end is left to the breaker itself
 # Layouts remembered (one per subject and stop, each holding its tiles' last cache bytes, a few
 # kB): the oldest made is forgotten first. Beyond them a page is planned and built again.
 _LAYOUTS = 4_096
@@ -117,7 +119,9 @@ class Entrance:
         )
         recipient = recipient_of(principal)
         glance_key, gen_key = self._glances.keys(recipient)
-        values = await self._read([glance_key, gen_key, *layout.keys])
+        # Tiles that failed last time: their breakers' state is read in the same round trip.
+        suspects = [p for p in layout.plans if p is not None and p.suspect]
+        values, breakers = await self._read([glance_key, gen_key, *layout.keys], suspects)
         glance = self._glances.current(values.get(glance_key), values.get(gen_key))
         tiles = list(layout.ready)
         slow: list[tuple[int, Plan]] = []
@@ -130,10 +134,13 @@ class Entrance:
             if plan is None:
                 continue
             fetched = from_cache(plan, layout, values, now)
-            if fetched is None:
-                slow.append((index, plan))
-            else:
+            if fetched is not None:
+                plan.suspect = False
                 tiles[index] = shown(plan.service, fetched)
+            elif (refused := _refused(plan, values, breakers, now)) is not None:
+                tiles[index] = refused
+            else:
+                slow.append((index, plan))
         unread: int | None = None
         card: CardTile | None = None
         if glance is not None:
@@ -144,8 +151,9 @@ class Entrance:
             async with asyncio.TaskGroup() as group:
                 loaded = None if glance is not None else group.create_task(self._load(recipient, gen))
                 slowly = [(i, group.create_task(self._fetch(plan, ctx, values))) for i, plan in slow]
-            for index, task in slowly:
-                tiles[index] = task.result()
+            for (index, plan), (_, task) in zip(slow, slowly, strict=True):
+                tiles[index] = done = task.result()
+                plan.suspect = done.status in {"degraded", "unavailable"}
             if loaded is not None:
                 unread, card = loaded.result()
         return Home(
@@ -216,14 +224,24 @@ class Entrance:
         self._layouts[key] = layout
         return layout
 
-    async def _read(self, keys: list[str]) -> dict[str, Any]:
-        """Every key in one ``MGET``; Redis failing is a miss of everything (the long way)."""
+    async def _read(
+        self, keys: list[str], suspects: list[Plan]
+    ) -> tuple[dict[str, Any], dict[str, tuple[Any, Any]]]:
+        """Every key in one ``MGET`` (with the suspects' breakers: one pipeline, one round trip);
+        Redis failing is a miss of everything (the long way)."""
+        breakers = list({c.breaker.key: None for p in suspects for c, _ in p.reads})
         try:
-            found = await self._redis.mget(keys)
+            if not breakers:
+                return dict(zip(keys, await self._redis.mget(keys), strict=True)), {}
+            async with self._redis.pipeline(transaction=False) as pipe:
+                _ = pipe.mget(keys)  # queued, not awaited
+                for key in breakers:
+                    _ = pipe.hmget(key, ["state", "open_until"])
+                found, *states = await pipe.execute()
         except (redis.exceptions.RedisError, OSError) as exc:
             log.warning("home cache read failed", extra={"error": exc.__class__.__name__})
-            return {}
-        return dict(zip(keys, found, strict=True))
+            return {}, {}
+        return dict(zip(keys, found, strict=True)), dict(zip(breakers, map(tuple, states), strict=True))
 
     async def _fetch(self, plan: Plan, ctx: TileContext, entries: dict[str, Any]) -> Tile:
         """The long way: the connectors (stale entries, refreshes, the breaker), within budget."""
@@ -277,3 +295,19 @@ class Entrance:
     async def settle(self) -> None:
         """Wait for the background work started so far (tests, shutdown)."""
         await asyncio.gather(*self._background, return_exceptions=True)
+
+
+def _refused(
+    plan: Plan, values: dict[str, Any], breakers: dict[str, tuple[Any, Any]], now: float
+) -> Tile | None:
+    """The tile "unavailable" when its upstream's breaker is open (as Redis says, read with the
+    page) and there is nothing cached to show: what the connector would answer, without a call."""
+    if not plan.suspect or any(values.get(k or "") is not None for k in plan.keys):
+        return None  # a stale or kept entry: the connector serves it (stale, or last known)
+    for connector, lookup in plan.reads:
+        state, until = breakers.get(connector.breaker.key, (None, None))
+        # Open until a time on Redis's clock; with a margin for this clock's skew, else ask.
+        if state == b"open" and until is not None and int(until) > now * 1000 + _SKEW_MS:
+            metrics.CALLS.labels(connector.name, lookup.operation.name, "breaker_open").inc()
+            return tile_of(plan.service, "unavailable", detail=f"{connector.name}: circuit breaker open")
+    return None

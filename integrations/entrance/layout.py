@@ -43,6 +43,7 @@ class Plan:
     reads: tuple[Read, ...]
     keys: tuple[str | None, ...]
     followups: tuple[str | None, ...] = ()
+    suspect: bool = False  # it failed last time: read its breakers with the page
     # What the last build from the cache read (as Redis gave it), and gave: the same bytes give
     # the same tile, so it is not decoded nor built again (while every part is within its ttl).
     seen: tuple[Any, ...] | None = None
