@@ -8,8 +8,10 @@ the upstream fails (stale-if-error). Keys are keyed hashes: no ID number or othe
 appears in Redis in the clear.
 A Redis failure is a cache miss, never an error of the call.
 
-``GetBatcher`` gathers the look-ups made in the same turn of the event loop (the tiles of one
-home page, and of every page being served at that moment) into one ``MGET``.
+``GetBatcher`` gathers the look-ups made in the same turn of the event loop (every connector's,
+for every request being served at that moment) into one ``MGET``. The home reads its tiles' entries
+itself, in its own one ``MGET``, then hands them to the connectors (``Connector.fresh``, and
+``Connector.get(..., entry=...)`` for the rest).
 """
 
 from __future__ import annotations
