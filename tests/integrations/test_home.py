@@ -3,6 +3,8 @@ cache, organisations. Statuses and counters are asserted, never clocks."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import redis.asyncio as aioredis
 from litestar import Litestar
@@ -204,3 +206,25 @@ async def test_the_home_needs_a_signed_in_person(entrance_client: AsyncTestClien
     assert (await entrance_client.get("/api/v1/home")).status_code == 401
     bad = await entrance_client.get("/api/v1/home", params={"stop_id": "../x"}, headers=bearer("nope"))
     assert bad.status_code == 401
+
+
+async def test_a_warm_home_is_one_redis_read_besides_the_token(
+    citizens: Citizens, redis_client: aioredis.Redis
+) -> None:
+    """Every tile's entry, the card summary and the unread count come back from one MGET: no
+    per-tile GET, no breaker script, nothing written (Redis's own command counters say so)."""
+    session = await citizens.verified(ZHANG, card=True)
+    for _ in range(2):  # the first fills the caches, the second learns the utilities' bill keys
+        await citizens.home(session["token"])
+    before = await redis_client.info("commandstats")
+    page = await citizens.home(session["token"])
+    after = await redis_client.info("commandstats")
+    assert {t["status"] for t in page["tiles"]} == {"ok"}
+
+    def calls(stats: dict[str, Any], command: str) -> int:
+        return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+    assert calls(after, "mget") - calls(before, "mget") == 1
+    assert calls(after, "hmget") - calls(before, "hmget") == 1  # the bearer token's session
+    for command in ("get", "evalsha", "eval", "set", "incr"):
+        assert calls(after, command) == calls(before, command), command
