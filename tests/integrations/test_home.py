@@ -228,3 +228,12 @@ async def test_a_warm_home_is_one_redis_read_besides_the_token(
     assert calls(after, "hmget") - calls(before, "hmget") == 1  # the bearer token's session
     for command in ("get", "evalsha", "eval", "set", "incr"):
         assert calls(after, command) == calls(before, command), command
+
+
+async def test_the_reference_still_describes_the_home(entrance_client: AsyncTestClient[Litestar]) -> None:
+    """The page is encoded by the handler itself: the OpenAPI document must still name its shape."""
+    document = (await entrance_client.get("/schema/openapi.json")).json()
+    answer = document["paths"]["/api/v1/home"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert answer["schema"]["$ref"].endswith("/Home")
+    assert "stop_id" in [p["name"] for p in document["paths"]["/api/v1/home"]["get"]["parameters"]]
+    assert "/api/v1/health/appointments" in document["paths"]
