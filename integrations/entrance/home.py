@@ -121,7 +121,8 @@ class Entrance:
         glance_key, gen_key = self._glances.keys(recipient)
         # Tiles that failed last time: their breakers' state is read in the same round trip.
         suspects = [p for p in layout.plans if p is not None and p.suspect]
-        values, breakers = await self._read([glance_key, gen_key, *layout.keys], suspects)
+        keys = [glance_key, gen_key, *layout.keys]
+        values, breakers = await self._read(keys, [glance_key, gen_key, *layout.wire], suspects)
         glance = self._glances.current(values.get(glance_key), values.get(gen_key))
         tiles = list(layout.ready)
         slow: list[tuple[int, Plan]] = []
@@ -225,16 +226,16 @@ class Entrance:
         return layout
 
     async def _read(
-        self, keys: list[str], suspects: list[Plan]
+        self, keys: list[str], wire: list[str | bytes], suspects: list[Plan]
     ) -> tuple[dict[str, Any], dict[str, tuple[Any, Any]]]:
         """Every key in one ``MGET`` (with the suspects' breakers: one pipeline, one round trip);
         Redis failing is a miss of everything (the long way)."""
         breakers = list({c.breaker.key: None for p in suspects for c, _ in p.reads})
         try:
             if not breakers:
-                return dict(zip(keys, await self._redis.mget(keys), strict=True)), {}
+                return dict(zip(keys, await self._redis.mget(wire), strict=True)), {}
             async with self._redis.pipeline(transaction=False) as pipe:
-                _ = pipe.mget(keys)  # queued, not awaited
+                _ = pipe.mget(wire)  # queued, not awaited
                 for key in breakers:
                     _ = pipe.hmget(key, ["state", "open_until"])
                 found, *states = await pipe.execute()

@@ -66,9 +66,11 @@ class Layout:
     plans: list[Plan | None]  # None: the tile is in ``ready`` (the card's is made per request)
     ready: list[Tile | None]
     keys: list[str] = field(default_factory=list)  # every cache key of its tiles
+    wire: list[bytes] = field(default_factory=list)  # the same, encoded
 
     def rekey(self) -> None:
         self.keys = [k for p in self.plans if p is not None for k in (*p.keys, *p.followups) if k is not None]
+        self.wire = [k.encode() for k in self.keys]  # as Redis takes them: not encoded per request
 
 
 def tile_of(service: Service, status: TileStatus, **fields: Any) -> Tile:
