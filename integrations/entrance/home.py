@@ -207,7 +207,8 @@ class Entrance:
         stop = stop_id or self.settings.default_bus_stop
         key = (principal.loa, principal.org_roles, id_number, organisation, stop)
         layout = self._layouts.get(key)
-        if layout is not None and layout.ctx.connectors is self._connectors():
+        # ``allowed`` is one list per catalogue version: a catalogue edit plans the page again.
+        if layout is not None and layout.services is allowed and layout.ctx.connectors is self._connectors():
             return layout
         ctx = TileContext(
             connectors=self._connectors(), id_number=id_number, organisation=organisation, stop_id=stop
@@ -218,7 +219,7 @@ class Entrance:
             plan, tile = plan_tile(service, ctx)
             plans.append(plan)
             ready.append(tile)
-        layout = Layout(ctx, plans, ready)
+        layout = Layout(allowed, ctx, plans, ready)
         layout.rekey()
         if len(self._layouts) >= _LAYOUTS:
             del self._layouts[next(iter(self._layouts))]

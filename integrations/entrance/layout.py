@@ -62,6 +62,7 @@ class Layout:
     """The page of one kind of caller (tiles open to them, their subject, the stop): the same
     for all their requests, so it is planned once."""
 
+    services: list[Service]  # the tiles open to the caller, as the catalogue said when planned
     ctx: TileContext
     plans: list[Plan | None]  # None: the tile is in ``ready`` (the card's is made per request)
     ready: list[Tile | None]

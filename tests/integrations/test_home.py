@@ -5,11 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from backend.app import create_app
+from backend.keyring import Keyring
+from backend.settings import Settings
 from integrations.connectors.breaker import BreakerState, CircuitBreaker
 from integrations.simulators.control import SimulatorControl
 from integrations.simulators.seed import ENTERPRISES, PEOPLE
@@ -237,3 +242,19 @@ async def test_the_reference_still_describes_the_home(entrance_client: AsyncTest
     assert answer["schema"]["$ref"].endswith("/Home")
     assert "stop_id" in [p["name"] for p in document["paths"]["/api/v1/home"]["get"]["parameters"]]
     assert "/api/v1/health/appointments" in document["paths"]
+
+
+async def test_a_catalogue_edit_changes_the_tiles_of_a_planned_page(
+    entrance_settings: Settings, keyring: Keyring, db: asyncpg.Connection[Any]
+) -> None:
+    """The page is planned once per subject, but from the catalogue of the moment."""
+    entrance = msgspec.structs.replace(entrance_settings.integrations.entrance, catalogue_refresh=0)
+    settings = entrance_settings.replace(
+        integrations=msgspec.structs.replace(entrance_settings.integrations, entrance=entrance)
+    )
+    async with AsyncTestClient(create_app(settings, keyring)) as client:
+        citizens = Citizens(client)
+        session = await citizens.verified(ZHANG)
+        assert "bus" in tiles(await citizens.home(session["token"]))
+        await db.execute("UPDATE integrations.services SET enabled = false WHERE id = 'bus-arrivals'")
+        assert "bus" not in tiles(await citizens.home(session["token"]))
