@@ -122,6 +122,10 @@ def test_serve_demo_tops_up_through_the_simulators_it_started(tmp_path: Path, se
         line = rf"demo  payments: top-up {channel}: 50\.00 yuan, order TU\w+ credited"
         assert re.search(line, output), output
     assert "summary: topped up 150.00 yuan" in output, output
+    # ... and the demo card's social security and health applications come through the connectors.
+    card_line = next((line for line in output.splitlines() if "applications:" in line), output)
+    for application in ("transit_epurse", "social_security", "health"):
+        assert f"{application} active" in card_line, card_line
 
 
 def test_serve_uses_external_servers_when_given(tmp_path: Path, serve: object) -> None:
