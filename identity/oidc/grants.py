@@ -26,6 +26,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from identity._db import Pool
+from identity.oidc.revocation import RevocationCache
 
 __all__ = ["AuthContext", "CodeRecord", "Exchanged", "GrantStore", "RefreshOutcome"]
 
@@ -121,9 +122,18 @@ def _digest(value: str) -> str:
 
 
 class GrantStore:
-    def __init__(self, pool: Pool, redis: aioredis.Redis, *, code_ttl: int, grant_ttl: int) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        redis: aioredis.Redis,
+        revocations: RevocationCache,
+        *,
+        code_ttl: int,
+        grant_ttl: int,
+    ) -> None:
         self.pool = pool
         self.redis = redis
+        self.revocations = revocations
         self.code_ttl = code_ttl
         self.grant_ttl = grant_ttl
         self._exchange = redis.register_script(_EXCHANGE)
@@ -214,6 +224,7 @@ class GrantStore:
             return 0
         families = await self._families(gids)
         await self.redis.delete(*[f"oidc:grant:{g}" for g in gids], *families)
+        await self.revocations.publish(*[f"g:{g}" for g in gids])
         done = await self.pool.execute(
             """
             UPDATE identity.oidc_grants SET revoked_at = now(), revoked_reason = $2
@@ -257,3 +268,4 @@ class GrantStore:
         ttl = exp - int(dt.datetime.now(dt.UTC).timestamp())
         if ttl > 0:
             await self.redis.set(f"oidc:atrev:{jti}", b"1", ex=ttl + 5)
+            await self.revocations.publish(f"j:{jti}")

@@ -25,7 +25,16 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from identity.oidc.keys import KeyStore, PrivateKey, PublicKey, SigningKey
 
-__all__ = ["TokenInvalid", "half_hash", "sign", "sign_with", "verify_own", "verify_signature"]
+__all__ = [
+    "TokenInvalid",
+    "check_claims",
+    "decode_own",
+    "half_hash",
+    "sign",
+    "sign_with",
+    "verify_own",
+    "verify_signature",
+]
 
 _SEGMENT = re.compile(rb"[A-Za-z0-9_-]*")
 _LEEWAY = 5
@@ -124,7 +133,7 @@ def _number(claims: dict[str, Any], name: str) -> float | None:
     return float(value)
 
 
-def _check_claims(
+def check_claims(
     claims: dict[str, Any], *, issuer: str, audience: str | list[str] | None, verify_exp: bool
 ) -> None:
     now = time.time()
@@ -150,17 +159,11 @@ def _check_claims(
             raise TokenInvalid("InvalidAudienceError")
 
 
-async def verify_own(
-    keys: KeyStore,
-    token: str,
-    *,
-    algorithms: list[str],
-    typ: str | None,
-    issuer: str,
-    audience: str | list[str] | None = None,
-    verify_exp: bool = True,
-) -> dict[str, Any]:
-    """Claims of a token this provider signed; ``TokenInvalid`` for anything else."""
+async def decode_own(keys: KeyStore, token: str, *, algorithms: list[str], typ: str | None) -> dict[str, Any]:
+    """The claims of a token signed by one of our keys, unchecked yet (see ``check_claims``).
+
+    What this establishes depends only on the token's bytes and our keys, so a caller may keep
+    the answer for the same string; the time- and audience-dependent checks are the other half."""
     if len(token) > 8192 or token.count(".") != 2:
         raise TokenInvalid("not a compact JWS")
     raw = token.encode("ascii", "replace")
@@ -189,5 +192,20 @@ async def verify_own(
         raise TokenInvalid("malformed claims") from None
     if not isinstance(claims, dict):
         raise TokenInvalid("malformed claims")
-    _check_claims(claims, issuer=issuer, audience=audience, verify_exp=verify_exp)
+    return claims
+
+
+async def verify_own(
+    keys: KeyStore,
+    token: str,
+    *,
+    algorithms: list[str],
+    typ: str | None,
+    issuer: str,
+    audience: str | list[str] | None = None,
+    verify_exp: bool = True,
+) -> dict[str, Any]:
+    """Claims of a token this provider signed; ``TokenInvalid`` for anything else."""
+    claims = await decode_own(keys, token, algorithms=algorithms, typ=typ)
+    check_claims(claims, issuer=issuer, audience=audience, verify_exp=verify_exp)
     return claims

@@ -7,6 +7,7 @@ session resolver, so the API's bearer guard accepts the provider's access tokens
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -97,6 +98,7 @@ class OidcRuntime:
                 pairwise_key=hmac.new(kek, b"citizen pairwise subject", hashlib.sha256).digest(),
                 http=http,
             )
+            listener = asyncio.create_task(self._provider.revocations.run(), name="oidc-invalidation")
             authenticator = app.state.get(APP_STATE_KEY)
             if isinstance(authenticator, Authenticator):
                 resolver = AccessTokenResolver(self._provider.access, self._provider.api_audience)
@@ -104,6 +106,9 @@ class OidcRuntime:
             try:
                 yield
             finally:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
                 self._provider = None
 
     def route_handlers(self) -> list[ControllerRouterHandler]:
