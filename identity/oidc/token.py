@@ -15,43 +15,25 @@ import hashlib
 import re
 import secrets
 from typing import Any
-from urllib.parse import parse_qsl
 
-from litestar import Request, Response, post
-from litestar.di import NamedDependency
+from litestar import Request
 
 from identity.oidc.clients import Client
+from identity.oidc.endpoint import Answer, FormRequest, form_endpoint, read_form
 from identity.oidc.errors import OAuthError
 from identity.oidc.exchange import TOKEN_EXCHANGE, exchange
 from identity.oidc.grants import Exchanged, RefreshOutcome
 from identity.oidc.provider import Provider
-from identity.oidc.request import single_params
 
-__all__ = ["parse_form", "token_endpoint", "token_response"]
+__all__ = ["parse_form", "token_endpoint"]
 
 Req = Request[Any, Any, Any]
 _VERIFIER = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
-_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-_MAX_FORM = 64 * 1024
 
 
 async def parse_form(request: Req) -> dict[str, str]:
-    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-        raise OAuthError("invalid_request", "the body must be application/x-www-form-urlencoded")
-    # Parsed here rather than by ``request.form()``, whose multipart-capable machinery was a tenth
-    # of a token request's CPU; the body is small and UTF-8 (RFC 6749 Appendix B).
-    body = await request.body()
-    if len(body) > _MAX_FORM:
-        raise OAuthError("invalid_request", "the request body is too large")
-    try:
-        pairs = parse_qsl(body.decode(), keep_blank_values=True, max_num_fields=64)
-    except (UnicodeDecodeError, ValueError):
-        raise OAuthError("invalid_request", "the body is not a valid form") from None
-    return single_params(pairs)
-
-
-def token_response(body: dict[str, Any]) -> Response[dict[str, Any]]:
-    return Response(body, status_code=200, headers=_NO_STORE, media_type="application/json")
+    """The form of a request handled by Litestar (PAR); the hot endpoints use ``endpoint.py``."""
+    return read_form(request.headers.get("content-type", ""), await request.body())
 
 
 def _s256(verifier: str) -> str:
@@ -175,10 +157,9 @@ _GRANTS = {
 }
 
 
-@post("/oidc/token", operation_id="OidcToken", tags=["oidc"], status_code=200)
-async def token_endpoint(request: Req, oidc: NamedDependency[Provider]) -> Response[dict[str, Any]]:
+async def token(oidc: Provider, request: FormRequest) -> Answer:
     """The token endpoint."""
-    form = await parse_form(request)
+    form = request.form
     client = await oidc.client_auth.authenticate(request.headers, form)
     grant_type = form.get("grant_type", "")
     handler = _GRANTS.get(grant_type)
@@ -186,4 +167,7 @@ async def token_endpoint(request: Req, oidc: NamedDependency[Provider]) -> Respo
         raise OAuthError("unsupported_grant_type", "grant_type is missing or not supported")
     if grant_type not in client.grant_types:
         raise OAuthError("unauthorized_client", f"this client may not use {grant_type}")
-    return token_response(await handler(oidc, client, form))
+    return Answer(await handler(oidc, client, form))
+
+
+token_endpoint = form_endpoint("/oidc/token", token)

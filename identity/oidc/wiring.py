@@ -26,6 +26,7 @@ from identity.oidc.admin import ClientAdminController
 from identity.oidc.authorize import authorize_get, authorize_post
 from identity.oidc.clients import ClientStore
 from identity.oidc.discovery import jwks, oauth_metadata, openid_configuration
+from identity.oidc.endpoint import PROVIDER_STATE_KEY
 from identity.oidc.errors import OAuthError, oauth_error_response
 from identity.oidc.interaction import InteractionController
 from identity.oidc.introspection import introspect, revoke
@@ -98,6 +99,7 @@ class OidcRuntime:
                 pairwise_key=hmac.new(kek, b"citizen pairwise subject", hashlib.sha256).digest(),
                 http=http,
             )
+            app.state[PROVIDER_STATE_KEY] = self._provider
             listener = asyncio.create_task(self._provider.revocations.run(), name="oidc-invalidation")
             authenticator = app.state.get(APP_STATE_KEY)
             if isinstance(authenticator, Authenticator):
