@@ -25,7 +25,7 @@ import uuid
 import msgspec
 import redis.asyncio as aioredis
 
-from identity._db import Pool
+from identity._db import Connection, Pool
 from identity.oidc.revocation import RevocationCache
 
 __all__ = ["AuthContext", "CodeRecord", "Exchanged", "GrantStore", "RefreshOutcome"]
@@ -263,6 +263,24 @@ class GrantStore:
             sid,
         )
         return await self.revoke([r["id"] for r in rows], reason)
+
+    async def revoke_account(self, connection: Connection, account_id: uuid.UUID, reason: str) -> int:
+        """Every live grant of an account (frozen, deactivated), inside the caller's transaction."""
+        rows = await connection.fetch(
+            """
+            UPDATE identity.oidc_grants SET revoked_at = now(), revoked_reason = $2
+            WHERE account_id = $1 AND revoked_at IS NULL AND expires_at > now()
+            RETURNING id
+            """,
+            account_id,
+            "account " + reason,
+        )
+        gids = [r["id"] for r in rows]
+        if gids:
+            families = await self._families(gids)
+            await self.redis.delete(*[f"oidc:grant:{g}" for g in gids], *families)
+            await self.revocations.publish(*[f"g:{g}" for g in gids])
+        return len(gids)
 
     async def revoke_access_token(self, jti: str, exp: int) -> None:
         ttl = exp - int(dt.datetime.now(dt.UTC).timestamp())

@@ -108,13 +108,9 @@ async def _refresh_token(oidc: Provider, client: Client, form: dict[str, str]) -
         if not set(narrowed) <= set(scope):
             raise OAuthError("invalid_scope", "a refresh may only narrow the scope")
         scope = narrowed
-    if ctx.account_id is not None:
-        status = await oidc.core.pool.fetchval(
-            "SELECT status FROM identity.accounts WHERE id = $1", ctx.account_id
-        )
-        if status != "active":
-            await oidc.grants.revoke([gid], f"account {status}")
-            raise OAuthError("invalid_grant", "the account is not active")
+    # No account check here: freezing or deactivating an account revokes its grants
+    # (``GrantStore.revoke_account``, hooked into identity's revoke_all), so a live family is
+    # an active account's.
     access, _ = await oidc.tokens.access_token(client, ctx, gid=gid, scope=scope)
     body: dict[str, Any] = {
         "access_token": access,

@@ -100,6 +100,8 @@ class OidcRuntime:
                 http=http,
             )
             app.state[PROVIDER_STATE_KEY] = self._provider
+            sessions = self._provider.core.sessions
+            sessions.revoke_all_hooks.append(self._provider.grants.revoke_account)
             listener = asyncio.create_task(self._provider.revocations.run(), name="oidc-invalidation")
             authenticator = app.state.get(APP_STATE_KEY)
             if isinstance(authenticator, Authenticator):
@@ -108,6 +110,7 @@ class OidcRuntime:
             try:
                 yield
             finally:
+                sessions.revoke_all_hooks.remove(self._provider.grants.revoke_account)
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await listener
