@@ -26,6 +26,7 @@ from identity.oidc.request import single_params
 __all__ = ["PROVIDER_STATE_KEY", "Answer", "FormRequest", "form_endpoint", "read_form"]
 
 PROVIDER_STATE_KEY = "citizen.oidc.provider"
+REPEATABLE = ("audience", "resource")
 MAX_FORM = 64 * 1024
 _FORM_TYPE = "application/x-www-form-urlencoded"
 _encode = msgspec.json.Encoder()
@@ -58,7 +59,17 @@ def read_form(content_type: str, body: bytes) -> dict[str, str]:
         pairs = parse_qsl(body.decode(), keep_blank_values=True, max_num_fields=64)
     except (UnicodeDecodeError, ValueError):
         raise OAuthError("invalid_request", "the body is not a valid form") from None
-    return single_params(pairs)
+    # RFC 8693 §2.1 lets audience and resource repeat; they are kept space-separated (neither a
+    # URI nor a logical name here holds a space). Any other repeated parameter is an error.
+    repeated = [(k, v) for k, v in pairs if k in REPEATABLE]
+    form = single_params([(k, v) for k, v in pairs if k not in REPEATABLE])
+    for name in REPEATABLE:
+        values = [v for k, v in repeated if k == name]
+        if any(not v or " " in v for v in values):
+            raise OAuthError("invalid_request", f"{name} must be a non-empty value without spaces")
+        if values:
+            form[name] = " ".join(values)
+    return form
 
 
 async def _body(receive: Receive) -> bytes:

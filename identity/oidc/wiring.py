@@ -40,7 +40,7 @@ from identity.oidc.token import token_endpoint
 from identity.oidc.userinfo import userinfo_get, userinfo_post
 from identity.services import IdentityServices
 
-__all__ = ["OidcRuntime", "issuer_of", "key_store"]
+__all__ = ["OidcRuntime", "api_audience_of", "issuer_of", "key_store"]
 
 log = logging.getLogger("citizen.identity.oidc")
 
@@ -48,6 +48,12 @@ log = logging.getLogger("citizen.identity.oidc")
 def issuer_of(settings: Any) -> str:
     oidc: OidcSettings = settings.oidc
     return (oidc.issuer or settings.public_url).rstrip("/")
+
+
+def api_audience_of(settings: Any) -> str:
+    """The audience the API's bearer guard requires (``CITIZEN_OIDC_API_AUDIENCE``, else <issuer>/api)."""
+    oidc: OidcSettings = settings.oidc
+    return oidc.api_audience or issuer_of(settings) + "/api"
 
 
 def key_store(pool: Any, keyring: Any, oidc: OidcSettings) -> KeyStore:
@@ -88,7 +94,7 @@ class OidcRuntime:
             self._provider = Provider(
                 settings=settings,
                 issuer=issuer,
-                api_audience=settings.api_audience or issuer + "/api",
+                api_audience=api_audience_of(r.settings),
                 identity=self._identity(),
                 redis=r.redis,
                 keys=keys,
