@@ -90,6 +90,7 @@ def run_wrk(url: str, script: str, *, seconds: float) -> dict[str, float]:
     result = {"requests": requests, "seconds": round(elapsed, 2)}
     result["non_2xx"] = float(errors.group(1)) if errors else 0.0
     result["ok_rps"] = (requests - result["non_2xx"]) / max(elapsed, 1e-3)
+    result["load_average"] = round(os.getloadavg()[0], 2)  # right after this run
     for percentile in ("50", "99"):
         match = re.search(rf"^\s+{percentile}%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
         if match:
@@ -331,6 +332,7 @@ def report(
             fields["baseline_value"] = round(base["ok_rps"], 1) if base else None
             if base:
                 fields["baseline_p99_ms"] = base.get("p99_ms")
+                fields["baseline_load_average"] = base.get("load_average")
             elif workers == 1 and why and metric != "worker_rss":
                 fields["baseline_missing"] = why
             if workers == 2 and metric in ours.get(1, {}) and metric != "worker_rss":
@@ -338,7 +340,7 @@ def report(
                 fields["target_two_over_one"] = ">= 1.7"
             if _TARGETS.get(metric):
                 fields["target"] = _TARGETS[metric]
-            fields["load_average"] = os.getloadavg()[0]
+            fields.setdefault("load_average", round(os.getloadavg()[0], 2))
             emit(NAME, metric, result["ok_rps"], unit, **fields)
 
 
