@@ -8,9 +8,10 @@ an asyncio client. Worker RSS after the load.
 
 Baseline, in the same run: panva's certified ``oidc-provider`` from npm (installed into
 bench/.node on first use), started with ``bench/oidc_provider_baseline.mjs`` and driven by the same
-scripts; each one-worker figure is printed with the baseline's and the ratio. Its storage is an
-in-process Map (no network round trip, in its favour) and its access tokens are opaque (its
-default); ours are signed JWTs checked against Redis. Without node, npm or the registry the
+scripts, each flow just before ours (the same load); each one-worker figure is printed with the
+baseline's and the ratio. Its storage is an in-process Map (no network round trip, in its
+favour) and its access tokens are opaque (its default); ours are signed JWTs checked against
+Redis. Without node, npm or the registry the
 baseline is null and the line says why.
 
     python -m bench.oidc_flows [--seconds 8] [--flows cc,introspection,refresh,code,full]
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -354,13 +356,13 @@ def main() -> None:
     flows = [f for f in args.flows.split(",") if f in FLOWS]
     baseline: dict[str, dict[str, Any]] = {}
     why = "not asked for (--no-baseline)" if args.no_baseline else install_oidc_provider()
-    if why is None:
-        with node_provider(SECRET, REDIRECT, authorize_params()) as (base, cookie, pid):
-            target = Target("oidc-provider", base, "/auth", "/token", "/token/introspection", cookie, pid)
-            baseline = measure(target, flows, args.seconds)
-        baseline.pop("worker_rss", None)
     ours: dict[int, dict[str, dict[str, Any]]] = {}
-    with services() as resolved:
+    with contextlib.ExitStack() as stack:
+        node: Target | None = None
+        if why is None:
+            base, cookie, pid = stack.enter_context(node_provider(SECRET, REDIRECT, authorize_params()))
+            node = Target("oidc-provider", base, "/auth", "/token", "/token/introspection", cookie, pid)
+        resolved = stack.enter_context(services())
         asyncio.run(migrate_database(resolved.settings))
         url = resolved.settings.database.url
         assert url is not None
@@ -374,8 +376,14 @@ def main() -> None:
                 target = Target(
                     "citizen", base, "/oidc/authorize", "/oidc/token", "/oidc/introspect", cookie, process.pid
                 )
-                ours[workers] = measure(target, flows, args.seconds)
+                ours[workers] = {}
+                # Flow by flow, the baseline just before ours: both see the same machine load.
+                for flow in flows:
+                    if node is not None and workers == 1:
+                        baseline.update(measure(node, [flow], args.seconds))
+                    ours[workers].update(measure(target, [flow], args.seconds))
             asyncio.run(_reset(resolved.settings.redis.url.reveal() if resolved.settings.redis.url else ""))
+    baseline.pop("worker_rss", None)
     report(ours, baseline, why)
 
 

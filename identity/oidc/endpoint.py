@@ -36,8 +36,6 @@ _NO_STORE = [(b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
 class FormRequest(msgspec.Struct, frozen=True):
     headers: dict[str, str]  # lower-case names; a repeated header keeps its last value
     form: dict[str, str]
-    method: str
-    url: str  # scheme://host/path as the client addressed it (DPoP's htu)
 
 
 class Answer(msgspec.Struct, frozen=True):
@@ -88,14 +86,6 @@ async def _body(receive: Receive) -> bytes:
     return b"".join(chunks)
 
 
-def _url(scope: Scope, headers: dict[str, str]) -> str:
-    host = headers.get("host")
-    if host is None:
-        server = scope.get("server") or ("localhost", None)
-        host = server[0] if server[1] in (None, 80, 443) else f"{server[0]}:{server[1]}"
-    return f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}{scope['path']}"
-
-
 def _error(exc: OAuthError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     headers = list(_NO_STORE)
     if exc.status == 401 or exc.www_auth:
@@ -119,7 +109,7 @@ def form_endpoint(path: str, handler: Handler) -> ASGIRouteHandler:
         else:
             try:
                 form = read_form(headers.get("content-type", ""), await _body(receive))
-                request = FormRequest(headers, form, "POST", _url(scope, headers))
+                request = FormRequest(headers, form)
                 provider = scope["litestar_app"].state[PROVIDER_STATE_KEY]
                 answer = await handler(provider, request)
                 status = answer.status
