@@ -79,8 +79,9 @@ async def _body(receive: Receive) -> bytes:
             break
         chunk: bytes = message.get("body", b"")  # type: ignore[assignment]  # http.request
         size += len(chunk)
-        if size <= MAX_FORM + 1:
-            chunks.append(chunk)
+        if size > MAX_FORM:  # stop reading; the server discards the rest
+            raise OAuthError("invalid_request", "the request body is too large")
+        chunks.append(chunk)
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
