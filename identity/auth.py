@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from contextvars import ContextVar
 from typing import Any, Literal, Protocol
 
 import msgspec
@@ -98,20 +97,11 @@ class Authenticator:
         return None
 
 
-# The request a token came with, for resolvers that check more than the token itself: a
-# DPoP-bound access token (RFC 9449) needs its proof, the method and the URL (identity.oidc).
-current_request: ContextVar[ASGIConnection[Any, Any, Any, Any] | None] = ContextVar(
-    "citizen_auth_request", default=None
-)
-
-
 def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     header = connection.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()
-    if scheme.lower() not in {"bearer", "dpop"} or not token or len(token) > 4096:  # JWTs (oidc)
-        raise Unauthenticated()
-    if scheme.lower() == "dpop" and token.count(".") != 2:  # only the provider's tokens are bound
+    if scheme.lower() != "bearer" or not token or len(token) > 4096:  # JWT access tokens (oidc)
         raise Unauthenticated()
     return token
 
@@ -125,11 +115,7 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Princi
     authenticator = connection.app.state.get(APP_STATE_KEY)
     if not isinstance(authenticator, Authenticator):
         raise TypeError("identity is not wired into this app (no authenticator in app.state)")
-    presented = current_request.set(connection)
-    try:
-        principal = await authenticator.resolve(token)
-    finally:
-        current_request.reset(presented)
+    principal = await authenticator.resolve(token)
     if principal is None:
         raise Unauthenticated("The bearer token is unknown, expired or revoked")
     connection.scope.setdefault("state", {})[_STATE_KEY] = principal

@@ -14,8 +14,6 @@ from typing import Any
 
 import msgspec
 
-from identity.oidc.dpop import DpopVerifier, thumbprint_of
-from identity.oidc.errors import OAuthError
 from identity.oidc.grants import AuthContext
 from identity.oidc.jose import TokenInvalid, check_claims, decode_own
 from identity.oidc.keys import KeyStore
@@ -34,17 +32,9 @@ class LiveToken(msgspec.Struct, frozen=True):
 
 class AccessChecker:
     def __init__(
-        self,
-        keys: KeyStore,
-        redis: Any,
-        revocations: RevocationCache,
-        dpop: DpopVerifier,
-        *,
-        issuer: str,
-        algorithm: str,
+        self, keys: KeyStore, redis: Any, revocations: RevocationCache, *, issuer: str, algorithm: str
     ) -> None:
         self.keys = keys
-        self.dpop = dpop
         self.redis = redis
         self.revocations = revocations
         self.issuer = issuer
@@ -90,33 +80,6 @@ class AccessChecker:
         if raw is None:
             return None
         return LiveToken(claims, _ctx_dec.decode(raw))
-
-    async def check_presented(
-        self,
-        token: str,
-        *,
-        scheme: str,
-        proof: str | None,
-        method: str,
-        url: str,
-        audience: str | None = None,
-    ) -> LiveToken | None:
-        """A token as a resource receives it: a DPoP-bound one (``cnf.jkt``) only under the DPoP
-        scheme with a valid proof by that key for this request (RFC 9449 §7), an unbound one
-        only as Bearer."""
-        live = await self.check(token, audience)
-        if live is None:
-            return None
-        jkt = thumbprint_of(live.claims)
-        if jkt is None:
-            return live if scheme.lower() == "bearer" else None
-        if scheme.lower() != "dpop" or proof is None:
-            return None
-        try:
-            proven = await self.dpop.verify(proof, method=method, url=url, access_token=token)
-        except OAuthError:
-            return None
-        return live if proven == jkt else None
 
     @staticmethod
     def grant_id(live: LiveToken) -> uuid.UUID | None:

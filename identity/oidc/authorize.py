@@ -176,7 +176,6 @@ async def issue_code(provider: Provider, request: AuthRequest, session: SsoSessi
             code_challenge=request.code_challenge,
             nonce=request.nonce,
             ctx=ctx,
-            dpop_jkt=request.dpop_jkt,
         )
     )
     await provider.sso.add_client(session.sid, request.client_id)

@@ -9,7 +9,6 @@ from litestar.di import NamedDependency
 
 from identity.oidc.claims import CLAIMS_SUPPORTED
 from identity.oidc.clients import GRANT_TYPES, SCOPES
-from identity.oidc.dpop import ALGORITHMS as DPOP_ALGORITHMS
 from identity.oidc.pages import LOCALES
 from identity.oidc.provider import Provider
 from identity.oidc.settings import ALGORITHMS
@@ -54,7 +53,6 @@ def metadata(oidc: Provider) -> dict[str, Any]:
         "backchannel_logout_supported": True,
         "backchannel_logout_session_supported": True,
         "frontchannel_logout_supported": False,
-        "dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS),
     }
 
 

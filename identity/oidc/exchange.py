@@ -43,7 +43,7 @@ def _audience(allowed: list[str], form: dict[str, str], subject: dict[str, Any])
     return [a for a in current if isinstance(a, str) and a in allowed] or [allowed[0]]
 
 
-async def exchange(oidc: Any, client: Client, form: dict[str, str], jkt: str | None) -> dict[str, Any]:
+async def exchange(oidc: Any, client: Client, form: dict[str, str]) -> dict[str, Any]:
     from identity.oidc.provider import Provider
 
     assert isinstance(oidc, Provider)
@@ -97,7 +97,6 @@ async def exchange(oidc: Any, client: Client, form: dict[str, str], jkt: str | N
         act={"sub": person},
         subject=row["credit_code"],
         audience=audience,
-        jkt=jkt,
     )
     await oidc.core.audit(
         "identity.oidc.token_exchange",
@@ -112,7 +111,7 @@ async def exchange(oidc: Any, client: Client, form: dict[str, str], jkt: str | N
     return {
         "access_token": access,
         "issued_token_type": ACCESS_TOKEN_TYPE,
-        "token_type": "DPoP" if jkt else "Bearer",
+        "token_type": "Bearer",
         "expires_in": oidc.settings.access_token_ttl,
         "scope": " ".join(roles),
     }

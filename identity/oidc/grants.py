@@ -3,9 +3,8 @@
 Keys (one Redis; the scripts name keys they derive, which a cluster would not allow):
 
 ``oidc:grant:<gid>``    hash {c: client id, d: the authentication context (JSON), rt: SHA-256 of the
-                        current refresh token, rf: refresh family id, jkt: the DPoP key it is
-                        bound to}; TTL = the grant's absolute lifetime. Deleting it ends every
-                        token issued from the grant.
+                        current refresh token, rf: refresh family id}; TTL = the grant's absolute
+                        lifetime. Deleting it ends every token issued from the grant.
 ``oidc:rf:<family>``    the grant id of a refresh-token family (a refresh token is ``<family>.<secret>``)
 ``oidc:code:<sha256>``  an authorization code's record, TTL ≤ 60 s, taken with GETDEL
 ``oidc:code-used:<sha256>``  the record of a redeemed code, so a second use revokes the grant
@@ -34,11 +33,9 @@ __all__ = ["AuthContext", "CodeRecord", "Exchanged", "GrantStore", "RefreshOutco
 _USED_TTL = 600
 
 # A code exchange in one round trip: take the code (a second use finds its record under
-# code-used and the caller revokes the grant), check its bindings (client, redirect URI, PKCE,
-# the DPoP key if the code was bound to one), bind the grant to the DPoP key used now (its
-# refresh tokens then need that key), and attach the first refresh token if the grant is live.
-# The bindings are re-checked in Python for the error message; Lua compares them only so that a
-# refused request attaches nothing.
+# code-used and the caller revokes the grant), check its bindings, and attach the grant's first
+# refresh token if the grant is still live. The bindings are re-checked in Python for the error
+# message; Lua compares them only so that a refused request attaches nothing.
 _EXCHANGE = """
 local v = redis.call('GETDEL', KEYS[1])
 if not v then
@@ -51,12 +48,9 @@ local r = cjson.decode(v)
 if r['client_id'] ~= ARGV[2] or r['redirect_uri'] ~= ARGV[3] or r['code_challenge'] ~= ARGV[4] then
   return {4, v}
 end
-local jkt = r['dpop_jkt']
-if jkt and jkt ~= cjson.null and jkt ~= ARGV[7] then return {4, v} end
 local gk = 'oidc:grant:' .. r['gid']
 local ttl = redis.call('PTTL', gk)
 if ttl <= 0 then return {3, v} end
-if ARGV[7] ~= '' then redis.call('HSET', gk, 'jkt', ARGV[7]) end
 if ARGV[5] ~= '' then
   redis.call('HSET', gk, 'rt', ARGV[5], 'rf', ARGV[6])
   redis.call('SET', 'oidc:rf:' .. ARGV[6], r['gid'], 'PX', ttl)
@@ -67,10 +61,9 @@ _REFRESH = """
 local gid = redis.call('GET', KEYS[1])
 if not gid then return {0, ''} end
 local gk = 'oidc:grant:' .. gid
-local cur = redis.call('HMGET', gk, 'rt', 'c', 'd', 'jkt')
+local cur = redis.call('HMGET', gk, 'rt', 'c', 'd')
 if not cur[1] then return {0, gid} end
 if cur[2] ~= ARGV[3] then return {3, gid} end
-if cur[4] and cur[4] ~= ARGV[4] then return {4, gid} end
 if cur[1] ~= ARGV[1] then
   redis.call('DEL', gk, KEYS[1])
   return {2, gid}
@@ -102,7 +95,6 @@ class CodeRecord(msgspec.Struct, frozen=True, kw_only=True):
     code_challenge: str
     nonce: str | None = None
     ctx: AuthContext
-    dpop_jkt: str | None = None
 
 
 class RefreshOutcome(enum.Enum):
@@ -110,7 +102,6 @@ class RefreshOutcome(enum.Enum):
     ROTATED = 1
     REUSED = 2
     WRONG_CLIENT = 3
-    WRONG_KEY = 4  # bound to a DPoP key, and no proof with that key came with the request
 
 
 class Exchanged(enum.Enum):
@@ -174,29 +165,14 @@ class GrantStore:
         return code
 
     async def exchange_code(
-        self,
-        code: str,
-        *,
-        client_id: str,
-        redirect_uri: str,
-        challenge: str,
-        with_refresh: bool,
-        jkt: str | None = None,
+        self, code: str, *, client_id: str, redirect_uri: str, challenge: str, with_refresh: bool
     ) -> tuple[Exchanged, CodeRecord | None, str | None]:
         """Consume the code and, if it is bound to these values, start the grant's refresh family."""
         h = _digest(code[:512])
         family, secret = (secrets.token_urlsafe(16), secrets.token_urlsafe(32)) if with_refresh else ("", "")
         status, raw = await self._exchange(
             keys=[f"oidc:code:{h}", f"oidc:code-used:{h}"],
-            args=[
-                _USED_TTL,
-                client_id,
-                redirect_uri,
-                challenge,
-                _digest(secret) if secret else "",
-                family,
-                jkt or "",
-            ],
+            args=[_USED_TTL, client_id, redirect_uri, challenge, _digest(secret) if secret else "", family],
         )
         outcome = Exchanged(int(status))
         record = _code_dec.decode(raw) if raw else None
@@ -208,7 +184,7 @@ class GrantStore:
         return None if raw is None else _ctx_dec.decode(raw)
 
     async def refresh(
-        self, token: str, client_id: str, jkt: str | None = None
+        self, token: str, client_id: str
     ) -> tuple[RefreshOutcome, uuid.UUID | None, AuthContext | None, str | None, int]:
         """Rotate: (outcome, grant id, context, new refresh token, remaining grant lifetime in s)."""
         family, _, secret = token[:256].partition(".")
@@ -216,7 +192,7 @@ class GrantStore:
             return RefreshOutcome.INVALID, None, None, None, 0
         new_secret = secrets.token_urlsafe(32)
         result = await self._refresh(
-            keys=[f"oidc:rf:{family}"], args=[_digest(secret), _digest(new_secret), client_id, jkt or ""]
+            keys=[f"oidc:rf:{family}"], args=[_digest(secret), _digest(new_secret), client_id]
         )
         outcome = RefreshOutcome(int(result[0]))
         gid = uuid.UUID(result[1].decode()) if result[1] else None

@@ -34,7 +34,7 @@ async def introspection(oidc: Provider, request: FormRequest) -> Answer:
         audiences = audience if isinstance(audience, list) else [audience]
         if claims.get("client_id") != client.client_id and client.client_id not in audiences:
             return _INACTIVE
-        body: dict[str, Any] = {"active": True, "token_type": "DPoP" if "cnf" in claims else "Bearer"}
+        body: dict[str, Any] = {"active": True, "token_type": "Bearer"}
         for name in (
             "scope",
             "client_id",
@@ -47,7 +47,6 @@ async def introspection(oidc: Provider, request: FormRequest) -> Answer:
             "acr",
             "auth_time",
             "act",
-            "cnf",
         ):
             if name in claims:
                 body[name] = claims[name]

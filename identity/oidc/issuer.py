@@ -67,7 +67,6 @@ class TokenIssuer:
         act: dict[str, Any] | None = None,
         subject: str | None = None,
         audience: list[str] | None = None,
-        jkt: str | None = None,
     ) -> tuple[str, dict[str, Any]]:
         """``audience``: already checked against what the client may ask for (token exchange)."""
         now = int(time.time())
@@ -94,8 +93,6 @@ class TokenIssuer:
             claims["roles"] = list(ctx.roles)
         if act is not None:
             claims["act"] = act
-        if jkt is not None:
-            claims["cnf"] = {"jkt": jkt}  # RFC 9449 §6.1: only the holder of this key may use it
         token = await sign(self.keys, claims, alg=self.settings.signing_alg, typ="at+jwt")
         return token, claims
 

@@ -29,7 +29,6 @@ __all__ = [
     "TokenInvalid",
     "check_claims",
     "decode_own",
-    "decode_parts",
     "half_hash",
     "sign",
     "sign_with",
@@ -160,39 +159,39 @@ def check_claims(
             raise TokenInvalid("InvalidAudienceError")
 
 
-def decode_parts(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
-    """(header, claims, signing input, signature) of a compact JWS, nothing verified yet."""
-    if len(token) > 8192 or token.count(".") != 2:
-        raise TokenInvalid("not a compact JWS")
-    head, body, signature = token.encode("ascii", "replace").split(b".")
-    try:
-        header = _decode.decode(_unb64(head))
-        claims = _decode.decode(_unb64(body))
-    except msgspec.DecodeError:
-        raise TokenInvalid("malformed header or claims") from None
-    if not isinstance(header, dict) or not isinstance(claims, dict):
-        raise TokenInvalid("malformed header or claims")
-    if "crit" in header:  # we understand no extension, so none may be critical (RFC 7515 §4.1.11)
-        raise TokenInvalid("unsupported critical header")
-    return header, claims, head + b"." + body, _unb64(signature)
-
-
 async def decode_own(keys: KeyStore, token: str, *, algorithms: list[str], typ: str | None) -> dict[str, Any]:
     """The claims of a token signed by one of our keys, unchecked yet (see ``check_claims``).
 
     What this establishes depends only on the token's bytes and our keys, so a caller may keep
     the answer for the same string; the time- and audience-dependent checks are the other half."""
-    header, claims, signing_input, signature = decode_parts(token)
+    if len(token) > 8192 or token.count(".") != 2:
+        raise TokenInvalid("not a compact JWS")
+    raw = token.encode("ascii", "replace")
+    head, body, signature = raw.split(b".")
+    try:
+        header = _decode.decode(_unb64(head))
+    except msgspec.DecodeError:
+        raise TokenInvalid("malformed header") from None
+    if not isinstance(header, dict):
+        raise TokenInvalid("malformed header")
     if header.get("alg") not in algorithms:
         raise TokenInvalid("algorithm not allowed")
+    if "crit" in header:  # we never set one, so none is understood (RFC 7515 §4.1.11)
+        raise TokenInvalid("unsupported critical header")
     if typ is not None and str(header.get("typ", "")).lower() not in {typ, "application/" + typ}:
         raise TokenInvalid("wrong token type")
     kid = header.get("kid")
     key = await keys.verification_key(kid) if isinstance(kid, str) else None
     if key is None or key.alg != header["alg"]:
         raise TokenInvalid("unknown key")
-    if not verify_signature(key.alg, key.public, signing_input, signature):
+    if not verify_signature(key.alg, key.public, head + b"." + body, _unb64(signature)):
         raise TokenInvalid("InvalidSignatureError")
+    try:
+        claims = _decode.decode(_unb64(body))
+    except msgspec.DecodeError:
+        raise TokenInvalid("malformed claims") from None
+    if not isinstance(claims, dict):
+        raise TokenInvalid("malformed claims")
     return claims
 
 

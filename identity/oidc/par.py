@@ -39,11 +39,6 @@ async def pushed_authorization_request(
         raise OAuthError("invalid_request", "request_uri is not allowed in a pushed request")
     params = {k: v for k, v in form.items() if k not in _AUTH_FIELDS}
     params["client_id"] = client.client_id
-    proof = request.headers.get("dpop")
-    if proof is not None:  # RFC 9449 §10.1: a proof at PAR binds the code to its key
-        jkt = await oidc.dpop.verify(proof, method="POST", url=oidc.url("par"))
-        if params.setdefault("dpop_jkt", jkt) != jkt:
-            raise OAuthError("invalid_dpop_proof", "dpop_jkt differs from the DPoP proof's key")
     try:
         await parse_authorization(params, oidc.clients, pushed=True, client=client)
     except ErrorPage as exc:

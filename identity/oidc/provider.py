@@ -18,7 +18,6 @@ from identity.oidc.access import AccessChecker
 from identity.oidc.client_auth import ClientAuthenticator
 from identity.oidc.clients import ClientStore
 from identity.oidc.consent import ConsentStore
-from identity.oidc.dpop import DpopVerifier
 from identity.oidc.grants import GrantStore
 from identity.oidc.issuer import TokenIssuer
 from identity.oidc.keys import KeyStore
@@ -70,9 +69,8 @@ class Provider:
         self.tokens = TokenIssuer(
             keys, settings, issuer=issuer, api_audience=api_audience, pairwise_key=pairwise_key
         )
-        self.dpop = DpopVerifier(redis)
         self.access = AccessChecker(
-            keys, redis, self.revocations, self.dpop, issuer=issuer, algorithm=settings.signing_alg
+            keys, redis, self.revocations, issuer=issuer, algorithm=settings.signing_alg
         )
         self.sso = SsoStore(redis, session_key, ttl=settings.sso_session_ttl)
         self.consents = ConsentStore(self.core.pool)

@@ -16,7 +16,7 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from identity.auth import Guard, Principal, authenticate, current_request
+from identity.auth import Guard, Principal, authenticate
 from identity.errors import Forbidden
 from identity.oidc.access import AccessChecker
 
@@ -31,21 +31,7 @@ class AccessTokenResolver:
     async def resolve(self, token: str) -> Principal | None:
         if token.count(".") != 2:
             return None
-        connection = current_request.get()
-        if connection is None:  # not from a request: no proof can be checked, only Bearer use
-            live = await self.checker.check_presented(
-                token, scheme="Bearer", proof=None, method="", url="", audience=self.audience
-            )
-        else:
-            scheme = connection.headers.get("authorization", "").partition(" ")[0]
-            live = await self.checker.check_presented(
-                token,
-                scheme=scheme,
-                proof=connection.headers.get("dpop"),
-                method=str(connection.scope.get("method", "GET")),
-                url=str(connection.url),
-                audience=self.audience,
-            )
+        live = await self.checker.check(token, audience=self.audience)
         if live is None or live.ctx is None or live.ctx.account_id is None:
             return None
         claims, ctx = live.claims, live.ctx

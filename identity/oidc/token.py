@@ -41,13 +41,7 @@ def _s256(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def token_type(jkt: str | None) -> str:
-    return "DPoP" if jkt else "Bearer"
-
-
-async def _authorization_code(
-    oidc: Provider, client: Client, form: dict[str, str], jkt: str | None
-) -> dict[str, Any]:
+async def _authorization_code(oidc: Provider, client: Client, form: dict[str, str]) -> dict[str, Any]:
     code = form.get("code")
     if not code:
         raise OAuthError("invalid_request", "code is required")
@@ -60,7 +54,6 @@ async def _authorization_code(
         redirect_uri=form.get("redirect_uri", ""),
         challenge=challenge,
         with_refresh="refresh_token" in client.grant_types,
-        jkt=jkt,
     )
     if record is None:
         raise OAuthError("invalid_grant", "the code is invalid or expired")
@@ -73,17 +66,15 @@ async def _authorization_code(
         raise OAuthError("invalid_grant", "redirect_uri differs from the authorization request")
     if challenge == "!":
         raise OAuthError("invalid_grant", "code_verifier is required (43-128 unreserved characters)")
-    if not secrets.compare_digest(challenge, record.code_challenge):
+    if outcome is Exchanged.MISMATCH or not secrets.compare_digest(challenge, record.code_challenge):
         raise OAuthError("invalid_grant", "code_verifier does not match the code_challenge")
-    if outcome is Exchanged.MISMATCH:  # the only binding left: dpop_jkt (RFC 9449 §10)
-        raise OAuthError("invalid_grant", "the code is bound to another DPoP key (dpop_jkt)")
     if outcome is not Exchanged.ISSUED:
         raise OAuthError("invalid_grant", "the authorization was revoked")
     ctx = record.ctx
-    access, _ = await oidc.tokens.access_token(client, ctx, gid=record.gid, scope=ctx.scope, jkt=jkt)
+    access, _ = await oidc.tokens.access_token(client, ctx, gid=record.gid, scope=ctx.scope)
     body: dict[str, Any] = {
         "access_token": access,
-        "token_type": token_type(jkt),
+        "token_type": "Bearer",
         "expires_in": oidc.settings.access_token_ttl,
         "scope": " ".join(ctx.scope),
     }
@@ -94,9 +85,7 @@ async def _authorization_code(
     return body
 
 
-async def _refresh_token(
-    oidc: Provider, client: Client, form: dict[str, str], jkt: str | None
-) -> dict[str, Any]:
+async def _refresh_token(oidc: Provider, client: Client, form: dict[str, str]) -> dict[str, Any]:
     if "refresh_token" not in client.grant_types:
         raise OAuthError("unauthorized_client", "this client may not use refresh tokens")
     token = form.get("refresh_token")
@@ -106,9 +95,7 @@ async def _refresh_token(
         current = await oidc.grants.refresh_lookup(token)
         if current is not None and not set(form["scope"].split()) <= set(current[1].scope):
             raise OAuthError("invalid_scope", "a refresh may only narrow the scope")
-    outcome, gid, ctx, new_token, _remaining = await oidc.grants.refresh(token, client.client_id, jkt)
-    if outcome is RefreshOutcome.WRONG_KEY:  # nothing rotated: the holder of the key can go on
-        raise OAuthError("invalid_grant", "the refresh token is bound to a DPoP key; send a proof with it")
+    outcome, gid, ctx, new_token, _remaining = await oidc.grants.refresh(token, client.client_id)
     if outcome is RefreshOutcome.REUSED:
         assert gid is not None
         await oidc.grants.revoke([gid], "refresh token reused")
@@ -124,10 +111,10 @@ async def _refresh_token(
     # No account check here: freezing or deactivating an account revokes its grants
     # (``GrantStore.revoke_account``, hooked into identity's revoke_all), so a live family is
     # an active account's.
-    access, _ = await oidc.tokens.access_token(client, ctx, gid=gid, scope=scope, jkt=jkt)
+    access, _ = await oidc.tokens.access_token(client, ctx, gid=gid, scope=scope)
     body: dict[str, Any] = {
         "access_token": access,
-        "token_type": token_type(jkt),
+        "token_type": "Bearer",
         "expires_in": oidc.settings.access_token_ttl,
         "scope": " ".join(scope),
         "refresh_token": new_token,
@@ -137,9 +124,7 @@ async def _refresh_token(
     return body
 
 
-async def _client_credentials(
-    oidc: Provider, client: Client, form: dict[str, str], jkt: str | None
-) -> dict[str, Any]:
+async def _client_credentials(oidc: Provider, client: Client, form: dict[str, str]) -> dict[str, Any]:
     if client.client_type != "confidential" or "client_credentials" not in client.grant_types:
         raise OAuthError("unauthorized_client", "this client may not use client_credentials")
     requested = tuple(dict.fromkeys(form.get("scope", "").split()))
@@ -150,11 +135,11 @@ async def _client_credentials(
     from identity.oidc.grants import AuthContext
 
     access, _ = await oidc.tokens.access_token(
-        client, AuthContext(client_id=client.client_id, scope=scope), gid=None, scope=scope, jkt=jkt
+        client, AuthContext(client_id=client.client_id, scope=scope), gid=None, scope=scope
     )
     return {
         "access_token": access,
-        "token_type": token_type(jkt),
+        "token_type": "Bearer",
         "expires_in": oidc.settings.access_token_ttl,
         "scope": " ".join(scope),
     }
@@ -178,9 +163,7 @@ async def token(oidc: Provider, request: FormRequest) -> Answer:
         raise OAuthError("unsupported_grant_type", "grant_type is missing or not supported")
     if grant_type not in client.grant_types:
         raise OAuthError("unauthorized_client", f"this client may not use {grant_type}")
-    proof = request.headers.get("dpop")
-    jkt = None if proof is None else await oidc.dpop.verify(proof, method="POST", url=oidc.url("token"))
-    return Answer(await handler(oidc, client, form, jkt))
+    return Answer(await handler(oidc, client, form))
 
 
 token_endpoint = form_endpoint("/oidc/token", token)

@@ -17,18 +17,10 @@ __all__ = ["userinfo_get", "userinfo_post"]
 Req = Request[Any, Any, Any]
 
 
-async def _userinfo(
-    oidc: Provider, request: Req, token: str | None, scheme: str = "Bearer"
-) -> Response[dict[str, Any]]:
+async def _userinfo(oidc: Provider, token: str | None) -> Response[dict[str, Any]]:
     if not token:
         raise OAuthError("invalid_request", "a bearer access token is required", 401, www_auth=True)
-    live = await oidc.access.check_presented(
-        token,
-        scheme=scheme,
-        proof=request.headers.get("dpop"),
-        method=request.method,
-        url=oidc.url("userinfo"),
-    )
+    live = await oidc.access.check(token)
     if live is None:
         raise OAuthError(
             "invalid_token", "the access token is invalid, expired or revoked", 401, www_auth=True
@@ -47,25 +39,23 @@ async def _userinfo(
     return Response(claims, headers={"Cache-Control": "no-store"}, media_type="application/json")
 
 
-def _presented(request: Req) -> tuple[str, str | None]:
-    """(scheme, token) from the Authorization header: Bearer, or DPoP for a bound token."""
+def _bearer(request: Req) -> str | None:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return scheme, (token.strip() if scheme.lower() in {"bearer", "dpop"} else None)
+    return token.strip() if scheme.lower() == "bearer" else None
 
 
 @get("/oidc/userinfo", operation_id="OidcUserinfo", tags=["oidc"])
 async def userinfo_get(request: Req, oidc: NamedDependency[Provider]) -> Response[dict[str, Any]]:
-    scheme, token = _presented(request)
-    return await _userinfo(oidc, request, token, scheme)
+    return await _userinfo(oidc, _bearer(request))
 
 
 @post("/oidc/userinfo", operation_id="OidcUserinfoPost", tags=["oidc"], status_code=200)
 async def userinfo_post(request: Req, oidc: NamedDependency[Provider]) -> Response[dict[str, Any]]:
-    scheme, token = _presented(request)
+    token = _bearer(request)
     if token is None and request.headers.get("content-type", "").startswith(
         "application/x-www-form-urlencoded"
     ):
         form = await request.form()
         value = form.get("access_token")
-        token, scheme = (str(value) if value else None), "Bearer"
-    return await _userinfo(oidc, request, token, scheme)
+        token = str(value) if value else None
+    return await _userinfo(oidc, token)
