@@ -1,4 +1,4 @@
-"""The payments subcommands of ``citizen`` (registered in ``backend/cli.py``).
+"""The payments subcommands of ``citizen`` (registered in ``backend/cli/_payments.py``).
 
 ``citizen ledger check``, ``citizen settle --date D``, ``citizen reconcile --date D`` and
 ``citizen payments sweep``. Each returns (exit code, lines for stdout); progress goes to stderr.

@@ -32,6 +32,8 @@ from integrations.simulators.control import SimulatorControl
 from integrations.simulators.process import SimulatorsProcess, running_simulators
 from integrations.wiring import Connectors, build_connectors
 
+pytest_plugins = ["tests._watchdog"]
+
 _counter = itertools.count()
 
 

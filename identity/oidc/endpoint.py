@@ -36,6 +36,7 @@ _NO_STORE = [(b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
 class FormRequest(msgspec.Struct, frozen=True):
     headers: dict[str, str]  # lower-case names; a repeated header keeps its last value
     form: dict[str, str]
+    proofs: tuple[str, ...] = ()  # every DPoP header (RFC 9449 §4.3: exactly one is accepted)
 
 
 class Answer(msgspec.Struct, frozen=True):
@@ -110,7 +111,8 @@ def form_endpoint(path: str, handler: Handler) -> ASGIRouteHandler:
         else:
             try:
                 form = read_form(headers.get("content-type", ""), await _body(receive))
-                request = FormRequest(headers, form)
+                proofs = tuple(v.decode("latin-1") for k, v in scope["headers"] if k == b"dpop")
+                request = FormRequest(headers, form, proofs)
                 provider = scope["litestar_app"].state[PROVIDER_STATE_KEY]
                 answer = await handler(provider, request)
                 status = answer.status

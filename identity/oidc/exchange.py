@@ -43,7 +43,7 @@ def _audience(allowed: list[str], form: dict[str, str], subject: dict[str, Any])
     return [a for a in current if isinstance(a, str) and a in allowed] or [allowed[0]]
 
 
-async def exchange(oidc: Any, client: Client, form: dict[str, str]) -> dict[str, Any]:
+async def exchange(oidc: Any, client: Client, form: dict[str, str], jkt: str | None = None) -> dict[str, Any]:
     from identity.oidc.provider import Provider
 
     assert isinstance(oidc, Provider)
@@ -63,6 +63,10 @@ async def exchange(oidc: Any, client: Client, form: dict[str, str]) -> dict[str,
     claims, ctx = live.claims, live.ctx
     if claims.get("client_id") != client.client_id or "gid" not in claims or "org" in claims:
         raise OAuthError("invalid_grant", "subject_token must be a person's token issued to this client")
+    bound = claims.get("cnf", {}).get("jkt") if isinstance(claims.get("cnf"), dict) else None
+    if bound is not None and bound != jkt:
+        # A DPoP-bound subject token is only exchanged by the holder of its key (RFC 9449 §6).
+        raise OAuthError("invalid_dpop_proof", "subject_token is DPoP-bound: send a proof by its key")
     if ctx is None or ctx.account_id is None:
         raise OAuthError("invalid_grant", "subject_token was revoked")
     gid = uuid.UUID(str(claims["gid"]))
@@ -97,6 +101,7 @@ async def exchange(oidc: Any, client: Client, form: dict[str, str]) -> dict[str,
         act={"sub": person},
         subject=row["credit_code"],
         audience=audience,
+        jkt=jkt,
     )
     await oidc.core.audit(
         "identity.oidc.token_exchange",
@@ -111,7 +116,7 @@ async def exchange(oidc: Any, client: Client, form: dict[str, str]) -> dict[str,
     return {
         "access_token": access,
         "issued_token_type": ACCESS_TOKEN_TYPE,
-        "token_type": "Bearer",
+        "token_type": "DPoP" if jkt is not None else "Bearer",
         "expires_in": oidc.settings.access_token_ttl,
         "scope": " ".join(roles),
     }

@@ -33,9 +33,10 @@ __all__ = ["AuthContext", "CodeRecord", "Exchanged", "GrantStore", "RefreshOutco
 _USED_TTL = 600
 
 # A code exchange in one round trip: take the code (a second use finds its record under
-# code-used and the caller revokes the grant), check its bindings, and attach the grant's first
-# refresh token if the grant is still live. The bindings are re-checked in Python for the error
-# message; Lua compares them only so that a refused request attaches nothing.
+# code-used and the caller revokes the grant), check its bindings (client, redirect URI, PKCE,
+# the DPoP key named by dpop_jkt), and attach the grant's first refresh token if it is live.
+# The bindings are re-checked in Python for the error message; Lua compares them only so that a
+# refused request attaches nothing.
 _EXCHANGE = """
 local v = redis.call('GETDEL', KEYS[1])
 if not v then
@@ -48,6 +49,8 @@ local r = cjson.decode(v)
 if r['client_id'] ~= ARGV[2] or r['redirect_uri'] ~= ARGV[3] or r['code_challenge'] ~= ARGV[4] then
   return {4, v}
 end
+local jkt = r['ctx']['jkt']
+if jkt and jkt ~= ARGV[7] then return {4, v} end
 local gk = 'oidc:grant:' .. r['gid']
 local ttl = redis.call('PTTL', gk)
 if ttl <= 0 then return {3, v} end
@@ -73,6 +76,13 @@ return {1, gid, cur[3], redis.call('PTTL', gk)}
 """
 
 
+_BIND = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'd', ARGV[1])
+return 1
+"""
+
+
 class AuthContext(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Who authenticated, how and for what: stored with the grant, read at every refresh."""
 
@@ -86,6 +96,9 @@ class AuthContext(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     org: uuid.UUID | None = None  # token exchange: the organisation acted for
     roles: tuple[str, ...] = ()
     claims: dict[str, dict[str, object]] | None = None  # the OIDC `claims` request (userinfo part)
+    # DPoP (RFC 9449): the thumbprint of the key the grant's tokens are bound to, from `dpop_jkt`
+    # at the authorization request (§10) or from the proof of the first token request.
+    jkt: str | None = None
 
 
 class CodeRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -138,6 +151,7 @@ class GrantStore:
         self.grant_ttl = grant_ttl
         self._exchange = redis.register_script(_EXCHANGE)
         self._refresh = redis.register_script(_REFRESH)
+        self._bind = redis.register_script(_BIND)
 
     async def create(self, ctx: AuthContext) -> uuid.UUID:
         gid = uuid.uuid4()
@@ -159,20 +173,39 @@ class GrantStore:
             await pipe.execute()
         return gid
 
+    async def bind_key(self, gid: uuid.UUID, ctx: AuthContext) -> bool:
+        """Store ``ctx`` (now carrying its DPoP key) as the live grant's context; False if it ended."""
+        return bool(await self._bind(keys=[f"oidc:grant:{gid}"], args=[_enc.encode(ctx)]))
+
     async def issue_code(self, record: CodeRecord) -> str:
         code = secrets.token_urlsafe(32)
         await self.redis.set(f"oidc:code:{_digest(code)}", _enc.encode(record), ex=self.code_ttl)
         return code
 
     async def exchange_code(
-        self, code: str, *, client_id: str, redirect_uri: str, challenge: str, with_refresh: bool
+        self,
+        code: str,
+        *,
+        client_id: str,
+        redirect_uri: str,
+        challenge: str,
+        with_refresh: bool,
+        jkt: str | None = None,
     ) -> tuple[Exchanged, CodeRecord | None, str | None]:
         """Consume the code and, if it is bound to these values, start the grant's refresh family."""
         h = _digest(code[:512])
         family, secret = (secrets.token_urlsafe(16), secrets.token_urlsafe(32)) if with_refresh else ("", "")
         status, raw = await self._exchange(
             keys=[f"oidc:code:{h}", f"oidc:code-used:{h}"],
-            args=[_USED_TTL, client_id, redirect_uri, challenge, _digest(secret) if secret else "", family],
+            args=[
+                _USED_TTL,
+                client_id,
+                redirect_uri,
+                challenge,
+                _digest(secret) if secret else "",
+                family,
+                jkt or "",  # a code bound by dpop_jkt is redeemed only with that key's proof
+            ],
         )
         outcome = Exchanged(int(status))
         record = _code_dec.decode(raw) if raw else None

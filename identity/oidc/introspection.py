@@ -34,7 +34,8 @@ async def introspection(oidc: Provider, request: FormRequest) -> Answer:
         audiences = audience if isinstance(audience, list) else [audience]
         if claims.get("client_id") != client.client_id and client.client_id not in audiences:
             return _INACTIVE
-        body: dict[str, Any] = {"active": True, "token_type": "Bearer"}
+        # RFC 9449 §6.2: a DPoP-bound token says so, with its key's thumbprint in cnf.
+        body: dict[str, Any] = {"active": True, "token_type": "DPoP" if "cnf" in claims else "Bearer"}
         for name in (
             "scope",
             "client_id",
@@ -47,6 +48,7 @@ async def introspection(oidc: Provider, request: FormRequest) -> Answer:
             "acr",
             "auth_time",
             "act",
+            "cnf",
         ):
             if name in claims:
                 body[name] = claims[name]

@@ -67,6 +67,7 @@ class TokenIssuer:
         act: dict[str, Any] | None = None,
         subject: str | None = None,
         audience: list[str] | None = None,
+        jkt: str | None = None,
     ) -> tuple[str, dict[str, Any]]:
         """``audience``: already checked against what the client may ask for (token exchange)."""
         now = int(time.time())
@@ -93,6 +94,8 @@ class TokenIssuer:
             claims["roles"] = list(ctx.roles)
         if act is not None:
             claims["act"] = act
+        if jkt is not None:
+            claims["cnf"] = {"jkt": jkt}  # RFC 9449 §6.1: bound to the DPoP key
         token = await sign(self.keys, claims, alg=self.settings.signing_alg, typ="at+jwt")
         return token, claims
 

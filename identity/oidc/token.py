@@ -6,6 +6,10 @@ token exchange (``exchange.py``). Every error is RFC 6749 JSON with ``no-store``
   and revokes the grant, so every token issued from the code stops working.
 * A refresh token rotates on every use (one Lua script); presenting a rotated one revokes the
   whole family. The grant's absolute lifetime bounds every refresh token of the family.
+* DPoP (RFC 9449, ``dpop.py``): with a valid ``DPoP`` proof the access token is bound to the
+  proof's key (``cnf.jkt``, ``token_type`` DPoP). A code requested with ``dpop_jkt`` is redeemed
+  only with a proof by that key; a public client's grant stays bound to its key, so its refresh
+  tokens are useless to anyone without the private key (§5).
 """
 
 from __future__ import annotations
@@ -14,11 +18,14 @@ import base64
 import hashlib
 import re
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 from litestar import Request
 
 from identity.oidc.clients import Client
+from identity.oidc.dpop import DPoPInvalid
 from identity.oidc.endpoint import Answer, FormRequest, form_endpoint, read_form
 from identity.oidc.errors import OAuthError
 from identity.oidc.exchange import TOKEN_EXCHANGE, exchange
@@ -36,12 +43,18 @@ async def parse_form(request: Req) -> dict[str, str]:
     return read_form(request.headers.get("content-type", ""), await request.body())
 
 
+def token_type(jkt: str | None) -> str:
+    return "DPoP" if jkt is not None else "Bearer"
+
+
 def _s256(verifier: str) -> str:
     digest = hashlib.sha256(verifier.encode("ascii")).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-async def _authorization_code(oidc: Provider, client: Client, form: dict[str, str]) -> dict[str, Any]:
+async def _authorization_code(
+    oidc: Provider, client: Client, form: dict[str, str], jkt: str | None
+) -> dict[str, Any]:
     code = form.get("code")
     if not code:
         raise OAuthError("invalid_request", "code is required")
@@ -54,6 +67,7 @@ async def _authorization_code(oidc: Provider, client: Client, form: dict[str, st
         redirect_uri=form.get("redirect_uri", ""),
         challenge=challenge,
         with_refresh="refresh_token" in client.grant_types,
+        jkt=jkt,
     )
     if record is None:
         raise OAuthError("invalid_grant", "the code is invalid or expired")
@@ -66,15 +80,24 @@ async def _authorization_code(oidc: Provider, client: Client, form: dict[str, st
         raise OAuthError("invalid_grant", "redirect_uri differs from the authorization request")
     if challenge == "!":
         raise OAuthError("invalid_grant", "code_verifier is required (43-128 unreserved characters)")
-    if outcome is Exchanged.MISMATCH or not secrets.compare_digest(challenge, record.code_challenge):
+    if not secrets.compare_digest(challenge, record.code_challenge):
         raise OAuthError("invalid_grant", "code_verifier does not match the code_challenge")
+    ctx = record.ctx
+    if ctx.jkt is not None and ctx.jkt != jkt:
+        raise OAuthError("invalid_dpop_proof", "the code is bound to another DPoP key (dpop_jkt)")
+    if outcome is Exchanged.MISMATCH:
+        raise OAuthError("invalid_grant", "the code is not bound to this request")
     if outcome is not Exchanged.ISSUED:
         raise OAuthError("invalid_grant", "the authorization was revoked")
-    ctx = record.ctx
-    access, _ = await oidc.tokens.access_token(client, ctx, gid=record.gid, scope=ctx.scope)
+    if jkt is not None and ctx.jkt is None and client.client_type == "public":
+        # §5: a public client's refresh tokens are bound to the key of its first token request.
+        ctx = msgspec.structs.replace(ctx, jkt=jkt)
+        if not await oidc.grants.bind_key(record.gid, ctx):
+            raise OAuthError("invalid_grant", "the authorization was revoked")
+    access, _ = await oidc.tokens.access_token(client, ctx, gid=record.gid, scope=ctx.scope, jkt=jkt)
     body: dict[str, Any] = {
         "access_token": access,
-        "token_type": "Bearer",
+        "token_type": token_type(jkt),
         "expires_in": oidc.settings.access_token_ttl,
         "scope": " ".join(ctx.scope),
     }
@@ -85,16 +108,26 @@ async def _authorization_code(oidc: Provider, client: Client, form: dict[str, st
     return body
 
 
-async def _refresh_token(oidc: Provider, client: Client, form: dict[str, str]) -> dict[str, Any]:
+async def _refresh_token(
+    oidc: Provider, client: Client, form: dict[str, str], jkt: str | None
+) -> dict[str, Any]:
     if "refresh_token" not in client.grant_types:
         raise OAuthError("unauthorized_client", "this client may not use refresh tokens")
     token = form.get("refresh_token")
     if not token:
         raise OAuthError("invalid_request", "refresh_token is required")
-    if "scope" in form:  # check a narrowing before rotating, so a refused request consumes nothing
+    if "scope" in form or client.client_type == "public":
+        # Checked before rotating, so a refused request consumes nothing: a narrowing only, and a
+        # public client's key-bound refresh token only with a proof by that key (RFC 9449 §5).
         current = await oidc.grants.refresh_lookup(token)
-        if current is not None and not set(form["scope"].split()) <= set(current[1].scope):
+        if (
+            current is not None
+            and "scope" in form
+            and not set(form["scope"].split()) <= set(current[1].scope)
+        ):
             raise OAuthError("invalid_scope", "a refresh may only narrow the scope")
+        if current is not None and current[1].jkt is not None and current[1].jkt != jkt:
+            raise OAuthError("invalid_dpop_proof", "this refresh token is bound to another DPoP key")
     outcome, gid, ctx, new_token, _remaining = await oidc.grants.refresh(token, client.client_id)
     if outcome is RefreshOutcome.REUSED:
         assert gid is not None
@@ -111,10 +144,10 @@ async def _refresh_token(oidc: Provider, client: Client, form: dict[str, str]) -
     # No account check here: freezing or deactivating an account revokes its grants
     # (``GrantStore.revoke_account``, hooked into identity's revoke_all), so a live family is
     # an active account's.
-    access, _ = await oidc.tokens.access_token(client, ctx, gid=gid, scope=scope)
+    access, _ = await oidc.tokens.access_token(client, ctx, gid=gid, scope=scope, jkt=jkt)
     body: dict[str, Any] = {
         "access_token": access,
-        "token_type": "Bearer",
+        "token_type": token_type(jkt),
         "expires_in": oidc.settings.access_token_ttl,
         "scope": " ".join(scope),
         "refresh_token": new_token,
@@ -124,7 +157,9 @@ async def _refresh_token(oidc: Provider, client: Client, form: dict[str, str]) -
     return body
 
 
-async def _client_credentials(oidc: Provider, client: Client, form: dict[str, str]) -> dict[str, Any]:
+async def _client_credentials(
+    oidc: Provider, client: Client, form: dict[str, str], jkt: str | None
+) -> dict[str, Any]:
     if client.client_type != "confidential" or "client_credentials" not in client.grant_types:
         raise OAuthError("unauthorized_client", "this client may not use client_credentials")
     requested = tuple(dict.fromkeys(form.get("scope", "").split()))
@@ -135,11 +170,11 @@ async def _client_credentials(oidc: Provider, client: Client, form: dict[str, st
     from identity.oidc.grants import AuthContext
 
     access, _ = await oidc.tokens.access_token(
-        client, AuthContext(client_id=client.client_id, scope=scope), gid=None, scope=scope
+        client, AuthContext(client_id=client.client_id, scope=scope), gid=None, scope=scope, jkt=jkt
     )
     return {
         "access_token": access,
-        "token_type": "Bearer",
+        "token_type": token_type(jkt),
         "expires_in": oidc.settings.access_token_ttl,
         "scope": " ".join(scope),
     }
@@ -163,7 +198,21 @@ async def token(oidc: Provider, request: FormRequest) -> Answer:
         raise OAuthError("unsupported_grant_type", "grant_type is missing or not supported")
     if grant_type not in client.grant_types:
         raise OAuthError("unauthorized_client", f"this client may not use {grant_type}")
-    return Answer(await handler(oidc, client, form))
+    jkt = await proof_key(oidc, request.proofs, "token", required=client.dpop_bound_access_tokens)
+    return Answer(await handler(oidc, client, form, jkt))
 
 
 token_endpoint = form_endpoint("/oidc/token", token)
+
+
+async def proof_key(oidc: Provider, proofs: Sequence[str], endpoint: str, *, required: bool) -> str | None:
+    """The thumbprint of the request's DPoP proof key (RFC 9449 §5), or None without a proof;
+    ``invalid_dpop_proof`` for a bad proof, or for none when ``required``."""
+    if not proofs:
+        if required:
+            raise OAuthError("invalid_dpop_proof", "this client must send a DPoP proof")
+        return None
+    try:
+        return await oidc.dpop.verify(proofs, method="POST", url=oidc.url(endpoint))
+    except DPoPInvalid as exc:
+        raise OAuthError("invalid_dpop_proof", str(exc)) from None

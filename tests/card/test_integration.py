@@ -181,7 +181,8 @@ async def test_closing_refunds_the_balance_and_reports_the_rest(
     )
     assert [e["action"] for e in events] == ["issue", "close", "refund_balance"]
     assert json.loads(events[-1]["details"])["unrefunded"] == 700  # a raw connection: jsonb as text
-    assert [m["kind"] for m in await _inbox(client, citizen)] == ["card.closed"]
+    # Newest first: the close, after the top-up's "credited" message (payments).
+    assert [m["kind"] for m in await _inbox(client, citizen)] == ["card.closed", "payments.topup_credited"]
     assert await check_ledger(db) == []
 
 

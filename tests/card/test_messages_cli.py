@@ -1,4 +1,4 @@
-"""``citizen messages poll`` (wired in backend/cli.py with the card work): one pass, in process."""
+"""``citizen messages poll`` (wired in backend/cli/_integrations.py): one pass, in process."""
 
 from __future__ import annotations
 
