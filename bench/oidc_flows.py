@@ -1,24 +1,37 @@
-"""The OpenID provider's flows on one worker and on two (issue 4).
+"""The OpenID provider's flows on one worker and on two, beside Node's ``oidc-provider`` (issue 4).
 
 Measured with wrk (Lua scripts for POST bodies; refresh tokens rotate, so each connection carries
-its own family forward; codes are minted beforehand and used once): client credentials, code
-exchange, refresh (each per second and p99), introspection per second, and the full code flow
-(authorize with an SSO cookie + code exchange) per second with an asyncio client. Worker RSS.
+its own family forward; codes are minted beforehand through the authorization endpoint with a
+signed-in browser's cookie and used once): client credentials, code exchange, refresh (each per second
+and p99), introspection per second, and the full code flow (authorize + exchange) per second with
+an asyncio client. Worker RSS after the load.
 
-Baseline: the issue asks for Node's ``oidc-provider`` run on this machine in the same run; it is
-not wired in yet, so ``baseline`` is null and the targets are printed for reading by eye.
+Baseline, in the same run: panva's certified ``oidc-provider`` from npm (installed into
+bench/.node on first use), started with ``bench/oidc_provider_baseline.mjs`` and driven by the same
+scripts, each flow just before ours (the same load); each one-worker figure is printed with the
+baseline's and the ratio. Its storage is an in-process Map (no network round trip, in its
+favour) and its access tokens are opaque (its default); ours are signed JWTs checked against
+Redis. Without node, npm or the registry the
+baseline is null and the line says why.
+
+    python -m bench.oidc_flows [--seconds 8] [--flows cc,introspection,refresh,code,full]
+                               [--workers 1,2] [--no-baseline]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
+import os
 import re
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -28,35 +41,58 @@ import httpx
 
 from backend.runtime import migrate_database
 from bench._harness import emit, ensure_wrk, rss_mb, service_env, services, uvicorn_server
+from bench._oidc_baseline import install_oidc_provider, node_provider
 
 NAME = "oidc_flows"
-SECONDS = 8
 CONNECTIONS = 32
 REDIRECT = "https://bench.example/cb"
 MOBILE = "13800138000"
+SECRET = "bench-secret-" + "x" * 30
 VERIFIER = "v" * 43 + "bench-verifier"
 CHALLENGE = base64.urlsafe_b64encode(hashlib.sha256(VERIFIER.encode()).digest()).rstrip(b"=").decode()
+CODES = 9000  # minted for the code exchange run: enough for 4,500/s over CODE_SECONDS
+CODE_SECONDS = 2
+FLOWS = ("cc", "introspection", "refresh", "code", "full")
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+_ELAPSED = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
 
 
-def run_wrk(
-    url: str, script: str, *, connections: int = CONNECTIONS, seconds: int = SECONDS
-) -> dict[str, float]:
+@dataclass(frozen=True)
+class Target:
+    """One provider under test: where its endpoints are and how the bench's client signs in."""
+
+    name: str
+    base: str
+    authorize: str
+    token: str
+    introspect: str
+    cookie: str  # a signed-in browser with consent given
+    pid: int
+
+    @property
+    def auth(self) -> str:
+        return "Basic " + base64.b64encode(f"bench:{SECRET}".encode()).decode()
+
+
+def run_wrk(url: str, script: str, *, seconds: float) -> dict[str, float]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
+    duration = f"-d{max(1, round(seconds))}s"
     output = subprocess.run(
-        [ensure_wrk(), "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", handle.name, url],
+        [ensure_wrk(), "-t1", f"-c{CONNECTIONS}", duration, "--latency", "-s", handle.name, url],
         check=True,
         capture_output=True,
         text=True,
     ).stdout
     Path(handle.name).unlink()
-    result: dict[str, float] = {"seconds": float(seconds)}
-    total = re.search(r"(\d+) requests in", output)
+    total = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", output)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    result["requests"] = float(total.group(1)) if total else 0.0
+    requests = float(total.group(1)) if total else 0.0
+    elapsed = float(total.group(2)) * _ELAPSED[total.group(3)] if total else float(seconds)
+    result = {"requests": requests, "seconds": round(elapsed, 2)}
     result["non_2xx"] = float(errors.group(1)) if errors else 0.0
-    result["ok_rps"] = (result["requests"] - result["non_2xx"]) / seconds
+    result["ok_rps"] = (requests - result["non_2xx"]) / max(elapsed, 1e-3)
+    result["load_average"] = round(os.getloadavg()[0], 2)  # right after this run
     for percentile in ("50", "99"):
         match = re.search(rf"^\s+{percentile}%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
         if match:
@@ -64,8 +100,11 @@ def run_wrk(
     return result
 
 
-def _basic(client_id: str, secret: str) -> str:
-    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+def worker_rss_mb(pid: int) -> float:
+    """The largest resident set among uvicorn's workers (the process itself with one worker)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    pids = [int(c) for c in children.read_text().split()] if children.exists() else []
+    return max(rss_mb(p) for p in pids) if pids else rss_mb(pid)
 
 
 def static_post(body: str, auth: str) -> str:
@@ -78,9 +117,9 @@ wrk.headers["Authorization"] = {json.dumps(auth)}
 
 
 def queue_script(items: list[str], body_format: str, auth: str, *, refill: bool) -> str:
-    """Each request takes the next item; with ``refill``, the response's refresh_token goes back."""
+    """Each request takes the next item; with ``refill`` the answer's refresh_token goes back."""
     lua_items = ",".join(json.dumps(i) for i in items)
-    refill_lua = (
+    on_response = (
         """
 response = function(status, headers, body)
   local t = string.match(body, '"refresh_token":"([^"]+)"')
@@ -96,15 +135,14 @@ request = function()
   return wrk.format("POST", nil, {{["Content-Type"]="application/x-www-form-urlencoded",
     ["Authorization"]={json.dumps(auth)}}}, string.format({json.dumps(body_format)}, item))
 end
-{refill_lua}
+{on_response}
 """
 
 
-async def setup(base: str, database_url: str) -> dict[str, Any]:
-    """A partner client, a registered person, an SSO cookie with consent, tokens to start from."""
+async def setup(base: str, database_url: str) -> str:
+    """The bench client, a registered person, and an SSO cookie with consent given."""
     from identity.crypto import token_hash
 
-    secret = "bench-secret-" + "x" * 30
     connection = await asyncpg.connect(database_url)
     try:
         await connection.execute(
@@ -115,19 +153,18 @@ async def setup(base: str, database_url: str) -> dict[str, Any]:
                     '{authorization_code,refresh_token,client_credentials}', '{openid,profile}')
             ON CONFLICT DO NOTHING
             """,
-            token_hash(secret),
+            token_hash(SECRET),
             [REDIRECT],
         )
     finally:
         await connection.close()
-    auth = _basic("bench", secret)
     async with httpx.AsyncClient(base_url=base, timeout=30) as browser:
         await browser.post("/api/v1/identity/codes", json={"mobile": MOBILE, "purpose": "register"})
         sms = (await browser.get("/api/v1/identity/dev/sms", params={"mobile": MOBILE, "limit": 1})).json()
         code = re.search(r"(\d{6})", sms[0]["text"])
         assert code
         await browser.post("/api/v1/identity/registrations", json={"mobile": MOBILE, "code": code.group(1)})
-        response = await browser.get("/oidc/authorize", params=_authorize_params())
+        response = await browser.get("/oidc/authorize", params=authorize_params())
         while response.status_code in (200, 303):
             if response.status_code == 303:
                 location = response.headers["location"]
@@ -156,10 +193,10 @@ async def setup(base: str, database_url: str) -> dict[str, Any]:
                     f"{action.group(1)}/consent", data={"csrf": csrf.group(1), "decision": "allow"}
                 )
         cookie = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
-    return {"auth": auth, "cookie": cookie}
+    return cookie
 
 
-def _authorize_params(prompt: str | None = None) -> dict[str, str]:
+def authorize_params(prompt: str | None = None) -> dict[str, str]:
     params = {
         "response_type": "code",
         "client_id": "bench",
@@ -174,23 +211,28 @@ def _authorize_params(prompt: str | None = None) -> dict[str, str]:
     return params
 
 
-async def mint_codes(base: str, cookie: str, count: int) -> list[str]:
+def _code_of(response: httpx.Response) -> str:
+    return parse_qs(urlsplit(response.headers["location"]).query)["code"][0]
+
+
+async def mint_codes(target: Target, count: int) -> list[str]:
     codes: list[str] = []
-    async with httpx.AsyncClient(base_url=base, headers={"Cookie": cookie}, timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=target.base, headers={"Cookie": target.cookie}, timeout=30
+    ) as client:
 
         async def one() -> None:
-            response = await client.get("/oidc/authorize", params=_authorize_params("none"))
-            codes.append(parse_qs(urlsplit(response.headers["location"]).query)["code"][0])
+            codes.append(_code_of(await client.get(target.authorize, params=authorize_params("none"))))
 
         for start in range(0, count, 64):
             await asyncio.gather(*(one() for _ in range(min(64, count - start))))
     return codes
 
 
-async def exchange(client: httpx.AsyncClient, code: str, auth: str) -> dict[str, Any]:
+async def exchange(client: httpx.AsyncClient, target: Target, code: str) -> dict[str, Any]:
     response = await client.post(
-        "/oidc/token",
-        headers={"Authorization": auth},
+        target.token,
+        headers={"Authorization": target.auth},
         data={
             "grant_type": "authorization_code",
             "code": code,
@@ -202,20 +244,28 @@ async def exchange(client: httpx.AsyncClient, code: str, auth: str) -> dict[str,
     return body
 
 
-async def full_flows(base: str, cookie: str, auth: str, seconds: float) -> tuple[float, float]:
+async def tokens(target: Target, count: int) -> list[dict[str, Any]]:
+    codes = await mint_codes(target, count)
+    async with httpx.AsyncClient(base_url=target.base, timeout=30) as client:
+        return [await exchange(client, target, c) for c in codes]
+
+
+async def full_flows(target: Target, seconds: float) -> tuple[float, float]:
     """(flows per second, p99 ms) with 32 concurrent asyncio clients: authorize + exchange each."""
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
     async with httpx.AsyncClient(
-        base_url=base, headers={"Cookie": cookie}, timeout=30, limits=httpx.Limits(max_connections=64)
+        base_url=target.base,
+        headers={"Cookie": target.cookie},
+        timeout=30,
+        limits=httpx.Limits(max_connections=64),
     ) as client:
 
         async def worker() -> None:
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
-                response = await client.get("/oidc/authorize", params=_authorize_params("none"))
-                code = parse_qs(urlsplit(response.headers["location"]).query)["code"][0]
-                assert "access_token" in await exchange(client, code, auth)
+                response = await client.get(target.authorize, params=authorize_params("none"))
+                assert "access_token" in await exchange(client, target, _code_of(response))
                 latencies.append((time.perf_counter() - started) * 1000)
 
         began = time.perf_counter()
@@ -225,113 +275,116 @@ async def full_flows(base: str, cookie: str, auth: str, seconds: float) -> tuple
     return len(latencies) / elapsed, latencies[int(len(latencies) * 0.99) - 1] if latencies else 0.0
 
 
-def measure(base: str, database_url: str, pid: int, workers: int) -> None:
-    state = asyncio.run(setup(base, database_url))
-    auth, cookie = state["auth"], state["cookie"]
-    common = {
-        "workers": workers,
-        "connections": CONNECTIONS,
-        "seconds": SECONDS,
-        "baseline": None,
-        "baseline_value": None,
-        "ratio": None,
-    }
-    cc = static_post("grant_type=client_credentials&scope=profile", auth)
-    run_wrk(base + "/oidc/token", cc, seconds=2)  # warm-up
-    result = run_wrk(base + "/oidc/token", cc)
-    emit(
-        NAME,
-        "client_credentials_rps",
-        result["ok_rps"],
-        "req/s",
-        p99_ms=result.get("p99_ms"),
-        non_2xx=result["non_2xx"],
-        target=">= 3000/s, p99 <= 20 ms (one worker)",
-        **common,
-    )
-    memory = rss_mb(pid)
+def measure(target: Target, flows: list[str], seconds: float) -> dict[str, dict[str, Any]]:
+    """Every asked-for flow against one target: {metric: {value, p99_ms, ...}}."""
+    out: dict[str, dict[str, Any]] = {}
+    url = target.base + target.token
+    if "cc" in flows:
+        cc = static_post("grant_type=client_credentials&scope=profile", target.auth)
+        run_wrk(url, cc, seconds=min(2.0, seconds))  # warm-up
+        out["client_credentials_rps"] = run_wrk(url, cc, seconds=seconds)
+        out["worker_rss"] = {"ok_rps": worker_rss_mb(target.pid), "all_processes_mb": rss_mb(target.pid)}
+    if "introspection" in flows:
+        access = asyncio.run(tokens(target, 1))[0]["access_token"]
+        script = static_post(f"token={access}", target.auth)
+        out["introspection_rps"] = run_wrk(target.base + target.introspect, script, seconds=seconds)
+    if "refresh" in flows:
+        families = [t["refresh_token"] for t in asyncio.run(tokens(target, CONNECTIONS * 2))]
+        script = queue_script(families, "grant_type=refresh_token&refresh_token=%s", target.auth, refill=True)
+        out["refresh_rps"] = run_wrk(url, script, seconds=seconds)
+    if "code" in flows:
+        # Minted just before use: every code must still be inside its 60 s lifetime when wrk
+        # reaches it. wrk always runs its full duration, so the run is kept short enough for the
+        # codes to last; if they ran out, the rate is a lower bound and the line says so.
+        codes = asyncio.run(mint_codes(target, CODES))
+        body = f"grant_type=authorization_code&code=%s&redirect_uri={REDIRECT}&code_verifier={VERIFIER}"
+        script = queue_script(codes, body, target.auth, refill=False)
+        result = run_wrk(url, script, seconds=CODE_SECONDS)
+        result["codes_available"] = len(codes)
+        result["codes_ran_out"] = result["requests"] > len(codes)
+        out["code_exchange_rps"] = result
+    if "full" in flows:
+        rate, p99 = asyncio.run(full_flows(target, seconds))
+        out["full_code_flow_rps"] = {"ok_rps": rate, "p99_ms": p99}
+    return out
 
-    async def tokens() -> dict[str, Any]:
-        codes = await mint_codes(base, cookie, 1)
-        async with httpx.AsyncClient(base_url=base) as client:
-            return await exchange(client, codes[0], auth)
 
-    access = asyncio.run(tokens())["access_token"]
-    introspect = static_post(f"token={access}", auth)
-    result = run_wrk(base + "/oidc/introspect", introspect)
-    emit(
-        NAME,
-        "introspection_rps",
-        result["ok_rps"],
-        "req/s",
-        p99_ms=result.get("p99_ms"),
-        non_2xx=result["non_2xx"],
-        target=">= 8000/s (one worker)",
-        **common,
-    )
+# -- the run ---------------------------------------------------------------------------------------
 
-    async def families(n: int) -> list[str]:
-        codes = await mint_codes(base, cookie, n)
-        async with httpx.AsyncClient(base_url=base) as client:
-            return [(await exchange(client, c, auth))["refresh_token"] for c in codes]
+_TARGETS = {
+    "client_credentials_rps": ">= 3000/s, p99 <= 20 ms (one worker)",
+    "introspection_rps": ">= 8000/s (one worker)",
+    "refresh_rps": ">= 3000/s, p99 <= 20 ms (one worker)",
+    "code_exchange_rps": ">= 3000/s, p99 <= 20 ms (one worker)",
+    "full_code_flow_rps": None,
+    "worker_rss": "<= 200 MB per worker",
+}
 
-    refresh_tokens = asyncio.run(families(CONNECTIONS * 2))
-    script = queue_script(refresh_tokens, "grant_type=refresh_token&refresh_token=%s", auth, refill=True)
-    result = run_wrk(base + "/oidc/token", script)
-    emit(
-        NAME,
-        "refresh_rps",
-        result["ok_rps"],
-        "req/s",
-        p99_ms=result.get("p99_ms"),
-        non_2xx=result["non_2xx"],
-        target=">= 3000/s, p99 <= 20 ms (one worker)",
-        **common,
-    )
 
-    seconds = 3
-    # Minted just before use: every code must still be inside its 60 s lifetime when wrk reaches it.
-    codes = asyncio.run(mint_codes(base, cookie, 6000))
-    body = f"grant_type=authorization_code&code=%s&redirect_uri={REDIRECT}&code_verifier={VERIFIER}"
-    result = run_wrk(base + "/oidc/token", queue_script(codes, body, auth, refill=False), seconds=seconds)
-    emit(
-        NAME,
-        "code_exchange_rps",
-        result["ok_rps"],
-        "req/s",
-        p99_ms=result.get("p99_ms"),
-        non_2xx=result["non_2xx"],
-        codes_available=len(codes),
-        target=">= 3000/s, p99 <= 20 ms (one worker)",
-        **{**common, "seconds": seconds},
-    )
-
-    rate, p99 = asyncio.run(full_flows(base, cookie, auth, SECONDS))
-    emit(
-        NAME,
-        "full_code_flow_rps",
-        rate,
-        "flows/s",
-        p99_ms=p99,
-        client="httpx asyncio in the bench process (shares the CPU)",
-        **common,
-    )
-    emit(NAME, "worker_rss", memory, "MB", target="<= 200 MB per worker", **common)
+def report(
+    ours: dict[int, dict[str, dict[str, Any]]], baseline: dict[str, dict[str, Any]], why: str | None
+) -> None:
+    for workers, results in ours.items():
+        for metric, result in results.items():
+            unit = "MB" if metric == "worker_rss" else ("flows/s" if metric.startswith("full") else "req/s")
+            extra = {k: v for k, v in result.items() if k not in {"ok_rps", "requests"}}
+            fields: dict[str, Any] = {"workers": workers, "connections": CONNECTIONS, **extra}
+            base = baseline.get(metric) if workers == 1 and metric != "worker_rss" else None
+            fields["baseline"] = "oidc-provider (npm), one node process" if base else None
+            fields["baseline_value"] = round(base["ok_rps"], 1) if base else None
+            if base:
+                fields["baseline_p99_ms"] = base.get("p99_ms")
+                fields["baseline_load_average"] = base.get("load_average")
+            elif workers == 1 and why and metric != "worker_rss":
+                fields["baseline_missing"] = why
+            if workers == 2 and metric in ours.get(1, {}) and metric != "worker_rss":
+                fields["two_over_one"] = round(result["ok_rps"] / max(ours[1][metric]["ok_rps"], 1e-9), 2)
+                fields["target_two_over_one"] = ">= 1.7"
+            if _TARGETS.get(metric):
+                fields["target"] = _TARGETS[metric]
+            fields.setdefault("load_average", round(os.getloadavg()[0], 2))
+            emit(NAME, metric, result["ok_rps"], unit, **fields)
 
 
 def main() -> None:
-    with services() as resolved:
+    parser = argparse.ArgumentParser(prog="python -m bench.oidc_flows")
+    parser.add_argument("--seconds", type=int, default=8, help="per wrk run (default 8)")
+    parser.add_argument("--flows", default=",".join(FLOWS), help="any of " + ",".join(FLOWS))
+    parser.add_argument("--workers", default="1,2", help="worker counts to run (default 1,2)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip oidc-provider")
+    args = parser.parse_args()
+    flows = [f for f in args.flows.split(",") if f in FLOWS]
+    baseline: dict[str, dict[str, Any]] = {}
+    why = "not asked for (--no-baseline)" if args.no_baseline else install_oidc_provider()
+    ours: dict[int, dict[str, dict[str, Any]]] = {}
+    with contextlib.ExitStack() as stack:
+        node: Target | None = None
+        if why is None:
+            base, cookie, pid = stack.enter_context(node_provider(SECRET, REDIRECT, authorize_params()))
+            node = Target("oidc-provider", base, "/auth", "/token", "/token/introspection", cookie, pid)
+        resolved = stack.enter_context(services())
         asyncio.run(migrate_database(resolved.settings))
         url = resolved.settings.database.url
         assert url is not None
-        for workers in (1, 2):
+        for workers in [int(w) for w in args.workers.split(",")]:
             env = service_env(resolved, CITIZEN_LOG_LEVEL="WARNING", CITIZEN_OIDC_ISSUER="http://bench.local")
             with uvicorn_server("backend.asgi:create_app_from_env", env, factory=True, workers=workers) as (
                 base,
                 process,
             ):
-                measure(base, url.reveal(), process.pid, workers)
+                cookie = asyncio.run(setup(base, url.reveal()))
+                target = Target(
+                    "citizen", base, "/oidc/authorize", "/oidc/token", "/oidc/introspect", cookie, process.pid
+                )
+                ours[workers] = {}
+                # Flow by flow, the baseline just before ours: both see the same machine load.
+                for flow in flows:
+                    if node is not None and workers == 1:
+                        baseline.update(measure(node, [flow], args.seconds))
+                    ours[workers].update(measure(target, [flow], args.seconds))
             asyncio.run(_reset(resolved.settings.redis.url.reveal() if resolved.settings.redis.url else ""))
+    baseline.pop("worker_rss", None)
+    report(ours, baseline, why)
 
 
 async def _reset(redis_url: str) -> None:

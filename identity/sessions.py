@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -85,6 +86,9 @@ class SessionStore:
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
+        # Called by revoke_all in its transaction (freeze, deactivation): the OpenID provider
+        # revokes the account's grants there, so refresh tokens need no account check per use.
+        self.revoke_all_hooks: list[Callable[[Connection, uuid.UUID, str], Awaitable[object]]] = []
         self._rotate = redis.register_script(_ROTATE)
         self._set_context = redis.register_script(_SET_CONTEXT)
         self._clear_org = redis.register_script(_CLEAR_ORG)
@@ -259,6 +263,8 @@ class SessionStore:
         )
         if rows:
             await self._redis.delete(*[_key(r["token_hash"]) for r in rows])
+        for hook in self.revoke_all_hooks:
+            await hook(connection, account_id, reason)
         return len(rows)
 
     async def revoke(self, connection: Connection, session_id: uuid.UUID, reason: str) -> uuid.UUID | None:

@@ -149,11 +149,12 @@ async def ensure_web_client(pool: Any, settings: Any) -> list[str]:
 
 
 class RelyingParty:
-    def __init__(self, api: Api, issuer: str, data_dir: Path, public_url: str) -> None:
+    def __init__(self, api: Api, issuer: str, data_dir: Path, public_url: str, api_audience: str) -> None:
         self._api = api
         self.issuer = issuer.rstrip("/")
         self._data_dir = data_dir
         self._public_url = public_url
+        self.api_audience = api_audience  # what an organisation token is asked for (act_for)
         self._metadata: dict[str, Any] | None = None
         self._jwks: dict[str, Any] | None = None
 
@@ -218,12 +219,14 @@ class RelyingParty:
             raise
 
     async def act_for(self, access_token: str, organisation: str) -> TokenSet:
+        """A token for the API with the organisation as subject (RFC 8693, ``audience`` = the API)."""
         return await self._token(
             {
                 "grant_type": _TOKEN_EXCHANGE,
                 "subject_token": access_token,
                 "subject_token_type": _ACCESS_TOKEN_TYPE,
                 "organisation": organisation,
+                "audience": self.api_audience,
             }
         )
 

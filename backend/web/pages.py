@@ -20,6 +20,7 @@ from backend.web.i18n import Lang, choose, text
 from backend.web.oidc import RelyingParty
 from backend.web.sessions import SessionStore, WebSession
 from backend.web.upstream import Api
+from identity.oidc.wiring import api_audience_of
 
 __all__ = ["Page", "WebRuntime", "load_web_demo", "local_path", "redirect"]
 
@@ -102,7 +103,9 @@ class WebRuntime:
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 0))
         async with httpx.AsyncClient(transport=transport, base_url=issuer, timeout=30.0) as http:
             self._api = Api(http)
-            self._rp = RelyingParty(self._api, issuer, Path(settings.data_dir), settings.public_url)
+            self._rp = RelyingParty(
+                self._api, issuer, Path(settings.data_dir), settings.public_url, api_audience_of(settings)
+            )
             try:
                 yield
             finally:

@@ -85,6 +85,7 @@ class ClientAdminController(Controller):
         client_id: FromPath[str],
     ) -> ClientView:
         rotated = await oidc.clients.rotate_secret(client_id)
+        await oidc.revocations.publish(f"c:{client_id}")  # the old secret stops in every worker
         await self._audit(
             oidc, request, principal, action="identity.oidc.client.rotate_secret", client_id=client_id
         )
@@ -100,6 +101,7 @@ class ClientAdminController(Controller):
     ) -> ClientView:
         """Disable a client: it can no longer sign anyone in, and its grants are revoked."""
         disabled = await oidc.clients.disable(client_id)
+        await oidc.revocations.publish(f"c:{client_id}")
         revoked = await oidc.grants.revoke_where("client disabled", client_id=client_id)
         await self._audit(
             oidc,

@@ -264,7 +264,11 @@ class ClientStore:
         return client
 
     def forget(self, client_id: str) -> None:
-        self._cache.pop(client_id, None)
+        """Drop the local copy of one client (``*``: of every client)."""
+        if client_id == "*":
+            self._cache.clear()
+        else:
+            self._cache.pop(client_id, None)
 
     async def create(self, data: ClientRegistration) -> ClientView:
         validate_registration(data, development=self._development)

@@ -1,10 +1,12 @@
 """Token exchange (RFC 8693) for a person acting for an organisation (Corppass's shape).
 
 A partner presents the access token it holds for a person (``subject_token``), names the
-organisation (``organisation``: its id or unified social credit code) and optionally the roles it
-needs (``scope``, from the fixed catalogue). It receives an access token whose ``sub`` is the
-organisation's credit code, whose ``act`` names the person (RFC 8693 §4.1), with ``org`` and
-``roles`` — only roles the person holds there now, else ``invalid_scope`` / ``invalid_target``.
+organisation (``organisation``: its id or unified social credit code), optionally the roles it
+needs (``scope``, from the fixed catalogue) and where the token will be used (``audience`` or
+``resource``, among the audiences the client may name: the API for the first-party web page).
+It receives an access token whose ``sub`` is the organisation's credit code, whose ``act`` names
+the person (RFC 8693 §4.1), with ``org`` and ``roles`` — only roles the person holds there now,
+else ``invalid_scope`` / ``invalid_target``.
 The new token belongs to the person's grant: revoking that grant ends it too.
 """
 
@@ -19,12 +21,26 @@ from identity.auth import ORG_ROLES
 from identity.oidc.claims import held_roles
 from identity.oidc.clients import Client
 from identity.oidc.errors import OAuthError
-from identity.oidc.jose import TokenInvalid, verify_own
 
 __all__ = ["ACCESS_TOKEN_TYPE", "TOKEN_EXCHANGE", "exchange"]
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105
+
+
+def _audience(allowed: list[str], form: dict[str, str], subject: dict[str, Any]) -> list[str]:
+    """The new token's ``aud``: what was asked for (``audience`` and ``resource``, RFC 8693 §2.1),
+    each one among what this client may name, else ``invalid_target``; when nothing was asked
+    for, the subject token's own audiences (the organisation's token goes where the person's did)."""
+    asked = [*form.get("audience", "").split(), *form.get("resource", "").split()]
+    if asked:
+        refused = [a for a in asked if a not in allowed]
+        if refused:
+            raise OAuthError("invalid_target", f"this client may not ask for the audience {refused[0]}")
+        return list(dict.fromkeys(asked))
+    present = subject.get("aud")
+    current = present if isinstance(present, list) else [present]
+    return [a for a in current if isinstance(a, str) and a in allowed] or [allowed[0]]
 
 
 async def exchange(oidc: Any, client: Client, form: dict[str, str], jkt: str | None = None) -> dict[str, Any]:
@@ -39,28 +55,22 @@ async def exchange(oidc: Any, client: Client, form: dict[str, str], jkt: str | N
         raise OAuthError("invalid_request", "only access tokens can be requested")
     if "actor_token" in form:
         raise OAuthError("invalid_request", "actor_token is not supported; the person is the subject token's")
-    try:
-        claims = await verify_own(
-            oidc.keys,
-            form.get("subject_token", ""),
-            algorithms=[oidc.settings.signing_alg],
-            typ="at+jwt",
-            issuer=oidc.issuer,
-        )
-    except TokenInvalid:
+    live = await oidc.access.check(form.get("subject_token", ""))
+    if live is None:
         raise OAuthError(
-            "invalid_grant", "subject_token is not a valid access token of this provider"
-        ) from None
+            "invalid_grant", "subject_token is not a live access token of this provider (or was revoked)"
+        )
+    claims, ctx = live.claims, live.ctx
     if claims.get("client_id") != client.client_id or "gid" not in claims or "org" in claims:
         raise OAuthError("invalid_grant", "subject_token must be a person's token issued to this client")
     bound = claims.get("cnf", {}).get("jkt") if isinstance(claims.get("cnf"), dict) else None
     if bound is not None and bound != jkt:
         # A DPoP-bound subject token is only exchanged by the holder of its key (RFC 9449 §6).
         raise OAuthError("invalid_dpop_proof", "subject_token is DPoP-bound: send a proof by its key")
-    gid = uuid.UUID(str(claims["gid"]))
-    ctx = await oidc.grants.context(gid)
-    if ctx is None or ctx.account_id is None or await oidc.redis.exists(f"oidc:atrev:{claims.get('jti')}"):
+    if ctx is None or ctx.account_id is None:
         raise OAuthError("invalid_grant", "subject_token was revoked")
+    gid = uuid.UUID(str(claims["gid"]))
+    audience = _audience(oidc.tokens.allowed_audiences(client), form, claims)
     organisation = form.get("organisation", "").strip().upper()
     row = None
     if organisation:
@@ -84,7 +94,14 @@ async def exchange(oidc: Any, client: Client, form: dict[str, str], jkt: str | N
     new_ctx = msgspec.structs.replace(ctx, org=row["id"], roles=roles, scope=roles)
     person = oidc.tokens.subject(client, ctx.account_id)
     access, _ = await oidc.tokens.access_token(
-        client, new_ctx, gid=gid, scope=roles, act={"sub": person}, subject=row["credit_code"], jkt=jkt
+        client,
+        new_ctx,
+        gid=gid,
+        scope=roles,
+        act={"sub": person},
+        subject=row["credit_code"],
+        audience=audience,
+        jkt=jkt,
     )
     await oidc.core.audit(
         "identity.oidc.token_exchange",
@@ -94,7 +111,7 @@ async def exchange(oidc: Any, client: Client, form: dict[str, str], jkt: str | N
         acting_for=row["id"],
         target_kind="client",
         target_id=client.client_id,
-        details={"roles": list(roles)},
+        details={"roles": list(roles), "audience": audience},
     )
     return {
         "access_token": access,

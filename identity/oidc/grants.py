@@ -25,28 +25,40 @@ import uuid
 import msgspec
 import redis.asyncio as aioredis
 
-from identity._db import Pool
+from identity._db import Connection, Pool
+from identity.oidc.revocation import RevocationCache
 
-__all__ = ["AuthContext", "CodeRecord", "GrantStore", "Redeemed", "RefreshOutcome"]
+__all__ = ["AuthContext", "CodeRecord", "Exchanged", "GrantStore", "RefreshOutcome"]
 
 _USED_TTL = 600
 
-_REDEEM = """
+# A code exchange in one round trip: take the code (a second use finds its record under
+# code-used and the caller revokes the grant), check its bindings (client, redirect URI, PKCE,
+# the DPoP key named by dpop_jkt), and attach the grant's first refresh token if it is live.
+# The bindings are re-checked in Python for the error message; Lua compares them only so that a
+# refused request attaches nothing.
+_EXCHANGE = """
 local v = redis.call('GETDEL', KEYS[1])
-if v then
-  redis.call('SET', KEYS[2], v, 'EX', ARGV[1])
-  return {1, v}
+if not v then
+  local used = redis.call('GET', KEYS[2])
+  if used then return {2, used} end
+  return {0, ''}
 end
-local used = redis.call('GET', KEYS[2])
-if used then return {2, used} end
-return {0, ''}
-"""
-_ATTACH = """
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl <= 0 then return 0 end
-redis.call('HSET', KEYS[1], 'rt', ARGV[1], 'rf', ARGV[2])
-redis.call('SET', KEYS[2], ARGV[3], 'PX', ttl)
-return 1
+redis.call('SET', KEYS[2], v, 'EX', ARGV[1])
+local r = cjson.decode(v)
+if r['client_id'] ~= ARGV[2] or r['redirect_uri'] ~= ARGV[3] or r['code_challenge'] ~= ARGV[4] then
+  return {4, v}
+end
+local jkt = r['ctx']['jkt']
+if jkt and jkt ~= ARGV[7] then return {4, v} end
+local gk = 'oidc:grant:' .. r['gid']
+local ttl = redis.call('PTTL', gk)
+if ttl <= 0 then return {3, v} end
+if ARGV[5] ~= '' then
+  redis.call('HSET', gk, 'rt', ARGV[5], 'rf', ARGV[6])
+  redis.call('SET', 'oidc:rf:' .. ARGV[6], r['gid'], 'PX', ttl)
+end
+return {1, v}
 """
 _REFRESH = """
 local gid = redis.call('GET', KEYS[1])
@@ -105,9 +117,12 @@ class RefreshOutcome(enum.Enum):
     WRONG_CLIENT = 3
 
 
-class Redeemed(msgspec.Struct, frozen=True):
-    first_use: bool
-    record: CodeRecord | None
+class Exchanged(enum.Enum):
+    UNKNOWN = 0  # no such code, or expired
+    ISSUED = 1  # consumed; the grant is live (and has its refresh token if one was asked for)
+    REUSED = 2  # consumed before: the caller revokes the grant
+    REVOKED = 3  # consumed now, but the grant was revoked meanwhile
+    MISMATCH = 4  # consumed now, but not bound to this client, redirect URI or verifier
 
 
 _code_dec = msgspec.json.Decoder(CodeRecord)
@@ -120,13 +135,21 @@ def _digest(value: str) -> str:
 
 
 class GrantStore:
-    def __init__(self, pool: Pool, redis: aioredis.Redis, *, code_ttl: int, grant_ttl: int) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        redis: aioredis.Redis,
+        revocations: RevocationCache,
+        *,
+        code_ttl: int,
+        grant_ttl: int,
+    ) -> None:
         self.pool = pool
         self.redis = redis
+        self.revocations = revocations
         self.code_ttl = code_ttl
         self.grant_ttl = grant_ttl
-        self._redeem = redis.register_script(_REDEEM)
-        self._attach = redis.register_script(_ATTACH)
+        self._exchange = redis.register_script(_EXCHANGE)
         self._refresh = redis.register_script(_REFRESH)
         self._bind = redis.register_script(_BIND)
 
@@ -159,24 +182,35 @@ class GrantStore:
         await self.redis.set(f"oidc:code:{_digest(code)}", _enc.encode(record), ex=self.code_ttl)
         return code
 
-    async def redeem_code(self, code: str) -> Redeemed:
-        """Take the code once; a second use returns its record with ``first_use`` False."""
+    async def exchange_code(
+        self,
+        code: str,
+        *,
+        client_id: str,
+        redirect_uri: str,
+        challenge: str,
+        with_refresh: bool,
+        jkt: str | None = None,
+    ) -> tuple[Exchanged, CodeRecord | None, str | None]:
+        """Consume the code and, if it is bound to these values, start the grant's refresh family."""
         h = _digest(code[:512])
-        status, raw = await self._redeem(keys=[f"oidc:code:{h}", f"oidc:code-used:{h}"], args=[_USED_TTL])
-        if int(status) == 0:
-            return Redeemed(False, None)
-        return Redeemed(int(status) == 1, _code_dec.decode(raw))
-
-    async def attach_refresh(self, gid: uuid.UUID) -> str | None:
-        """A first refresh token for the grant; None if the grant was revoked meanwhile."""
-        family, secret = secrets.token_urlsafe(16), secrets.token_urlsafe(32)
-        ok = await self._attach(
-            keys=[f"oidc:grant:{gid}", f"oidc:rf:{family}"], args=[_digest(secret), family, str(gid)]
+        family, secret = (secrets.token_urlsafe(16), secrets.token_urlsafe(32)) if with_refresh else ("", "")
+        status, raw = await self._exchange(
+            keys=[f"oidc:code:{h}", f"oidc:code-used:{h}"],
+            args=[
+                _USED_TTL,
+                client_id,
+                redirect_uri,
+                challenge,
+                _digest(secret) if secret else "",
+                family,
+                jkt or "",  # a code bound by dpop_jkt is redeemed only with that key's proof
+            ],
         )
-        return f"{family}.{secret}" if int(ok) else None
-
-    async def is_live(self, gid: uuid.UUID) -> bool:
-        return bool(await self.redis.exists(f"oidc:grant:{gid}"))
+        outcome = Exchanged(int(status))
+        record = _code_dec.decode(raw) if raw else None
+        refresh = f"{family}.{secret}" if outcome is Exchanged.ISSUED and with_refresh else None
+        return outcome, record, refresh
 
     async def context(self, gid: uuid.UUID) -> AuthContext | None:
         raw = await self.redis.hget(f"oidc:grant:{gid}", "d")
@@ -223,6 +257,7 @@ class GrantStore:
             return 0
         families = await self._families(gids)
         await self.redis.delete(*[f"oidc:grant:{g}" for g in gids], *families)
+        await self.revocations.publish(*[f"g:{g}" for g in gids])
         done = await self.pool.execute(
             """
             UPDATE identity.oidc_grants SET revoked_at = now(), revoked_reason = $2
@@ -262,7 +297,26 @@ class GrantStore:
         )
         return await self.revoke([r["id"] for r in rows], reason)
 
+    async def revoke_account(self, connection: Connection, account_id: uuid.UUID, reason: str) -> int:
+        """Every live grant of an account (frozen, deactivated), inside the caller's transaction."""
+        rows = await connection.fetch(
+            """
+            UPDATE identity.oidc_grants SET revoked_at = now(), revoked_reason = $2
+            WHERE account_id = $1 AND revoked_at IS NULL AND expires_at > now()
+            RETURNING id
+            """,
+            account_id,
+            "account " + reason,
+        )
+        gids = [r["id"] for r in rows]
+        if gids:
+            families = await self._families(gids)
+            await self.redis.delete(*[f"oidc:grant:{g}" for g in gids], *families)
+            await self.revocations.publish(*[f"g:{g}" for g in gids])
+        return len(gids)
+
     async def revoke_access_token(self, jti: str, exp: int) -> None:
         ttl = exp - int(dt.datetime.now(dt.UTC).timestamp())
         if ttl > 0:
             await self.redis.set(f"oidc:atrev:{jti}", b"1", ex=ttl + 5)
+            await self.revocations.publish(f"j:{jti}")

@@ -8,35 +8,32 @@ Revocation answers 200 whatever the token was (RFC 7009 §2.2).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from litestar import Request, Response, post
-from litestar.di import NamedDependency
-
+from identity.oidc.endpoint import Answer, FormRequest, form_endpoint
 from identity.oidc.provider import Provider
-from identity.oidc.token import parse_form
 
 __all__ = ["introspect", "revoke"]
 
-Req = Request[Any, Any, Any]
-_INACTIVE = {"active": False}
+_INACTIVE = Answer(b'{"active":false}')
+_REVOKED = Answer(b"")
 
 
-@post("/oidc/introspect", operation_id="OidcIntrospect", tags=["oidc"], status_code=200)
-async def introspect(request: Req, oidc: NamedDependency[Provider]) -> Response[dict[str, Any]]:
-    form = await parse_form(request)
+async def introspection(oidc: Provider, request: FormRequest) -> Answer:
+    """Introspection (RFC 7662)."""
+    form = request.form
     client = await oidc.client_auth.authenticate(request.headers, form)
     token = form.get("token", "")
-    headers = {"Cache-Control": "no-store"}
     if token.count(".") == 2:
         live = await oidc.access.check(token)
         if live is None:
-            return Response(_INACTIVE, headers=headers)
+            return _INACTIVE
         claims = live.claims
         audience = claims.get("aud")
         audiences = audience if isinstance(audience, list) else [audience]
         if claims.get("client_id") != client.client_id and client.client_id not in audiences:
-            return Response(_INACTIVE, headers=headers)
+            return _INACTIVE
         # RFC 9449 §6.2: a DPoP-bound token says so, with its key's thumbprint in cnf.
         body: dict[str, Any] = {"active": True, "token_type": "DPoP" if "cnf" in claims else "Bearer"}
         for name in (
@@ -55,15 +52,13 @@ async def introspect(request: Req, oidc: NamedDependency[Provider]) -> Response[
         ):
             if name in claims:
                 body[name] = claims[name]
-        return Response(body, headers=headers)
+        return Answer(body)
     found = await oidc.grants.refresh_lookup(token)
     if found is None:
-        return Response(_INACTIVE, headers=headers)
+        return _INACTIVE
     _gid, ctx, ttl = found
     if ctx.client_id != client.client_id:
-        return Response(_INACTIVE, headers=headers)
-    import time
-
+        return _INACTIVE
     now = int(time.time())
     owner = await oidc.clients.get(ctx.client_id)
     body = {
@@ -76,12 +71,12 @@ async def introspect(request: Req, oidc: NamedDependency[Provider]) -> Response[
     }
     if ctx.account_id is not None and owner is not None:
         body["sub"] = oidc.tokens.subject(owner, ctx.account_id)
-    return Response(body, headers=headers)
+    return Answer(body)
 
 
-@post("/oidc/revoke", operation_id="OidcRevoke", tags=["oidc"], status_code=200)
-async def revoke(request: Req, oidc: NamedDependency[Provider]) -> Response[None]:
-    form = await parse_form(request)
+async def revocation(oidc: Provider, request: FormRequest) -> Answer:
+    """Revocation (RFC 7009)."""
+    form = request.form
     client = await oidc.client_auth.authenticate(request.headers, form)
     token = form.get("token", "")
     if token.count(".") == 2:
@@ -92,4 +87,8 @@ async def revoke(request: Req, oidc: NamedDependency[Provider]) -> Response[None
         found = await oidc.grants.refresh_lookup(token)
         if found is not None and found[1].client_id == client.client_id:
             await oidc.grants.revoke([found[0]], "revoked by the client")
-    return Response(None, status_code=200, headers={"Cache-Control": "no-store"})
+    return _REVOKED
+
+
+introspect = form_endpoint("/oidc/introspect", introspection)
+revoke = form_endpoint("/oidc/revoke", revocation)

@@ -43,6 +43,14 @@ class TokenIssuer:
         mac = hmac.new(self._pairwise_key, sector + b"\x00" + account_id.bytes, hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
+    def allowed_audiences(self, client: Client) -> list[str]:
+        """Every audience the client may name (RFC 8693 ``audience``/``resource``): itself, its
+        registered resource servers, and the API for a first-party client with the api scope."""
+        allowed = [client.client_id, *client.audiences]
+        if client.first_party and "api" in client.scopes:
+            allowed.append(self.api_audience)
+        return allowed
+
     def audiences(self, client: Client, scope: tuple[str, ...]) -> list[str]:
         audiences = [client.client_id, *client.audiences]
         if "api" in scope and client.first_party:
@@ -58,13 +66,15 @@ class TokenIssuer:
         scope: tuple[str, ...],
         act: dict[str, Any] | None = None,
         subject: str | None = None,
+        audience: list[str] | None = None,
         jkt: str | None = None,
     ) -> tuple[str, dict[str, Any]]:
+        """``audience``: already checked against what the client may ask for (token exchange)."""
         now = int(time.time())
         claims: dict[str, Any] = {
             "iss": self.issuer,
             "sub": subject or (self.subject(client, ctx.account_id) if ctx.account_id else client.client_id),
-            "aud": self.audiences(client, scope),
+            "aud": audience or self.audiences(client, scope),
             "exp": now + self.settings.access_token_ttl,
             "iat": now,
             "jti": secrets.token_urlsafe(16),

@@ -40,7 +40,7 @@ async def pushed_authorization_request(
     params = {k: v for k, v in form.items() if k not in _AUTH_FIELDS}
     params["client_id"] = client.client_id
     # RFC 9449 §10.1: a proof at PAR binds the code to its key, like dpop_jkt; both must agree.
-    jkt = await proof_key(oidc, request, client, "par", required=False)
+    jkt = await proof_key(oidc, request.headers.getall("dpop", []), "par", required=False)
     if jkt is not None and params.setdefault("dpop_jkt", jkt) != jkt:
         raise OAuthError("invalid_dpop_proof", "dpop_jkt differs from the DPoP proof's key")
     try:

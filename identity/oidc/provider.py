@@ -22,6 +22,7 @@ from identity.oidc.dpop import DPoPVerifier
 from identity.oidc.grants import GrantStore
 from identity.oidc.issuer import TokenIssuer
 from identity.oidc.keys import KeyStore
+from identity.oidc.revocation import RevocationCache
 from identity.oidc.settings import OidcSettings
 from identity.oidc.sso import COOKIE, SsoSession, SsoStore
 from identity.services import IdentityServices
@@ -57,13 +58,21 @@ class Provider:
         self.http = http
         self.secure_cookies = issuer.startswith("https://")
         self._csrf_key = hmac.new(session_key, b"citizen csrf", hashlib.sha256).digest()
+        self.revocations = RevocationCache(redis, ttl=settings.revocation_cache_ttl)
+        self.revocations.client_listeners.append(clients.forget)
         self.grants = GrantStore(
-            self.core.pool, redis, code_ttl=settings.code_ttl, grant_ttl=settings.refresh_token_ttl
+            self.core.pool,
+            redis,
+            self.revocations,
+            code_ttl=settings.code_ttl,
+            grant_ttl=settings.refresh_token_ttl,
         )
         self.tokens = TokenIssuer(
             keys, settings, issuer=issuer, api_audience=api_audience, pairwise_key=pairwise_key
         )
-        self.access = AccessChecker(keys, redis, issuer=issuer, algorithm=settings.signing_alg)
+        self.access = AccessChecker(
+            keys, redis, self.revocations, issuer=issuer, algorithm=settings.signing_alg
+        )
         self.sso = SsoStore(redis, session_key, ttl=settings.sso_session_ttl)
         self.dpop = DPoPVerifier(redis)
         self.consents = ConsentStore(self.core.pool)

@@ -30,6 +30,9 @@ class OidcSettings(msgspec.Struct, frozen=True, kw_only=True):
     key_reload_interval: float = 5.0
     # Client registry cache per worker (seconds); the admin API clears the local copy at once.
     client_cache_ttl: float = 5.0
+    # How long a worker trusts a remembered "token not revoked, grant live" (only while it is
+    # subscribed to the invalidation channel, see ``revocation.py``); 0: ask Redis every time.
+    revocation_cache_ttl: float = 30.0
     # private_key_jwt: an assertion may live at most this long (exp - now).
     assertion_max_age: int = 300
     backchannel_timeout: float = 3.0

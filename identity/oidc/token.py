@@ -18,45 +18,38 @@ import base64
 import hashlib
 import re
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, post
-from litestar.di import NamedDependency
+from litestar import Request
 
 from identity.oidc.clients import Client
 from identity.oidc.dpop import DPoPInvalid
+from identity.oidc.endpoint import Answer, FormRequest, form_endpoint, read_form
 from identity.oidc.errors import OAuthError
 from identity.oidc.exchange import TOKEN_EXCHANGE, exchange
-from identity.oidc.grants import RefreshOutcome
+from identity.oidc.grants import Exchanged, RefreshOutcome
 from identity.oidc.provider import Provider
-from identity.oidc.request import single_params
 
-__all__ = ["parse_form", "token_endpoint", "token_response"]
+__all__ = ["parse_form", "token_endpoint"]
 
 Req = Request[Any, Any, Any]
 _VERIFIER = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
-_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 async def parse_form(request: Req) -> dict[str, str]:
-    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-        raise OAuthError("invalid_request", "the body must be application/x-www-form-urlencoded")
-    form = await request.form()
-    return single_params([(k, str(v)) for k, v in form.multi_items()])
-
-
-def token_response(body: dict[str, Any]) -> Response[dict[str, Any]]:
-    return Response(body, status_code=200, headers=_NO_STORE, media_type="application/json")
+    """The form of a request handled by Litestar (PAR); the hot endpoints use ``endpoint.py``."""
+    return read_form(request.headers.get("content-type", ""), await request.body())
 
 
 def token_type(jkt: str | None) -> str:
     return "DPoP" if jkt is not None else "Bearer"
 
 
-def _pkce_ok(verifier: str, challenge: str) -> bool:
+def _s256(verifier: str) -> str:
     digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    return secrets.compare_digest(base64.urlsafe_b64encode(digest).rstrip(b"=").decode(), challenge)
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 async def _authorization_code(
@@ -65,36 +58,42 @@ async def _authorization_code(
     code = form.get("code")
     if not code:
         raise OAuthError("invalid_request", "code is required")
-    redeemed = await oidc.grants.redeem_code(code)
-    record = redeemed.record
+    verifier = form.get("code_verifier", "")
+    # "!" is never a challenge: a malformed verifier still consumes the code, and matches nothing.
+    challenge = _s256(verifier) if _VERIFIER.match(verifier) else "!"
+    outcome, record, refresh = await oidc.grants.exchange_code(
+        code,
+        client_id=client.client_id,
+        redirect_uri=form.get("redirect_uri", ""),
+        challenge=challenge,
+        with_refresh="refresh_token" in client.grant_types,
+        jkt=jkt,
+    )
     if record is None:
         raise OAuthError("invalid_grant", "the code is invalid or expired")
-    if not redeemed.first_use:
+    if outcome is Exchanged.REUSED:
         await oidc.grants.revoke([record.gid], "authorization code reused")
         raise OAuthError("invalid_grant", "the code was already used; tokens issued from it are revoked")
     if record.client_id != client.client_id:
         raise OAuthError("invalid_grant", "the code was issued to another client")
     if form.get("redirect_uri") != record.redirect_uri:
         raise OAuthError("invalid_grant", "redirect_uri differs from the authorization request")
-    verifier = form.get("code_verifier", "")
-    if not _VERIFIER.match(verifier):
+    if challenge == "!":
         raise OAuthError("invalid_grant", "code_verifier is required (43-128 unreserved characters)")
-    if not _pkce_ok(verifier, record.code_challenge):
+    if not secrets.compare_digest(challenge, record.code_challenge):
         raise OAuthError("invalid_grant", "code_verifier does not match the code_challenge")
     ctx = record.ctx
     if ctx.jkt is not None and ctx.jkt != jkt:
         raise OAuthError("invalid_dpop_proof", "the code is bound to another DPoP key (dpop_jkt)")
+    if outcome is Exchanged.MISMATCH:
+        raise OAuthError("invalid_grant", "the code is not bound to this request")
+    if outcome is not Exchanged.ISSUED:
+        raise OAuthError("invalid_grant", "the authorization was revoked")
     if jkt is not None and ctx.jkt is None and client.client_type == "public":
         # §5: a public client's refresh tokens are bound to the key of its first token request.
         ctx = msgspec.structs.replace(ctx, jkt=jkt)
-        await oidc.grants.bind_key(record.gid, ctx)
-    refresh = None
-    if "refresh_token" in client.grant_types:
-        refresh = await oidc.grants.attach_refresh(record.gid)
-        if refresh is None:
+        if not await oidc.grants.bind_key(record.gid, ctx):
             raise OAuthError("invalid_grant", "the authorization was revoked")
-    elif not await oidc.grants.is_live(record.gid):
-        raise OAuthError("invalid_grant", "the authorization was revoked")
     access, _ = await oidc.tokens.access_token(client, ctx, gid=record.gid, scope=ctx.scope, jkt=jkt)
     body: dict[str, Any] = {
         "access_token": access,
@@ -142,13 +141,9 @@ async def _refresh_token(
         if not set(narrowed) <= set(scope):
             raise OAuthError("invalid_scope", "a refresh may only narrow the scope")
         scope = narrowed
-    if ctx.account_id is not None:
-        status = await oidc.core.pool.fetchval(
-            "SELECT status FROM identity.accounts WHERE id = $1", ctx.account_id
-        )
-        if status != "active":
-            await oidc.grants.revoke([gid], f"account {status}")
-            raise OAuthError("invalid_grant", "the account is not active")
+    # No account check here: freezing or deactivating an account revokes its grants
+    # (``GrantStore.revoke_account``, hooked into identity's revoke_all), so a live family is
+    # an active account's.
     access, _ = await oidc.tokens.access_token(client, ctx, gid=gid, scope=scope, jkt=jkt)
     body: dict[str, Any] = {
         "access_token": access,
@@ -193,10 +188,9 @@ _GRANTS = {
 }
 
 
-@post("/oidc/token", operation_id="OidcToken", tags=["oidc"], status_code=200)
-async def token_endpoint(request: Req, oidc: NamedDependency[Provider]) -> Response[dict[str, Any]]:
+async def token(oidc: Provider, request: FormRequest) -> Answer:
     """The token endpoint."""
-    form = await parse_form(request)
+    form = request.form
     client = await oidc.client_auth.authenticate(request.headers, form)
     grant_type = form.get("grant_type", "")
     handler = _GRANTS.get(grant_type)
@@ -204,16 +198,16 @@ async def token_endpoint(request: Req, oidc: NamedDependency[Provider]) -> Respo
         raise OAuthError("unsupported_grant_type", "grant_type is missing or not supported")
     if grant_type not in client.grant_types:
         raise OAuthError("unauthorized_client", f"this client may not use {grant_type}")
-    jkt = await proof_key(oidc, request, client, "token", required=client.dpop_bound_access_tokens)
-    return token_response(await handler(oidc, client, form, jkt))
+    jkt = await proof_key(oidc, request.proofs, "token", required=client.dpop_bound_access_tokens)
+    return Answer(await handler(oidc, client, form, jkt))
 
 
-async def proof_key(
-    oidc: Provider, request: Req, client: Client, endpoint: str, *, required: bool
-) -> str | None:
+token_endpoint = form_endpoint("/oidc/token", token)
+
+
+async def proof_key(oidc: Provider, proofs: Sequence[str], endpoint: str, *, required: bool) -> str | None:
     """The thumbprint of the request's DPoP proof key (RFC 9449 §5), or None without a proof;
     ``invalid_dpop_proof`` for a bad proof, or for none when ``required``."""
-    proofs = request.headers.getall("dpop", [])
     if not proofs:
         if required:
             raise OAuthError("invalid_dpop_proof", "this client must send a DPoP proof")

@@ -7,6 +7,7 @@ session resolver, so the API's bearer guard accepts the provider's access tokens
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -26,6 +27,7 @@ from identity.oidc.admin import ClientAdminController
 from identity.oidc.authorize import authorize_get, authorize_post
 from identity.oidc.clients import ClientStore
 from identity.oidc.discovery import jwks, oauth_metadata, openid_configuration
+from identity.oidc.endpoint import PROVIDER_STATE_KEY
 from identity.oidc.errors import OAuthError, oauth_error_response
 from identity.oidc.interaction import InteractionController
 from identity.oidc.introspection import introspect, revoke
@@ -39,7 +41,7 @@ from identity.oidc.token import token_endpoint
 from identity.oidc.userinfo import userinfo_get, userinfo_post
 from identity.services import IdentityServices
 
-__all__ = ["OidcRuntime", "issuer_of", "key_store"]
+__all__ = ["OidcRuntime", "api_audience_of", "issuer_of", "key_store"]
 
 log = logging.getLogger("citizen.identity.oidc")
 
@@ -47,6 +49,12 @@ log = logging.getLogger("citizen.identity.oidc")
 def issuer_of(settings: Any) -> str:
     oidc: OidcSettings = settings.oidc
     return (oidc.issuer or settings.public_url).rstrip("/")
+
+
+def api_audience_of(settings: Any) -> str:
+    """The audience the API's bearer guard requires (``CITIZEN_OIDC_API_AUDIENCE``, else <issuer>/api)."""
+    oidc: OidcSettings = settings.oidc
+    return oidc.api_audience or issuer_of(settings) + "/api"
 
 
 def key_store(pool: Any, keyring: Any, oidc: OidcSettings) -> KeyStore:
@@ -87,7 +95,7 @@ class OidcRuntime:
             self._provider = Provider(
                 settings=settings,
                 issuer=issuer,
-                api_audience=settings.api_audience or issuer + "/api",
+                api_audience=api_audience_of(r.settings),
                 identity=self._identity(),
                 redis=r.redis,
                 keys=keys,
@@ -98,6 +106,10 @@ class OidcRuntime:
                 pairwise_key=hmac.new(kek, b"citizen pairwise subject", hashlib.sha256).digest(),
                 http=http,
             )
+            app.state[PROVIDER_STATE_KEY] = self._provider
+            sessions = self._provider.core.sessions
+            sessions.revoke_all_hooks.append(self._provider.grants.revoke_account)
+            listener = asyncio.create_task(self._provider.revocations.run(), name="oidc-invalidation")
             authenticator = app.state.get(APP_STATE_KEY)
             if isinstance(authenticator, Authenticator):
                 resolver = AccessTokenResolver(self._provider.access, self._provider.api_audience)
@@ -107,6 +119,10 @@ class OidcRuntime:
             try:
                 yield
             finally:
+                sessions.revoke_all_hooks.remove(self._provider.grants.revoke_account)
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
                 self._provider = None
 
     def route_handlers(self) -> list[ControllerRouterHandler]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import urlencode
 
 import jwt
 from litestar import get
@@ -234,3 +235,73 @@ async def test_client_registration_api(kit: Kit, db: Any) -> None:
     assert disabled.status_code == 200
     response, _ = await kit.authorize(created["client_id"])
     assert response.status_code == 400 and "location" not in response.headers
+
+
+async def test_token_exchange_audience_for_the_api(kit: Kit) -> None:
+    """RFC 8693 audience/resource: the first-party page asks for the API's audience, and the API's
+    bearer guard takes the organisation's token; an audience the client may not name is
+    invalid_target; without one, the token goes where the person's token went."""
+    kit.client.app.register(probe_org)
+    org_id, _boss, agent, _ = await _company_with_agent(kit.client, kit.flows)
+    api = ISSUER + "/api"
+    web = await kit.register(
+        name="City web page",
+        first_party=True,
+        grant_types=["authorization_code", "refresh_token", EXCHANGE],
+        scopes=["openid", "profile", "organisations", "api"],
+    )
+    query, verifier = await kit.sign_in(web["client_id"], LI.mobile, scope="openid organisations")
+    tokens = (await kit.tokens(web["client_id"], web["client_secret"], query["code"], verifier)).json()
+    assert api not in claims_of(tokens["access_token"])["aud"]  # the person's token was not for the API
+    auth = basic(web["client_id"], web["client_secret"])
+
+    async def exchange(*extra: tuple[str, str]) -> Any:
+        form = [
+            ("grant_type", EXCHANGE),
+            ("subject_token", tokens["access_token"]),
+            ("subject_token_type", AT),
+            ("organisation", org_id),
+            ("scope", "card_admin"),
+            *extra,
+        ]
+        return await kit.client.post(
+            "/oidc/token",
+            headers={**auth, "Content-Type": "application/x-www-form-urlencoded"},
+            content=urlencode(form),
+        )
+
+    default = (await exchange()).json()
+    assert claims_of(default["access_token"])["aud"] == [web["client_id"]]
+    probe = f"/probe/oidc/cards/{org_id}"
+    assert (await kit.client.get(probe, headers=bearer(default["access_token"]))).status_code == 401
+    for name in ("audience", "resource"):
+        done = await exchange((name, api))
+        assert done.status_code == 200, done.text
+        token = done.json()["access_token"]
+        assert claims_of(token)["aud"] == [api]
+        answer = await kit.client.get(probe, headers=bearer(token))
+        assert answer.status_code == 200
+        assert answer.json() == {"acting_for": org_id, "by": agent["account_id"]}
+    both = await exchange(("audience", api), ("audience", web["client_id"]))
+    assert claims_of(both.json()["access_token"])["aud"] == [api, web["client_id"]]
+    for refused in (("audience", "https://elsewhere.example/api"), ("resource", ISSUER + "/other")):
+        answer = await exchange(refused)
+        assert answer.status_code == 400 and answer.json()["error"] == "invalid_target", answer.text
+    # A partner that is not first-party may not name the API, even holding the api scope.
+    partner = await kit.register(grant_types=["authorization_code", EXCHANGE], scopes=["openid", "api"])
+    query, verifier = await kit.sign_in(partner["client_id"], LI.mobile, scope="openid")
+    theirs = (
+        await kit.tokens(partner["client_id"], partner["client_secret"], query["code"], verifier)
+    ).json()
+    refused = await kit.client.post(
+        "/oidc/token",
+        headers=basic(partner["client_id"], partner["client_secret"]),
+        data={
+            "grant_type": EXCHANGE,
+            "subject_token": theirs["access_token"],
+            "subject_token_type": AT,
+            "organisation": org_id,
+            "audience": api,
+        },
+    )
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_target"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tests.identity.conftest import ZHANG
+from tests.identity.conftest import API, ZHANG, bearer
 from tests.oidc.conftest import Kit, basic
 
 
@@ -91,3 +91,26 @@ async def test_garbage_refresh_tokens(kit: Kit) -> None:
             "invalid_grant",
             "invalid_request",
         }
+
+
+async def test_freezing_the_account_revokes_its_grants(kit: Kit) -> None:
+    """Refresh reads no account status: freezing revokes the grants (and their access tokens)."""
+    person = await kit.flows.register(ZHANG.mobile)
+    partner = await kit.register()
+    tokens = await _tokens(kit, partner)
+    auth = basic(partner["client_id"], partner["client_secret"])
+    introspected = await kit.client.post(
+        "/oidc/introspect", data={"token": tokens["access_token"]}, headers=auth
+    )
+    assert introspected.json()["active"] is True  # and now remembered by this worker
+    frozen = await kit.client.post(
+        f"{API}/admin/accounts/{person['account_id']}/freeze",
+        json={"reason": "reported stolen phone"},
+        headers=bearer(await kit.operator()),
+    )
+    assert frozen.status_code == 200, frozen.text
+    refused = await _refresh(kit, partner, tokens["refresh_token"])
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
+    for token in (tokens["access_token"], tokens["refresh_token"]):
+        answer = await kit.client.post("/oidc/introspect", data={"token": token}, headers=auth)
+        assert answer.json() == {"active": False}

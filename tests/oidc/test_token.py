@@ -261,3 +261,23 @@ async def test_parallel_assertions_with_one_jti_succeed_once(kit: Kit) -> None:
         )
     )
     assert sorted(r.status_code for r in results) == [200] + [401] * 5
+
+
+async def test_form_endpoints_refuse_what_is_not_a_form_post(kit: Kit) -> None:
+    """The token, introspection and revocation endpoints (plain ASGI handlers): 405 with Allow for
+    other methods, and invalid_request for a body that is not UTF-8 or too large; never a 500."""
+    partner = await kit.register(grant_types=["client_credentials"], scopes=["profile"])
+    auth = basic(partner["client_id"], partner["client_secret"])
+    form = {**auth, "content-type": "application/x-www-form-urlencoded"}
+    for path in (TOKEN, "/oidc/introspect", "/oidc/revoke"):
+        answer = await kit.client.get(path)
+        assert answer.status_code == 405 and answer.headers["allow"] == "POST", answer.text
+        assert answer.json()["error"] == "invalid_request"
+        _oauth_error(
+            await kit.client.post(path, content=b"token=\xff\xfe", headers=form), 400, "invalid_request"
+        )
+        big = b"grant_type=client_credentials&pad=" + b"x" * 70_000
+        _oauth_error(await kit.client.post(path, content=big, headers=form), 400, "invalid_request")
+    unauthenticated = await kit.client.post(TOKEN, data={"grant_type": "client_credentials"})
+    _oauth_error(unauthenticated, 401, "invalid_client")
+    assert unauthenticated.headers["www-authenticate"].startswith('Basic realm="citizen"')

@@ -220,6 +220,8 @@ async def test_acting_for_an_organisation(client: Client, citizen_password: str)
         "/web/act-for", data={"csrf": csrf_of(page.text), "organisation": option.group(1)}
     )
     assert 'id="acting-banner"' in acting.text and company.name in acting.text
+    # The organisation's tiles: the exchanged token names the API as its audience (RFC 8693).
+    assert 'id="tiles"' in acting.text, acting.text
     back = await client.post("/web/act-for", data={"csrf": csrf_of(acting.text), "organisation": ""})
     assert 'id="acting-banner"' not in back.text
 
