@@ -9,9 +9,12 @@ change to this file only:
 * blacklist — :class:`BlacklistReader`, a read of ``card.blacklist_head/entries/changes``;
 * ledger — :class:`LedgerPostings`: taps through ``payments.posting.post_purchases`` (the payments
   issue's posting interface; idempotent per card/counter, inside our transaction); a load is a
-  two-phase ``payments.ledger`` transfer (funding → e-purse) reserved when MAC2 is issued, posted
-  on the card's confirmation and voided on reversal (``post_loads`` has no reversal, so loads use
-  the ledger's pending transfers directly);
+  two-phase ``payments.ledger`` transfer (the kiosk's cash clearing account → e-purse) reserved
+  when MAC2 is issued, posted on the card's confirmation and voided on reversal (``post_loads``
+  has no reversal, so loads use the ledger's pending transfers directly). Each kiosk has its own
+  clearing account: the ledger locks both accounts of a transfer to the commit, so one account
+  per operator serialised every load in the city on one row (measured: 49 loads/s, p99 5.7 s at
+  200 kiosks); a kiosk serves one card at a time, so its own account is never contended;
 * fares — :class:`Fares`, the development fare table until payments publishes fare tables.
 """
 
@@ -25,7 +28,7 @@ from typing import Final
 
 import asyncpg
 
-from card._db import Connection
+from card._db import Connection, Pool
 from card.terminal.messages import FareRule
 from payments import posting
 from payments.ledger import (
@@ -40,6 +43,7 @@ from payments.ledger import (
 )
 
 __all__ = [
+    "CARD_COLUMNS",
     "TRANSFER_CODE_LOAD",
     "TRANSFER_CODE_TAP",
     "BlacklistDelta",
@@ -48,6 +52,8 @@ __all__ = [
     "CardInfo",
     "Fares",
     "LedgerPostings",
+    "card_info",
+    "kiosk_cash_account_id",
     "operator_account_id",
 ]
 
@@ -69,13 +75,12 @@ class CardInfo:
     ledger_account_id: uuid.UUID | None
 
 
-_CARD_SQL: Final = (
-    "SELECT c.id, c.card_number, c.app_serial, c.status, e.key_version, e.ledger_account_id "
-    "FROM card.cards c JOIN card.epurses e ON e.card_id = c.id "
-)
+CARD_COLUMNS: Final = "c.id, c.card_number, c.app_serial, c.status, e.key_version, e.ledger_account_id"
+_CARD_SQL: Final = f"SELECT {CARD_COLUMNS} FROM card.cards c JOIN card.epurses e ON e.card_id = c.id "  # noqa: S608
 
 
-def _card(r: asyncpg.Record) -> CardInfo:
+def card_info(r: asyncpg.Record) -> CardInfo:
+    """A :class:`CardInfo` from a row with the columns of ``CARD_COLUMNS``."""
     return CardInfo(
         card_id=r["id"],
         card_number=str(r["card_number"]),
@@ -89,11 +94,11 @@ def _card(r: asyncpg.Record) -> CardInfo:
 class CardDirectory:
     async def by_app_serial(self, db: Connection, serials: Iterable[bytes]) -> dict[bytes, CardInfo]:
         rows = await db.fetch(_CARD_SQL + "WHERE c.app_serial = ANY($1::bytea[])", list(set(serials)))
-        return {bytes(r["app_serial"]): _card(r) for r in rows}
+        return {bytes(r["app_serial"]): card_info(r) for r in rows}
 
     async def by_number(self, db: Connection, numbers: Iterable[str]) -> dict[str, CardInfo]:
         rows = await db.fetch(_CARD_SQL + "WHERE c.card_number = ANY($1::text[])", list(set(numbers)))
-        return {str(r["card_number"]): _card(r) for r in rows}
+        return {str(r["card_number"]): card_info(r) for r in rows}
 
     async def advance_counters_txn(
         self,
@@ -185,6 +190,11 @@ def operator_account_id(operator: str, purpose: str = "payable") -> uuid.UUID:
     return uuid.uuid5(_NAMESPACE, f"operator:{operator}:{purpose}")
 
 
+def kiosk_cash_account_id(operator: str, terminal_id: str) -> uuid.UUID:
+    """The clearing account of one kiosk's takings (its cash box): debited by its loads."""
+    return uuid.uuid5(_NAMESPACE, f"operator:{operator}:kiosk-cash:{terminal_id}")
+
+
 class LedgerPostings:
     async def ensure_operator_accounts_txn(self, db: Connection, operator: str) -> None:
         await posting.open_operator(db, operator)
@@ -197,6 +207,19 @@ class LedgerPostings:
         ]
         await create_accounts(db, accounts)
 
+    async def ensure_kiosk_account(self, db: Pool | Connection, operator: str, terminal_id: str) -> None:
+        """Open the kiosk's clearing account (idempotent): at registration, and at every kiosk
+        sign-on for kiosks registered before kiosks had their own."""
+        account = Account(
+            id=kiosk_cash_account_id(operator, terminal_id),
+            code=AccountCode.CHANNEL_CLEARING,
+            user_data_128=operator_account_id(operator, "kiosk-cash"),  # the operator's roll-up
+            reference=f"operator:{operator}:kiosk-cash:{terminal_id}",
+        )
+        [result] = await create_accounts(db, [account])
+        if not result.succeeded():
+            raise RuntimeError(f"kiosk clearing account for {terminal_id}: {result}")
+
     async def post_taps_txn(
         self, db: Connection, taps: Sequence[posting.PurchasePosting]
     ) -> list[posting.PostingResult]:
@@ -204,14 +227,21 @@ class LedgerPostings:
         return await posting.post_purchases(db, taps) if taps else []
 
     async def reserve_load_txn(
-        self, db: Connection, load_id: uuid.UUID, operator: str, epurse: uuid.UUID, amount: int
+        self,
+        db: Connection,
+        load_id: uuid.UUID,
+        *,
+        operator: str,
+        terminal_id: str,
+        epurse: uuid.UUID,
+        amount: int,
     ) -> TransferResult:
         [result] = await create_transfers_txn(
             db,
             [
                 Transfer(
                     id=load_id,
-                    debit_account_id=operator_account_id(operator, "kiosk-cash"),
+                    debit_account_id=kiosk_cash_account_id(operator, terminal_id),
                     credit_account_id=epurse,
                     amount=amount,
                     code=TRANSFER_CODE_LOAD,

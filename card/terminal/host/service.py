@@ -47,7 +47,7 @@ from card.terminal.messages import (
     wrap_session_key,
 )
 from card.terminal.settings import TerminalSettings
-from card.terminal.spec import MessageType, ResultCode
+from card.terminal.spec import MessageType, ResultCode, TerminalKind
 
 __all__ = ["Link", "TerminalHost"]
 
@@ -224,6 +224,8 @@ class TerminalHost:
         params = await self.parameters()
         async with self.pool.acquire() as db:
             blacklist_version = await self.blacklist.head(db)
+            if terminal.kind == TerminalKind.KIOSK:
+                await self.ledger.ensure_kiosk_account(db, terminal.operator, terminal.id)
         log.info("terminal signed on", extra={"terminal": terminal.id, "peer": link.peer})
         return self.answer(
             link,
