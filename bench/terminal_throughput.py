@@ -49,6 +49,38 @@ LOAD_SECONDS = float(os.environ.get("BENCH_LOAD_SECONDS", "20"))
 PARTS = set(os.environ.get("BENCH_PARTS", "taps,loads,memory").split(","))  # which figures to measure
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of ``pids`` so far (a process that has gone counts 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_pids(postmaster: int | None) -> list[int]:
+    """The postmaster and its backends (one per connection) and helpers."""
+    if postmaster is None:
+        return []
+    pids = [postmaster]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                pids.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return pids
+
+
+def _cpu_snapshot(gateways: list[int], postmaster: int | None) -> tuple[float, float, float]:
+    """CPU seconds of the gateways, of PostgreSQL and of this process (the simulated terminals)."""
+    own = os.times()
+    return _cpu_seconds(gateways), _cpu_seconds(_postgres_pids(postmaster)), own.user + own.system
+
+
 def _rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -63,6 +95,8 @@ async def _taps(
     registry: TerminalRegistry,
     cards: list[SoftwareCard],
     port: int,
+    gateway_pids: list[int],
+    postmaster: int | None,
 ) -> None:
     """Offline taps: made before the clock starts; then TAC-only, then end to end."""
     readers: list[BusReader] = []
@@ -93,15 +127,23 @@ async def _taps(
     tac_rate = len(items) / (time.perf_counter() - started)
 
     load_before = os.getloadavg()[0]
+    cpu_before = _cpu_snapshot(gateway_pids, postmaster)
     started = time.perf_counter()
     await asyncio.gather(*(r.upload() for r in readers))
     elapsed = time.perf_counter() - started
+    # Backends that ended during the run are missed; the pool keeps its connections, so none do.
+    cpu = [
+        (b - a) / total * 1e6
+        for a, b in zip(cpu_before, _cpu_snapshot(gateway_pids, postmaster), strict=True)
+    ]
     accepted = sum(r.counts["accepted"] for r in readers)
     committed = await pool.fetchval("SELECT count(*) FROM card.terminal_records WHERE status = 'accepted'")
     assert accepted == total == committed, (accepted, total, committed)
     emit(BENCH, "verified_taps_per_second", total / elapsed, "taps/s", baseline="tac_verification_only",
          baseline_value=tac_rate, target=">= 10000 taps/s and >= 0.5 x TAC-only", readers=READERS,
-         taps=total, batch=BATCH, load_average=[load_before, os.getloadavg()[0]])  # fmt: skip
+         taps=total, batch=BATCH, gateways=len(gateway_pids), load_average=[load_before, os.getloadavg()[0]],
+         cpu_us_per_tap={"gateways": cpu[0], "postgres": cpu[1], "terminals": cpu[2]},
+         tac_cpu_us_per_tap=round(1e6 / tac_rate, 1))  # fmt: skip
     for reader in readers:
         await reader.link.close()
 
@@ -241,7 +283,10 @@ async def _main() -> None:
             if "memory" in PARTS:
                 await _memory(registry, port, [g.pid for g in gateways])
             if "taps" in PARTS:
-                await _taps(pool, keys, kek, registry, cards, port)
+                await _taps(
+                    pool, keys, kek, registry, cards, port, [g.pid for g in gateways],
+                    resolved.postgres.pid if resolved.postgres is not None else None,
+                )  # fmt: skip
             if "loads" in PARTS:
                 await _loads(registry, cards, port)
         finally:

@@ -186,7 +186,7 @@ class TerminalHost:
             return frame
         else:
             answer = await self.batches.handle(
-                link.terminal, body, envelope.body_objects
+                link.terminal, body, envelope.signed
             ) or await self.loads.handle(link.terminal, body)
         return self.answer(link, envelope, answer)
 
