@@ -17,6 +17,7 @@ from card.crypto import PurchaseInputs
 from card.keys import CardKeyRef
 from card.qr import OfflineVerifier, QRRejected
 from card.terminal.host.batch_commit import BatchWriter, Work
+from card.terminal.host.ports import FareRater
 from card.terminal.host.registry import TerminalRecord
 from card.terminal.messages import (
     BatchResponse,
@@ -77,7 +78,7 @@ class BatchProcessor:
         return await self.upload(terminal, body, _raw_items(signed, len(body.records)))
 
     async def _qr_verifier(self) -> OfflineVerifier:
-        params = await self.host.parameters()
+        params = await self.host.platform_parameters()
         if self._verifier is None or self._verifier[0] is not params:
             keys = await self.host.keys.qr_public_keys()
             verifier = OfflineVerifier(
@@ -114,8 +115,10 @@ class BatchProcessor:
         async with self.host.pool.acquire() as db:
             await self._card_checks(db, [w for w in works if w.record.kind in _CARD_KINDS and not w.reason])
             listed = await self.host.blacklist.listed(db, [w.card_number for w in works if w.card_number])
+            rated = [w.txn_time for w in works if w.record.line is not None and w.txn_time and not w.reason]
+            rater = await self.host.fares.rater(db, terminal.operator, rated)
             for w in works:
-                self._policy_checks(w, listed)
+                self._policy_checks(w, listed, rater)
             async with db.transaction():
                 outcomes = await self.writer.commit(db, terminal, body, works, raw_items)
         return BatchResponse(
@@ -178,7 +181,7 @@ class BatchProcessor:
             if not ok:
                 w.reject(RecordReason.BAD_TAC)
 
-    def _policy_checks(self, w: Work, listed: dict[str, int]) -> None:
+    def _policy_checks(self, w: Work, listed: dict[str, int], rater: FareRater) -> None:
         if w.reason:
             return
         r = w.record
@@ -193,9 +196,13 @@ class BatchProcessor:
         if r.balance_before is not None and r.amount > r.balance_before:
             w.flags.append((Flag.BALANCE_CHAIN, f"amount {r.amount} > balance before {r.balance_before}"))
         if r.line is not None and (r.kind != RecordKind.COMPOUND or r.entry_stop is not None):
-            expected = self.host.fares.fare(r.line, r.entry_stop, r.stop)
-            if expected != r.amount:
-                w.flags.append((Flag.FARE_MISMATCH, f"charged {r.amount}, fare table says {expected}"))
+            assert w.txn_time is not None
+            # The line fare before concessions and transfer or cap discounts (the reader applies
+            # those), so a concession ride is flagged for a look, never refused.
+            expected = rater.fare(w.txn_time, r.line, r.entry_stop, r.stop)
+            if expected is not None and expected[0] != r.amount:
+                fare, version = expected
+                w.flags.append((Flag.FARE_MISMATCH, f"charged {r.amount}, fare table v{version} says {fare}"))
 
 
 def _raw_items(signed: bytes, count: int) -> list[bytes] | None:

@@ -15,13 +15,16 @@ change to this file only:
   clearing account: the ledger locks both accounts of a transfer to the commit, so one account
   per operator serialised every load in the city on one row (measured: 49 loads/s, p99 5.7 s at
   200 kiosks); a kiosk serves one card at a time, so its own account is never contended;
-* fares — :class:`Fares`, the development fare table until payments publishes fare tables.
+* fares — :class:`Fares`: the operators' versioned fare tables through ``payments.fares``
+  (``terminal_fare_table`` for the parameter download, ``current_fare_table`` at a ride's time
+  for re-rating).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 import uuid
-import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -29,8 +32,8 @@ from typing import Final
 import asyncpg
 
 from card._db import Connection, Pool
-from card.terminal.messages import FareRule
 from payments import posting
+from payments.fares import FareTable, TerminalFareTable, current_fare_table, line_fare, terminal_fare_table
 from payments.ledger import (
     Account,
     AccountCode,
@@ -50,6 +53,7 @@ __all__ = [
     "BlacklistReader",
     "CardDirectory",
     "CardInfo",
+    "FareRater",
     "Fares",
     "LedgerPostings",
     "card_info",
@@ -276,25 +280,56 @@ class LedgerPostings:
 # --- fares -------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class FareRater:
+    """The fare of a ride by the operator's table in effect at the tap time (``None``: no table)."""
+
+    tables: dict[dt.datetime, FareTable | None]  # by tap time, or one entry under ``_ANY`` for all
+
+    def fare(
+        self, at: dt.datetime, line: str | None, entry_stop: int | None, exit_stop: int | None
+    ) -> tuple[int, int] | None:
+        """``(fare, table version)`` before concessions and discounts, or ``None`` without a table."""
+        table = self.tables[_ANY] if _ANY in self.tables else self.tables.get(at)
+        if table is None:
+            return None
+        return line_fare(table, line, entry_stop, exit_stop), table.version
+
+
+_ANY: Final = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
 class Fares:
-    """Development fare table (version 1) until payments publishes versioned fare tables (issue 7)."""
+    """The operators' versioned fare tables (``payments.fares``, published by the payments issue).
 
-    def __init__(self, rules: Sequence[FareRule] | None = None, default_fare: int = 200) -> None:
-        self.rules = tuple(
-            rules
-            if rules is not None
-            else (
-                FareRule(line="M1", base_fare=300, per_stop_fare=100, max_fare=900),
-                FareRule(line="M2", base_fare=300, per_stop_fare=100, max_fare=900),
-            )
-        )
-        self.default_fare = default_fare
-        self._by_line = {r.line: r for r in self.rules}
-        encoded = ";".join(f"{r.line},{r.base_fare},{r.per_stop_fare},{r.max_fare}" for r in self.rules)
-        self.version = zlib.crc32(f"{default_fare}|{encoded}".encode()) & 0x7FFFFFFF or 1
+    Terminals download the table in effect now (``for_operator``, cached ``ttl`` seconds per
+    gateway: a newly published version reaches the heartbeat answers within that time); uploaded
+    rides are re-rated by the table in effect at each ride's tap time (``rater``), read per batch.
+    """
 
-    def fare(self, line: str | None, entry_stop: int | None, exit_stop: int | None) -> int:
-        rule = self._by_line.get(line or "")
-        if rule is None:
-            return self.default_fare
-        return rule.fare(entry_stop, exit_stop)
+    def __init__(self, *, ttl: float = 30.0) -> None:
+        self._ttl = ttl
+        self._current: dict[str, tuple[float, TerminalFareTable | None]] = {}
+
+    async def for_operator(self, db: Pool | Connection, operator: str) -> TerminalFareTable | None:
+        now = time.monotonic()
+        cached = self._current.get(operator)
+        if cached is not None and now - cached[0] < self._ttl:
+            return cached[1]
+        table = await terminal_fare_table(db, operator)
+        self._current[operator] = (now, table)
+        return table
+
+    async def version(self, db: Pool | Connection, operator: str) -> int:
+        table = await self.for_operator(db, operator)
+        return table.version if table is not None else 0
+
+    async def rater(self, db: Connection, operator: str, times: Sequence[dt.datetime]) -> FareRater:
+        if not times:
+            return FareRater({_ANY: None})
+        first = await current_fare_table(db, operator, at=min(times))
+        last = await current_fare_table(db, operator, at=max(times))
+        if (first and first.version) == (last and last.version):
+            return FareRater({_ANY: last})  # the usual case: one table over the whole batch
+        # A new version took effect during the batch's rides: each ride by its own time.
+        return FareRater({at: await current_fare_table(db, operator, at=at) for at in set(times)})

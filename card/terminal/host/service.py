@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Final
 
+import msgspec
 import redis.asyncio as aioredis
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -27,6 +28,7 @@ from card.terminal.messages import (
     BlacklistResponse,
     Envelope,
     ErrorResponse,
+    FareRule,
     Heartbeat,
     HeartbeatResponse,
     Message,
@@ -166,7 +168,7 @@ class TerminalHost:
         if isinstance(body, Heartbeat):
             answer = await self.heartbeat(link.terminal)
         elif isinstance(body, Parameters):
-            answer = await self.parameters()
+            answer = await self.parameters(link.terminal.operator)
         elif isinstance(body, Blacklist):
             async with self.pool.acquire() as db:
                 delta = await self.blacklist.delta(db, body.since_version)
@@ -221,9 +223,10 @@ class TerminalHost:
             parameters=body.parameter_version,
             at=dt.datetime.now(dt.UTC),
         )
-        params = await self.parameters()
+        params = await self.platform_parameters()
         async with self.pool.acquire() as db:
             blacklist_version = await self.blacklist.head(db)
+            fare_version = await self.fares.version(db, terminal.operator)
             if terminal.kind == TerminalKind.KIOSK:
                 await self.ledger.ensure_kiosk_account(db, terminal.operator, terminal.id)
         log.info("terminal signed on", extra={"terminal": terminal.id, "peer": link.peer})
@@ -235,24 +238,26 @@ class TerminalHost:
                 key_check=key_check_value(session_key),
                 server_time=now,
                 session_ttl=self.settings.session_ttl_seconds,
-                fare_version=self.fares.version,
+                fare_version=fare_version,
                 blacklist_version=blacklist_version,
                 parameter_version=params.parameter_version,
             ),
         )
 
     async def heartbeat(self, terminal: TerminalRecord) -> HeartbeatResponse:
-        params = await self.parameters()
+        params = await self.platform_parameters()
         async with self.pool.acquire() as db:
             blacklist_version = await self.blacklist.head(db)
+            fare_version = await self.fares.version(db, terminal.operator)
         return HeartbeatResponse(
             server_time=int(time.time()),
-            fare_version=self.fares.version,
+            fare_version=fare_version,
             blacklist_version=blacklist_version,
             parameter_version=params.parameter_version,
         )
 
-    async def parameters(self) -> ParametersResponse:
+    async def platform_parameters(self) -> ParametersResponse:
+        """The parameters every terminal shares: platform keys, issuers, QR validity (no fares)."""
         if self._parameters is None:
             keys = await self.keys.qr_public_keys()
             encoded = tuple(
@@ -261,14 +266,26 @@ class TerminalHost:
             )
             version = max(keys, default=0) * 1000 + 1
             self._parameters = ParametersResponse(
-                fare_version=self.fares.version,
                 parameter_version=version,
                 qr_validity=self.card_settings.qr_validity_seconds,
                 issuers=(self.card_settings.issuer_code,),
-                fares=self.fares.rules,
                 keys=encoded,
             )
         return self._parameters
+
+    async def parameters(self, operator: str) -> ParametersResponse:
+        """A terminal's parameter download: the shared part and its operator's current fare table."""
+        shared = await self.platform_parameters()
+        table = await self.fares.for_operator(self.pool, operator)
+        if table is None:
+            return msgspec.structs.replace(shared, fare_version=0)
+        rules = tuple(
+            FareRule(line=line, base_fare=base, per_stop_fare=per_stop, max_fare=most)
+            for line, base, per_stop, most in table.rules
+        )
+        return msgspec.structs.replace(
+            shared, fare_version=table.version, fares=rules, default_fare=table.default_fare
+        )
 
     async def settlement(self, terminal: TerminalRecord, body: Settlement) -> SettlementResponse:
         async with self.pool.acquire() as db, db.transaction():

@@ -191,6 +191,7 @@ class ParametersResponse(Response, frozen=True, kw_only=True):
         u32("issuers", Tag.ISSUER, repeated=True),
         Field("fares", Tag.FARE_RULE, Kind.ITEMS, item=FareRule),
         Field("keys", Tag.PLATFORM_KEY, Kind.ITEMS, item=PlatformKey),
+        u32("default_fare", Tag.DEFAULT_FARE, optional=True),
     )
     fare_version: int | None = None
     parameter_version: int | None = None
@@ -198,6 +199,7 @@ class ParametersResponse(Response, frozen=True, kw_only=True):
     issuers: tuple[int, ...] = ()
     fares: tuple[FareRule, ...] = ()
     keys: tuple[PlatformKey, ...] = ()
+    default_fare: int | None = None  # absent: the operator has no fare table yet
 
 
 class Blacklist(Message, frozen=True, kw_only=True):
