@@ -12,12 +12,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Final
 
-from card._db import Connection
 from card.crypto import PurchaseInputs
 from card.keys import CardKeyRef
 from card.qr import OfflineVerifier, QRRejected
 from card.terminal.host.batch_commit import BatchWriter, Work
-from card.terminal.host.ports import FareRater
+from card.terminal.host.ports import CardInfo, FareRater
 from card.terminal.host.registry import TerminalRecord
 from card.terminal.messages import (
     BatchResponse,
@@ -112,15 +111,25 @@ class BatchProcessor:
             elif w.txn_time < now - dt.timedelta(days=settings.upload_age_limit_days):
                 w.reject(RecordReason.CLOCK_DRIFT, "older than the upload limit")
         await self._qr_checks(terminal, [w for w in works if w.record.kind == RecordKind.QR and not w.reason])
+        card_works = [w for w in works if w.record.kind in _CARD_KINDS and not w.reason]
         async with self.host.pool.acquire() as db:
-            await self._card_checks(db, [w for w in works if w.record.kind in _CARD_KINDS and not w.reason])
+            app_serials = [w.record.app_serial for w in card_works]
+            cards = await self.host.cards.by_app_serial(db, app_serials) if app_serials else {}
+            checked, items = _match_cards(card_works, cards)
             listed = await self.host.blacklist.listed(db, [w.card_number for w in works if w.card_number])
             rated = [w.txn_time for w in works if w.record.line is not None and w.txn_time and not w.reason]
             rater = await self.host.fares.rater(db, terminal.operator, rated)
-            for w in works:
-                self._policy_checks(w, listed, rater)
-            async with db.transaction():
-                outcomes = await self.writer.commit(db, terminal, body, works, raw_items)
+        # No pooled connection is held while the key store works: it reads master keys through the
+        # pool on first use, and batches holding every connection while they waited for it would
+        # wait for ever (seen at a cold start with more readers than connections).
+        results = await self.host.keys.verify_purchase_tacs(items)
+        for w, ok in zip(checked, results, strict=True):
+            if not ok:
+                w.reject(RecordReason.BAD_TAC)
+        for w in works:
+            self._policy_checks(w, listed, rater)
+        async with self.host.pool.acquire() as db, db.transaction():
+            outcomes = await self.writer.commit(db, terminal, body, works, raw_items)
         return BatchResponse(
             batch_number=body.batch_number, record_count=len(outcomes), outcomes=tuple(outcomes)
         )
@@ -157,30 +166,6 @@ class BatchProcessor:
                     if w.card is None:
                         w.reject(RecordReason.UNKNOWN_CARD)
 
-    async def _card_checks(self, db: Connection, works: list[Work]) -> None:
-        if not works:
-            return
-        cards = await self.host.cards.by_app_serial(db, [w.record.app_serial for w in works])
-        items: list[tuple[CardKeyRef, PurchaseInputs, bytes]] = []
-        checked: list[Work] = []
-        for w in works:
-            card = cards.get(w.record.app_serial)
-            if card is None:
-                w.reject(RecordReason.UNKNOWN_CARD)
-                continue
-            w.card, w.card_number = card, card.card_number
-            if w.record.key_version != card.key_version:
-                w.reject(RecordReason.UNKNOWN_KEY_VERSION, f"card keys are version {card.key_version}")
-                continue
-            assert w.record.issuer_id is not None
-            ref = CardKeyRef(card.key_version, card.app_serial, w.record.issuer_id)
-            items.append((ref, purchase_inputs(w.record), w.record.tac))
-            checked.append(w)
-        results = await self.host.keys.verify_purchase_tacs(items)
-        for w, ok in zip(checked, results, strict=True):
-            if not ok:
-                w.reject(RecordReason.BAD_TAC)
-
     def _policy_checks(self, w: Work, listed: dict[str, int], rater: FareRater) -> None:
         if w.reason:
             return
@@ -215,3 +200,25 @@ def _raw_items(signed: bytes, count: int) -> list[bytes] | None:
     body = top[1]
     items = [signed[x.start : x.end] for x in spans(signed, body.value, body.end) if x.tag == Tag.ITEM]
     return items if len(items) == count else None
+
+
+def _match_cards(
+    works: list[Work], cards: dict[bytes, CardInfo]
+) -> tuple[list[Work], list[tuple[CardKeyRef, PurchaseInputs, bytes]]]:
+    """Each card record's card; the records whose TAC is to be checked, with the key store's items."""
+    checked: list[Work] = []
+    items: list[tuple[CardKeyRef, PurchaseInputs, bytes]] = []
+    for w in works:
+        card = cards.get(w.record.app_serial)
+        if card is None:
+            w.reject(RecordReason.UNKNOWN_CARD)
+            continue
+        w.card, w.card_number = card, card.card_number
+        if w.record.key_version != card.key_version:
+            w.reject(RecordReason.UNKNOWN_KEY_VERSION, f"card keys are version {card.key_version}")
+            continue
+        assert w.record.issuer_id is not None
+        ref = CardKeyRef(card.key_version, card.app_serial, w.record.issuer_id)
+        items.append((ref, purchase_inputs(w.record), w.record.tac))
+        checked.append(w)
+    return checked, items

@@ -16,6 +16,7 @@ import uuid
 from typing import TYPE_CHECKING, Final
 
 from card.crypto import LoadInputs
+from card.errors import KeyStoreError, UnknownKeyVersion
 from card.keys import CardKeyRef
 from card.terminal.host.ports import CARD_COLUMNS, card_info
 from card.terminal.host.registry import TerminalRecord
@@ -97,49 +98,49 @@ class LoadService:
                 raise ProtocolError(ResultCode.UNKNOWN_CARD)
             if card.status != "active":
                 raise ProtocolError(ResultCode.CARD_BLOCKED, card.status)
-            ref = CardKeyRef(card.key_version, card.app_serial, body.issuer_id)
-            inputs = LoadInputs(
-                balance_before=body.balance_before, amount=body.amount, terminal_no=body.psam_terminal_no
-            )
-            if body.key_version != card.key_version or not await self.host.keys.verify_load_mac1(
-                ref,
-                pseudo_random=body.pseudo_random,
-                online_counter=body.online_counter,
-                inputs=inputs,
-                mac1=body.mac1,
-            ):
-                raise ProtocolError(ResultCode.LOAD_MAC1_INVALID)
-            host_time = dt7(dt.datetime.now(dt.UTC))
+        # The key store runs with no pooled connection held (it may read a master key through the
+        # pool: 200 kiosks holding every connection while waiting for it would wait for ever).
+        # ``load_mac2`` checks MAC1 itself before it issues MAC2: one derivation of the session key.
+        if body.key_version != card.key_version:
+            raise ProtocolError(ResultCode.LOAD_MAC1_INVALID, "key version")
+        host_time = dt7(dt.datetime.now(dt.UTC))
+        try:
             mac2 = await self.host.keys.load_mac2(
-                ref,
+                CardKeyRef(card.key_version, card.app_serial, body.issuer_id),
                 pseudo_random=body.pseudo_random,
                 online_counter=body.online_counter,
-                inputs=inputs,
+                inputs=LoadInputs(
+                    balance_before=body.balance_before, amount=body.amount, terminal_no=body.psam_terminal_no
+                ),
                 mac1=body.mac1,
                 transaction_time=host_time,
             )
-            async with db.transaction():
-                inserted = await db.fetchval(
-                    "INSERT INTO card.terminal_loads (load_id, terminal_id, app_serial, amount, "
-                    "balance_before, online_counter, funding, host_time, mac2, transfer_id, state, "
-                    "request_digest) VALUES "
-                    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $1, 'authorised', $10) ON CONFLICT DO NOTHING "
-                    "RETURNING load_id",
-                    load_id, terminal.id, body.app_serial, body.amount, body.balance_before,
-                    body.online_counter, body.funding, host_time, mac2, digest,
-                )  # fmt: skip
-                if inserted is None:  # a concurrent twin, or this card counter already loaded
-                    raise ProtocolError(ResultCode.LOAD_CONFLICT, "load id or card counter already used")
-                result = await self.host.ledger.reserve_load_txn(
-                    db,
-                    load_id,
-                    operator=terminal.operator,
-                    terminal_id=terminal.id,
-                    epurse=card.ledger_account_id,
-                    amount=body.amount,
-                )
-                if not result.succeeded:
-                    raise ProtocolError(ResultCode.INSUFFICIENT_FUNDS, result.value)
+        except UnknownKeyVersion:
+            raise
+        except KeyStoreError:
+            raise ProtocolError(ResultCode.LOAD_MAC1_INVALID) from None
+        async with self.host.pool.acquire() as db, db.transaction():
+            inserted = await db.fetchval(
+                "INSERT INTO card.terminal_loads (load_id, terminal_id, app_serial, amount, "
+                "balance_before, online_counter, funding, host_time, mac2, transfer_id, state, "
+                "request_digest) VALUES "
+                "($1, $2, $3, $4, $5, $6, $7, $8, $9, $1, 'authorised', $10) ON CONFLICT DO NOTHING "
+                "RETURNING load_id",
+                load_id, terminal.id, body.app_serial, body.amount, body.balance_before,
+                body.online_counter, body.funding, host_time, mac2, digest,
+            )  # fmt: skip
+            if inserted is None:  # a concurrent twin, or this card counter already loaded
+                raise ProtocolError(ResultCode.LOAD_CONFLICT, "load id or card counter already used")
+            result = await self.host.ledger.reserve_load_txn(
+                db,
+                load_id,
+                operator=terminal.operator,
+                terminal_id=terminal.id,
+                epurse=card.ledger_account_id,
+                amount=body.amount,
+            )
+            if not result.succeeded:
+                raise ProtocolError(ResultCode.INSUFFICIENT_FUNDS, result.value)
         return LoadResponse(load_id=body.load_id, host_time=host_time, mac2=mac2)
 
     async def confirm(self, terminal: TerminalRecord, body: LoadConfirm) -> LoadConfirmResponse:
