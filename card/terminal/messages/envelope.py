@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
-from card.terminal.messages.fields import ProtocolError, decode_body, encode_body
+from card.terminal.messages.fields import ProtocolError, decode_body_at, encode_body
 from card.terminal.messages.security import message_mac, verify_message_mac
 from card.terminal.messages.types import MESSAGE_TYPES, Message
 from card.terminal.spec import MAC_SIZE, PROTOCOL_VERSION, UNAUTHENTICATED_MAC, MessageType, ResultCode, Tag
-from card.terminal.tlv import FRAME_HEADER_SIZE, TLV, TLVError, decode, encode, encode_encoded
+from card.terminal.tlv import FRAME_HEADER_SIZE, TLV, TLVError, decode, encode, encode_encoded, spans
 
 __all__ = ["EncodedBody", "Envelope", "Header", "open_message", "seal", "seal_frame"]
 
@@ -85,9 +85,10 @@ M = TypeVar("M", bound=Message)
 @dataclass(frozen=True, slots=True)
 class Envelope:
     header: Header
-    body_objects: tuple[TLV, ...]
     signed: bytes  # the bytes the MAC covers
     mac: bytes
+    body_start: int  # the body's data objects are signed[body_start:body_end]
+    body_end: int
 
     def verify(self, key: bytes) -> bool:
         return verify_message_mac(key, self.signed, self.mac)
@@ -96,18 +97,26 @@ class Envelope:
     def unauthenticated(self) -> bool:
         return self.mac == UNAUTHENTICATED_MAC
 
+    @property
+    def body_objects(self) -> tuple[TLV, ...]:
+        """The body's data objects as TLV (the typed body is :meth:`body`)."""
+        try:
+            return decode(self.signed[self.body_start : self.body_end], max_depth=_MAX_DEPTH - 1)
+        except TLVError as exc:
+            raise ProtocolError(ResultCode.MALFORMED_TLV, exc.reason.value) from None
+
     def body(self) -> Message:
-        """The body as the class of the header's message type."""
+        """The body as the class of the header's message type (decoded here, in one pass)."""
         cls = MESSAGE_TYPES.get(self.header.message_type)
         if cls is None:
             raise ProtocolError(ResultCode.UNKNOWN_MESSAGE_TYPE, f"{self.header.message_type:02X}")
-        return decode_body(cls, self.body_objects)
+        return decode_body_at(cls, self.signed, self.body_start, self.body_end, _MAX_DEPTH - 2)
 
     def expect(self, cls: type[M]) -> M:
         """The body, which must be a ``cls`` (a terminal waiting for one answer)."""
         if self.header.message_type != cls.TYPE:
             raise ProtocolError(ResultCode.UNKNOWN_MESSAGE_TYPE, f"expected {cls.TYPE.name}")
-        return decode_body(cls, self.body_objects)
+        return decode_body_at(cls, self.signed, self.body_start, self.body_end, _MAX_DEPTH - 2)
 
 
 def _header(objects: tuple[TLV, ...] | bytes) -> Header:
@@ -152,16 +161,16 @@ def open_message(message: bytes) -> Envelope:
     if len(message) < _MAC_TLV_SIZE or message[-_MAC_TLV_SIZE:-MAC_SIZE] != _MAC_PREFIX:
         raise ProtocolError(ResultCode.MALFORMED_TLV, "the message does not end with the MAC")
     signed = bytes(message[:-_MAC_TLV_SIZE])
+    # Only the header is decoded here; the body's structure is checked as it is decoded into its
+    # class (``Envelope.body``), once the MAC is known to be good.
     try:
-        objects = decode(signed, max_depth=_MAX_DEPTH)
+        top = spans(signed)
+        if len(top) != 2 or top[0].tag != Tag.HEADER or top[1].tag != Tag.BODY:
+            raise ProtocolError(ResultCode.MALFORMED_TLV, "expected header, body, MAC")
+        head, body = top
+        header = _header(decode(signed[head.value : head.end], max_depth=0))
     except TLVError as exc:
         raise ProtocolError(ResultCode.MALFORMED_TLV, exc.reason.value) from None
-    if len(objects) != 2 or objects[0].tag != Tag.HEADER or objects[1].tag != Tag.BODY:
-        raise ProtocolError(ResultCode.MALFORMED_TLV, "expected header, body, MAC")
-    body = objects[1].value
-    if not isinstance(body, tuple):
-        raise ProtocolError(ResultCode.MALFORMED_TLV, "body is not a template")
-    header = _header(objects[0].value)
     if header.message_type not in MessageType._value2member_map_:
         raise ProtocolError(ResultCode.UNKNOWN_MESSAGE_TYPE, f"{header.message_type:02X}")
-    return Envelope(header, body, signed, bytes(message[-MAC_SIZE:]))
+    return Envelope(header, signed, bytes(message[-MAC_SIZE:]), body.value, body.end)
