@@ -310,6 +310,7 @@ class Fares:
     def __init__(self, *, ttl: float = 30.0) -> None:
         self._ttl = ttl
         self._current: dict[str, tuple[float, TerminalFareTable | None]] = {}
+        self._at: dict[tuple[str, dt.datetime], tuple[float, FareTable | None]] = {}
 
     async def for_operator(self, db: Pool | Connection, operator: str) -> TerminalFareTable | None:
         now = time.monotonic()
@@ -327,9 +328,24 @@ class Fares:
     async def rater(self, db: Connection, operator: str, times: Sequence[dt.datetime]) -> FareRater:
         if not times:
             return FareRater({_ANY: None})
-        first = await current_fare_table(db, operator, at=min(times))
-        last = await current_fare_table(db, operator, at=max(times))
+        first = await self._in_effect(db, operator, min(times))
+        last = await self._in_effect(db, operator, max(times))
         if (first and first.version) == (last and last.version):
             return FareRater({_ANY: last})  # the usual case: one table over the whole batch
         # A new version took effect during the batch's rides: each ride by its own time.
         return FareRater({at: await current_fare_table(db, operator, at=at) for at in set(times)})
+
+    async def _in_effect(self, db: Connection, operator: str, at: dt.datetime) -> FareTable | None:
+        """The table in effect at ``at``, cached ``ttl`` seconds by the minute: every batch of a
+        busy line asks for the same few minutes. A ride in the very minute a new version takes
+        effect may be re-rated by its neighbour: re-rating raises follow-ups, it refuses nothing."""
+        key = (operator, at.replace(second=0, microsecond=0))
+        now = time.monotonic()
+        cached = self._at.get(key)
+        if cached is not None and now - cached[0] < self._ttl:
+            return cached[1]
+        table = await current_fare_table(db, operator, at=at)
+        if len(self._at) >= 4096:
+            self._at.clear()  # bounded; refilled by the next batches
+        self._at[key] = (now, table)
+        return table
