@@ -2,7 +2,8 @@
 
 LOAD: the host verifies the card's MAC1 through the key store **before** any money moves, then in
 one transaction records the load and reserves the amount in the ledger (a pending transfer from
-the operator's kiosk-cash account to the card's e-purse), and answers MAC2. LOAD CONFIRM (the
+the kiosk's own clearing account to the card's e-purse: one account per kiosk, so loads at
+different kiosks never wait for the same row lock), and answers MAC2. LOAD CONFIRM (the
 card's TAC after CREDIT FOR LOAD) posts the reservation; REVERSAL (the card was not credited)
 voids it. The kiosk's load id makes every step idempotent: a repeated LOAD with the same fields
 gets the same MAC2, a different one is refused.
