@@ -71,9 +71,13 @@ class BatchWriter:
                     int(r["balance_before"] or 0) - int(r["amount"]),
                 )
                 for r in await conn.fetch(
-                    "SELECT DISTINCT ON (app_serial) app_serial, card_counter, balance_before, amount "
-                    "FROM card.terminal_records WHERE app_serial = ANY($1::bytea[]) AND status = 'accepted' "
-                    "AND kind <> 3 ORDER BY app_serial, card_counter DESC",
+                    # Each card's latest accepted record: one short backward index scan per card
+                    # (a DISTINCT ON over the cards would read every record of their history).
+                    "SELECT s.app_serial, r.card_counter, r.balance_before, r.amount "
+                    "FROM unnest($1::bytea[]) AS s(app_serial) CROSS JOIN LATERAL ("
+                    "SELECT card_counter, balance_before, amount FROM card.terminal_records t "
+                    "WHERE t.app_serial = s.app_serial AND t.status = 'accepted' AND t.kind <> 3 "
+                    "ORDER BY t.card_counter DESC LIMIT 1) r",
                     card_serials,
                 )
             }
