@@ -103,7 +103,6 @@ def domain_parts(resources: Resources) -> DomainParts:
         resources,
         connectors=lambda: integrations.connectors,
         identity=lambda: identity.services,
-        cards=lambda: card.services.cards,
     )
     parts.lifespans.append(entrance.lifespan)
     parts.dependencies.update(entrance.dependencies())

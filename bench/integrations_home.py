@@ -4,10 +4,12 @@ upstream dead (social security) and one slow (bus, 5 s against a 0.25 s tile bud
 ``python -m bench.integrations_home`` (or ``citizen bench integrations_home``). One worker, the
 simulators in their own process, a demo citizen made over the public API (register, verify,
 card). Baselines from the same run: ``/api/v1/platform/status`` (one PostgreSQL round trip) for
-the request rate, the configured tile budget for the p99. Targets: >= 3,000 warm home
+the request rate (and, beside it, ``/api/v1/messages/unread-count``: what any signed-in page with
+one round trip costs), the configured tile budget for the p99. Targets: >= 3,000 warm home
 requests/s on one worker; p99 <= the slowest tile budget + 10 ms with one upstream dead and one
 slow; no upstream call during the warm run (fresh cached tiles).
-Environment: ``HOME_BENCH_SECONDS`` (default 10), ``HOME_BENCH_CONNECTIONS`` (default 32).
+Environment: ``HOME_BENCH_SECONDS`` (default 10, each wrk run), ``HOME_BENCH_CONNECTIONS`` (default
+32), ``HOME_BENCH_COLD_REQUESTS`` (default 200, sequential, every cache emptied before each).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from integrations.simulators.seed import DEMO_CITIZEN
 NAME = "integrations_home"
 SECONDS = int(os.environ.get("HOME_BENCH_SECONDS", "10"))
 CONNECTIONS = int(os.environ.get("HOME_BENCH_CONNECTIONS", "32"))
+COLD_REQUESTS = int(os.environ.get("HOME_BENCH_COLD_REQUESTS", "200"))
 LIGHT = 2  # connections for the budget check below saturation (no queueing in the worker)
 TILE_BUDGET = 0.25
 UPSTREAMS = ("social_security", "medical_insurance", "health", "bus", "gov_services", "utilities")
@@ -96,13 +99,14 @@ async def flush_cache(redis_url: str) -> None:
     try:
         keys = [k async for k in client.scan_iter("citizen:cache:*")]
         keys += [k async for k in client.scan_iter("citizen:breaker:*")]
+        keys += [k async for k in client.scan_iter("citizen:home:*")]  # the card summary and unread count
         if keys:
             await client.delete(*keys)
     finally:
         await client.aclose()
 
 
-async def cold(base: str, token: str, redis_url: str, count: int = 200) -> dict[str, float]:
+async def cold(base: str, token: str, redis_url: str, count: int = COLD_REQUESTS) -> dict[str, float]:
     """Each request after the connector caches were emptied: every tile goes upstream."""
     latencies = []
     async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {token}"}) as http:
@@ -148,6 +152,8 @@ def main() -> None:
             with uvicorn_server("backend.asgi:create_app_from_env", env, factory=True) as (base, _):
                 token = asyncio.run(demo_citizen(base))
                 baseline = wrk(base + "/api/v1/platform/status", connections=CONNECTIONS, seconds=SECONDS)
+                # The least a signed-in page costs here: the token check and one PostgreSQL query.
+                signed_in = wrk_with_token(base + "/api/v1/messages/unread-count", token)
                 cold_run = asyncio.run(cold(base, token, redis_url))
                 # Warm: primed once, then no upstream call while the cache entries are fresh.
                 asyncio.run(flush_cache(redis_url))
@@ -176,6 +182,8 @@ def main() -> None:
         p50_ms=warm.get("p50_ms"),
         p99_ms=warm.get("p99_ms"),
         non_2xx=warm["non_2xx"],
+        signed_in_one_query_rps=signed_in["rps"],
+        signed_in_note="GET /api/v1/messages/unread-count: token check + one PostgreSQL query, same server",
         tiles=primed,
         **common,
     )
@@ -197,7 +205,7 @@ def main() -> None:
         p50_ms=cold_run["p50_ms"],
         rps_sequential=cold_run["rps"],
         note="one request at a time, every connector cache emptied before each",
-        requests=200,
+        requests=COLD_REQUESTS,
     )
     emit(
         NAME,

@@ -16,7 +16,7 @@ import msgspec
 
 from card._db import Connection, Pool
 
-__all__ = ["HolderCardSummary", "card_summary"]
+__all__ = ["HolderCardSummary", "card_summary", "health_card_of"]
 
 _LIVE = ("active", "frozen", "lost")
 
@@ -65,3 +65,17 @@ async def card_summary(db: Pool | Connection, holder_id: uuid.UUID) -> HolderCar
         applications=dict(zip(types, statuses, strict=True)),
         balance=row["balance"],
     )
+
+
+async def health_card_of(db: Pool | Connection, holder_id: uuid.UUID) -> str | None:
+    """The resident health card ID on the holder's active card, while its health application is
+    active (what a hospital booking is made with); None otherwise (a frozen or lost card too)."""
+    found = await db.fetchval(
+        """
+        SELECT a.attributes ->> 'health_card_id' FROM card.cards c
+        JOIN card.applications a ON a.card_id = c.id AND a.app_type = 'health' AND a.status = 'active'
+        WHERE c.holder_id = $1 AND c.status = 'active'
+        """,
+        holder_id,
+    )
+    return found if isinstance(found, str) else None

@@ -32,10 +32,12 @@ __all__ = [
     "OPERATOR_ROLES",
     "ORG_ROLES",
     "Authenticator",
+    "PossessionCheck",
     "Principal",
     "TokenResolver",
     "authenticate",
     "bearer_token",
+    "presented_token",
     "provide_principal",
     "requires_loa",
     "requires_operator",
@@ -71,6 +73,8 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     client_id: str | None = None
     # OAuth scopes of a provider access token (identity.oidc); None for identity's own sessions.
     scopes: frozenset[str] | None = None
+    # The DPoP key thumbprint a provider access token is bound to (RFC 9449 cnf.jkt), if any.
+    cnf_jkt: str | None = None
 
     @property
     def is_person(self) -> bool:
@@ -85,9 +89,17 @@ class TokenResolver(Protocol):
     async def resolve(self, token: str) -> Principal | None: ...
 
 
+class PossessionCheck(Protocol):
+    """Proof that the caller holds the key a token is bound to (DPoP, RFC 9449 §7); raises
+    :class:`Unauthenticated` when it does not."""
+
+    async def verify(self, connection: ASGIConnection[Any, Any, Any, Any], token: str, jkt: str) -> None: ...
+
+
 class Authenticator:
     def __init__(self, resolvers: Sequence[TokenResolver]) -> None:
         self.resolvers = list(resolvers)
+        self.possession: PossessionCheck | None = None  # set by the OpenID provider when wired
 
     async def resolve(self, token: str) -> Principal | None:
         for resolver in self.resolvers:
@@ -98,12 +110,17 @@ class Authenticator:
 
 
 def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    return presented_token(connection)[1]
+
+
+def presented_token(connection: ASGIConnection[Any, Any, Any, Any]) -> tuple[str, str]:
+    """The Authorization header's scheme ("bearer", or "dpop" for a DPoP-bound token) and token."""
     header = connection.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token or len(token) > 4096:  # JWT access tokens (oidc)
+    token, scheme = token.strip(), scheme.lower()
+    if scheme not in {"bearer", "dpop"} or not token or len(token) > 4096:  # JWT access tokens (oidc)
         raise Unauthenticated()
-    return token
+    return scheme, token
 
 
 async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
@@ -111,13 +128,21 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Princi
     cached = connection.scope.get("state", {}).get(_STATE_KEY)
     if isinstance(cached, Principal):
         return cached
-    token = bearer_token(connection)
+    scheme, token = presented_token(connection)
     authenticator = connection.app.state.get(APP_STATE_KEY)
     if not isinstance(authenticator, Authenticator):
         raise TypeError("identity is not wired into this app (no authenticator in app.state)")
     principal = await authenticator.resolve(token)
     if principal is None:
         raise Unauthenticated("The bearer token is unknown, expired or revoked")
+    if principal.cnf_jkt is not None or scheme == "dpop":
+        # RFC 9449 §7.1: a bound token only with the DPoP scheme and a proof by its key; the DPoP
+        # scheme only with a bound token (else a stolen bearer token could pose as DPoP).
+        if principal.cnf_jkt is None or scheme != "dpop" or authenticator.possession is None:
+            raise Unauthenticated(
+                "A DPoP-bound token goes with the DPoP scheme, and only such a token", dpop=True
+            )
+        await authenticator.possession.verify(connection, token, principal.cnf_jkt)
     connection.scope.setdefault("state", {})[_STATE_KEY] = principal
     return principal
 

@@ -80,9 +80,10 @@ class Unauthenticated(IdentityError):
     problem_title = "Authentication is required"
     problem_status = 401
 
-    def __init__(self, detail: str = "A valid bearer token is required") -> None:
+    def __init__(self, detail: str = "A valid bearer token is required", *, dpop: bool = False) -> None:
         super().__init__(detail)
-        self.problem_headers = {"WWW-Authenticate": 'Bearer realm="citizen"'}
+        challenge = 'DPoP realm="citizen", error="invalid_token"' if dpop else 'Bearer realm="citizen"'
+        self.problem_headers = {"WWW-Authenticate": challenge}
 
 
 class InvalidCredentials(IdentityError):

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 from litestar.di import Provide
 
-from integrations.connectors.base import Connector, ConnectorPolicy
+from integrations.connectors.base import Connector, ConnectorOptions, ConnectorPolicy
 from integrations.connectors.cache import GetBatcher
 from integrations.connectors.city import BusConnector, GovServicesConnector, UtilitiesConnector
 from integrations.connectors.medical import HealthConnector, MedicalInsuranceConnector
@@ -77,8 +77,11 @@ def build_connectors(
     *,
     simulator_key: bytes | None,
     development: bool,
+    pii_key: bytes | None = None,
 ) -> Connectors:
-    """``simulator_key``: outside production, unset credentials derive from it (the simulators')."""
+    """``simulator_key``: outside production, unset credentials derive from it (the simulators').
+    ``pii_key``: the keyring's ``pii-encryption``, sealing personal data in the enterprise
+    registry's cache entries (without it they are not cached)."""
 
     def policy(name: str) -> ConnectorPolicy:
         return ConnectorPolicy(
@@ -101,7 +104,7 @@ def build_connectors(
     cache_secret = dev_credential(simulator_key, "cache-keys").encode() if simulator_key else b""
     batcher = GetBatcher(redis)  # the cache reads of every connector, one MGET per loop turn
 
-    def common(name: str) -> dict[str, Any]:
+    def common(name: str) -> ConnectorOptions:
         return {
             "base_url": settings.upstream(name).url,
             "redis": redis,
@@ -117,7 +120,9 @@ def build_connectors(
             redis=redis,
             policy=policy("population"),
         ),
-        enterprise=EnterpriseRegistryConnector(api_key=credential("enterprise"), **common("enterprise")),
+        enterprise=EnterpriseRegistryConnector(
+            api_key=credential("enterprise"), pii_key=pii_key, **common("enterprise")
+        ),
         social_security=SocialSecurityConnector(
             signing_key=credential("social_security"), **common("social_security")
         ),
@@ -160,6 +165,7 @@ class IntegrationsRuntime:
             resources.redis,
             simulator_key=resources.keyring.get("simulator") if settings.is_development else None,
             development=settings.is_development,
+            pii_key=resources.keyring.get("pii-encryption"),
         )
         try:
             yield

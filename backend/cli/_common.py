@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from backend.observability import configure_logging
@@ -19,8 +22,40 @@ AddArguments = Callable[[argparse.ArgumentParser], None]
 Commands = dict[str, tuple[str, Handler, AddArguments]]
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
+# Where `citizen serve` (development) tells other commands the URLs of the simulators it started,
+# so that `citizen reconcile` or `citizen payments sweep` in another terminal reach the same ones.
+_UPSTREAMS_FILE = Path("run") / "upstreams.json"
+
+
+def announce_upstreams(settings: Settings, pid: int, variables: Mapping[str, str]) -> Path:
+    path = Path(settings.data_dir) / _UPSTREAMS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"pid": pid, "variables": dict(variables)}))
+    return path
+
+
+def _adopt_running_upstreams(settings: Settings) -> Settings:
+    """In development with no upstream URL set: those of the simulators a running `citizen serve`
+    started (its announcement, if that process is still alive); otherwise ``settings`` unchanged."""
+    if not settings.is_development or any(u.url for u in settings.integrations.upstreams.values()):
+        return settings
+    try:
+        record = json.loads((Path(settings.data_dir) / _UPSTREAMS_FILE).read_text())
+        os.kill(int(record["pid"]), 0)
+        variables = {str(k): str(v) for k, v in record["variables"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return settings
+    for name, value in variables.items():
+        os.environ.setdefault(name, value)
+    return Settings.from_env()
+
+
+def settings_from(args: argparse.Namespace, *, adopt_upstreams: bool = True) -> Settings:
+    """The settings of a subcommand: the environment, the --host/--port/--workers flags, and (unless
+    told not to) the upstream URLs of simulators that a running `citizen serve` announced."""
     settings = Settings.from_env()
+    if adopt_upstreams:
+        settings = _adopt_running_upstreams(settings)
     http = settings.http
     changes: dict[str, Any] = {}
     for name in ("host", "port", "workers"):

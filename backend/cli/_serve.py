@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backend.cli._common import Commands, no_args, settings_from
+from backend.cli._common import Commands, announce_upstreams, no_args, settings_from
 from backend.keyring import Keyring
 from backend.runtime import migrate_database, resolved_services
 from backend.settings import Settings, documented_variables
@@ -28,16 +28,13 @@ COMMANDS: Commands = {}
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    settings = settings_from(args)
+    settings = settings_from(args, adopt_upstreams=False)  # serve starts its own simulators
     Keyring.load(settings)  # dev keys are made here, once, before any worker starts
     with resolved_services(settings) as services:
         resolved = services.settings
         applied = asyncio.run(migrate_database(resolved))
         if applied:
             print(f"applied {len(applied)} migration(s)")
-        if args.demo:
-            for line in asyncio.run(_load_demo(resolved)):
-                print(f"demo  {line}")
         assert resolved.database.url is not None and resolved.redis.url is not None
         # Workers are separate processes: they get the servers exactly as external URLs.
         os.environ["CITIZEN_DATABASE_URL"] = resolved.database.url.reveal()
@@ -52,6 +49,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             metrics_dir.mkdir(parents=True)
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
         simulators = _start_simulators(resolved)
+        if args.demo:
+            # After the simulators: the demo citizen's day tops up through the payment channel
+            # simulators, over HTTP at the URLs they were given when they started.
+            for line in _demo_with_upstreams(resolved, simulators):
+                print(f"demo  {line}")
         from card.terminal.gateway.process import GatewaySupervisor, default_processes
 
         # The terminal gateway (TCP) beside the API workers: N processes on one port, each
@@ -111,8 +113,24 @@ def _start_simulators(settings: Settings) -> SimulatorsProcess | None:
         return None
     env = dict(os.environ, CITIZEN_DATA_DIR=str(settings.data_dir), CITIZEN_ENV=settings.environment.value)
     simulators = start_simulators(env)
-    os.environ.update(upstream_variables(simulators.urls))
+    variables = upstream_variables(simulators.urls)
+    os.environ.update(variables)
+    announce_upstreams(settings, simulators.pid, variables)
     return simulators
+
+
+def _demo_with_upstreams(resolved: Settings, simulators: SimulatorsProcess | None) -> list[str]:
+    """Load the demo with the settings read again from the environment, which now holds the
+    simulators' upstream URLs (the servers and the HTTP address stay the resolved ones)."""
+    try:
+        if simulators is not None:
+            env = Settings.from_env()
+            resolved = env.replace(database=resolved.database, redis=resolved.redis, http=resolved.http)
+        return asyncio.run(_load_demo(resolved))
+    except BaseException:
+        if simulators is not None:
+            simulators.stop()  # a failed demo load leaves no simulator process behind
+        raise
 
 
 @contextlib.contextmanager

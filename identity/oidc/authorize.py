@@ -166,6 +166,7 @@ async def issue_code(provider: Provider, request: AuthRequest, session: SsoSessi
         amr=session.amr,
         auth_time=session.auth_time,
         claims=request.userinfo_claims,
+        jkt=request.dpop_jkt,
     )
     gid = await provider.grants.create(ctx)
     code = await provider.grants.issue_code(

@@ -64,6 +64,7 @@ class Client(msgspec.Struct, frozen=True, kw_only=True):
     sector_identifier: str | None = None
     id_token_alg: str = "ES256"  # noqa: S105 - an algorithm name
     require_par: bool = False
+    dpop_bound_access_tokens: bool = False  # RFC 9449 §5.2: every token request needs a proof
     first_party: bool = False
     audiences: tuple[str, ...] = ()
     backchannel_logout_uri: str | None = None
@@ -86,6 +87,7 @@ class ClientRegistration(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     sector_identifier: str | None = None
     id_token_alg: Literal["ES256", "RS256", "EdDSA"] = "ES256"  # noqa: S105
     require_par: bool = False
+    dpop_bound_access_tokens: bool = False
     first_party: bool = False
     audiences: list[str] = msgspec.field(default_factory=list)
     backchannel_logout_uri: str | None = None
@@ -106,6 +108,7 @@ class ClientView(msgspec.Struct, frozen=True, kw_only=True):
     sector_identifier: str | None
     id_token_alg: str
     require_par: bool
+    dpop_bound_access_tokens: bool
     first_party: bool
     audiences: list[str]
     backchannel_logout_uri: str | None
@@ -121,7 +124,8 @@ _COLUMNS = (
     "client_id, name, client_type, auth_method, secret_hash, jwks::text AS jwks, redirect_uris,"
     " post_logout_redirect_uris,"
     " grant_types, scopes, subject_type, sector_identifier, id_token_alg, require_par, first_party,"
-    " audiences, backchannel_logout_uri, logo_uri, contacts, created_at, disabled_at"
+    " dpop_bound_access_tokens, audiences, backchannel_logout_uri, logo_uri, contacts, created_at,"
+    " disabled_at"
 )
 
 
@@ -144,6 +148,7 @@ def _client(row: Any) -> Client:
         sector_identifier=row["sector_identifier"],
         id_token_alg=row["id_token_alg"],
         require_par=row["require_par"],
+        dpop_bound_access_tokens=row["dpop_bound_access_tokens"],
         first_party=row["first_party"],
         audiences=tuple(row["audiences"]),
         backchannel_logout_uri=row["backchannel_logout_uri"],
@@ -167,6 +172,7 @@ def view(row: Any, secret: str | None = None) -> ClientView:
         sector_identifier=row["sector_identifier"],
         id_token_alg=row["id_token_alg"],
         require_par=row["require_par"],
+        dpop_bound_access_tokens=row["dpop_bound_access_tokens"],
         first_party=row["first_party"],
         audiences=list(row["audiences"]),
         backchannel_logout_uri=row["backchannel_logout_uri"],
@@ -272,9 +278,9 @@ class ClientStore:
                 (client_id, name, client_type, auth_method, secret_hash, jwks, redirect_uris,
                  post_logout_redirect_uris, grant_types, scopes, subject_type, sector_identifier,
                  id_token_alg, require_par, first_party, audiences, backchannel_logout_uri, logo_uri,
-                 contacts)
+                 contacts, dpop_bound_access_tokens)
             VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                    $18, $19)
+                    $18, $19, $20)
             ON CONFLICT (client_id) DO NOTHING
             RETURNING {_COLUMNS}
             """,  # noqa: S608 - the column list is a constant
@@ -297,6 +303,7 @@ class ClientStore:
             data.backchannel_logout_uri,
             data.logo_uri,
             data.contacts,
+            data.dpop_bound_access_tokens,
         )
         if row is None:
             raise Conflict(f"a client named {client_id} exists")

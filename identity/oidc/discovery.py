@@ -9,6 +9,7 @@ from litestar.di import NamedDependency
 
 from identity.oidc.claims import CLAIMS_SUPPORTED
 from identity.oidc.clients import GRANT_TYPES, SCOPES
+from identity.oidc.dpop import ALGORITHMS as DPOP_ALGORITHMS
 from identity.oidc.pages import LOCALES
 from identity.oidc.provider import Provider
 from identity.oidc.settings import ALGORITHMS
@@ -43,6 +44,7 @@ def metadata(oidc: Provider) -> dict[str, Any]:
         "revocation_endpoint_auth_methods_supported": _AUTH_METHODS,
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": True,
+        "dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS),
         "claims_supported": list(CLAIMS_SUPPORTED),
         "claims_parameter_supported": True,
         "request_parameter_supported": False,

@@ -19,13 +19,14 @@ _encoder = msgspec.json.Encoder()
 
 class OAuthError(Exception):
     def __init__(
-        self, error: str, description: str = "", status: int = 400, *, www_auth: bool = False
+        self, error: str, description: str = "", status: int = 400, *, www_auth: bool | str = False
     ) -> None:
         # error_description: printable ASCII without CR/LF/TAB (RFC 6749 §5.2)
         super().__init__(description)
         self.error = error
         self.description = "".join(c for c in description if 0x20 <= ord(c) < 0x7F and c not in '"\\')
         self.status = status
+        # True: a Bearer challenge (RFC 6750 §3); a string: that scheme's challenge (e.g. "DPoP").
         self.www_auth = www_auth
 
     def body(self) -> dict[str, str]:
@@ -48,7 +49,7 @@ class ErrorPage(Exception):
 def oauth_error_response(_: Request[Any, Any, Any], exc: OAuthError) -> Response[bytes]:
     headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
     if exc.status == 401 or exc.www_auth:
-        scheme = "Bearer" if exc.www_auth else "Basic"
+        scheme = exc.www_auth if isinstance(exc.www_auth, str) else "Bearer" if exc.www_auth else "Basic"
         headers["WWW-Authenticate"] = f'{scheme} realm="citizen", error="{exc.error}"'
         if exc.description:
             headers["WWW-Authenticate"] += f', error_description="{exc.description}"'

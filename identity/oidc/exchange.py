@@ -27,7 +27,7 @@ TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105
 
 
-async def exchange(oidc: Any, client: Client, form: dict[str, str]) -> dict[str, Any]:
+async def exchange(oidc: Any, client: Client, form: dict[str, str], jkt: str | None = None) -> dict[str, Any]:
     from identity.oidc.provider import Provider
 
     assert isinstance(oidc, Provider)
@@ -53,6 +53,10 @@ async def exchange(oidc: Any, client: Client, form: dict[str, str]) -> dict[str,
         ) from None
     if claims.get("client_id") != client.client_id or "gid" not in claims or "org" in claims:
         raise OAuthError("invalid_grant", "subject_token must be a person's token issued to this client")
+    bound = claims.get("cnf", {}).get("jkt") if isinstance(claims.get("cnf"), dict) else None
+    if bound is not None and bound != jkt:
+        # A DPoP-bound subject token is only exchanged by the holder of its key (RFC 9449 §6).
+        raise OAuthError("invalid_dpop_proof", "subject_token is DPoP-bound: send a proof by its key")
     gid = uuid.UUID(str(claims["gid"]))
     ctx = await oidc.grants.context(gid)
     if ctx is None or ctx.account_id is None or await oidc.redis.exists(f"oidc:atrev:{claims.get('jti')}"):
@@ -80,7 +84,7 @@ async def exchange(oidc: Any, client: Client, form: dict[str, str]) -> dict[str,
     new_ctx = msgspec.structs.replace(ctx, org=row["id"], roles=roles, scope=roles)
     person = oidc.tokens.subject(client, ctx.account_id)
     access, _ = await oidc.tokens.access_token(
-        client, new_ctx, gid=gid, scope=roles, act={"sub": person}, subject=row["credit_code"]
+        client, new_ctx, gid=gid, scope=roles, act={"sub": person}, subject=row["credit_code"], jkt=jkt
     )
     await oidc.core.audit(
         "identity.oidc.token_exchange",
@@ -95,7 +99,7 @@ async def exchange(oidc: Any, client: Client, form: dict[str, str]) -> dict[str,
     return {
         "access_token": access,
         "issued_token_type": ACCESS_TOKEN_TYPE,
-        "token_type": "Bearer",
+        "token_type": "DPoP" if jkt is not None else "Bearer",
         "expires_in": oidc.settings.access_token_ttl,
         "scope": " ".join(roles),
     }

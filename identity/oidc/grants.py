@@ -64,6 +64,13 @@ return {1, gid, cur[3], redis.call('PTTL', gk)}
 """
 
 
+_BIND = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'd', ARGV[1])
+return 1
+"""
+
+
 class AuthContext(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Who authenticated, how and for what: stored with the grant, read at every refresh."""
 
@@ -77,6 +84,9 @@ class AuthContext(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     org: uuid.UUID | None = None  # token exchange: the organisation acted for
     roles: tuple[str, ...] = ()
     claims: dict[str, dict[str, object]] | None = None  # the OIDC `claims` request (userinfo part)
+    # DPoP (RFC 9449): the thumbprint of the key the grant's tokens are bound to, from `dpop_jkt`
+    # at the authorization request (§10) or from the proof of the first token request.
+    jkt: str | None = None
 
 
 class CodeRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -118,6 +128,7 @@ class GrantStore:
         self._redeem = redis.register_script(_REDEEM)
         self._attach = redis.register_script(_ATTACH)
         self._refresh = redis.register_script(_REFRESH)
+        self._bind = redis.register_script(_BIND)
 
     async def create(self, ctx: AuthContext) -> uuid.UUID:
         gid = uuid.uuid4()
@@ -138,6 +149,10 @@ class GrantStore:
             _ = pipe.expire(f"oidc:grant:{gid}", self.grant_ttl)
             await pipe.execute()
         return gid
+
+    async def bind_key(self, gid: uuid.UUID, ctx: AuthContext) -> bool:
+        """Store ``ctx`` (now carrying its DPoP key) as the live grant's context; False if it ended."""
+        return bool(await self._bind(keys=[f"oidc:grant:{gid}"], args=[_enc.encode(ctx)]))
 
     async def issue_code(self, record: CodeRecord) -> str:
         code = secrets.token_urlsafe(32)

@@ -37,7 +37,8 @@ async def introspect(request: Req, oidc: NamedDependency[Provider]) -> Response[
         audiences = audience if isinstance(audience, list) else [audience]
         if claims.get("client_id") != client.client_id and client.client_id not in audiences:
             return Response(_INACTIVE, headers=headers)
-        body: dict[str, Any] = {"active": True, "token_type": "Bearer"}
+        # RFC 9449 §6.2: a DPoP-bound token says so, with its key's thumbprint in cnf.
+        body: dict[str, Any] = {"active": True, "token_type": "DPoP" if "cnf" in claims else "Bearer"}
         for name in (
             "scope",
             "client_id",
@@ -50,6 +51,7 @@ async def introspect(request: Req, oidc: NamedDependency[Provider]) -> Response[
             "acr",
             "auth_time",
             "act",
+            "cnf",
         ):
             if name in claims:
                 body[name] = claims[name]

@@ -58,6 +58,7 @@ class TokenIssuer:
         scope: tuple[str, ...],
         act: dict[str, Any] | None = None,
         subject: str | None = None,
+        jkt: str | None = None,
     ) -> tuple[str, dict[str, Any]]:
         now = int(time.time())
         claims: dict[str, Any] = {
@@ -83,6 +84,8 @@ class TokenIssuer:
             claims["roles"] = list(ctx.roles)
         if act is not None:
             claims["act"] = act
+        if jkt is not None:
+            claims["cnf"] = {"jkt": jkt}  # RFC 9449 §6.1: bound to the DPoP key
         token = await sign(self.keys, claims, alg=self.settings.signing_alg, typ="at+jwt")
         return token, claims
 

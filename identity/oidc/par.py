@@ -19,7 +19,7 @@ from litestar.di import NamedDependency
 from identity.oidc.errors import ErrorPage, OAuthError
 from identity.oidc.provider import Provider
 from identity.oidc.request import PAR_PREFIX, RedirectError, parse_authorization
-from identity.oidc.token import parse_form
+from identity.oidc.token import parse_form, proof_key
 
 __all__ = ["pushed_authorization_request"]
 
@@ -39,6 +39,10 @@ async def pushed_authorization_request(
         raise OAuthError("invalid_request", "request_uri is not allowed in a pushed request")
     params = {k: v for k, v in form.items() if k not in _AUTH_FIELDS}
     params["client_id"] = client.client_id
+    # RFC 9449 §10.1: a proof at PAR binds the code to its key, like dpop_jkt; both must agree.
+    jkt = await proof_key(oidc, request, client, "par", required=False)
+    if jkt is not None and params.setdefault("dpop_jkt", jkt) != jkt:
+        raise OAuthError("invalid_dpop_proof", "dpop_jkt differs from the DPoP proof's key")
     try:
         await parse_authorization(params, oidc.clients, pushed=True, client=client)
     except ErrorPage as exc:

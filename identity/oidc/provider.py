@@ -18,6 +18,7 @@ from identity.oidc.access import AccessChecker
 from identity.oidc.client_auth import ClientAuthenticator
 from identity.oidc.clients import ClientStore
 from identity.oidc.consent import ConsentStore
+from identity.oidc.dpop import DPoPVerifier
 from identity.oidc.grants import GrantStore
 from identity.oidc.issuer import TokenIssuer
 from identity.oidc.keys import KeyStore
@@ -64,6 +65,7 @@ class Provider:
         )
         self.access = AccessChecker(keys, redis, issuer=issuer, algorithm=settings.signing_alg)
         self.sso = SsoStore(redis, session_key, ttl=settings.sso_session_ttl)
+        self.dpop = DPoPVerifier(redis)
         self.consents = ConsentStore(self.core.pool)
         self.client_auth = ClientAuthenticator(
             clients,

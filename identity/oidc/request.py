@@ -41,6 +41,7 @@ class AuthRequest(msgspec.Struct, frozen=True, kw_only=True):
     userinfo_claims: dict[str, Any] | None = None
     id_token_claims: dict[str, Any] | None = None
     par_key: str | None = None
+    dpop_jkt: str | None = None  # RFC 9449 §10: the code is bound to this key thumbprint
 
 
 class RedirectError(Exception):
@@ -152,6 +153,9 @@ async def parse_authorization(
             if essential_levels:
                 min_loa = max(min_loa, min(essential_levels))
             acr_essential = bool(acr.get("essential"))
+    dpop_jkt = params.get("dpop_jkt")
+    if dpop_jkt is not None and not _CHALLENGE.match(dpop_jkt):
+        raise fail("invalid_request", "dpop_jkt must be a SHA-256 JWK thumbprint (43 base64url characters)")
     for name, limit in (("state", 2048), ("nonce", 512), ("login_hint", 64), ("id_token_hint", 8192)):
         if len(params.get(name, "")) > limit:
             raise fail("invalid_request", f"{name} is too long")
@@ -172,5 +176,6 @@ async def parse_authorization(
         userinfo_claims=userinfo_claims,
         id_token_claims=id_token_claims,
         par_key=par_key,
+        dpop_jkt=dpop_jkt,
     )
     return client, request

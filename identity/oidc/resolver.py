@@ -5,6 +5,9 @@ A token is accepted only if it is signed with the configured algorithm (never th
 choice), typed ``at+jwt``, issued here, unexpired, its ``aud`` names the API, and it is live (its
 grant not revoked, the token not revoked on its own). Identity's opaque session tokens are not
 JWTs and pass straight through to the next resolver.
+
+A DPoP-bound token (``cnf.jkt``) resolves to a principal carrying that thumbprint;
+:class:`DPoPPossession` then checks the request's proof (``identity.auth.authenticate``).
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
 from identity.auth import Guard, Principal, authenticate
-from identity.errors import Forbidden
+from identity.errors import Forbidden, Unauthenticated
 from identity.oidc.access import AccessChecker
+from identity.oidc.dpop import DPoPInvalid, DPoPVerifier
 
-__all__ = ["AccessTokenResolver", "requires_scope"]
+__all__ = ["AccessTokenResolver", "DPoPPossession", "requires_scope"]
 
 
 class AccessTokenResolver:
@@ -49,7 +53,37 @@ class AccessTokenResolver:
             amr=tuple(claims.get("amr", ())),
             client_id=str(claims.get("client_id")),
             scopes=frozenset(str(claims.get("scope", "")).split()),
+            cnf_jkt=_bound_key(claims),
         )
+
+
+def _bound_key(claims: dict[str, Any]) -> str | None:
+    cnf = claims.get("cnf")
+    jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+    return str(jkt) if jkt is not None else None
+
+
+class DPoPPossession:
+    """The API's DPoP check (RFC 9449 §7): a proof for this method and URI, with ``ath`` of the
+    token, signed by the key the token is bound to. ``origin`` is the public scheme and host the
+    clients see (the issuer's), so a proxy in front does not change ``htu``."""
+
+    def __init__(self, verifier: DPoPVerifier, origin: str) -> None:
+        self.verifier = verifier
+        self.origin = origin.rstrip("/")
+
+    async def verify(self, connection: ASGIConnection[Any, Any, Any, Any], token: str, jkt: str) -> None:
+        try:
+            found = await self.verifier.verify(
+                connection.headers.getall("dpop", []),
+                method=str(connection.scope.get("method", "GET")),
+                url=self.origin + connection.scope["path"],
+                access_token=token,
+            )
+        except DPoPInvalid as exc:
+            raise Unauthenticated(f"DPoP: {exc}", dpop=True) from None
+        if found != jkt:
+            raise Unauthenticated("DPoP: the proof is signed by another key than the token's", dpop=True)
 
 
 def requires_scope(*scopes: str) -> Guard:

@@ -6,6 +6,10 @@ token exchange (``exchange.py``). Every error is RFC 6749 JSON with ``no-store``
   and revokes the grant, so every token issued from the code stops working.
 * A refresh token rotates on every use (one Lua script); presenting a rotated one revokes the
   whole family. The grant's absolute lifetime bounds every refresh token of the family.
+* DPoP (RFC 9449, ``dpop.py``): with a valid ``DPoP`` proof the access token is bound to the
+  proof's key (``cnf.jkt``, ``token_type`` DPoP). A code requested with ``dpop_jkt`` is redeemed
+  only with a proof by that key; a public client's grant stays bound to its key, so its refresh
+  tokens are useless to anyone without the private key (§5).
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ import re
 import secrets
 from typing import Any
 
+import msgspec
 from litestar import Request, Response, post
 from litestar.di import NamedDependency
 
 from identity.oidc.clients import Client
+from identity.oidc.dpop import DPoPInvalid
 from identity.oidc.errors import OAuthError
 from identity.oidc.exchange import TOKEN_EXCHANGE, exchange
 from identity.oidc.grants import RefreshOutcome
@@ -44,12 +50,18 @@ def token_response(body: dict[str, Any]) -> Response[dict[str, Any]]:
     return Response(body, status_code=200, headers=_NO_STORE, media_type="application/json")
 
 
+def token_type(jkt: str | None) -> str:
+    return "DPoP" if jkt is not None else "Bearer"
+
+
 def _pkce_ok(verifier: str, challenge: str) -> bool:
     digest = hashlib.sha256(verifier.encode("ascii")).digest()
     return secrets.compare_digest(base64.urlsafe_b64encode(digest).rstrip(b"=").decode(), challenge)
 
 
-async def _authorization_code(oidc: Provider, client: Client, form: dict[str, str]) -> dict[str, Any]:
+async def _authorization_code(
+    oidc: Provider, client: Client, form: dict[str, str], jkt: str | None
+) -> dict[str, Any]:
     code = form.get("code")
     if not code:
         raise OAuthError("invalid_request", "code is required")
@@ -70,6 +82,12 @@ async def _authorization_code(oidc: Provider, client: Client, form: dict[str, st
     if not _pkce_ok(verifier, record.code_challenge):
         raise OAuthError("invalid_grant", "code_verifier does not match the code_challenge")
     ctx = record.ctx
+    if ctx.jkt is not None and ctx.jkt != jkt:
+        raise OAuthError("invalid_dpop_proof", "the code is bound to another DPoP key (dpop_jkt)")
+    if jkt is not None and ctx.jkt is None and client.client_type == "public":
+        # §5: a public client's refresh tokens are bound to the key of its first token request.
+        ctx = msgspec.structs.replace(ctx, jkt=jkt)
+        await oidc.grants.bind_key(record.gid, ctx)
     refresh = None
     if "refresh_token" in client.grant_types:
         refresh = await oidc.grants.attach_refresh(record.gid)
@@ -77,10 +95,10 @@ async def _authorization_code(oidc: Provider, client: Client, form: dict[str, st
             raise OAuthError("invalid_grant", "the authorization was revoked")
     elif not await oidc.grants.is_live(record.gid):
         raise OAuthError("invalid_grant", "the authorization was revoked")
-    access, _ = await oidc.tokens.access_token(client, ctx, gid=record.gid, scope=ctx.scope)
+    access, _ = await oidc.tokens.access_token(client, ctx, gid=record.gid, scope=ctx.scope, jkt=jkt)
     body: dict[str, Any] = {
         "access_token": access,
-        "token_type": "Bearer",
+        "token_type": token_type(jkt),
         "expires_in": oidc.settings.access_token_ttl,
         "scope": " ".join(ctx.scope),
     }
@@ -91,16 +109,26 @@ async def _authorization_code(oidc: Provider, client: Client, form: dict[str, st
     return body
 
 
-async def _refresh_token(oidc: Provider, client: Client, form: dict[str, str]) -> dict[str, Any]:
+async def _refresh_token(
+    oidc: Provider, client: Client, form: dict[str, str], jkt: str | None
+) -> dict[str, Any]:
     if "refresh_token" not in client.grant_types:
         raise OAuthError("unauthorized_client", "this client may not use refresh tokens")
     token = form.get("refresh_token")
     if not token:
         raise OAuthError("invalid_request", "refresh_token is required")
-    if "scope" in form:  # check a narrowing before rotating, so a refused request consumes nothing
+    if "scope" in form or client.client_type == "public":
+        # Checked before rotating, so a refused request consumes nothing: a narrowing only, and a
+        # public client's key-bound refresh token only with a proof by that key (RFC 9449 §5).
         current = await oidc.grants.refresh_lookup(token)
-        if current is not None and not set(form["scope"].split()) <= set(current[1].scope):
+        if (
+            current is not None
+            and "scope" in form
+            and not set(form["scope"].split()) <= set(current[1].scope)
+        ):
             raise OAuthError("invalid_scope", "a refresh may only narrow the scope")
+        if current is not None and current[1].jkt is not None and current[1].jkt != jkt:
+            raise OAuthError("invalid_dpop_proof", "this refresh token is bound to another DPoP key")
     outcome, gid, ctx, new_token, _remaining = await oidc.grants.refresh(token, client.client_id)
     if outcome is RefreshOutcome.REUSED:
         assert gid is not None
@@ -121,10 +149,10 @@ async def _refresh_token(oidc: Provider, client: Client, form: dict[str, str]) -
         if status != "active":
             await oidc.grants.revoke([gid], f"account {status}")
             raise OAuthError("invalid_grant", "the account is not active")
-    access, _ = await oidc.tokens.access_token(client, ctx, gid=gid, scope=scope)
+    access, _ = await oidc.tokens.access_token(client, ctx, gid=gid, scope=scope, jkt=jkt)
     body: dict[str, Any] = {
         "access_token": access,
-        "token_type": "Bearer",
+        "token_type": token_type(jkt),
         "expires_in": oidc.settings.access_token_ttl,
         "scope": " ".join(scope),
         "refresh_token": new_token,
@@ -134,7 +162,9 @@ async def _refresh_token(oidc: Provider, client: Client, form: dict[str, str]) -
     return body
 
 
-async def _client_credentials(oidc: Provider, client: Client, form: dict[str, str]) -> dict[str, Any]:
+async def _client_credentials(
+    oidc: Provider, client: Client, form: dict[str, str], jkt: str | None
+) -> dict[str, Any]:
     if client.client_type != "confidential" or "client_credentials" not in client.grant_types:
         raise OAuthError("unauthorized_client", "this client may not use client_credentials")
     requested = tuple(dict.fromkeys(form.get("scope", "").split()))
@@ -145,11 +175,11 @@ async def _client_credentials(oidc: Provider, client: Client, form: dict[str, st
     from identity.oidc.grants import AuthContext
 
     access, _ = await oidc.tokens.access_token(
-        client, AuthContext(client_id=client.client_id, scope=scope), gid=None, scope=scope
+        client, AuthContext(client_id=client.client_id, scope=scope), gid=None, scope=scope, jkt=jkt
     )
     return {
         "access_token": access,
-        "token_type": "Bearer",
+        "token_type": token_type(jkt),
         "expires_in": oidc.settings.access_token_ttl,
         "scope": " ".join(scope),
     }
@@ -174,4 +204,21 @@ async def token_endpoint(request: Req, oidc: NamedDependency[Provider]) -> Respo
         raise OAuthError("unsupported_grant_type", "grant_type is missing or not supported")
     if grant_type not in client.grant_types:
         raise OAuthError("unauthorized_client", f"this client may not use {grant_type}")
-    return token_response(await handler(oidc, client, form))
+    jkt = await proof_key(oidc, request, client, "token", required=client.dpop_bound_access_tokens)
+    return token_response(await handler(oidc, client, form, jkt))
+
+
+async def proof_key(
+    oidc: Provider, request: Req, client: Client, endpoint: str, *, required: bool
+) -> str | None:
+    """The thumbprint of the request's DPoP proof key (RFC 9449 §5), or None without a proof;
+    ``invalid_dpop_proof`` for a bad proof, or for none when ``required``."""
+    proofs = request.headers.getall("dpop", [])
+    if not proofs:
+        if required:
+            raise OAuthError("invalid_dpop_proof", "this client must send a DPoP proof")
+        return None
+    try:
+        return await oidc.dpop.verify(proofs, method="POST", url=oidc.url(endpoint))
+    except DPoPInvalid as exc:
+        raise OAuthError("invalid_dpop_proof", str(exc)) from None

@@ -1,5 +1,9 @@
 """UserInfo (OpenID Connect Core §5.3): GET, POST with the bearer header, POST with the token in
-the form body (RFC 6750 §2.2). ``sub`` is the same (pairwise) subject as in the ID token."""
+the form body (RFC 6750 §2.2). ``sub`` is the same (pairwise) subject as in the ID token.
+
+A DPoP-bound token (RFC 9449 §7) is accepted only with the ``DPoP`` scheme and a proof by its key
+for this request (``ath`` included); a bound token sent as Bearer, or an unbound one as DPoP, is
+refused."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 
 from identity.oidc.claims import person_claims, wanted
+from identity.oidc.dpop import DPoPInvalid
 from identity.oidc.errors import OAuthError
 from identity.oidc.provider import Provider
 
@@ -17,7 +22,7 @@ __all__ = ["userinfo_get", "userinfo_post"]
 Req = Request[Any, Any, Any]
 
 
-async def _userinfo(oidc: Provider, token: str | None) -> Response[dict[str, Any]]:
+async def _userinfo(oidc: Provider, request: Req, scheme: str, token: str | None) -> Response[dict[str, Any]]:
     if not token:
         raise OAuthError("invalid_request", "a bearer access token is required", 401, www_auth=True)
     live = await oidc.access.check(token)
@@ -25,6 +30,27 @@ async def _userinfo(oidc: Provider, token: str | None) -> Response[dict[str, Any
         raise OAuthError(
             "invalid_token", "the access token is invalid, expired or revoked", 401, www_auth=True
         )
+    cnf = live.claims.get("cnf")
+    bound = cnf.get("jkt") if isinstance(cnf, dict) else None
+    if bound is not None or scheme == "dpop":
+        if bound is None or scheme != "dpop":
+            raise OAuthError(
+                "invalid_token",
+                "a DPoP-bound token goes with the DPoP scheme, and only such a token",
+                401,
+                www_auth="DPoP",
+            )
+        try:
+            jkt = await oidc.dpop.verify(
+                request.headers.getall("dpop", []),
+                method=request.method,
+                url=oidc.url("userinfo"),
+                access_token=token,
+            )
+        except DPoPInvalid as exc:
+            raise OAuthError("invalid_dpop_proof", str(exc), 401, www_auth="DPoP") from None
+        if jkt != bound:
+            raise OAuthError("invalid_dpop_proof", "the proof is signed by another key", 401, www_auth="DPoP")
     ctx = live.ctx
     if ctx is None or ctx.account_id is None or ctx.org is not None:
         raise OAuthError("invalid_token", "this access token does not represent a person", 401, www_auth=True)
@@ -39,23 +65,25 @@ async def _userinfo(oidc: Provider, token: str | None) -> Response[dict[str, Any
     return Response(claims, headers={"Cache-Control": "no-store"}, media_type="application/json")
 
 
-def _bearer(request: Req) -> str | None:
+def _presented(request: Req) -> tuple[str, str | None]:
+    """The scheme ("bearer" or "dpop") and the access token of the Authorization header."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else None
+    scheme = scheme.lower()
+    return (scheme, token.strip()) if scheme in {"bearer", "dpop"} else ("bearer", None)
 
 
 @get("/oidc/userinfo", operation_id="OidcUserinfo", tags=["oidc"])
 async def userinfo_get(request: Req, oidc: NamedDependency[Provider]) -> Response[dict[str, Any]]:
-    return await _userinfo(oidc, _bearer(request))
+    return await _userinfo(oidc, request, *_presented(request))
 
 
 @post("/oidc/userinfo", operation_id="OidcUserinfoPost", tags=["oidc"], status_code=200)
 async def userinfo_post(request: Req, oidc: NamedDependency[Provider]) -> Response[dict[str, Any]]:
-    token = _bearer(request)
+    scheme, token = _presented(request)
     if token is None and request.headers.get("content-type", "").startswith(
         "application/x-www-form-urlencoded"
     ):
         form = await request.form()
         value = form.get("access_token")
         token = str(value) if value else None
-    return await _userinfo(oidc, token)
+    return await _userinfo(oidc, request, scheme, token)

@@ -13,6 +13,7 @@ import hmac
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from litestar import Router
@@ -32,7 +33,7 @@ from identity.oidc.keys import KeyStore
 from identity.oidc.logout import logout_get, logout_post
 from identity.oidc.par import pushed_authorization_request
 from identity.oidc.provider import Provider
-from identity.oidc.resolver import AccessTokenResolver
+from identity.oidc.resolver import AccessTokenResolver, DPoPPossession
 from identity.oidc.settings import OidcSettings
 from identity.oidc.token import token_endpoint
 from identity.oidc.userinfo import userinfo_get, userinfo_post
@@ -101,6 +102,8 @@ class OidcRuntime:
             if isinstance(authenticator, Authenticator):
                 resolver = AccessTokenResolver(self._provider.access, self._provider.api_audience)
                 authenticator.resolvers.insert(0, resolver)
+                origin = "{0.scheme}://{0.netloc}".format(urlsplit(self._provider.issuer))
+                authenticator.possession = DPoPPossession(self._provider.dpop, origin)
             try:
                 yield
             finally:

@@ -21,15 +21,13 @@ Each connector has its own HTTP connection pool (a bulkhead: ``policy.max_connec
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, TypeVar
 
 import httpx
 import msgspec
@@ -39,71 +37,36 @@ from integrations.connectors import metrics
 from integrations.connectors.auth import Auth
 from integrations.connectors.breaker import CircuitBreaker
 from integrations.connectors.cache import CachedEntry, CachePolicy, GetBatcher, ResponseCache
+from integrations.connectors.calls import Fetched, Lookup, Operation, expect_status
+from integrations.connectors.policy import (
+    ConnectorOptions,
+    ConnectorPolicy,
+    backoff_delay,
+    call_budget,
+)
+from integrations.connectors.policy import deadline as caller_deadline
 from integrations.errors import CircuitOpen, NotConfigured, ServiceRefusal
 from integrations.registries import UpstreamError, UpstreamMalformed, UpstreamRejected, UpstreamUnavailable
 
-__all__ = ["Connector", "ConnectorPolicy", "Fetched", "Operation", "backoff_delay", "call_budget"]
+__all__ = [
+    "Connector",
+    "ConnectorOptions",
+    "ConnectorPolicy",
+    "Fetched",
+    "Lookup",
+    "Operation",
+    "backoff_delay",
+    "call_budget",
+    "expect_status",
+]
 
 log = logging.getLogger("citizen.integrations")
 
 T = TypeVar("T")
 
+_SEEN = 1_024  # decoded cache entries remembered for ``fresh``
+UNREAD: Any = object()  # ``entry`` of ``get``/``fetch``: not read by the caller
 _RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-_jitter = random.SystemRandom()
-# The caller's deadline (event loop time), if it set one with ``call_budget``.
-_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("connector_deadline", default=None)
-
-
-@contextlib.contextmanager
-def call_budget(seconds: float) -> Iterator[None]:
-    """Connector calls made inside (tasks started inside too) end within ``seconds`` from now,
-    or sooner if an enclosing budget ends first; a call cut short counts as a failure."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    outer = _deadline.get()
-    token = _deadline.set(deadline if outer is None else min(outer, deadline))
-    try:
-        yield
-    finally:
-        _deadline.reset(token)
-
-
-class ConnectorPolicy(msgspec.Struct, frozen=True, kw_only=True):
-    budget: float = 1.0  # seconds for the whole call, retries and token included
-    attempts: int = 3  # for idempotent operations; others get exactly one
-    backoff_base: float = 0.05  # seconds; the n-th retry waits U(0, min(cap, base * 2**n))
-    backoff_cap: float = 1.0
-    breaker_threshold: int = 5
-    breaker_window: float = 30.0
-    breaker_cooldown: float = 15.0
-    max_connections: int = 20
-
-
-def backoff_delay(retry: int, base: float, cap: float, rng: random.Random | None = None) -> float:
-    """Exponential backoff with full jitter (AWS architecture blog, "Exponential Backoff And Jitter")."""
-    return (rng or _jitter).uniform(0.0, min(cap, base * (2**retry)))
-
-
-@dataclass(frozen=True, slots=True)
-class Fetched(Generic[T]):
-    value: T
-    source: Literal["upstream", "cache", "stale", "fallback"]
-    age: float = 0.0  # seconds since the upstream gave this value
-    detail: str = ""  # for ``fallback``: why the upstream could not answer
-
-    @property
-    def stale(self) -> bool:
-        return self.source == "stale"
-
-
-@dataclass(frozen=True, slots=True)
-class Operation(Generic[T]):
-    """One kind of call. ``decode`` maps a non-5xx answer to ``T`` or raises (see ``Connector``)."""
-
-    name: str
-    decode: Callable[[httpx.Response], T]
-    result_type: Any  # what ``T`` is, for reading it back from the cache
-    idempotent: bool = True
-    cache: CachePolicy | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +129,9 @@ class Connector:
         )
         self._rng = random.SystemRandom()
         self._refreshing: set[asyncio.Task[None]] = set()
+        self.hits = metrics.HitTally(name)  # fresh cache entries read by callers (``fresh``)
+        # (operation, cache key) -> (the entry as read, it decoded, its value): for ``fresh``.
+        self._seen: dict[tuple[str, str | None], tuple[bytes, CachedEntry, Any]] = {}
 
     async def __aenter__(self) -> Connector:
         return self
@@ -176,6 +142,7 @@ class Connector:
         await self.aclose()
 
     async def aclose(self) -> None:
+        self.hits.flush()
         for task in self._refreshing:
             task.cancel()
         await asyncio.gather(*self._refreshing, return_exceptions=True)
@@ -184,6 +151,50 @@ class Connector:
     async def settle(self) -> None:
         """Wait for the background refreshes started so far (tests, orderly shutdown)."""
         await asyncio.gather(*self._refreshing, return_exceptions=True)
+
+    async def get(self, lookup: Lookup[T], *, entry: Any = UNREAD) -> Fetched[T]:
+        """A read: through the cache (if ``lookup.cache_key``), the breaker and the retries.
+        ``entry``: what Redis just gave the caller for ``key_of(lookup)``, so it is not read again."""
+        return await self.fetch(
+            lookup.operation,
+            lookup.path,
+            method=lookup.method,
+            body=lookup.body,
+            cache_key=lookup.cache_key,
+            entry=entry,
+        )
+
+    def key_of(self, lookup: Lookup[Any]) -> str | None:
+        """The Redis key of the lookup's cache entry (None: not cached)."""
+        if lookup.cache_key is None or lookup.operation.cache is None:
+            return None
+        return self.cache.key(lookup.operation.name, lookup.cache_key)
+
+    def fresh(self, lookup: Lookup[T], raw: Any) -> Fetched[T] | None:
+        """The value of a cache entry read by the caller (``raw``: what Redis gave for
+        ``key_of(lookup)``) if it is within its time to live; None sends the caller to ``get``,
+        which deals with a stale, old or missing entry. Counted as a hit."""
+        policy = lookup.operation.cache
+        if policy is None or not isinstance(raw, bytes):
+            return None
+        key = (lookup.operation.name, lookup.cache_key)
+        seen = self._seen.get(key)
+        if seen is not None and seen[0] == raw:  # the entry read last time: decoded already
+            entry, value = seen[1], seen[2]
+        else:
+            read = self.cache.decode(raw)
+            decoded = None if read is None else self._decoded(lookup.operation, read)
+            if read is None or decoded is None:
+                return None
+            entry, value = read, decoded.value
+            if len(self._seen) >= _SEEN:  # the oldest read first out: bounded memory
+                del self._seen[next(iter(self._seen))]
+            self._seen[key] = (raw, entry, value)
+        age = max(0.0, time.time() - entry.fetched_at)
+        if age >= policy.ttl:
+            return None
+        self.hits.add(lookup.operation.name)
+        return Fetched(value, "cache", age)
 
     async def fetch(
         self,
@@ -194,6 +205,7 @@ class Connector:
         body: Any = None,
         headers: dict[str, str] | None = None,
         cache_key: str | None = None,
+        entry: Any = UNREAD,
     ) -> Fetched[T]:
         """``headers``: e.g. an ``Idempotency-Key``, which the upstream must honour for
         an operation declared idempotent that changes something."""
@@ -203,7 +215,11 @@ class Connector:
         if policy is None or cache_key is None:
             return Fetched(await self._call(operation, outbound), "upstream")
         key = self.cache.key(operation.name, cache_key)
-        cached = await self._cached(operation, key)
+        if entry is UNREAD:
+            cached = await self._cached(operation, key)
+        else:
+            read = self.cache.decode(entry)
+            cached = None if read is None else self._decoded(operation, read)
         labels = (self.name, operation.name)
         if cached is not None and cached.age < policy.ttl + policy.stale:
             if cached.age < policy.ttl:
@@ -223,7 +239,7 @@ class Connector:
                 raise
             metrics.CACHE.labels(*labels, "fallback").inc()
             return Fetched(cached.value, "fallback", cached.age, str(exc))
-        await self.cache.put(key, msgspec.json.encode(value), policy)
+        await self._store(key, operation, value, policy)
         return Fetched(value, "upstream")
 
     async def _cached(self, operation: Operation[T], key: str) -> Fetched[T] | None:
@@ -232,16 +248,31 @@ class Connector:
 
     def _decoded(self, operation: Operation[T], entry: CachedEntry) -> Fetched[T] | None:
         try:
-            value: T = msgspec.json.decode(entry.body, type=operation.result_type)
-        except msgspec.MsgspecError:
-            return None  # written by an older version in another shape: a miss
+            value: T = self.from_cache(operation, entry.body)
+        except (msgspec.MsgspecError, ValueError):
+            return None  # written by an older version in another shape, or under another key: a miss
         return Fetched(value, "cache", max(0.0, time.time() - entry.fetched_at))
+
+    async def _store(self, key: str, operation: Operation[T], value: T, policy: CachePolicy) -> None:
+        body = self.to_cache(operation, value)
+        if body is not None:
+            await self.cache.put(key, body, policy)
+
+    def to_cache(self, operation: Operation[T], value: T) -> bytes | None:
+        """The cache entry's body for ``value`` (None: not cached). A connector whose answers
+        hold personal data overrides this and ``from_cache`` to encrypt it."""
+        return msgspec.json.encode(value)
+
+    def from_cache(self, operation: Operation[T], body: bytes) -> T:
+        """``to_cache`` undone; ``ValueError`` (or msgspec's) makes the entry a miss."""
+        result: T = msgspec.json.decode(body, type=operation.result_type)
+        return result
 
     def _refresh_later(self, job: _Refresh[Any]) -> None:
         async def refresh() -> None:
             try:
                 value = await self._call(job.operation, job.outbound)
-                await self.cache.put(job.key, msgspec.json.encode(value), job.policy)
+                await self._store(job.key, job.operation, value, job.policy)
             except UpstreamError as exc:  # the stale entry stays; the next caller tries again
                 log.info("background refresh failed", extra={"connector": self.name, "error": str(exc)})
             finally:
@@ -260,9 +291,9 @@ class Connector:
             metrics.CALLS.labels(*labels, "unavailable").inc()
             raise NotConfigured(f"{self.name}: no upstream URL is configured")
         budget = self.policy.budget
-        deadline = _deadline.get()
-        if deadline is not None:
-            budget = min(budget, deadline - asyncio.get_running_loop().time())
+        ends = caller_deadline()
+        if ends is not None:
+            budget = min(budget, ends - asyncio.get_running_loop().time())
         if budget <= 0:  # nothing left of the caller's budget: no call, and not the upstream's fault
             metrics.CALLS.labels(*labels, "unavailable").inc()
             raise UpstreamUnavailable(f"{self.name}: the caller's time budget is spent")
@@ -363,9 +394,3 @@ class Connector:
                 continue
             return response
         raise AssertionError("unreachable")  # pragma: no cover
-
-
-def expect_status(response: httpx.Response, *allowed: int) -> None:
-    """For ``decode`` functions: a 4xx that the contract does not allow is our fault."""
-    if response.status_code not in allowed:
-        raise UpstreamRejected(f"unexpected status {response.status_code} from {response.request.url.path}")

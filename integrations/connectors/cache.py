@@ -8,8 +8,10 @@ the upstream fails (stale-if-error). Keys are keyed hashes: no ID number or othe
 appears in Redis in the clear.
 A Redis failure is a cache miss, never an error of the call.
 
-``GetBatcher`` gathers the look-ups made in the same turn of the event loop (the tiles of one
-home page, and of every page being served at that moment) into one ``MGET``.
+``GetBatcher`` gathers the look-ups made in the same turn of the event loop (every connector's,
+for every request being served at that moment) into one ``MGET``. The home reads its tiles' entries
+itself, in its own one ``MGET``, then hands them to the connectors (``Connector.fresh``, and
+``Connector.get(..., entry=...)`` for the rest).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import redis.exceptions
 __all__ = ["CachePolicy", "CachedEntry", "GetBatcher", "ResponseCache"]
 
 log = logging.getLogger("citizen.integrations.cache")
+
+_KEPT = 50_000  # keys of recent look-ups remembered per connector (~150 bytes each); then all forgotten
 
 
 class CachePolicy(msgspec.Struct, frozen=True, kw_only=True):
@@ -91,10 +95,17 @@ class ResponseCache:
         self._secret = secret
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder = msgspec.msgpack.Decoder(CachedEntry)
+        self._keys: dict[tuple[str, str], str] = {}
 
     def key(self, operation: str, lookup: str) -> str:
-        digest = hmac.new(self._secret, f"{operation}\x00{lookup}".encode(), hashlib.sha256).hexdigest()
-        return f"citizen:cache:{self._namespace}:{operation}:{digest[:40]}"
+        found = self._keys.get((operation, lookup))
+        if found is None:  # an HMAC per tile per page adds up: the keys of recent look-ups are kept
+            digest = hmac.new(self._secret, f"{operation}\x00{lookup}".encode(), hashlib.sha256).hexdigest()
+            found = f"citizen:cache:{self._namespace}:{operation}:{digest[:40]}"
+            if len(self._keys) >= _KEPT:
+                self._keys.clear()
+            self._keys[operation, lookup] = found
+        return found
 
     async def get(self, key: str) -> CachedEntry | None:
         try:
@@ -104,6 +115,10 @@ class ResponseCache:
                 "cache read failed", extra={"cache": self._namespace, "error": exc.__class__.__name__}
             )
             return None
+        return self.decode(raw)
+
+    def decode(self, raw: Any) -> CachedEntry | None:
+        """An entry as Redis gave it (None, or not ours: no entry)."""
         if not isinstance(raw, bytes):
             return None
         try:

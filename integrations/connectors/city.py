@@ -9,16 +9,24 @@ connector only tells the utility that the bill is paid and by which reference.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Literal, Unpack
 from urllib.parse import quote
 
 import httpx
 import msgspec
-import redis.asyncio as aioredis
 
 from integrations.connectors.auth import ApiKey, SignedRequests
-from integrations.connectors.base import Connector, ConnectorPolicy, Fetched, Operation, expect_status
-from integrations.connectors.cache import CachePolicy, GetBatcher
+from integrations.connectors.base import Connector, ConnectorOptions
+from integrations.connectors.cache import CachePolicy
+from integrations.connectors.calls import (
+    Fetched,
+    Lookup,
+    Operation,
+    answer,
+    answer_or_none,
+    expect_status,
+    same,
+)
 from integrations.errors import BillAlreadyPaid, BillAmountMismatch, UnknownAtUpstream
 
 __all__ = [
@@ -32,6 +40,12 @@ __all__ = [
     "StopArrivals",
     "UtilitiesConnector",
     "UtilityAccount",
+    "accounts_by_id_number",
+    "applications_by_id_number",
+    "arrivals_at",
+    "bills_of",
+    "licences_by_id_number",
+    "organisation_licences_by_code",
 ]
 
 
@@ -108,36 +122,8 @@ class _Bills(msgspec.Struct, frozen=True):
     bills: tuple[Bill, ...]
 
 
-def _arrivals(response: httpx.Response) -> StopArrivals | None:
-    expect_status(response, 200, 404)
-    if response.status_code == 404:
-        return None
-    answer = msgspec.json.decode(response.content, type=StopArrivals)
-    if any(a.eta_seconds < 0 for a in answer.arrivals):
-        raise msgspec.ValidationError("negative eta_seconds")
-    return answer
-
-
-def _applications(response: httpx.Response) -> tuple[Application, ...]:
-    expect_status(response, 200)
-    return msgspec.json.decode(response.content, type=_Applications).applications
-
-
-def _licences(response: httpx.Response) -> tuple[Licence, ...]:
-    expect_status(response, 200)
-    return msgspec.json.decode(response.content, type=_Licences).licences
-
-
-def _accounts(response: httpx.Response) -> tuple[UtilityAccount, ...]:
-    expect_status(response, 200)
-    return msgspec.json.decode(response.content, type=_Accounts).accounts
-
-
-def _bills(response: httpx.Response) -> tuple[Bill, ...] | None:
-    expect_status(response, 200, 404)
-    if response.status_code == 404:
-        return None
-    return msgspec.json.decode(response.content, type=_Bills).bills
+def _no_negative_eta(stop: StopArrivals | None) -> bool:
+    return stop is None or all(a.eta_seconds >= 0 for a in stop.arrivals)
 
 
 def _payment(response: httpx.Response) -> BillPayment:
@@ -152,136 +138,95 @@ def _payment(response: httpx.Response) -> BillPayment:
 
 
 _WEEK = 7 * 86_400.0  # how long a last-known value is kept for when the upstream is down
+_DAILY = CachePolicy(ttl=3600.0, stale=86_400.0, keep=_WEEK)  # licences and accounts change rarely
 
 # Arrivals go out of date in minutes: no last-known value beyond the stale window.
-ARRIVALS = Operation("arrivals", _arrivals, StopArrivals | None, cache=CachePolicy(ttl=15.0, stale=60.0))
+ARRIVALS = Operation(
+    "arrivals",
+    answer_or_none(StopArrivals, same, check=_no_negative_eta),
+    StopArrivals | None,
+    cache=CachePolicy(ttl=15.0, stale=60.0),
+)
 APPLICATIONS = Operation(
     "applications",
-    _applications,
+    answer(_Applications, lambda a: a.applications),
     tuple[Application, ...],
     cache=CachePolicy(ttl=60.0, stale=3600.0, keep=_WEEK),
 )
-LICENCES = Operation(
-    "licences", _licences, tuple[Licence, ...], cache=CachePolicy(ttl=3600.0, stale=86_400.0, keep=_WEEK)
-)
-ORGANISATION_LICENCES = Operation(
-    "organisation_licences",
-    _licences,
-    tuple[Licence, ...],
-    cache=CachePolicy(ttl=3600.0, stale=86_400.0, keep=_WEEK),
-)
+_licences = answer(_Licences, lambda a: a.licences)
+LICENCES = Operation("licences", _licences, tuple[Licence, ...], cache=_DAILY)
+ORGANISATION_LICENCES = Operation("organisation_licences", _licences, tuple[Licence, ...], cache=_DAILY)
 ACCOUNTS = Operation(
-    "accounts",
-    _accounts,
-    tuple[UtilityAccount, ...],
-    cache=CachePolicy(ttl=3600.0, stale=86_400.0, keep=_WEEK),
+    "accounts", answer(_Accounts, lambda a: a.accounts), tuple[UtilityAccount, ...], cache=_DAILY
 )
 BILLS = Operation(
-    "bills", _bills, tuple[Bill, ...] | None, cache=CachePolicy(ttl=300.0, stale=3600.0, keep=_WEEK)
+    "bills",
+    answer_or_none(_Bills, lambda a: a.bills),
+    tuple[Bill, ...] | None,
+    cache=CachePolicy(ttl=300.0, stale=3600.0, keep=_WEEK),
 )
 PAY = Operation("pay", _payment, BillPayment, idempotent=True)  # with its Idempotency-Key
 
 
+def arrivals_at(stop_id: str) -> Lookup[StopArrivals | None]:
+    return Lookup(ARRIVALS, f"/v1/stops/{quote(stop_id, safe='')}/arrivals", stop_id)
+
+
+def applications_by_id_number(id_number: str, *, cached: bool = True) -> Lookup[tuple[Application, ...]]:
+    """``cached=False``: straight from the upstream (the status poll), the cache untouched."""
+    found = Lookup.search(APPLICATIONS, "/v1/applications/search", "id_number", id_number)
+    return found if cached else Lookup(APPLICATIONS, found.path, None, found.method, found.body)
+
+
+def licences_by_id_number(id_number: str) -> Lookup[tuple[Licence, ...]]:
+    return Lookup.search(LICENCES, "/v1/licences/search", "id_number", id_number)
+
+
+def organisation_licences_by_code(credit_code: str) -> Lookup[tuple[Licence, ...]]:
+    """The licences an organisation holds (营业执照 and others), by unified social credit code."""
+    return Lookup.search(ORGANISATION_LICENCES, "/v1/licences/search", "credit_code", credit_code)
+
+
+def accounts_by_id_number(id_number: str) -> Lookup[tuple[UtilityAccount, ...]]:
+    return Lookup.search(ACCOUNTS, "/v1/accounts/search", "id_number", id_number)
+
+
+def bills_of(account_number: str) -> Lookup[tuple[Bill, ...] | None]:
+    return Lookup(BILLS, f"/v1/accounts/{quote(account_number, safe='')}/bills", account_number)
+
+
 class BusConnector(Connector):
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        api_key: str,
-        redis: aioredis.Redis,
-        policy: ConnectorPolicy | None = None,
-        cache_secret: bytes = b"",
-        batcher: GetBatcher | None = None,
-    ) -> None:
-        super().__init__(
-            name="bus",
-            base_url=base_url,
-            redis=redis,
-            auth=ApiKey(api_key),
-            policy=policy,
-            cache_secret=cache_secret,
-            batcher=batcher,
-        )
+    def __init__(self, *, api_key: str, **options: Unpack[ConnectorOptions]) -> None:
+        super().__init__(name="bus", auth=ApiKey(api_key), **options)
 
     async def arrivals(self, stop_id: str) -> Fetched[StopArrivals | None]:
         """Served from a cache entry up to 15 s old: ``age`` says how much to subtract from ETAs."""
-        path = f"/v1/stops/{quote(stop_id, safe='')}/arrivals"
-        return await self.fetch(ARRIVALS, path, cache_key=stop_id)
+        return await self.get(arrivals_at(stop_id))
 
 
 class GovServicesConnector(Connector):
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        signing_key: str,
-        redis: aioredis.Redis,
-        policy: ConnectorPolicy | None = None,
-        cache_secret: bytes = b"",
-        batcher: GetBatcher | None = None,
-    ) -> None:
-        super().__init__(
-            name="gov_services",
-            base_url=base_url,
-            redis=redis,
-            auth=SignedRequests(signing_key),
-            policy=policy,
-            cache_secret=cache_secret,
-            batcher=batcher,
-        )
+    def __init__(self, *, signing_key: str, **options: Unpack[ConnectorOptions]) -> None:
+        super().__init__(name="gov_services", auth=SignedRequests(signing_key), **options)
 
     async def applications(self, id_number: str, *, cached: bool = True) -> Fetched[tuple[Application, ...]]:
-        """``cached=False``: straight from the upstream (the status poll), the cache untouched."""
-        body = {"id_number": id_number}
-        path = "/v1/applications/search"
-        key = id_number if cached else None
-        return await self.fetch(APPLICATIONS, path, method="POST", body=body, cache_key=key)
+        return await self.get(applications_by_id_number(id_number, cached=cached))
 
     async def licences(self, id_number: str) -> Fetched[tuple[Licence, ...]]:
-        body = {"id_number": id_number}
-        return await self.fetch(
-            LICENCES, "/v1/licences/search", method="POST", body=body, cache_key=id_number
-        )
+        return await self.get(licences_by_id_number(id_number))
 
     async def organisation_licences(self, credit_code: str) -> Fetched[tuple[Licence, ...]]:
-        """The licences an organisation holds (营业执照 and others), by unified social credit code."""
-        code = credit_code.strip().upper()
-        body = {"credit_code": code}
-        return await self.fetch(
-            ORGANISATION_LICENCES, "/v1/licences/search", method="POST", body=body, cache_key=code
-        )
+        return await self.get(organisation_licences_by_code(credit_code))
 
 
 class UtilitiesConnector(Connector):
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        api_key: str,
-        redis: aioredis.Redis,
-        policy: ConnectorPolicy | None = None,
-        cache_secret: bytes = b"",
-        batcher: GetBatcher | None = None,
-    ) -> None:
-        super().__init__(
-            name="utilities",
-            base_url=base_url,
-            redis=redis,
-            auth=ApiKey(api_key),
-            policy=policy,
-            cache_secret=cache_secret,
-            batcher=batcher,
-        )
+    def __init__(self, *, api_key: str, **options: Unpack[ConnectorOptions]) -> None:
+        super().__init__(name="utilities", auth=ApiKey(api_key), **options)
 
     async def accounts(self, id_number: str) -> Fetched[tuple[UtilityAccount, ...]]:
-        body = {"id_number": id_number}
-        return await self.fetch(
-            ACCOUNTS, "/v1/accounts/search", method="POST", body=body, cache_key=id_number
-        )
+        return await self.get(accounts_by_id_number(id_number))
 
     async def bills(self, account_number: str) -> Fetched[tuple[Bill, ...] | None]:
-        path = f"/v1/accounts/{quote(account_number, safe='')}/bills"
-        return await self.fetch(BILLS, path, cache_key=account_number)
+        return await self.get(bills_of(account_number))
 
     async def pay(
         self, bill_id: str, amount: int, payment_reference: str, method: Literal["e_purse", "channel"]

@@ -8,17 +8,16 @@ returns the first one's appointment instead of booking twice.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
-from typing import Literal, TypeVar
+from typing import Any, Literal, Unpack
 from urllib.parse import quote
 
 import httpx
 import msgspec
-import redis.asyncio as aioredis
 
 from integrations.connectors.auth import ClientCredentials, SignedRequests
-from integrations.connectors.base import Connector, ConnectorPolicy, Fetched, Operation, expect_status
-from integrations.connectors.cache import CachePolicy, GetBatcher
+from integrations.connectors.base import Connector, ConnectorOptions
+from integrations.connectors.cache import CachePolicy
+from integrations.connectors.calls import Fetched, Lookup, Operation, answer, answer_or_none, same
 from integrations.errors import SlotTaken, UnknownAtUpstream
 
 __all__ = [
@@ -30,6 +29,8 @@ __all__ = [
     "Settlement",
     "Slot",
     "SlotList",
+    "account_by_id_number",
+    "record_by_id_number",
 ]
 
 
@@ -90,137 +91,77 @@ class _Appointments(msgspec.Struct, frozen=True):
     appointments: tuple[Appointment, ...]
 
 
-S = TypeVar("S", bound=msgspec.Struct)
-
-
-def _optional(kind: type[S]) -> Callable[[httpx.Response], S | None]:
-    """200: the Struct; 404: None."""
-    decoder = msgspec.json.Decoder(kind)
-
-    def decode(response: httpx.Response) -> S | None:
-        expect_status(response, 200, 404)
-        return None if response.status_code == 404 else decoder.decode(response.content)
-
-    return decode
-
-
-def _decode_booking(response: httpx.Response) -> Appointment:
+def _booking(response: httpx.Response) -> Appointment:
     if response.status_code == 409:
         raise SlotTaken("the slot was taken by someone else")
     if response.status_code == 422:
         raise UnknownAtUpstream("the hospital does not know this card or slot")
-    expect_status(response, 201)
-    return msgspec.json.decode(response.content, type=Appointment)
+    return _booked(response)
 
 
-def _decode_appointments(response: httpx.Response) -> tuple[Appointment, ...]:
-    expect_status(response, 200)
-    return msgspec.json.decode(response.content, type=_Appointments).appointments
+_booked = answer(Appointment, same, ok=201)
 
 
-ACCOUNT: Operation[MedicalInsuranceAccount | None] = Operation(
-    "account",
-    _optional(MedicalInsuranceAccount),
-    MedicalInsuranceAccount | None,
-    cache=CachePolicy(ttl=60.0, stale=3600.0),
+def _cached(name: str, kind: Any, ttl: float, stale: float, keep: float = 0.0) -> Operation[Any]:
+    """A read answering ``kind`` or None (404)."""
+    policy = CachePolicy(ttl=ttl, stale=stale, keep=keep)
+    return Operation(name, answer_or_none(kind, same), kind | None, cache=policy)
+
+
+_WEEK = 7 * 86_400.0  # how long a last-known value is kept for when the upstream is down
+
+ACCOUNT: Operation[MedicalInsuranceAccount | None] = _cached("account", MedicalInsuranceAccount, 60.0, 3600.0)
+RECORD: Operation[HealthRecord | None] = _cached("record", HealthRecord, 300.0, 86_400.0)
+ACCOUNT_OF_PERSON: Operation[MedicalInsuranceAccount | None] = _cached(
+    "account_of_person", MedicalInsuranceAccount, 60.0, 3600.0, _WEEK
 )
-RECORD: Operation[HealthRecord | None] = Operation(
-    "record",
-    _optional(HealthRecord),
-    HealthRecord | None,
-    cache=CachePolicy(ttl=300.0, stale=86_400.0),
+RECORD_OF_PERSON: Operation[HealthRecord | None] = _cached(
+    "record_of_person", HealthRecord, 300.0, 86_400.0, _WEEK
 )
-ACCOUNT_OF_PERSON: Operation[MedicalInsuranceAccount | None] = Operation(
-    "account_of_person",
-    _optional(MedicalInsuranceAccount),
-    MedicalInsuranceAccount | None,
-    cache=CachePolicy(ttl=60.0, stale=3600.0, keep=7 * 86_400.0),
+SLOTS: Operation[SlotList | None] = _cached("slots", SlotList, 30.0, 300.0)
+BOOK = Operation("book", _booking, Appointment, idempotent=True)  # with its Idempotency-Key
+APPOINTMENTS = Operation(
+    "appointments", answer(_Appointments, lambda a: a.appointments), tuple[Appointment, ...]
 )
-RECORD_OF_PERSON: Operation[HealthRecord | None] = Operation(
-    "record_of_person",
-    _optional(HealthRecord),
-    HealthRecord | None,
-    cache=CachePolicy(ttl=300.0, stale=86_400.0, keep=7 * 86_400.0),
-)
-SLOTS: Operation[SlotList | None] = Operation(
-    "slots",
-    _optional(SlotList),
-    SlotList | None,
-    cache=CachePolicy(ttl=30.0, stale=300.0),
-)
-BOOK = Operation("book", _decode_booking, Appointment, idempotent=True)  # with its Idempotency-Key
-APPOINTMENTS = Operation("appointments", _decode_appointments, tuple[Appointment, ...])
+
+
+def account_by_id_number(id_number: str) -> Lookup[MedicalInsuranceAccount | None]:
+    """By resident ID number (in the body: no ID number in a URL)."""
+    return Lookup.search(ACCOUNT_OF_PERSON, "/v1/accounts/search", "id_number", id_number)
+
+
+def record_by_id_number(id_number: str) -> Lookup[HealthRecord | None]:
+    """The record of the person's resident health card, if any, by resident ID number."""
+    return Lookup.search(RECORD_OF_PERSON, "/v1/records/search", "id_number", id_number)
 
 
 class MedicalInsuranceConnector(Connector):
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        signing_key: str,
-        redis: aioredis.Redis,
-        policy: ConnectorPolicy | None = None,
-        cache_secret: bytes = b"",
-        batcher: GetBatcher | None = None,
-    ) -> None:
-        super().__init__(
-            name="medical_insurance",
-            base_url=base_url,
-            redis=redis,
-            auth=SignedRequests(signing_key),
-            policy=policy,
-            cache_secret=cache_secret,
-            batcher=batcher,
-        )
+    def __init__(self, *, signing_key: str, **options: Unpack[ConnectorOptions]) -> None:
+        super().__init__(name="medical_insurance", auth=SignedRequests(signing_key), **options)
 
     async def account(self, social_security_number: str) -> Fetched[MedicalInsuranceAccount | None]:
         number = social_security_number.strip()
-        return await self.fetch(ACCOUNT, f"/v1/accounts/{quote(number, safe='')}", cache_key=number)
+        return await self.get(Lookup(ACCOUNT, f"/v1/accounts/{quote(number, safe='')}", number))
 
     async def account_of_person(self, id_number: str) -> Fetched[MedicalInsuranceAccount | None]:
-        """By resident ID number (in the body: no ID number in a URL)."""
-        number = id_number.strip().upper()
-        body = {"id_number": number}
-        return await self.fetch(
-            ACCOUNT_OF_PERSON, "/v1/accounts/search", method="POST", body=body, cache_key=number
-        )
+        return await self.get(account_by_id_number(id_number))
 
 
 class HealthConnector(Connector):
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        client_secret: str,
-        redis: aioredis.Redis,
-        policy: ConnectorPolicy | None = None,
-        cache_secret: bytes = b"",
-        batcher: GetBatcher | None = None,
-    ) -> None:
-        super().__init__(
-            name="health",
-            base_url=base_url,
-            redis=redis,
-            auth=ClientCredentials(f"{base_url}/oauth/token", client_secret),
-            policy=policy,
-            cache_secret=cache_secret,
-            batcher=batcher,
-        )
+    def __init__(self, *, client_secret: str, **options: Unpack[ConnectorOptions]) -> None:
+        auth = ClientCredentials(f"{options['base_url']}/oauth/token", client_secret)
+        super().__init__(name="health", auth=auth, **options)
 
     async def record(self, health_card_id: str) -> Fetched[HealthRecord | None]:
         card = health_card_id.strip()
-        return await self.fetch(RECORD, f"/v1/records/{quote(card, safe='')}", cache_key=card)
+        return await self.get(Lookup(RECORD, f"/v1/records/{quote(card, safe='')}", card))
 
     async def record_of_person(self, id_number: str) -> Fetched[HealthRecord | None]:
-        """By resident ID number: the record of the person's resident health card, if any."""
-        number = id_number.strip().upper()
-        body = {"id_number": number}
-        path = "/v1/records/search"
-        return await self.fetch(RECORD_OF_PERSON, path, method="POST", body=body, cache_key=number)
+        return await self.get(record_by_id_number(id_number))
 
     async def slots(self, department_id: str) -> Fetched[SlotList | None]:
         path = f"/v1/departments/{quote(department_id, safe='')}/slots"
-        return await self.fetch(SLOTS, path, cache_key=department_id)
+        return await self.get(Lookup(SLOTS, path, department_id))
 
     async def book(self, health_card_id: str, slot_id: str, idempotency_key: str) -> Appointment:
         body = {"health_card_id": health_card_id, "slot_id": slot_id}

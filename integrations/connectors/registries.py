@@ -4,22 +4,24 @@
   answer is personal data, and a verification must see a death registered a minute ago. The
   POST only reads, so it is retried like a GET.
 - Enterprise: API key; ``GET /v1/enterprises/{code}``, 404 for an unknown code. Cached (public
-  register data) for ``ENTERPRISE_CACHE`` with stale-while-revalidate; unknown codes too.
+  register data) for ``ENTERPRISE_CACHE`` with stale-while-revalidate; unknown codes too. The
+  legal representative's ID number is personal data: sealed with identity's PII cipher in Redis.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Literal, TypeVar, Unpack, cast
 from urllib.parse import quote
 
 import httpx
 import msgspec
-import redis.asyncio as aioredis
 
+from identity.crypto import DecryptionError, PiiCipher
 from integrations.connectors.auth import ApiKey, ClientCredentials
-from integrations.connectors.base import Connector, ConnectorPolicy, Fetched, Operation, expect_status
-from integrations.connectors.cache import CachePolicy, GetBatcher
+from integrations.connectors.base import Connector, ConnectorOptions
+from integrations.connectors.cache import CachePolicy
+from integrations.connectors.calls import Fetched, Lookup, Operation, answer_or_none, expect_status
 from integrations.registries import (
     PersonVerification,
     RegistryEnterprise,
@@ -27,7 +29,14 @@ from integrations.registries import (
     VerificationResult,
 )
 
-__all__ = ["ENTERPRISE_CACHE", "EnterpriseRegistryConnector", "PopulationRegistryConnector"]
+__all__ = [
+    "ENTERPRISE_CACHE",
+    "EnterpriseRegistryConnector",
+    "PopulationRegistryConnector",
+    "registration_by_code",
+]
+
+T = TypeVar("T")
 
 ENTERPRISE_CACHE = CachePolicy(ttl=300.0, stale=3600.0)
 
@@ -76,11 +85,7 @@ def _decode_verification(response: httpx.Response) -> PersonVerification:
     )
 
 
-def _decode_enterprise(response: httpx.Response) -> RegistryEnterprise | None:
-    expect_status(response, 200, 404)
-    if response.status_code == 404:
-        return None
-    answer = _enterprise_answer.decode(response.content)
+def _enterprise(answer: _EnterpriseAnswer) -> RegistryEnterprise:
     return RegistryEnterprise(
         credit_code=answer.credit_code,
         name=answer.name,
@@ -91,6 +96,8 @@ def _decode_enterprise(response: httpx.Response) -> RegistryEnterprise | None:
         registered_on=answer.registered_on,
     )
 
+
+_decode_enterprise = answer_or_none(_EnterpriseAnswer, _enterprise)
 
 VERIFY = Operation("verify_person", _decode_verification, PersonVerification)
 FIND_ENTERPRISE: Operation[RegistryEnterprise | None] = Operation(
@@ -108,22 +115,24 @@ REGISTRATION: Operation[RegistryEnterprise | None] = Operation(
 )
 
 
+# In Redis the legal representative's ID number is sealed (identity's PII cipher, AES-256-GCM,
+# bound to the credit code): a registration there is personal data of that person.
+class _Sealed(msgspec.Struct, frozen=True, kw_only=True):
+    enterprise: RegistryEnterprise  # with an empty legal_representative_id_number
+    id_number_enc: bytes
+
+
+def registration_by_code(credit_code: str) -> Lookup[RegistryEnterprise | None]:
+    code = credit_code.strip().upper()
+    return Lookup(REGISTRATION, f"/v1/enterprises/{quote(code, safe='')}", code)
+
+
 class PopulationRegistryConnector(Connector):
     """``PopulationRegistry`` over HTTP. ``base_url`` like ``http://host/population``."""
 
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        client_secret: str,
-        redis: aioredis.Redis,
-        policy: ConnectorPolicy | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        auth = ClientCredentials(f"{base_url}/oauth/token", client_secret)
-        super().__init__(
-            name="population", base_url=base_url, redis=redis, auth=auth, policy=policy, transport=transport
-        )
+    def __init__(self, *, client_secret: str, **options: Unpack[ConnectorOptions]) -> None:
+        auth = ClientCredentials(f"{options['base_url']}/oauth/token", client_secret)
+        super().__init__(name="population", auth=auth, **options)
 
     async def verify_person(self, name: str, id_number: str) -> PersonVerification:
         body = {"name": name, "id_number": id_number}
@@ -131,29 +140,16 @@ class PopulationRegistryConnector(Connector):
 
 
 class EnterpriseRegistryConnector(Connector):
-    """``EnterpriseRegistry`` over HTTP. ``base_url`` like ``http://host/enterprise``."""
+    """``EnterpriseRegistry`` over HTTP. ``base_url`` like ``http://host/enterprise``.
+
+    ``pii_key``: the keyring's ``pii-encryption`` key, which seals the legal representative's ID
+    number in the cache; without it, registrations are not cached at all."""
 
     def __init__(
-        self,
-        *,
-        base_url: str,
-        api_key: str,
-        redis: aioredis.Redis,
-        policy: ConnectorPolicy | None = None,
-        cache_secret: bytes = b"",
-        batcher: GetBatcher | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        self, *, api_key: str, pii_key: bytes | None = None, **options: Unpack[ConnectorOptions]
     ) -> None:
-        super().__init__(
-            name="enterprise",
-            base_url=base_url,
-            redis=redis,
-            auth=ApiKey(api_key),
-            policy=policy,
-            cache_secret=cache_secret,
-            batcher=batcher,
-            transport=transport,
-        )
+        super().__init__(name="enterprise", auth=ApiKey(api_key), **options)
+        self._cipher = PiiCipher(pii_key) if pii_key is not None else None
 
     async def find_enterprise(self, credit_code: str) -> RegistryEnterprise | None:
         return (await self.lookup(credit_code)).value
@@ -161,9 +157,33 @@ class EnterpriseRegistryConnector(Connector):
     async def lookup(self, credit_code: str) -> Fetched[RegistryEnterprise | None]:
         """The registration with where it came from (upstream, cache, stale) and its age."""
         code = credit_code.strip().upper()
-        return await self.fetch(FIND_ENTERPRISE, f"/v1/enterprises/{quote(code, safe='')}", cache_key=code)
+        return await self.get(Lookup(FIND_ENTERPRISE, f"/v1/enterprises/{quote(code, safe='')}", code))
 
     async def registration(self, credit_code: str) -> Fetched[RegistryEnterprise | None]:
         """``lookup`` for display: may answer from a last-known entry when the registry is down."""
-        code = credit_code.strip().upper()
-        return await self.fetch(REGISTRATION, f"/v1/enterprises/{quote(code, safe='')}", cache_key=code)
+        return await self.get(registration_by_code(credit_code))
+
+    def to_cache(self, operation: Operation[T], value: T) -> bytes | None:
+        if not isinstance(value, RegistryEnterprise):
+            return super().to_cache(operation, value)  # "no such enterprise": nothing personal
+        if self._cipher is None:
+            return None
+        sealed = self._cipher.encrypt(value.legal_representative_id_number, _aad(value.credit_code))
+        bare = msgspec.structs.replace(value, legal_representative_id_number="")
+        return msgspec.json.encode(_Sealed(enterprise=bare, id_number_enc=sealed))
+
+    def from_cache(self, operation: Operation[T], body: bytes) -> T:
+        found: _Sealed | None = msgspec.json.decode(body, type=_Sealed | None)
+        if found is None:
+            return cast(T, None)
+        if self._cipher is None:
+            raise ValueError("no key to open the cached ID number")
+        try:
+            id_number = self._cipher.decrypt(found.id_number_enc, _aad(found.enterprise.credit_code))
+        except DecryptionError as exc:  # another key, or moved to another code's entry
+            raise ValueError(str(exc)) from None
+        return cast(T, msgspec.structs.replace(found.enterprise, legal_representative_id_number=id_number))
+
+
+def _aad(credit_code: str) -> str:
+    return f"enterprise_legal_representative:{credit_code}"

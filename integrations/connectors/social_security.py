@@ -7,18 +7,23 @@ ten minutes and served stale for a day while it is refreshed.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Literal, Unpack
 from urllib.parse import quote
 
-import httpx
 import msgspec
-import redis.asyncio as aioredis
 
 from integrations.connectors.auth import SignedRequests
-from integrations.connectors.base import Connector, ConnectorPolicy, Fetched, Operation, expect_status
-from integrations.connectors.cache import CachePolicy, GetBatcher
+from integrations.connectors.base import Connector, ConnectorOptions
+from integrations.connectors.cache import CachePolicy
+from integrations.connectors.calls import Fetched, Lookup, Operation, answer_or_none
 
-__all__ = ["Contribution", "Pension", "SocialSecurityConnector", "SocialSecurityRecord"]
+__all__ = [
+    "Contribution",
+    "Pension",
+    "SocialSecurityConnector",
+    "SocialSecurityRecord",
+    "record_by_id_number",
+]
 
 
 class Contribution(msgspec.Struct, frozen=True, kw_only=True):
@@ -48,19 +53,15 @@ class _Answer(SocialSecurityRecord, frozen=True, kw_only=True):
     name: str
 
 
-_answer = msgspec.json.Decoder(_Answer)
+def _record(answer: _Answer) -> SocialSecurityRecord:
+    return SocialSecurityRecord(**{f: getattr(answer, f) for f in SocialSecurityRecord.__struct_fields__})
 
 
-def _decode(response: httpx.Response) -> SocialSecurityRecord | None:
-    expect_status(response, 200, 404)
-    if response.status_code == 404:
-        return None
-    answer = _answer.decode(response.content)
-    if answer.months_contributed < 0 or any(c.base < 0 for c in answer.recent_contributions):
-        raise msgspec.ValidationError("negative amounts or months")
-    fields = {f: getattr(answer, f) for f in SocialSecurityRecord.__struct_fields__}
-    return SocialSecurityRecord(**fields)
+def _sound(record: SocialSecurityRecord) -> bool:
+    return record.months_contributed >= 0 and all(c.base >= 0 for c in record.recent_contributions)
 
+
+_decode = answer_or_none(_Answer, _record, check=_sound)
 
 RECORD: Operation[SocialSecurityRecord | None] = Operation(
     "insured_record", _decode, SocialSecurityRecord | None, cache=CachePolicy(ttl=600.0, stale=86_400.0)
@@ -75,37 +76,18 @@ RECORD_OF_PERSON: Operation[SocialSecurityRecord | None] = Operation(
 )
 
 
+def record_by_id_number(id_number: str) -> Lookup[SocialSecurityRecord | None]:
+    """By resident ID number (in the body: no ID number in a URL)."""
+    return Lookup.search(RECORD_OF_PERSON, "/v1/insured/search", "id_number", id_number)
+
+
 class SocialSecurityConnector(Connector):
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        signing_key: str,
-        redis: aioredis.Redis,
-        policy: ConnectorPolicy | None = None,
-        cache_secret: bytes = b"",
-        batcher: GetBatcher | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        super().__init__(
-            name="social_security",
-            base_url=base_url,
-            redis=redis,
-            auth=SignedRequests(signing_key),
-            policy=policy,
-            cache_secret=cache_secret,
-            batcher=batcher,
-            transport=transport,
-        )
+    def __init__(self, *, signing_key: str, **options: Unpack[ConnectorOptions]) -> None:
+        super().__init__(name="social_security", auth=SignedRequests(signing_key), **options)
 
     async def insured_record(self, social_security_number: str) -> Fetched[SocialSecurityRecord | None]:
         number = social_security_number.strip()
-        path = f"/v1/insured/{quote(number, safe='')}"
-        return await self.fetch(RECORD, path, cache_key=number)
+        return await self.get(Lookup(RECORD, f"/v1/insured/{quote(number, safe='')}", number))
 
     async def insured_record_of_person(self, id_number: str) -> Fetched[SocialSecurityRecord | None]:
-        """By resident ID number (in the body: no ID number in a URL)."""
-        number = id_number.strip().upper()
-        body = {"id_number": number}
-        path = "/v1/insured/search"
-        return await self.fetch(RECORD_OF_PERSON, path, method="POST", body=body, cache_key=number)
+        return await self.get(record_by_id_number(id_number))

@@ -1,21 +1,25 @@
 """What each home tile shows, and where it comes from.
 
-A tile source is an ``async`` function of the :class:`TileContext` answering a ``Fetched`` of a
-small summary Struct (never the upstream's whole record), with the connector's own ``source``
-and ``age``: ``integrations.entrance.home`` turns that, or the failure, into the tile's status.
+A tile is a :class:`TileSpec`: the connector reads it needs (``reads``: plain ``Lookup`` data, so
+the home can read every tile's cache entry in one Redis round trip before calling anything), an
+optional second stage of reads that depends on the first's answers (``then``: the bills of each
+utility account), and ``build``, which maps the answers to a ``Fetched`` of a small summary Struct
+(never the upstream's whole record) with the answers' worst ``source`` and largest ``age``:
+``integrations.entrance.home`` turns that, or the failure, into the tile's status.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgspec
 
-from integrations.connectors.base import Fetched
+from integrations.connectors import city, medical, registries, social_security
+from integrations.connectors.base import UNREAD, Connector, Fetched, Lookup
 from integrations.connectors.city import Application, Licence
 from integrations.entrance.subjects import OrganisationRef
 from integrations.wiring import Connectors
@@ -29,13 +33,19 @@ __all__ = [
     "LicencesTile",
     "MedicalInsuranceTile",
     "MissingSubject",
+    "Read",
     "SocialSecurityTile",
     "TileContext",
+    "TileSpec",
     "TileStatus",
     "UtilitiesTile",
+    "fetch_tile",
 ]
 
 _WORST = {"upstream": 0, "cache": 0, "stale": 1, "fallback": 2}
+
+Read = tuple[Connector, Lookup[Any]]
+Answers = Sequence[Fetched[Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +55,14 @@ class TileContext:
     organisation: OrganisationRef | None
     stop_id: str
     applications_seen: Callable[[tuple[Application, ...]], None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TileSpec:
+    reads: Callable[[TileContext], tuple[Read, ...]]
+    build: Callable[[TileContext, Answers, Answers], Fetched[Any]]  # (first answers, second answers)
+    then: Callable[[TileContext, Answers], tuple[Read, ...]] | None = None
+    timeless: bool = True  # False: ``build`` depends on the answers' age too (the bus ETAs)
 
 
 class MissingSubject(Exception):
@@ -63,8 +81,28 @@ def _org(ctx: TileContext) -> OrganisationRef:
     return ctx.organisation
 
 
-def _with(fetched: Fetched[Any], value: Any) -> Fetched[Any]:
-    return Fetched(value, fetched.source, fetched.age, fetched.detail)
+def _worst(parts: Answers, value: Any) -> Fetched[Any]:
+    """``value`` as old as its oldest part, with the worst part's source and detail."""
+    if len(parts) == 1:
+        one = parts[0]
+        return Fetched(value, one.source, one.age, one.detail)
+    worst = max(parts, key=lambda f: (_WORST[f.source], f.age))
+    return Fetched(value, worst.source, max(f.age for f in parts), worst.detail)
+
+
+async def fetch_tile(spec: TileSpec, ctx: TileContext, entries: Mapping[str, Any]) -> Fetched[Any]:
+    """The tile through its connectors (cache, breaker, retries), its reads concurrently.
+    ``entries``: cache entries the caller has just read, by key (not read again)."""
+    first = await _gather(spec.reads(ctx), entries)
+    second = await _gather(spec.then(ctx, first), entries) if spec.then is not None else ()
+    return spec.build(ctx, first, second)
+
+
+async def _gather(reads: tuple[Read, ...], entries: Mapping[str, Any]) -> list[Fetched[Any]]:
+    calls = [c.get(lookup, entry=entries.get(c.key_of(lookup) or "", UNREAD)) for c, lookup in reads]
+    if len(calls) == 1:
+        return [await calls[0]]
+    return list(await asyncio.gather(*calls))
 
 
 # --- person tiles -------------------------------------------------------------------------------
@@ -79,14 +117,13 @@ class SocialSecurityTile(msgspec.Struct, frozen=True, kw_only=True):
     pension_monthly: int | None = None  # fen
 
 
-async def social_security(ctx: TileContext) -> Fetched[Any]:
-    fetched = await ctx.connectors.social_security.insured_record_of_person(_id(ctx))
-    record = fetched.value
+def _social_security(ctx: TileContext, first: Answers, _: Answers) -> Fetched[Any]:
+    record: social_security.SocialSecurityRecord | None = first[0].value
     if record is None:
-        return _with(fetched, SocialSecurityTile(insured=False))
+        return _worst(first, SocialSecurityTile(insured=False))
     last = record.recent_contributions[0] if record.recent_contributions else None
-    return _with(
-        fetched,
+    return _worst(
+        first,
         SocialSecurityTile(
             insured=True,
             status=record.status,
@@ -107,14 +144,13 @@ class MedicalInsuranceTile(msgspec.Struct, frozen=True, kw_only=True):
     last_self_paid: int | None = None
 
 
-async def medical_insurance(ctx: TileContext) -> Fetched[Any]:
-    fetched = await ctx.connectors.medical_insurance.account_of_person(_id(ctx))
-    account = fetched.value
+def _medical_insurance(ctx: TileContext, first: Answers, _: Answers) -> Fetched[Any]:
+    account: medical.MedicalInsuranceAccount | None = first[0].value
     if account is None:
-        return _with(fetched, MedicalInsuranceTile(insured=False))
+        return _worst(first, MedicalInsuranceTile(insured=False))
     last = account.recent_settlements[0] if account.recent_settlements else None
-    return _with(
-        fetched,
+    return _worst(
+        first,
         MedicalInsuranceTile(
             insured=True,
             status=account.status,
@@ -134,14 +170,13 @@ class HealthTile(msgspec.Struct, frozen=True, kw_only=True):
     last_visit_department: str | None = None
 
 
-async def health(ctx: TileContext) -> Fetched[Any]:
-    fetched = await ctx.connectors.health.record_of_person(_id(ctx))
-    record = fetched.value
+def _health(ctx: TileContext, first: Answers, _: Answers) -> Fetched[Any]:
+    record: medical.HealthRecord | None = first[0].value
     if record is None:
-        return _with(fetched, HealthTile(has_card=False))
+        return _worst(first, HealthTile(has_card=False))
     visit = record.last_visit
-    return _with(
-        fetched,
+    return _worst(
+        first,
         HealthTile(
             has_card=True,
             health_card_id=record.health_card_id,
@@ -165,18 +200,18 @@ class BusTile(msgspec.Struct, frozen=True, kw_only=True):
     arrivals: tuple[BusArrival, ...] = ()
 
 
-async def bus(ctx: TileContext) -> Fetched[Any]:
-    fetched = await ctx.connectors.bus.arrivals(ctx.stop_id)
-    stop = fetched.value
+def _bus(ctx: TileContext, first: Answers, _: Answers) -> Fetched[Any]:
+    fetched = first[0]
+    stop: city.StopArrivals | None = fetched.value
     if stop is None:
-        return _with(fetched, BusTile(stop_id=ctx.stop_id, known=False))
+        return _worst(first, BusTile(stop_id=ctx.stop_id, known=False))
     elapsed = int(fetched.age)  # a cached answer's ETAs have been counting down since
     arrivals = tuple(
         BusArrival(line=a.line, destination=a.destination, eta_seconds=a.eta_seconds - elapsed)
         for a in stop.arrivals
         if a.eta_seconds - elapsed >= 0
     )[:4]
-    return _with(fetched, BusTile(stop_id=stop.stop_id, known=True, name=stop.name, arrivals=arrivals))
+    return _worst(first, BusTile(stop_id=stop.stop_id, known=True, name=stop.name, arrivals=arrivals))
 
 
 class ApplicationItem(msgspec.Struct, frozen=True, kw_only=True):
@@ -192,11 +227,11 @@ class ApplicationsTile(msgspec.Struct, frozen=True, kw_only=True):
     latest: tuple[ApplicationItem, ...]
 
 
-async def applications(ctx: TileContext) -> Fetched[Any]:
-    fetched = await ctx.connectors.gov_services.applications(_id(ctx))
+def _applications(ctx: TileContext, first: Answers, _: Answers) -> Fetched[Any]:
+    fetched = first[0]
     if fetched.source == "upstream" and ctx.applications_seen is not None:
         ctx.applications_seen(fetched.value)
-    listed = sorted(fetched.value, key=lambda a: a.submitted_on, reverse=True)
+    listed: list[Application] = sorted(fetched.value, key=lambda a: a.submitted_on, reverse=True)
     items = tuple(
         ApplicationItem(
             application_id=a.application_id, service=a.service, status=a.status, submitted_on=a.submitted_on
@@ -204,7 +239,7 @@ async def applications(ctx: TileContext) -> Fetched[Any]:
         for a in listed[:5]
     )
     in_progress = sum(1 for a in listed if a.status in {"submitted", "in_review"})
-    return _with(fetched, ApplicationsTile(total=len(listed), in_progress=in_progress, latest=items))
+    return _worst(first, ApplicationsTile(total=len(listed), in_progress=in_progress, latest=items))
 
 
 class LicenceItem(msgspec.Struct, frozen=True, kw_only=True):
@@ -219,7 +254,7 @@ class LicencesTile(msgspec.Struct, frozen=True, kw_only=True):
     licences: tuple[LicenceItem, ...]
 
 
-def _licences(found: tuple[Licence, ...]) -> LicencesTile:
+def _licences_of(found: tuple[Licence, ...]) -> LicencesTile:
     items = tuple(
         LicenceItem(kind=lic.kind, title=lic.title, issuer=lic.issuer, expires_on=lic.expires_on)
         for lic in found
@@ -227,10 +262,9 @@ def _licences(found: tuple[Licence, ...]) -> LicencesTile:
     return LicencesTile(count=len(items), licences=items)
 
 
-async def licences(ctx: TileContext) -> Fetched[Any]:
-    fetched = await ctx.connectors.gov_services.licences(_id(ctx))
-    own = tuple(lic for lic in fetched.value if lic.credit_code is None)  # not the companies'
-    return _with(fetched, _licences(own))
+def _licences(ctx: TileContext, first: Answers, _: Answers) -> Fetched[Any]:
+    own = tuple(lic for lic in first[0].value if lic.credit_code is None)  # not the companies'
+    return _worst(first, _licences_of(own))
 
 
 class UnpaidBill(msgspec.Struct, frozen=True, kw_only=True):
@@ -248,11 +282,14 @@ class UtilitiesTile(msgspec.Struct, frozen=True, kw_only=True):
     unpaid: tuple[UnpaidBill, ...]
 
 
-async def utilities(ctx: TileContext) -> Fetched[Any]:
-    """The accounts, then every account's bills at once; the tile is as old as its oldest part."""
+def _bills(ctx: TileContext, first: Answers) -> tuple[Read, ...]:
+    """Every account's bills (at once): the second stage of the utilities tile."""
     connector = ctx.connectors.utilities
-    accounts = await connector.accounts(_id(ctx))
-    bills = await asyncio.gather(*(connector.bills(a.account_number) for a in accounts.value))
+    return tuple((connector, city.bills_of(a.account_number)) for a in first[0].value)
+
+
+def _utilities(ctx: TileContext, first: Answers, second: Answers) -> Fetched[Any]:
+    accounts: tuple[city.UtilityAccount, ...] = first[0].value
     unpaid = tuple(
         UnpaidBill(
             account_number=account.account_number,
@@ -262,16 +299,12 @@ async def utilities(ctx: TileContext) -> Fetched[Any]:
             amount=bill.amount,
             due_on=bill.due_on,
         )
-        for account, fetched in zip(accounts.value, bills, strict=True)
+        for account, fetched in zip(accounts, second, strict=True)
         for bill in fetched.value or ()
         if bill.status == "unpaid"
     )
-    parts: list[Fetched[Any]] = [accounts, *bills]
-    worst = max(parts, key=lambda f: (_WORST[f.source], f.age))
-    tile = UtilitiesTile(
-        accounts=len(accounts.value), unpaid_total=sum(b.amount for b in unpaid), unpaid=unpaid
-    )
-    return Fetched(tile, worst.source, max(f.age for f in parts), worst.detail)
+    tile = UtilitiesTile(accounts=len(accounts), unpaid_total=sum(b.amount for b in unpaid), unpaid=unpaid)
+    return _worst([*first, *second], tile)
 
 
 # --- organisation tiles -------------------------------------------------------------------------
@@ -286,14 +319,12 @@ class EnterpriseTile(msgspec.Struct, frozen=True, kw_only=True):
     registered_on: dt.date | None = None
 
 
-async def enterprise(ctx: TileContext) -> Fetched[Any]:
-    organisation = _org(ctx)
-    fetched = await ctx.connectors.enterprise.registration(organisation.credit_code)
-    found = fetched.value
+def _enterprise(ctx: TileContext, first: Answers, _: Answers) -> Fetched[Any]:
+    found = first[0].value
     if found is None:
-        return _with(fetched, EnterpriseTile(credit_code=organisation.credit_code, registered=False))
-    return _with(
-        fetched,
+        return _worst(first, EnterpriseTile(credit_code=_org(ctx).credit_code, registered=False))
+    return _worst(
+        first,
         EnterpriseTile(
             credit_code=found.credit_code,
             registered=True,
@@ -305,24 +336,39 @@ async def enterprise(ctx: TileContext) -> Fetched[Any]:
     )
 
 
-async def organisation_licences(ctx: TileContext) -> Fetched[Any]:
-    fetched = await ctx.connectors.gov_services.organisation_licences(_org(ctx).credit_code)
-    return _with(fetched, _licences(fetched.value))
+def _organisation_licences(ctx: TileContext, first: Answers, _: Answers) -> Fetched[Any]:
+    return _worst(first, _licences_of(first[0].value))
 
 
-TileSource = Callable[[TileContext], Awaitable[Fetched[Any]]]
-
-# Tile name (``integrations.services.tile``) -> its source. ``card`` is built by the home itself.
-SOURCES: dict[str, TileSource] = {
-    "social_security": social_security,
-    "medical_insurance": medical_insurance,
-    "health": health,
-    "bus": bus,
-    "applications": applications,
-    "licences": licences,
-    "utilities": utilities,
-    "enterprise": enterprise,
-    "organisation_licences": organisation_licences,
+# Tile name (``integrations.services.tile``) -> its spec. ``card`` is built by the home itself.
+SOURCES: dict[str, TileSpec] = {
+    "social_security": TileSpec(
+        lambda c: ((c.connectors.social_security, social_security.record_by_id_number(_id(c))),),
+        _social_security,
+    ),
+    "medical_insurance": TileSpec(
+        lambda c: ((c.connectors.medical_insurance, medical.account_by_id_number(_id(c))),),
+        _medical_insurance,
+    ),
+    "health": TileSpec(lambda c: ((c.connectors.health, medical.record_by_id_number(_id(c))),), _health),
+    "bus": TileSpec(lambda c: ((c.connectors.bus, city.arrivals_at(c.stop_id)),), _bus, timeless=False),
+    "applications": TileSpec(
+        lambda c: ((c.connectors.gov_services, city.applications_by_id_number(_id(c))),), _applications
+    ),
+    "licences": TileSpec(
+        lambda c: ((c.connectors.gov_services, city.licences_by_id_number(_id(c))),), _licences
+    ),
+    "utilities": TileSpec(
+        lambda c: ((c.connectors.utilities, city.accounts_by_id_number(_id(c))),), _utilities, _bills
+    ),
+    "enterprise": TileSpec(
+        lambda c: ((c.connectors.enterprise, registries.registration_by_code(_org(c).credit_code)),),
+        _enterprise,
+    ),
+    "organisation_licences": TileSpec(
+        lambda c: ((c.connectors.gov_services, city.organisation_licences_by_code(_org(c).credit_code)),),
+        _organisation_licences,
+    ),
 }
 
 TileStatus = Literal["ok", "stale", "degraded", "unavailable"]

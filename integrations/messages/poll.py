@@ -30,6 +30,7 @@ async def poll_once(pool: Any, redis: aioredis.Redis, settings: Any, keyring: An
         redis,
         simulator_key=keyring.get("simulator") if settings.is_development else None,
         development=settings.is_development,
+        pii_key=keyring.get("pii-encryption"),
     )
     try:
         core = build_core(

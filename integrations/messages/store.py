@@ -1,7 +1,8 @@
 """Messages in PostgreSQL (``integrations.messages``): write with ``notify``, read per recipient.
 
-Unread counts come from a partial index (``WHERE read_at IS NULL``): exact, one index-only scan,
-and nothing to invalidate when another domain's ``notify`` commits in its own transaction.
+Unread counts come from a partial index (``WHERE read_at IS NULL``): exact, one index-only scan.
+The home keeps a copy in Redis (``integrations.entrance.glance``), told of every commit here by
+the triggers of migration 0003 (``NOTIFY citizen_home``), whichever transaction ``notify`` joins.
 """
 
 from __future__ import annotations

@@ -1,14 +1,8 @@
 """The double-entry ledger (TigerBeetle's model on PostgreSQL). See ``store`` for how a batch runs."""
 
-from payments.ledger.engine import TransferRow
-from payments.ledger.store import (
-    create_accounts,
-    create_transfers,
-    create_transfers_txn,
-    expire_pending,
-    lookup_balances,
-    lookup_transfers,
-)
+from payments.ledger.accounts import create_accounts, lookup_balances, lookup_transfers
+from payments.ledger.snapshot import TransferRow
+from payments.ledger.store import create_transfers, create_transfers_txn, expire_pending
 from payments.ledger.types import (
     AMOUNT_MAX,
     CNY,

@@ -12,6 +12,11 @@
 5. writes with one statement per table: the new transfers by binary COPY, one aggregated
    ``UPDATE … FROM unnest(…)`` for the account totals, the reservations, the failed ids.
 
+A large batch of plain transfers (the bulk of taps and settlements) is written ahead
+(``ledger.ahead``): its rows are COPYed before it waits for the lock, which then covers one
+statement applying its per-account totals. When that cannot be shown to give ``ok`` for every
+transfer, the attempt is rolled back and the batch takes the way above.
+
 Given a pool it uses its own connection and transaction; given a connection it runs inside a
 (nested) transaction there, so a caller can post in the same transaction as its own rows. A
 batch that collides with a concurrent one on a new id (unique violation) is retried whole.
@@ -27,66 +32,18 @@ from typing import Any
 import asyncpg
 
 from payments._db import Connection, Pool
-from payments.ledger.engine import AccountState, PendingState, TransferRow, evaluate
-from payments.ledger.types import (
-    Account,
-    AccountFlags,
-    AccountResult,
-    Balance,
-    Transfer,
-    TransferFlags,
-    TransferResult,
-)
+from payments.ledger import sql
+from payments.ledger.ahead import NotAhead, written_ahead_txn
+from payments.ledger.engine import evaluate
+from payments.ledger.snapshot import TRANSFER_COLUMNS, AccountState, PendingState, TransferRow
+from payments.ledger.types import Transfer, TransferFlags, TransferResult
 
-__all__ = [
-    "create_accounts",
-    "create_transfers",
-    "create_transfers_txn",
-    "expire_pending",
-    "lookup_balances",
-    "lookup_transfers",
-]
+__all__ = ["create_transfers", "create_transfers_txn", "expire_pending"]
 
 _RESOLVE = int(TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER)
 _ATTEMPTS = 5
 SERIAL_BATCH_MIN = 256
-WRITER_LOCK = 0x50_41_59_4C  # "PAYL": the ledger's writer lock for large batches
-_TRANSFER_COLUMNS = (
-    "id",
-    "debit_account_id",
-    "credit_account_id",
-    "amount",
-    "pending_id",
-    "ledger",
-    "code",
-    "flags",
-    "timeout",
-    "user_data_128",
-    "user_data_64",
-    "user_data_32",
-    "reference",
-    "timestamp",
-)
-_SELECT_ROW = "t.id, t.debit_account_id, t.credit_account_id, t.amount, t.pending_id, t.ledger, t.code, \
-t.flags, t.timeout, t.user_data_128, t.user_data_64, t.user_data_32, t.reference, t.timestamp"
-_READ_ACCOUNTS = (
-    "SELECT id, ledger, flags, overdraft_limit, debits_pending, debits_posted, credits_pending, "
-    "credits_posted, now() AS now FROM payments.accounts WHERE id = ANY($1::uuid[])"
-)
-_LOCK_ACCOUNTS = _READ_ACCOUNTS + " ORDER BY id FOR UPDATE"
-# Built from the constant column list above (no user input).
-_EXISTING_SQL = (
-    f"SELECT q.id AS qid, f.result, {_SELECT_ROW} FROM unnest($1::uuid[]) AS q(id) "  # noqa: S608
-    "LEFT JOIN payments.transfers t ON t.id = q.id "
-    "LEFT JOIN payments.failed_transfers f ON f.id = q.id "
-    "WHERE t.id IS NOT NULL OR f.id IS NOT NULL"
-)
-_INSERT_SQL = (
-    f"INSERT INTO payments.transfers ({', '.join(_TRANSFER_COLUMNS)}) SELECT * FROM unnest("  # noqa: S608
-    "$1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[], $5::uuid[], $6::int[], $7::smallint[], "
-    "$8::smallint[], $9::int[], $10::uuid[], $11::bigint[], $12::int[], $13::text[], "
-    "$14::timestamptz[])"
-)
+WRITER_LOCK = sql.WRITER_LOCK
 
 
 async def create_transfers(
@@ -104,32 +61,45 @@ async def create_transfers(
 async def _with_retries(
     connection: Connection, transfers: list[Transfer], now: dt.datetime | None
 ) -> list[TransferResult]:
-    for attempt in range(_ATTEMPTS):
+    ahead = len(transfers) >= SERIAL_BATCH_MIN
+    attempt = 0
+    while True:
         try:
             async with connection.transaction():
+                if ahead:
+                    return await written_ahead_txn(connection, transfers, now)
                 return await create_transfers_txn(connection, transfers, now=now)
+        except NotAhead:
+            ahead = False  # rolled back: the usual way, everything under the lock
         except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError):
-            if attempt == _ATTEMPTS - 1:
+            if ahead:  # an id written before (a retry) or meanwhile: the usual way answers it
+                ahead = False
+                continue
+            attempt += 1
+            if attempt == _ATTEMPTS:
                 raise
-    raise AssertionError("unreachable")
 
 
 async def create_transfers_txn(
     connection: Connection, transfers: list[Transfer], *, now: dt.datetime | None = None
 ) -> list[TransferResult]:
     """The batch inside the caller's transaction (see the module docstring)."""
+    # First what needs no lock (nothing here reads the ledger): the accounts and ids the batch
+    # names. A batch waiting for its turn does this while the one before it holds the lock.
+    pending_ids = list({t.pending_id for t in transfers if t.flags & _RESOLVE and t.pending_id is not None})
+    account_ids = {t.debit_account_id for t in transfers} | {t.credit_account_id for t in transfers}
+    account_ids.discard(None)
+    transfer_ids = list({t.id for t in transfers})
     # Large batches take turns as the only writer (TigerBeetle's single-writer model): measured,
     # two big batches locking thousands of the same rows in parallel run several times slower
     # than one after the other. The writer holds the ledger lock exclusively and needs no row
     # locks; small batches (and the expiry sweep) share the lock and lock their rows (id order).
     exclusive = len(transfers) >= SERIAL_BATCH_MIN
-    await connection.execute(
-        "SELECT pg_advisory_xact_lock($1)" if exclusive else "SELECT pg_advisory_xact_lock_shared($1)",
-        WRITER_LOCK,
-    )
-    pending_ids = list({t.pending_id for t in transfers if t.flags & _RESOLVE and t.pending_id is not None})
+    lock = "SELECT pg_advisory_xact_lock($1), now()" if exclusive else sql.LOCK_SHARED
+    locked = await connection.fetchrow(lock, sql.WRITER_LOCK)
+    assert locked is not None
+    started: dt.datetime = locked[1]
     pending: dict[uuid.UUID, PendingState] = {}
-    account_ids: set[uuid.UUID] = set()
     if pending_ids:
         for r in await connection.fetch(
             "SELECT id, debit_account_id, credit_account_id, amount, ledger, code, flags "
@@ -147,32 +117,16 @@ async def create_transfers_txn(
                 "none",
             )
             account_ids.update((r["debit_account_id"], r["credit_account_id"]))
-    for t in transfers:
-        if t.debit_account_id is not None:
-            account_ids.add(t.debit_account_id)
-        if t.credit_account_id is not None:
-            account_ids.add(t.credit_account_id)
-    rows = await connection.fetch(_READ_ACCOUNTS if exclusive else _LOCK_ACCOUNTS, list(account_ids))
-    accounts = {
-        r["id"]: AccountState(
-            r["ledger"],
-            r["flags"],
-            r["overdraft_limit"],
-            [r["debits_pending"], r["debits_posted"], r["credits_pending"], r["credits_posted"]],
-        )
-        for r in rows
-    }
+    rows = await connection.fetch(sql.READ_ACCOUNTS if exclusive else sql.LOCK_ACCOUNTS, list(account_ids))
+    # By position: a Record looked up by name costs more than the rest of building the state.
+    accounts = {r[0]: AccountState(r[1], r[2], r[3], [r[4], r[5], r[6], r[7]]) for r in rows}
     if now is None:
-        now = rows[0]["now"] if rows else await connection.fetchval("SELECT now()")
-    assert now is not None
+        now = started  # now(): the transaction's start, as the database clock has it
     existing: dict[uuid.UUID, TransferRow] = {}
     failed: dict[uuid.UUID, str] = {}
-    for r in await connection.fetch(
-        _EXISTING_SQL,
-        list({t.id for t in transfers}),
-    ):
+    for r in await connection.fetch(sql.EXISTING, transfer_ids):
         if r["id"] is not None:
-            existing[r["id"]] = TransferRow(*(r[c] for c in _TRANSFER_COLUMNS))
+            existing[r["id"]] = TransferRow(*(r[c] for c in TRANSFER_COLUMNS))
         if r["result"] is not None:
             failed[r["qid"]] = r["result"]
     if pending:
@@ -186,7 +140,7 @@ async def create_transfers_txn(
     outcome = evaluate(
         transfers, accounts=accounts, existing=existing, failed=failed, pending=pending, now=now
     )
-    await _write(connection, outcome.rows, outcome.deltas, now)
+    await _write(connection, outcome.rows, outcome.deltas)
     if outcome.new_pending:
         await connection.execute(
             "INSERT INTO payments.pending_transfers (id, debit_account_id, credit_account_id, amount, "
@@ -233,17 +187,16 @@ async def _write(
     connection: Connection,
     rows: list[TransferRow],
     deltas: dict[uuid.UUID, tuple[int, int, int, int]],
-    now: dt.datetime,
 ) -> None:
     if rows:
         if len(rows) >= 64:
             await connection.copy_records_to_table(
-                "transfers", schema_name="payments", columns=_TRANSFER_COLUMNS, records=rows
+                "transfers", schema_name="payments", columns=TRANSFER_COLUMNS, records=rows
             )
         else:
             await connection.execute(
-                _INSERT_SQL,
-                *_columns(rows, len(_TRANSFER_COLUMNS)),
+                sql.INSERT_TRANSFERS,
+                *_columns(rows, len(TRANSFER_COLUMNS)),
             )
     if deltas:
         await connection.execute(
@@ -262,91 +215,6 @@ def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
         for index, value in enumerate(row):
             columns[index].append(value)
     return columns
-
-
-async def create_accounts(db: Pool | Connection, accounts: Sequence[Account]) -> list[AccountResult]:
-    """Create accounts; an existing id with the same fields is ``exists``."""
-    if isinstance(db, asyncpg.Pool):
-        async with db.acquire() as connection, connection.transaction():
-            return await create_accounts_txn(connection, accounts)
-    async with db.transaction():
-        return await create_accounts_txn(db, accounts)
-
-
-async def create_accounts_txn(connection: Connection, accounts: Sequence[Account]) -> list[AccountResult]:
-    results: list[AccountResult] = []
-    for a in accounts:
-        if a.code <= 0:
-            results.append(AccountResult.CODE_MUST_NOT_BE_ZERO)
-            continue
-        if a.ledger <= 0:
-            results.append(AccountResult.LEDGER_MUST_NOT_BE_ZERO)
-            continue
-        both = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS
-        if a.flags & both == both:
-            results.append(AccountResult.FLAGS_ARE_MUTUALLY_EXCLUSIVE)
-            continue
-        if a.overdraft_limit < 0:
-            results.append(AccountResult.OVERDRAFT_LIMIT_MUST_NOT_BE_NEGATIVE)
-            continue
-        values = (
-            a.id,
-            a.ledger,
-            a.code,
-            int(a.flags),
-            a.overdraft_limit,
-            a.user_data_128,
-            a.user_data_64,
-            a.user_data_32,
-            a.reference,
-        )
-        inserted = await connection.fetchval(
-            "INSERT INTO payments.accounts (id, ledger, code, flags, overdraft_limit, user_data_128, "
-            "user_data_64, user_data_32, reference) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
-            "ON CONFLICT DO NOTHING RETURNING id",
-            *values,
-        )
-        if inserted is not None:
-            results.append(AccountResult.OK)
-            continue
-        row = await connection.fetchrow(
-            "SELECT id, ledger, code, flags, overdraft_limit, user_data_128, user_data_64, user_data_32, "
-            "reference FROM payments.accounts WHERE id = $1",
-            a.id,
-        )
-        if row is None:
-            results.append(AccountResult.REFERENCE_EXISTS)
-        elif tuple(row.values()) == values:
-            results.append(AccountResult.EXISTS)
-        else:
-            results.append(AccountResult.EXISTS_WITH_DIFFERENT_FIELDS)
-    return results
-
-
-async def lookup_balances(db: Pool | Connection, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Balance]:
-    rows = await db.fetch(
-        "SELECT id, debits_pending, debits_posted, credits_pending, credits_posted "
-        "FROM payments.accounts WHERE id = ANY($1::uuid[])",
-        list(ids),
-    )
-    return {
-        r["id"]: Balance(
-            account_id=r["id"],
-            debits_pending=r["debits_pending"],
-            debits_posted=r["debits_posted"],
-            credits_pending=r["credits_pending"],
-            credits_posted=r["credits_posted"],
-        )
-        for r in rows
-    }
-
-
-async def lookup_transfers(db: Pool | Connection, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, TransferRow]:
-    rows = await db.fetch(
-        f"SELECT {_SELECT_ROW} FROM payments.transfers t WHERE t.id = ANY($1::uuid[])",  # noqa: S608
-        list(ids),
-    )
-    return {r["id"]: TransferRow(*(r[c] for c in _TRANSFER_COLUMNS)) for r in rows}
 
 
 async def expire_pending(
@@ -372,7 +240,7 @@ async def _expire_txn(connection: Connection, now: dt.datetime | None, limit: in
     if not due:
         return 0
     ids = {r["debit_account_id"] for r in due} | {r["credit_account_id"] for r in due}
-    await connection.execute("SELECT pg_advisory_xact_lock_shared($1)", WRITER_LOCK)
+    await connection.execute("SELECT pg_advisory_xact_lock_shared($1)", sql.WRITER_LOCK)
     await connection.execute(
         "SELECT 1 FROM payments.accounts WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE", list(ids)
     )

@@ -25,6 +25,7 @@ import asyncpg
 from payments._db import Connection, Pool
 from payments.demo import platform_account_id
 from payments.topup.models import HeldTopup
+from payments.topup.notices import notify_credited_txn
 from payments.topup.orders import HOLDING_ACCOUNT, transition_txn
 
 __all__ = ["begin_kiosk_load_txn", "finish_kiosk_load_txn", "held_topups"]
@@ -71,6 +72,8 @@ async def finish_kiosk_load_txn(connection: Connection, order_id: uuid.UUID, *, 
             "loaded at a kiosk",
             credited_at=dt.datetime.now(dt.UTC),
         )
+        if moved is not None:
+            await notify_credited_txn(connection, moved)
     else:
         moved = await transition_txn(
             connection, order_id, ("loading",), "awaiting_load", "kiosk load reversed"

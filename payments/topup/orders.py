@@ -27,6 +27,7 @@ from payments.demo import platform_account_id
 from payments.ledger import Transfer, create_transfers_txn
 from payments.posting import TRANSFER_CODES
 from payments.topup.models import OrderStateConflict, TopupView
+from payments.topup.notices import notify_credited_txn
 
 __all__ = [
     "HOLDING_ACCOUNT",
@@ -165,7 +166,7 @@ async def credit_paid_txn(
         return await transition_txn(
             connection, order["id"], ("paid",), "awaiting_load", "held for a kiosk load"
         )
-    return await transition_txn(
+    credited = await transition_txn(
         connection,
         order["id"],
         ("paid",),
@@ -173,3 +174,6 @@ async def credit_paid_txn(
         "credited to the e-purse",
         credited_at=dt.datetime.now(dt.UTC),
     )
+    if credited is not None:
+        await notify_credited_txn(connection, credited)
+    return credited

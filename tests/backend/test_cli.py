@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -65,9 +66,9 @@ def _wait_ready(process: subprocess.Popen[str], port: int) -> httpx.Response:
 def serve() -> Iterator[object]:
     started: list[subprocess.Popen[str]] = []
 
-    def start(env: dict[str, str], port: int) -> subprocess.Popen[str]:
+    def start(env: dict[str, str], port: int, *extra: str) -> subprocess.Popen[str]:
         process = subprocess.Popen(
-            [sys.executable, "-m", "backend.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "backend.cli", "serve", "--port", str(port), *extra],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -106,6 +107,23 @@ def test_serve_twice_keeps_the_data_and_stops_cleanly(tmp_path: Path, serve: obj
     assert not (tmp_path / "var" / "redis" / "redis.sock").exists()  # and Redis
 
 
+def test_serve_demo_tops_up_through_the_simulators_it_started(tmp_path: Path, serve: object) -> None:
+    # `make run`: the demo day needs the payment channel simulators, so serve must start them
+    # before it loads the demo (it once loaded the demo first and every top-up was skipped).
+    port = _free_port()
+    env = _environment(tmp_path / "var", CITIZEN_TERMINAL_PORT=str(_free_port()))
+    process = serve(env, port, "--demo")  # type: ignore[operator]
+    _wait_ready(process, port)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    assert "top-ups skipped" not in output, output
+    for channel in ("unionpay", "alipay", "wechatpay"):
+        line = rf"demo  payments: top-up {channel}: 50\.00 yuan, order TU\w+ credited"
+        assert re.search(line, output), output
+    assert "summary: topped up 150.00 yuan" in output, output
+
+
 def test_serve_uses_external_servers_when_given(tmp_path: Path, serve: object) -> None:
     services = subprocess.Popen(
         [sys.executable, "-m", "backend.cli", "services"],
@@ -131,3 +149,24 @@ def test_serve_uses_external_servers_when_given(tmp_path: Path, serve: object) -
         services.send_signal(signal.SIGTERM)
         services.communicate(timeout=60)
     assert services.returncode == 0
+
+
+def test_commands_adopt_the_simulators_a_running_serve_announced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `citizen reconcile` in a second terminal must reach the simulators `make run` started.
+    from backend.cli._common import announce_upstreams, settings_from
+
+    for name in [k for k in os.environ if k.startswith("CITIZEN_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("CITIZEN_ENV", "development")
+    monkeypatch.setenv("CITIZEN_DATA_DIR", str(tmp_path))
+    args = build_parser().parse_args(["reconcile", "--date", "2026-11-21"])
+    url = "http://127.0.0.1:1/unionpay"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    announce_upstreams(settings_from(args), dead.pid, {"CITIZEN_UPSTREAM_UNIONPAY_URL": url})
+    assert settings_from(args).integrations.upstream("unionpay").url == ""  # its process is gone
+    announce_upstreams(settings_from(args), os.getpid(), {"CITIZEN_UPSTREAM_UNIONPAY_URL": url})
+    assert settings_from(args, adopt_upstreams=False).integrations.upstream("unionpay").url == ""
+    assert settings_from(args).integrations.upstream("unionpay").url == url

@@ -239,7 +239,8 @@ async def test_closing_refunds_the_balance_after_the_window_less_taps_uploaded_m
     )
     assert [e["action"] for e in events] == ["issue", "close", "refund_balance"]
     assert json.loads(events[-1]["details"])["unrefunded"] == 400  # a raw connection: jsonb as text
-    assert [m["kind"] for m in await _inbox(client, citizen)] == ["card.closed"]
+    # Newest first: the close, after the top-up's "credited" message (payments).
+    assert [m["kind"] for m in await _inbox(client, citizen)] == ["card.closed", "payments.topup_credited"]
     assert await check_ledger(db) == []
 
 

@@ -44,14 +44,21 @@ def simulator_key(services: Services) -> bytes:
     return Keyring.load(services.settings, names=("simulator",)).get("simulator")
 
 
+@pytest.fixture(scope="session")
+def pii_key(services: Services) -> bytes:
+    return Keyring.load(services.settings, names=("pii-encryption",)).get("pii-encryption")
+
+
 @pytest_asyncio.fixture
 async def connect(
-    upstreams: SimulatorControl, redis_client: aioredis.Redis, simulator_key: bytes
+    upstreams: SimulatorControl, redis_client: aioredis.Redis, simulator_key: bytes, pii_key: bytes
 ) -> AsyncIterator[Callable[..., Any]]:
     """``connect("enterprise", budget=0.2, ...)``: a connector to that simulator, closed after the test."""
     opened: list[Connector] = []
 
-    def make(name: str, *, credential: str | None = None, **policy: Any) -> Any:
+    def make(
+        name: str, *, credential: str | None = None, pii_key: bytes | None = pii_key, **policy: Any
+    ) -> Any:
         secret = credential if credential is not None else dev_credential(simulator_key, name)
         common: dict[str, Any] = {
             "base_url": upstreams.urls[name],
@@ -62,7 +69,7 @@ async def connect(
         if name == "population":
             connector = PopulationRegistryConnector(client_secret=secret, **common)
         elif name == "enterprise":
-            connector = EnterpriseRegistryConnector(api_key=secret, **common)
+            connector = EnterpriseRegistryConnector(api_key=secret, pii_key=pii_key, **common)
         else:
             connector = SocialSecurityConnector(signing_key=secret, **common)
         opened.append(connector)

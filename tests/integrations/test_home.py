@@ -3,11 +3,18 @@ cache, organisations. Statuses and counters are asserted, never clocks."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import asyncpg
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from backend.app import create_app
+from backend.keyring import Keyring
+from backend.settings import Settings
 from integrations.connectors.breaker import BreakerState, CircuitBreaker
 from integrations.simulators.control import SimulatorControl
 from integrations.simulators.seed import ENTERPRISES, PEOPLE
@@ -204,3 +211,50 @@ async def test_the_home_needs_a_signed_in_person(entrance_client: AsyncTestClien
     assert (await entrance_client.get("/api/v1/home")).status_code == 401
     bad = await entrance_client.get("/api/v1/home", params={"stop_id": "../x"}, headers=bearer("nope"))
     assert bad.status_code == 401
+
+
+async def test_a_warm_home_is_one_redis_read_besides_the_token(
+    citizens: Citizens, redis_client: aioredis.Redis
+) -> None:
+    """Every tile's entry, the card summary and the unread count come back from one MGET: no
+    per-tile GET, no breaker script, nothing written (Redis's own command counters say so)."""
+    session = await citizens.verified(ZHANG, card=True)
+    for _ in range(2):  # the first fills the caches, the second learns the utilities' bill keys
+        await citizens.home(session["token"])
+    before = await redis_client.info("commandstats")
+    page = await citizens.home(session["token"])
+    after = await redis_client.info("commandstats")
+    assert {t["status"] for t in page["tiles"]} == {"ok"}
+
+    def calls(stats: dict[str, Any], command: str) -> int:
+        return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+    assert calls(after, "mget") - calls(before, "mget") == 1
+    assert calls(after, "hmget") - calls(before, "hmget") == 1  # the bearer token's session
+    for command in ("get", "evalsha", "eval", "set", "incr"):
+        assert calls(after, command) == calls(before, command), command
+
+
+async def test_the_reference_still_describes_the_home(entrance_client: AsyncTestClient[Litestar]) -> None:
+    """The page is encoded by the handler itself: the OpenAPI document must still name its shape."""
+    document = (await entrance_client.get("/schema/openapi.json")).json()
+    answer = document["paths"]["/api/v1/home"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert answer["schema"]["$ref"].endswith("/Home")
+    assert "stop_id" in [p["name"] for p in document["paths"]["/api/v1/home"]["get"]["parameters"]]
+    assert "/api/v1/health/appointments" in document["paths"]
+
+
+async def test_a_catalogue_edit_changes_the_tiles_of_a_planned_page(
+    entrance_settings: Settings, keyring: Keyring, db: asyncpg.Connection[Any]
+) -> None:
+    """The page is planned once per subject, but from the catalogue of the moment."""
+    entrance = msgspec.structs.replace(entrance_settings.integrations.entrance, catalogue_refresh=0)
+    settings = entrance_settings.replace(
+        integrations=msgspec.structs.replace(entrance_settings.integrations, entrance=entrance)
+    )
+    async with AsyncTestClient(create_app(settings, keyring)) as client:
+        citizens = Citizens(client)
+        session = await citizens.verified(ZHANG)
+        assert "bus" in tiles(await citizens.home(session["token"]))
+        await db.execute("UPDATE integrations.services SET enabled = false WHERE id = 'bus-arrivals'")
+        assert "bus" not in tiles(await citizens.home(session["token"]))

@@ -136,3 +136,42 @@ async def test_an_upstream_without_url_is_unavailable(redis_client: aioredis.Red
             await connector.find_enterprise(ENTERPRISES[0].credit_code)
     finally:
         await connector.aclose()
+
+
+async def test_the_legal_representatives_id_number_is_sealed_in_the_cache(
+    connect: Callable[..., Any], redis_client: aioredis.Redis, upstreams: SimulatorControl
+) -> None:
+    company = ENTERPRISES[0]
+    enterprise = connect("enterprise")
+    first = await enterprise.lookup(company.credit_code)
+    assert first.source == "upstream"
+    stored = [await redis_client.get(k) async for k in redis_client.scan_iter("citizen:cache:enterprise:*")]
+    assert stored
+    for raw in stored:
+        assert company.legal_representative_id_number.encode() not in raw.upper()
+        assert company.name.encode() in raw  # the public register data is there in the clear
+    await upstreams.set("enterprise", outage=True)  # the answer below can only come from the cache
+    again = await enterprise.lookup(company.credit_code)
+    assert again.source == "cache"
+    assert again.value is not None
+    assert again.value.legal_representative_id_number == company.legal_representative_id_number
+
+
+async def test_without_the_key_a_registration_is_not_cached(
+    connect: Callable[..., Any], redis_client: aioredis.Redis, upstreams: SimulatorControl
+) -> None:
+    enterprise = connect("enterprise", pii_key=None)
+    assert (await enterprise.lookup(ENTERPRISES[0].credit_code)).source == "upstream"
+    assert [k async for k in redis_client.scan_iter("citizen:cache:enterprise:*")] == []
+    unknown = await enterprise.lookup("91440300XXXXXXXXX0")  # "no such enterprise" holds no one's data
+    assert unknown.value is None
+    assert [k async for k in redis_client.scan_iter("citizen:cache:enterprise:*")] != []
+
+
+async def test_an_entry_sealed_under_another_key_is_a_miss(
+    connect: Callable[..., Any], redis_client: aioredis.Redis
+) -> None:
+    company = ENTERPRISES[0]
+    assert (await connect("enterprise").lookup(company.credit_code)).source == "upstream"
+    other = connect("enterprise", pii_key=bytes(32))
+    assert (await other.lookup(company.credit_code)).source == "upstream"

@@ -280,17 +280,6 @@ async def test_concurrent_batches_on_a_hot_account(database_url: str, chart: Cha
         await pool.close()
 
 
-async def test_a_large_batch_runs_as_the_single_writer_with_the_same_rules(db: Any, chart: Chart) -> None:
-    from payments.ledger.store import SERIAL_BATCH_MIN
-
-    await fund(db, chart, 1000)
-    batch = [tr(chart.purse, chart.operator, 7) for _ in range(SERIAL_BATCH_MIN + 44)]
-    results = await create_transfers(db, [*batch, batch[0]])
-    assert results == [R.OK] * 142 + [R.EXCEEDS_CREDITS] * (len(batch) - 142) + [R.EXISTS]
-    assert await balances(db, chart.purse) == (0, 994, 0, 1000)
-    await assert_clean(db)
-
-
 async def test_the_batcher_answers_each_request_with_its_own_results(database_url: str, chart: Chart) -> None:
     from payments.ledger.batcher import TransferBatcher
 

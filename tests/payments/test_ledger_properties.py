@@ -120,3 +120,62 @@ async def test_random_operations_match_the_model_and_keep_the_invariants(
                 a
             )
     assert await check_ledger(db) == []
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    seed=st.integers(0, 2**32),
+    batches=st.integers(1, 3),
+    funding=st.sampled_from([10**9, 10**9, 50_000, 500, 0]),
+    odd=st.sampled_from([0.0, 0.0, 0.01, 0.05]),
+)
+async def test_large_batches_match_the_model(
+    db: Any, seed: int, batches: int, funding: int, odd: float
+) -> None:
+    # Large batches of plain transfers are written ahead (payments.ledger.ahead) when all of them
+    # pass, and take the usual way otherwise: either way the results are the model's. ``odd``:
+    # the share of transfers that may not pass (self-transfers, retried and reused ids).
+    import random
+
+    from payments.ledger.store import SERIAL_BATCH_MIN
+
+    rnd = random.Random(seed)
+    chart = await make_chart(db)
+    accounts = chart.all
+    model = Model(
+        limits={chart.control: None, chart.purse: 0, chart.purse_overdraft: 100, chart.operator: None}
+    )
+    history: list[Transfer] = []
+    if funding:
+        first = [
+            Transfer(id=uuid.uuid4(), debit_account_id=chart.control, credit_account_id=purse, amount=funding)
+            for purse in (chart.purse, chart.purse_overdraft)
+        ]
+        assert await create_transfers(db, first, now=T0) == model.batch(first, T0)
+        history += first
+    for _ in range(batches):
+        batch: list[Transfer] = []
+        for _ in range(SERIAL_BATCH_MIN + rnd.randrange(64)):
+            if history and rnd.random() < odd:
+                target = rnd.choice(history)
+                batch.append(target if rnd.random() < 0.5 else msgspec.structs.replace(target, amount=7))
+                continue
+            debit = rnd.choice([chart.control, chart.control, chart.purse, chart.purse_overdraft])
+            credit = rnd.choice(accounts) if rnd.random() < odd else chart.operator
+            amount = rnd.randint(1, 400)
+            batch.append(
+                Transfer(id=uuid.uuid4(), debit_account_id=debit, credit_account_id=credit, amount=amount)
+            )
+        assert await create_transfers(db, batch, now=T0) == model.batch(batch, T0)
+        history += batch
+        stored = await lookup_balances(db, accounts)
+        for a in accounts:
+            b = stored[a]
+            assert (b.debits_pending, b.debits_posted, b.credits_pending, b.credits_posted) == model.balances(
+                a
+            )
+    assert await check_ledger(db) == []

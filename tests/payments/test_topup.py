@@ -28,6 +28,7 @@ from payments.ledger import lookup_balances
 from payments.ledger.check import check_ledger
 from payments.settings import PaymentsSettings
 from payments.topup.kiosk import begin_kiosk_load_txn, finish_kiosk_load_txn, held_topups
+from payments.topup.notices import notify_credited_txn
 from payments.topup.refunds import refund_card_balance
 from payments.topup.service import SYSTEM, TopupService
 from tests.identity.conftest import Flows, bearer
@@ -129,6 +130,39 @@ async def test_topup_through_each_channel(
     ]
     assert outcomes == ["applied", "duplicate"]
     assert await check_ledger(db) == []
+    # The citizen's inbox: one "top-up credited" message for the order, the duplicate added none.
+    inbox = (await client.get("/api/v1/messages", headers=citizen)).json()["messages"]
+    [credited] = [m for m in inbox if m["kind"] == "payments.topup_credited"]
+    assert credited["data"] == {
+        "order_id": order["id"],
+        "order_no": order["order_no"],
+        "card_id": order["card_id"],
+        "amount": 5000,
+        "channel": channel,
+    }
+    assert "50.00 元已到账" in credited["body"] and order["order_no"] in credited["body"]
+
+
+async def test_the_credited_message_is_deduplicated_on_the_order(
+    client: AsyncTestClient[Litestar], citizen: dict[str, str], simulators: SimulatorsProcess, db: Any
+) -> None:
+    done = await pay_and_notify(client, citizen, simulators.urls, "alipay", 1234)
+    order, delivery = done["order"], done["delivery"]
+    await client.post(
+        "/api/v1/payments/notify/alipay", content=delivery["body"].encode(), headers=delivery["headers"]
+    )
+    row = await db.fetchrow("SELECT * FROM payments.topup_orders WHERE id = $1", uuid.UUID(order["id"]))
+    assert row["state"] == "credited"
+    # A second path reaching "credited" for the same order (say a query racing the notification)
+    # writes nothing more: the order id is the message's dedupe key.
+    await notify_credited_txn(db, row)
+    messages = await db.fetch(
+        "SELECT body FROM integrations.messages WHERE kind = 'payments.topup_credited' AND recipient_id = $1",
+        row["person_id"],
+    )
+    assert [m["body"] for m in messages] == [
+        f"您的市民卡电子钱包充值 12.34 元已到账（订单号 {order['order_no']}）。"
+    ]
 
 
 async def test_idempotency_keys(client: AsyncTestClient[Litestar], citizen: dict[str, str], db: Any) -> None:
@@ -329,3 +363,7 @@ async def test_a_physical_cards_topup_waits_for_a_kiosk(
         assert await finish_kiosk_load_txn(db, again.order_id, loaded=True)
         assert not await finish_kiosk_load_txn(db, again.order_id, loaded=True)
     assert (await client.get(f"{API}/{order['id']}", headers=citizen)).json()["state"] == "credited"
+    # Credited only now, at the kiosk: that is when the citizen is told, once.
+    inbox = (await client.get("/api/v1/messages", headers=citizen)).json()["messages"]
+    [credited] = [m for m in inbox if m["kind"] == "payments.topup_credited"]
+    assert "已在自助终端圈存到卡" in credited["body"]
