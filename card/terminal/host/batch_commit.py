@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from card._db import Connection
 from card.terminal.host.ports import CardInfo
 from card.terminal.host.registry import TerminalRecord
-from card.terminal.messages import BatchUpload, OfflineRecord, RecordOutcome
+from card.terminal.messages import BatchUpload, OfflineRecord
 from card.terminal.messages.fields import encode_body
 from card.terminal.spec import Flag, RecordKind, RecordReason, RecordResult, Tag
 from card.terminal.tlv import TLV, encode
@@ -56,7 +56,7 @@ class BatchWriter:
         body: BatchUpload,
         works: list[Work],
         raw_items: list[bytes] | None,
-    ) -> list[RecordOutcome]:
+    ) -> list[tuple[int, int, int]]:
         last_serial = int(
             await conn.fetchval(
                 "SELECT last_serial FROM card.terminals WHERE id = $1 FOR UPDATE", terminal.id
@@ -191,25 +191,17 @@ class BatchWriter:
             len(fresh) - len(accepted),
             sum(w.record.amount for w in accepted),
         )
-        outcomes = []
-        for w in works:
-            if w.record.terminal_serial not in inserted:
-                outcomes.append(
-                    RecordOutcome(terminal_serial=w.record.terminal_serial, result=RecordResult.DUPLICATE)
-                )
-            elif w.reason:
-                outcomes.append(
-                    RecordOutcome(
-                        terminal_serial=w.record.terminal_serial,
-                        result=RecordResult.REJECTED,
-                        reason=w.reason,
-                    )
-                )
-            else:
-                outcomes.append(
-                    RecordOutcome(terminal_serial=w.record.terminal_serial, result=RecordResult.ACCEPTED)
-                )
-        return outcomes
+        # (terminal serial, result, reason) per record, in the order received.
+        duplicate, rejected, accepted_ = RecordResult.DUPLICATE, RecordResult.REJECTED, RecordResult.ACCEPTED
+        return [
+            (serial, duplicate, 0)
+            if serial not in inserted
+            else (serial, rejected, int(w.reason))
+            if w.reason
+            else (serial, accepted_, 0)
+            for w in works
+            for serial in (w.record.terminal_serial,)
+        ]
 
     @staticmethod
     async def _suspend(conn: Connection, terminal: TerminalRecord, works: list[Work]) -> None:

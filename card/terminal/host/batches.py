@@ -21,14 +21,17 @@ from card.terminal.host.registry import TerminalRecord
 from card.terminal.messages import (
     BatchResponse,
     BatchUpload,
+    EncodedBody,
     Message,
     ProtocolError,
     record_key,
     record_mac,
 )
+from card.terminal.messages.batch import encode_outcomes
+from card.terminal.messages.fields import encode_body
 from card.terminal.records import parse_dt7, purchase_inputs, qr_account, qr_mac_input
 from card.terminal.spec import Flag, RecordKind, RecordReason, ResultCode, Tag
-from card.terminal.tlv import spans
+from card.terminal.tlv import encode, spans
 
 if TYPE_CHECKING:
     from card.terminal.host.service import TerminalHost
@@ -70,7 +73,9 @@ class BatchProcessor:
         self._verifier: tuple[object, OfflineVerifier] | None = None
         self.writer = BatchWriter(host)
 
-    async def handle(self, terminal: TerminalRecord, body: Message, signed: bytes = b"") -> Message | None:
+    async def handle(
+        self, terminal: TerminalRecord, body: Message, signed: bytes = b""
+    ) -> EncodedBody | None:
         """``signed``: the message as received (header and body), so each record is stored as sent."""
         if not isinstance(body, BatchUpload):
             return None
@@ -88,7 +93,7 @@ class BatchProcessor:
 
     async def upload(
         self, terminal: TerminalRecord, body: BatchUpload, raw_items: list[bytes] | None = None
-    ) -> BatchResponse:
+    ) -> EncodedBody:
         """``raw_items``: each record's ``E3`` object as received (None: encode the records)."""
         settings = self.host.settings
         if len(body.records) > settings.max_batch_records:
@@ -130,9 +135,8 @@ class BatchProcessor:
             self._policy_checks(w, listed, rater)
         async with self.host.pool.acquire() as db, db.transaction():
             outcomes = await self.writer.commit(db, terminal, body, works, raw_items)
-        return BatchResponse(
-            batch_number=body.batch_number, record_count=len(outcomes), outcomes=tuple(outcomes)
-        )
+        head = BatchResponse(batch_number=body.batch_number, record_count=len(outcomes))
+        return EncodedBody(BatchResponse.TYPE, encode(encode_body(head)) + encode_outcomes(outcomes))
 
     async def _qr_checks(self, terminal: TerminalRecord, works: list[Work]) -> None:
         if not works:

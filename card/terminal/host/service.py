@@ -26,6 +26,7 @@ from card.terminal.host.sessions import Session, SessionStore
 from card.terminal.messages import (
     Blacklist,
     BlacklistResponse,
+    EncodedBody,
     Envelope,
     ErrorResponse,
     FareRule,
@@ -98,7 +99,7 @@ class TerminalHost:
 
     # --- framing of answers ----------------------------------------------------------------------------
 
-    def answer(self, link: Link, request: Envelope | None, body: Message) -> bytes:
+    def answer(self, link: Link, request: Envelope | None, body: Message | EncodedBody) -> bytes:
         key = link.session.key if link.session is not None else None
         terminal_id = request.header.terminal_id if request is not None else _UNKNOWN_ID
         sequence = request.header.sequence if request is not None else 0
@@ -164,7 +165,7 @@ class TerminalHost:
         await self.authenticate(link, envelope)
         assert link.terminal is not None
         body = envelope.body()
-        answer: Message
+        answer: Message | EncodedBody
         if isinstance(body, Heartbeat):
             answer = await self.heartbeat(link.terminal)
         elif isinstance(body, Parameters):

@@ -4,11 +4,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Final
+
 from card.terminal.messages.base import DETAIL, RESULT, Message, Response
 from card.terminal.messages.fields import Body, Field, Kind, fixed, text, u8, u16, u32
 from card.terminal.spec import DEFAULT_MAX_BATCH_RECORDS, MessageType, Tag
+from card.terminal.tlv import TLV, encode, encode_encoded
 
-__all__ = ["BatchResponse", "BatchUpload", "OfflineRecord", "RecordOutcome"]
+__all__ = ["BatchResponse", "BatchUpload", "OfflineRecord", "RecordOutcome", "encode_outcomes"]
 
 # --- offline records -------------------------------------------------------------------------------------
 
@@ -97,3 +101,23 @@ class BatchResponse(Response, frozen=True, kw_only=True):
     batch_number: int | None = None
     record_count: int | None = None
     outcomes: tuple[RecordOutcome, ...] = ()
+
+
+_SERIAL_PREFIX: Final = encode(TLV(Tag.TERMINAL_SERIAL, bytes(4)))[:-4]
+_OUTCOME_TAILS: dict[tuple[int, int], bytes] = {}
+
+
+def encode_outcomes(outcomes: Iterable[tuple[int, int, int]]) -> bytes:
+    """``(terminal serial, result, reason)`` as the ``E3`` items of a :class:`BatchResponse`, the
+    bytes ``encode_body`` gives for each :class:`RecordOutcome`, built by concatenation: the host
+    answers every record of every batch (the result and reason part is the same for most)."""
+    out = []
+    for serial, result, reason in outcomes:
+        tail = _OUTCOME_TAILS.get((result, reason))
+        if tail is None:
+            tail = encode(
+                (TLV(Tag.RECORD_RESULT, bytes((result,))), TLV(Tag.RECORD_REASON, reason.to_bytes(2, "big")))
+            )
+            _OUTCOME_TAILS[(result, reason)] = tail
+        out.append(encode_encoded(Tag.ITEM, _SERIAL_PREFIX + serial.to_bytes(4, "big") + tail))
+    return b"".join(out)

@@ -6,9 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from card.terminal.messages import BatchUpload, OfflineRecord, ProtocolError
+from card.terminal.messages import BatchUpload, OfflineRecord, ProtocolError, RecordOutcome
+from card.terminal.messages.batch import encode_outcomes
 from card.terminal.messages.fields import decode_body, decode_body_at, encode_body
-from card.terminal.tlv import TLVError, decode, encode
+from card.terminal.spec import Tag
+from card.terminal.tlv import TLV, TLVError, decode, encode
 
 u32 = st.integers(0, 2**32 - 1)
 records = st.builds(
@@ -68,3 +70,14 @@ def test_a_nested_template_inside_a_record_is_refused() -> None:
     nested = bytes.fromhex("E3") + bytes((len(record) + 2,)) + record + bytes.fromhex("E300")
     with pytest.raises(ProtocolError):
         decode_body_at(BatchUpload, nested, 0, len(nested), 1)
+
+
+@given(st.lists(st.tuples(u32, st.integers(0, 255), st.integers(0, 65535)), max_size=20))
+def test_outcomes_encoded_by_concatenation_are_the_encoder_s_bytes(
+    outcomes: list[tuple[int, int, int]],
+) -> None:
+    expected = b"".join(
+        encode(TLV(Tag.ITEM, encode_body(RecordOutcome(terminal_serial=s, result=r, reason=why))))
+        for s, r, why in outcomes
+    )
+    assert encode_outcomes(outcomes) == expected
