@@ -75,10 +75,12 @@ def bench_qr() -> None:
     raw_rate = _rate(n, time.perf_counter() - start)
     blacklist = CompactBlacklist()
     cold = OfflineVerifier({1: public}, [31047700], blacklist.card_listed, 60, cache_size=0)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for payload in payloads:
         cold.verify(payload, now, 200)
     cold_rate = _rate(n, time.perf_counter() - start)
+    # The same loop by this process's CPU time: "on one core" whatever else the machine runs.
+    cold_cpu_rate = _rate(n, time.process_time() - cpu_start)
     warm = OfflineVerifier({1: public}, [31047700], blacklist.card_listed, 60)
     warm.verify(payloads[0], now)
     start = time.perf_counter()
@@ -87,6 +89,8 @@ def bench_qr() -> None:
     warm_rate = _rate(n, time.perf_counter() - start)
     common = {"baseline": "raw ECDSA P-256 verify (one signature)", "baseline_value": round(raw_rate, 1)}
     emit(NAME, "qr_verifications_new_phone", cold_rate, "per_s", target=">= 5000/s (2 signatures)", **common)
+    emit(NAME, "qr_verifications_new_phone_per_cpu_second", cold_cpu_rate, "per_s", clock="process CPU time",
+         target=">= 5000/s on one core", load_average=os.getloadavg()[0], **common)  # fmt: skip
     emit(NAME, "qr_verifications_known_phone", warm_rate, "per_s", target=">= 5000/s", **common)
     emit(NAME, "qr_crypto_per_code_new_phone", 1e6 / cold_rate, "us", target="well under 1000 us", **common)
 

@@ -14,9 +14,11 @@ from card._db import Pool
 from card.audit import identity_audit_sink
 from card.keys.software import SoftwareKeyStore
 from card.ledger import PaymentsEpurseLedger
+from card.lifecycle.aftercare import run_due_refunds
 from card.lifecycle.settlement import export_requested, run_balance_transfers
+from card.refunds import payments_refunder
 
-__all__ = ["keys_rotate", "keys_status", "personalise", "settle"]
+__all__ = ["keys_rotate", "keys_status", "personalise", "refund_closed", "settle"]
 
 
 def _store(pool: Pool, keyring: Any) -> SoftwareKeyStore:
@@ -44,11 +46,30 @@ async def keys_rotate(pool: Pool, keyring: Any) -> list[str]:
     return [f"new key version {version}: new cards use it; older versions keep verifying"]
 
 
-async def settle(pool: Pool, now: dt.datetime) -> list[str]:
+async def settle(pool: Pool, now: dt.datetime, settings: Any, keyring: Any) -> list[str]:
+    """The jobs due at ``now`` once the offline settlement window has passed: balances of reissued
+    cards moved to their new cards, then balances of closed cards refunded."""
     done = await run_balance_transfers(pool, PaymentsEpurseLedger(), now=now, audit=identity_audit_sink())
-    if not done:
-        return [f"nothing due at {now.isoformat()}"]
-    return [f"card {s.old_card_id} -> {s.new_card_id}: moved {s.amount} fen, old card closed" for s in done]
+    lines = [f"card {s.old_card_id} -> {s.new_card_id}: moved {s.amount} fen, old card closed" for s in done]
+    lines += await refund_closed(pool, now, settings, keyring)
+    return lines or [f"nothing due at {now.isoformat()}"]
+
+
+async def refund_closed(pool: Pool, now: dt.datetime, settings: Any, keyring: Any) -> list[str]:
+    from card.wiring import build_card_services
+    from payments.cli import channel_connectors
+    from payments.topup.service import TopupService
+
+    services = await build_card_services(pool, settings, keyring)
+    section = settings.payments
+    async with channel_connectors(settings, keyring) as connectors:
+        topups = TopupService(pool, section, connectors, section.notify_base_url or settings.public_url)
+        done = await run_due_refunds(services.cards, payments_refunder(topups), now=now)
+    return [
+        f"card {card_id}: balance {o.balance} fen, refunded {o.refunded}, for the card desk {o.unrefunded}"
+        + (f" ({o.error})" if o.error else "")
+        for card_id, o in done
+    ]
 
 
 async def personalise(

@@ -16,6 +16,7 @@ import time
 from typing import TypeVar
 
 from card.terminal.messages import (
+    EncodedBody,
     Envelope,
     Message,
     ProtocolError,
@@ -92,7 +93,7 @@ class TerminalLink:
         )
         self._decoder = FrameDecoder()
 
-    async def _exchange(self, body: Message, key: bytes | None) -> tuple[bytes, int]:
+    async def _exchange(self, body: Message | EncodedBody, key: bytes | None) -> tuple[bytes, int]:
         if self._writer is None or self._reader is None:
             await self._connect()
         assert self._writer is not None and self._reader is not None
@@ -137,7 +138,7 @@ class TerminalLink:
         )
         return answer
 
-    async def request(self, body: Message, answer: type[R]) -> R:
+    async def request(self, body: Message | EncodedBody, answer: type[R]) -> R:
         """Send ``body``; return its answer (any result code). Retries transport failures."""
         async with self._lock:
             last: BaseException | None = None

@@ -37,7 +37,7 @@ def cmd_card(args: argparse.Namespace) -> int:
             now = dt.datetime.fromisoformat(args.now) if args.now else dt.datetime.now(dt.UTC)
             if now.tzinfo is None:
                 return 2, ["--now needs a time zone, e.g. 2025-06-04T08:00:00+00:00"]
-            return 0, await card_cli.settle(pool, now)
+            return 0, await card_cli.settle(pool, now, settings, keyring)
         if pem is None:
             return 2, ["personalise needs --transport-key PEM"]
         return 0, await card_cli.personalise(pool, settings, keyring, pem, Path(args.out))

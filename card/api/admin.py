@@ -12,9 +12,7 @@ from litestar.status_codes import HTTP_200_OK
 
 from card.api.services import CardServices
 from card.lifecycle.views import CardSummary, CardView, LifecycleEvent
-from card.refunds import payments_refunder
 from identity.auth import Principal, requires_operator_role
-from payments.topup.service import TopupService
 
 __all__ = ["AdminCardController"]
 
@@ -68,9 +66,9 @@ class AdminCardController(Controller):
         request: Req,
         principal: NamedDependency[Principal],
         card: NamedDependency[CardServices],
-        payments: NamedDependency[TopupService],
         card_id: FromPath[uuid.UUID],
     ) -> CardView:
-        """Close the card and refund its e-purse balance (``refund`` in the answer)."""
+        """Close the card; its e-purse balance is refunded after the offline settlement window
+        (``refund_due_at``), less the taps uploaded meanwhile."""
         actor = card.actor(principal, request)
-        return await card.cards.close(card_id, actor, refund=payments_refunder(payments))
+        return await card.cards.close(card_id, actor)

@@ -16,9 +16,7 @@ from card.applications import HolderDetails
 from card.devices.service import Activation
 from card.errors import CardForbidden
 from card.lifecycle.views import CardView
-from card.refunds import payments_refunder
 from identity.auth import Principal, requires_loa, requires_person
-from payments.topup.service import TopupService
 
 __all__ = ["CitizenCardController", "DemoPhoneController", "QrParametersController"]
 
@@ -119,13 +117,14 @@ class CitizenCardController(Controller):
         request: Req,
         principal: NamedDependency[Principal],
         card: NamedDependency[CardServices],
-        payments: NamedDependency[TopupService],
     ) -> CardView:
-        """Close the card; its e-purse balance goes back to the channels it was paid through, and
-        ``refund.unrefunded`` is what the card desk pays out (cash loads, refused refunds)."""
+        """Close the card. Once the settlement window for offline taps has passed (``refund_due_at``)
+        its e-purse balance, less the taps uploaded meanwhile, goes back to the channels it was paid
+        through; ``refund.unrefunded`` is then what the card desk pays out (cash loads, refused
+        refunds)."""
         card_id = await card.cards.card_id_for_holder(_own(principal))
         actor = card.actor(principal, request)
-        return await card.cards.close(card_id, actor, refund=payments_refunder(payments))
+        return await card.cards.close(card_id, actor)
 
     @post("/me/physical-requests", operation_id="RequestPhysicalCard", status_code=HTTP_200_OK)
     async def request_physical(

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
 __all__ = [
     "DES_BLOCK_SIZE",
+    "des_cbc_encrypt",
     "des_ecb_decrypt",
     "des_ecb_encrypt",
     "tdes_ecb_decrypt",
@@ -66,3 +67,13 @@ def tdes_ecb_encrypt(key: bytes, data: bytes) -> bytes:
 def tdes_ecb_decrypt(key: bytes, data: bytes) -> bytes:
     """Two-key 3DES (EDE, K1|K2|K1) ECB decryption; ``key`` is 16 bytes."""
     return _ecb(_double_key(key), data, encrypt=False)
+
+
+def des_cbc_encrypt(key: bytes, iv: bytes, data: bytes) -> bytes:
+    """Single-DES CBC encryption (no padding); ``key`` and ``iv`` are 8 bytes, ``data`` whole blocks."""
+    if len(iv) != DES_BLOCK_SIZE:
+        raise ValueError(f"a DES IV is 8 bytes, got {len(iv)}")
+    if not data or len(data) % DES_BLOCK_SIZE:
+        raise ValueError(f"DES data must be a non-empty multiple of 8 bytes, got {len(data)}")
+    context = Cipher(TripleDES(_single_key(key)), modes.CBC(iv)).encryptor()
+    return context.update(bytes(data)) + context.finalize()

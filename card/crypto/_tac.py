@@ -9,6 +9,7 @@ under the 8-byte key ``DTK_L XOR DTK_R``, where DTK is the card's 16-byte TAC ke
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 from card.crypto._common import encode_amount, encode_uint, require_length, xor
@@ -23,6 +24,7 @@ __all__ = [
     "derive_qr_tac_key",
     "purchase_tac",
     "purchase_tac_input",
+    "purchase_tac_under",
     "qr_tac",
     "qr_tac_input",
     "tac_key",
@@ -32,6 +34,7 @@ __all__ = [
 # deployments may use a different value; it is therefore a parameter of derive_qr_tac_key.
 QR_TAC_ISSUER_FACTOR = bytes.fromhex("02002900FF000000")
 QR_TAC_RECORD_TYPE = 0x88  # §5.4 step 2: first byte of the 80 FA data
+_AMOUNT_TYPE = struct.Struct(">IB")  # amount(4) || type(1)
 
 
 def tac_key(dtk: bytes) -> bytes:
@@ -46,11 +49,11 @@ def purchase_tac_input(inputs: PurchaseInputs) -> bytes:
     ``amount(4) || type(1) || terminalNo(6) || terminalTxnSerial(4) || date(4) || time(3)``; the
     type is 06 for a purchase and 09 for a compound purchase (§1.2, §1.7).
     """
+    # ``PurchaseInputs`` validated every field when it was built; this runs once per uploaded record.
     return (
-        encode_amount(inputs.amount)
-        + encode_uint(inputs.txn_type, 1, name="txn_type")
+        _AMOUNT_TYPE.pack(inputs.amount, inputs.txn_type)
         + inputs.terminal_no
-        + encode_uint(inputs.terminal_txn_serial, 4, name="terminal_txn_serial")
+        + inputs.terminal_txn_serial.to_bytes(4, "big")
         + inputs.transaction_time
     )
 
@@ -58,6 +61,12 @@ def purchase_tac_input(inputs: PurchaseInputs) -> bytes:
 def purchase_tac(dtk: bytes, inputs: PurchaseInputs) -> bytes:
     """Purchase TAC, 4 bytes, returned by DEBIT FOR PURCHASE and recomputed by the host (§1.3, §1.8)."""
     return epurse_mac(tac_key(dtk), purchase_tac_input(inputs))
+
+
+def purchase_tac_under(key: bytes, inputs: PurchaseInputs) -> bytes:
+    """The purchase TAC under the 8-byte TAC key itself (``tac_key(dtk)``), for a key store that
+    keeps that key rather than re-deriving it for every record."""
+    return epurse_mac(key, purchase_tac_input(inputs))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -29,7 +29,9 @@ from card.crypto import (
     derive_epurse_card_key,
     derive_qr_tac_key,
     load_session_key,
+    purchase_tac_under,
     qr_tac,
+    tac_key,
     tdes_ecb_encrypt,
     verify_mac,
 )
@@ -196,7 +198,26 @@ class SoftwareKeyStore:
         return verify_mac(_purchase_tac(await self._card_key("DTK", ref), inputs), tac)
 
     async def verify_purchase_tacs(self, items: list[tuple[CardKeyRef, PurchaseInputs, bytes]]) -> list[bool]:
-        return [verify_mac(_purchase_tac(await self._card_key("DTK", r), i), t) for r, i, t in items]
+        # The host's hot path (one TAC per uploaded record): the card's 8-byte TAC key
+        # (DTK_L XOR DTK_R) is what stays in the cache, not the DTK it is derived from.
+        cache = self._card_keys
+        results = []
+        for ref, inputs, tac in items:
+            cache_key = ("TAC", ref.key_version, ref.app_serial, ref.issuer_id)
+            key = cache.get(cache_key)
+            if key is None:
+                key = await self._tac_key(ref)
+            else:
+                cache.move_to_end(cache_key)
+            results.append(verify_mac(purchase_tac_under(key, inputs), tac))
+        return results
+
+    async def _tac_key(self, ref: CardKeyRef) -> bytes:
+        key = tac_key(await self._card_key("DTK", ref))
+        self._card_keys[("TAC", ref.key_version, ref.app_serial, ref.issuer_id)] = key
+        if len(self._card_keys) > self._cache_size:
+            self._card_keys.popitem(last=False)
+        return key
 
     async def verify_load_mac1(
         self, ref: CardKeyRef, *, pseudo_random: bytes, online_counter: int, inputs: LoadInputs, mac1: bytes

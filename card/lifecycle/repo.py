@@ -14,6 +14,7 @@ from card.keys.api import CardKeyRef
 from card.lifecycle.states import Status
 from card.lifecycle.views import (
     ApplicationView,
+    BalanceRefund,
     CardSummary,
     CardView,
     DeviceView,
@@ -141,8 +142,11 @@ async def card_view(connection: Connection, card_id: uuid.UUID, *, balance: int 
                e.overdraft_limit, e.concession,
                (SELECT status FROM card.physical_requests p WHERE p.card_id = c.id
                 ORDER BY requested_at DESC LIMIT 1) AS physical_request,
-               (SELECT status FROM card.balance_transfers b WHERE b.old_card_id = c.id) AS balance_transfer
-        FROM card.cards c LEFT JOIN card.epurses e ON e.card_id = c.id WHERE c.id = $1
+               (SELECT status FROM card.balance_transfers b WHERE b.old_card_id = c.id) AS balance_transfer,
+               r.status AS balance_refund, r.due_at AS refund_due_at, r.balance AS refund_balance,
+               r.refunded, r.unrefunded
+        FROM card.cards c LEFT JOIN card.epurses e ON e.card_id = c.id
+        LEFT JOIN card.close_refunds r ON r.card_id = c.id WHERE c.id = $1
         """,
         card_id,
     )
@@ -189,6 +193,18 @@ async def card_view(connection: Connection, card_id: uuid.UUID, *, balance: int 
         ),
         physical_request=row["physical_request"],
         balance_transfer=row["balance_transfer"],
+        balance_refund=row["balance_refund"],
+        refund_due_at=row["refund_due_at"],
+        refund=(
+            BalanceRefund(
+                balance=row["refund_balance"],
+                refunded=row["refunded"],
+                unrefunded=row["unrefunded"],
+                refunds=[],  # the refund lines are in the card's history (``refund_balance``)
+            )
+            if row["balance_refund"] == "done"
+            else None
+        ),
     )
 
 

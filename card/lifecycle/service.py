@@ -13,7 +13,6 @@ import datetime as dt
 import uuid
 
 import asyncpg
-import msgspec
 
 from card._db import Connection, Pool
 from card.applications import ApplicationDirectory, HolderDetails
@@ -24,14 +23,13 @@ from card.errors import CardExists, CardNotFound, NotEligible
 from card.keys.api import CardKeyStore
 from card.ledger import EpurseLedger
 from card.lifecycle import repo
-from card.lifecycle.aftercare import refresh_card_applications, refund_after_close
+from card.lifecycle.aftercare import refresh_card_applications
 from card.lifecycle.issuance import insert_card_txn
 from card.lifecycle.provisioning import provision
 from card.lifecycle.states import IDEMPOTENT, Action, Status, transition
-from card.lifecycle.views import BalanceRefund, CardSummary, CardView, LifecycleEvent
+from card.lifecycle.views import CardSummary, CardView, LifecycleEvent
 from card.notices import Notifier
 from card.qr import Concession
-from card.refunds import BalanceRefunder
 from card.settings import CardSettings
 from card.summary import HolderCardSummary, card_summary
 
@@ -185,27 +183,11 @@ class CardService:
         """Idempotent: reporting a lost card again changes nothing and answers the card."""
         return await self._change(card_id, Action.REPORT_LOSS, actor, now)
 
-    async def close(
-        self,
-        card_id: uuid.UUID,
-        actor: Actor,
-        *,
-        now: dt.datetime | None = None,
-        refund: BalanceRefunder | None = None,
-    ) -> CardView:
-        """Close the card; then, with ``refund`` (``card.refunds.payments_refunder``), give its e-purse
-        balance back. The answer's ``refund`` reports what could not be refunded; a failed refund
-        never undoes the close."""
-        closed = await self._change(card_id, Action.CLOSE, actor, now)
-        if refund is None:
-            return closed
-        outcome = await self._refund_balance(card_id, actor, refund, now or _utcnow())
-        return msgspec.structs.replace(await self.view(card_id), refund=outcome)
-
-    async def _refund_balance(
-        self, card_id: uuid.UUID, actor: Actor, refund: BalanceRefunder, now: dt.datetime
-    ) -> BalanceRefund:
-        return await refund_after_close(self, card_id, actor, refund, now)
+    async def close(self, card_id: uuid.UUID, actor: Actor, *, now: dt.datetime | None = None) -> CardView:
+        """Close the card. Its e-purse balance is refunded once the settlement window for offline
+        taps has passed (``refund_due_at``; ``card.lifecycle.aftercare.run_due_refunds``), less the
+        taps uploaded meanwhile, as after a reissue: never straight away."""
+        return await self._change(card_id, Action.CLOSE, actor, now)
 
     # --- applications from the upstreams --------------------------------------------------------------------
 
@@ -282,6 +264,13 @@ class CardService:
                 "UPDATE card.applications SET status = 'closed', updated_at = $2 WHERE card_id = $1",
                 card.id,
                 now,
+            )
+            # Readers still upload taps made before the close until the window ends (aftercare).
+            await connection.execute(
+                "INSERT INTO card.close_refunds (card_id, due_at, status) VALUES ($1, $2, 'scheduled') "
+                "ON CONFLICT DO NOTHING",
+                card.id,
+                now + dt.timedelta(days=self.settings.settlement_window_days),
             )
             await connection.execute(
                 "UPDATE card.physical_requests SET status = 'cancelled'"

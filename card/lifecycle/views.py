@@ -74,7 +74,11 @@ class CardView(msgspec.Struct, frozen=True, kw_only=True):
     device: DeviceView | None
     physical_request: str | None = None  # status of the open request, if any
     balance_transfer: str | None = None  # "scheduled"/"done" after a reissue
-    refund: BalanceRefund | None = None  # in the answer to closing the card only
+    # After closing: "scheduled" (until ``refund_due_at``, the end of the offline settlement
+    # window), "running", "done" (``refund``: what it did).
+    balance_refund: str | None = None
+    refund_due_at: dt.datetime | None = None
+    refund: BalanceRefund | None = None
 
 
 class CardSummary(msgspec.Struct, frozen=True, kw_only=True):

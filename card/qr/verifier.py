@@ -84,7 +84,7 @@ class _Trusted:
     authorisation: Authorisation
     device_key: ec.EllipticCurvePublicKey
     expires: int  # epoch seconds
-    authorisation_id: int
+    authorisation_id: int  # 0 when the verifier checks no revoked authorisations
 
 
 class OfflineVerifier:
@@ -179,8 +179,14 @@ class OfflineVerifier:
             device_key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), auth.device_public_key)
         except ValueError:
             raise QRRejected(RejectReason.MALFORMED) from None
+        # The authorisation's blacklist id costs a SHA-256: only a verifier that checks revoked
+        # authorisations needs it (0 otherwise).
+        revocable = self._is_revoked is not None
         trusted = _Trusted(
-            auth, device_key, _p.epoch_seconds(auth.expires_at), _p.authorisation_id(auth_bytes)
+            auth,
+            device_key,
+            _p.epoch_seconds(auth.expires_at),
+            _p.authorisation_id(auth_bytes) if revocable else 0,
         )
         if self._cache_size:
             if len(self._cache) >= self._cache_size:

@@ -7,6 +7,7 @@ reader's QR record MAC covers (the 46 bytes of card-protocol.md §5.4 step 2).
 from __future__ import annotations
 
 import datetime as dt
+from functools import lru_cache
 from typing import Final
 
 from card.crypto import PurchaseInputs, QrTacInputs, encode_dt7, qr_tac_input
@@ -32,8 +33,12 @@ def dt7(moment: dt.datetime) -> bytes:
     return encode_dt7(moment.astimezone(BEIJING))
 
 
+@lru_cache(maxsize=8192)
 def parse_dt7(raw: bytes) -> dt.datetime:
-    """An aware datetime from a DT7; ``ValueError`` when the BCD or the date is invalid."""
+    """An aware datetime from a DT7; ``ValueError`` when the BCD or the date is invalid.
+
+    Cached: the host parses the time of every uploaded record, and a busy line's records share
+    their seconds (datetimes are immutable; a refused value raises and is not cached)."""
     digits = raw.hex()
     if len(raw) != 7 or not digits.isdigit():
         raise ValueError("DT7 is not 7 BCD bytes")

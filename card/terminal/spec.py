@@ -71,6 +71,7 @@ class Tag(IntEnum):
     FULL_LIST = 0xDF28  # u8: 1 = the answer is a full snapshot (replace the local list)
     ADDED = 0xDF29  # ASCII digits 1..20, a card number added (repeated)
     REMOVED = 0xDF2A  # ASCII digits 1..20, a card number removed (repeated)
+    DEFAULT_FARE = 0xDF2B  # u32 fen: the fare of a line the fare rules do not list
     # Batch upload
     BATCH_NUMBER = 0xDF30  # u32
     RECORD_COUNT = 0xDF31  # u16

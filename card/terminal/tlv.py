@@ -29,9 +29,25 @@ from functools import lru_cache
 from typing import Final, NamedTuple
 
 __all__ = [
-    "DEFAULT_MAX_DEPTH", "DEPTH_LIMIT", "FRAME_HEADER_SIZE", "MAX_FRAME_SIZE", "MAX_LENGTH",
-    "MAX_TAG_BYTES", "TLV", "FrameDecoder", "TLVError", "TLVErrorReason", "decode", "decode_frame",
-    "decode_one", "encode", "encode_frame", "find", "is_constructed",
+    "DEFAULT_MAX_DEPTH",
+    "DEPTH_LIMIT",
+    "FRAME_HEADER_SIZE",
+    "MAX_FRAME_SIZE",
+    "MAX_LENGTH",
+    "MAX_TAG_BYTES",
+    "TLV",
+    "FrameDecoder",
+    "Span",
+    "TLVError",
+    "TLVErrorReason",
+    "decode",
+    "decode_frame",
+    "decode_one",
+    "encode",
+    "encode_frame",
+    "find",
+    "is_constructed",
+    "spans",
 ]  # fmt: skip
 
 MAX_TAG_BYTES: Final = 4
@@ -178,6 +194,59 @@ def decode_one(
     return objects[0]
 
 
+class Span(NamedTuple):
+    """Where one object lies: ``buf[start:end]`` is the whole TLV, ``buf[value:end]`` its value."""
+
+    tag: int
+    start: int
+    value: int
+    end: int
+
+
+def spans(data: bytes, start: int = 0, end: int | None = None) -> list[Span]:
+    """The top-level objects of ``data[start:end]`` as offsets, without decoding their values.
+
+    For a caller that needs the bytes of objects exactly as received (e.g. to store each record of
+    a batch as sent, without encoding it again). Raises :class:`TLVError` as :func:`decode` does.
+    """
+    stop = len(data) if end is None else end
+    out: list[Span] = []
+    pos = start
+    while pos < stop:
+        if data[pos] == 0:
+            pos += 1
+            continue
+        first = pos
+        pos += 1
+        tag = data[first]
+        if tag & 0x1F == 0x1F:
+            while True:
+                if pos >= stop or pos - first >= MAX_TAG_BYTES:
+                    raise TLVError(TLVErrorReason.TRUNCATED, first)
+                b = data[pos]
+                pos += 1
+                tag = (tag << 8) | b
+                if b < 0x80:
+                    break
+        if pos >= stop:
+            raise TLVError(TLVErrorReason.TRUNCATED, first)
+        length = data[pos]
+        pos += 1
+        if length == 0x81 and pos < stop:
+            length = data[pos]
+            pos += 1
+        elif length == 0x82 and pos + 1 < stop:
+            length = (data[pos] << 8) | data[pos + 1]
+            pos += 2
+        elif length >= 0x80:
+            raise TLVError(TLVErrorReason.LENGTH_FORM, first)
+        if pos + length > stop:
+            raise TLVError(TLVErrorReason.TRUNCATED, first)
+        out.append(Span(tag, first, pos, pos + length))
+        pos += length
+    return out
+
+
 def find(objects: Iterable[TLV], tag: int) -> TLV | None:
     """First object with ``tag``, depth first through constructed templates."""
     for obj in objects:
@@ -239,6 +308,14 @@ def _encode_into(out: bytearray, obj: TLV, depth: int, max_depth: int) -> None:
         out += raw_tag
         out += _length_bytes(len(value))
         out += value
+
+
+def encode_encoded(tag: int, content: bytes) -> bytes:
+    """A constructed object whose value (its children) is already encoded: ``content`` as is."""
+    raw_tag = _tag_bytes(tag)
+    if not raw_tag[0] & 0x20:
+        raise TLVError(TLVErrorReason.CONSTRUCTED_MISMATCH)
+    return raw_tag + _length_bytes(len(content)) + content
 
 
 def encode(objects: TLV | Iterable[TLV], *, max_depth: int = DEFAULT_MAX_DEPTH) -> bytes:

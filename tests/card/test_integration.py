@@ -7,7 +7,7 @@ import asyncio
 import datetime as dt
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -17,14 +17,21 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from backend.app import create_app
+from backend.db import create_pool
 from backend.keyring import Keyring
 from backend.settings import Settings
+from card.lifecycle.aftercare import run_due_refunds
+from card.lifecycle.views import BalanceRefund
+from card.refunds import payments_refunder
 from card.summary import card_summary
+from card.wiring import build_card_services
 from integrations.simulators.process import SimulatorsProcess
 from integrations.simulators.seed import PEOPLE
+from payments.cli import channel_connectors
 from payments.demo import platform_account_id
 from payments.ledger.check import check_ledger
-from payments.posting import LoadPosting, post_loads
+from payments.posting import LoadPosting, PurchasePosting, open_operator, post_loads, post_purchases
+from payments.topup.service import TopupService
 from tests.identity.conftest import Flows, bearer
 from tests.payments.channel_helpers import channel_pay, channel_reset, notifications_of
 
@@ -138,8 +145,34 @@ async def _pay_topup(
     return order
 
 
-async def test_closing_refunds_the_balance_and_reports_the_rest(
-    client: AsyncTestClient[Litestar], citizen: dict[str, str], simulators: SimulatorsProcess, db: Any
+@pytest_asyncio.fixture
+async def due_refunds(
+    settings_with_upstreams: Settings, keyring: Keyring
+) -> AsyncIterator[Callable[[dt.datetime], Awaitable[list[tuple[uuid.UUID, BalanceRefund]]]]]:
+    """What ``citizen card settle`` runs (its own pool and channel connectors, as the CLI has)."""
+    settings = settings_with_upstreams
+    assert settings.database.url is not None
+    pool = await create_pool(settings.database, settings.database.url.reveal())
+    services = await build_card_services(pool, settings, keyring)
+    section = settings.payments
+    try:
+        async with channel_connectors(settings, keyring) as connectors:
+            topups = TopupService(pool, section, connectors, section.notify_base_url or settings.public_url)
+
+            async def run(now: dt.datetime) -> list[tuple[uuid.UUID, BalanceRefund]]:
+                return await run_due_refunds(services.cards, payments_refunder(topups), now=now)
+
+            yield run
+    finally:
+        await pool.close()
+
+
+async def test_closing_refunds_the_balance_after_the_window_less_taps_uploaded_meanwhile(
+    client: AsyncTestClient[Litestar],
+    citizen: dict[str, str],
+    simulators: SimulatorsProcess,
+    db: Any,
+    due_refunds: Callable[[dt.datetime], Awaitable[list[tuple[uuid.UUID, BalanceRefund]]]],
 ) -> None:
     card = (await client.post(API, headers=citizen)).json()
     await _pay_topup(client, citizen, simulators.urls, 5000)
@@ -166,31 +199,61 @@ async def test_closing_refunds_the_balance_and_reports_the_rest(
     closed = await client.post(f"{API}/me/close", headers=citizen)
     assert closed.status_code == 200, closed.text
     body = closed.json()
-    assert body["status"] == "closed"
-    refund = body["refund"]
-    assert (refund["balance"], refund["refunded"], refund["unrefunded"]) == (5700, 5000, 700)
-    assert [(r["amount"], r["state"]) for r in refund["refunds"]] == [(5000, "succeeded")]
-    assert refund["error"] is None
-    assert body["epurse"]["balance"] == 700  # what the card desk pays out
+    assert (body["status"], body["balance_refund"], body["refund"]) == ("closed", "scheduled", None)
+    assert body["epurse"]["balance"] == 5700  # nothing refunded while readers may still upload taps
+    due = dt.datetime.fromisoformat(body["refund_due_at"])
+    closed_at = await db.fetchval("SELECT status_changed_at FROM card.cards")
+    assert due == closed_at + dt.timedelta(days=3)  # the settlement window (card settings)
+    assert await due_refunds(due - dt.timedelta(minutes=1)) == []  # not due yet
+
+    # A ride taken offline before the close reaches the platform from a bus reader meanwhile.
+    await open_operator(db, "bus-1")
+    [tap] = await post_purchases(
+        db,
+        [PurchasePosting(card_id=card["id"], counter=0, amount=300, operator="bus-1", occurred_at=closed_at)],
+    )
+    assert tap.ok
+
+    [(card_id, refund)] = await due_refunds(due + dt.timedelta(hours=1))
+    assert card_id == uuid.UUID(card["id"])
+    assert (refund.balance, refund.refunded, refund.unrefunded) == (5400, 5000, 400)
+    assert [(r.amount, r.state) for r in refund.refunds] == [(5000, "succeeded")]
+    assert refund.error is None
+    assert await due_refunds(due + dt.timedelta(days=30)) == []  # once only
+    view = (await client.get(f"{API}/me", headers=citizen)).json()
+    assert view["balance_refund"] == "done"
+    assert view["refund"] == {
+        "balance": 5400,
+        "refunded": 5000,
+        "unrefunded": 400,
+        "refunds": [],
+        "error": None,
+    }
+    assert view["epurse"]["balance"] == 400  # what the card desk pays out
     summary = await card_summary(db, holder["holder_id"])
-    assert summary is not None and (summary.balance, summary.status, summary.live) == (700, "closed", False)
+    assert summary is not None and (summary.balance, summary.status, summary.live) == (400, "closed", False)
     assert set(summary.applications.values()) == {"closed"}
     events = await db.fetch(
         "SELECT action, details FROM card.lifecycle_events WHERE card_id = $1 ORDER BY id",
         uuid.UUID(card["id"]),
     )
     assert [e["action"] for e in events] == ["issue", "close", "refund_balance"]
-    assert json.loads(events[-1]["details"])["unrefunded"] == 700  # a raw connection: jsonb as text
+    assert json.loads(events[-1]["details"])["unrefunded"] == 400  # a raw connection: jsonb as text
     # Newest first: the close, after the top-up's "credited" message (payments).
     assert [m["kind"] for m in await _inbox(client, citizen)] == ["card.closed", "payments.topup_credited"]
     assert await check_ledger(db) == []
 
 
 async def test_closing_an_empty_card_refunds_nothing(
-    client: AsyncTestClient[Litestar], citizen: dict[str, str], db: Any
+    client: AsyncTestClient[Litestar],
+    citizen: dict[str, str],
+    db: Any,
+    due_refunds: Callable[[dt.datetime], Awaitable[list[tuple[uuid.UUID, BalanceRefund]]]],
 ) -> None:
     await client.post(API, headers=citizen)
     body = (await client.post(f"{API}/me/close", headers=citizen)).json()
-    assert body["refund"] == {"balance": 0, "refunded": 0, "unrefunded": 0, "refunds": [], "error": None}
+    assert body["balance_refund"] == "scheduled"
+    [(_, refund)] = await due_refunds(dt.datetime.fromisoformat(body["refund_due_at"]))
+    assert (refund.balance, refund.refunded, refund.unrefunded, refund.refunds) == (0, 0, 0, [])
     actions = [r["action"] for r in await db.fetch("SELECT action FROM card.lifecycle_events ORDER BY id")]
     assert actions == ["issue", "close"]

@@ -6,7 +6,9 @@ import datetime as dt
 
 import pytest
 
+from card.terminal.host.ports import kiosk_cash_account_id
 from card.terminal.spec import RecordReason, RecordResult
+from payments.ledger.check import check_ledger
 from tests.terminal.conftest import Rig
 
 
@@ -59,6 +61,10 @@ async def test_online_load_confirm_and_reversal(rig: Rig) -> None:
         assert await rig.host.ledger.balance(db, info.ledger_account_id) == 5_000
         states = sorted(r["state"] for r in await db.fetch("SELECT state FROM card.terminal_loads"))
         assert states == ["confirmed", "reversed"]
+        # The kiosk's own clearing account paid the confirmed load; the ledger's invariants hold.
+        cash = await rig.host.ledger.balance(db, kiosk_cash_account_id("kiosk-co", "KIOSK-1"))
+        assert cash == -5_000
+        assert await check_ledger(db) == []
 
 
 async def test_bus_reader_cannot_load(rig: Rig) -> None:

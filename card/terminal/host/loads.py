@@ -2,7 +2,8 @@
 
 LOAD: the host verifies the card's MAC1 through the key store **before** any money moves, then in
 one transaction records the load and reserves the amount in the ledger (a pending transfer from
-the operator's kiosk-cash account to the card's e-purse), and answers MAC2. LOAD CONFIRM (the
+the kiosk's own clearing account to the card's e-purse: one account per kiosk, so loads at
+different kiosks never wait for the same row lock), and answers MAC2. LOAD CONFIRM (the
 card's TAC after CREDIT FOR LOAD) posts the reservation; REVERSAL (the card was not credited)
 voids it. The kiosk's load id makes every step idempotent: a repeated LOAD with the same fields
 gets the same MAC2, a different one is refused.
@@ -13,10 +14,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from card.crypto import LoadInputs
+from card.errors import KeyStoreError, UnknownKeyVersion
 from card.keys import CardKeyRef
+from card.terminal.host.ports import CARD_COLUMNS, card_info
 from card.terminal.host.registry import TerminalRecord
 from card.terminal.messages import (
     Balance,
@@ -39,6 +42,11 @@ if TYPE_CHECKING:
 __all__ = ["LoadService"]
 
 _MAX_LOAD = 1_000_00  # 1,000 yuan per load (PBOC purses hold at most a few thousand)
+_LOAD_LOOKUP_SQL: Final = (
+    f"SELECT l.request_digest, l.host_time, l.mac2, l.state, {CARD_COLUMNS} FROM (VALUES (1)) AS one(x) "  # noqa: S608
+    "LEFT JOIN card.terminal_loads l ON l.load_id = $1 "
+    "LEFT JOIN (card.cards c JOIN card.epurses e ON e.card_id = c.id) ON c.app_serial = $2"
+)
 
 
 def _digest(body: Load) -> bytes:
@@ -75,70 +83,75 @@ class LoadService:
             raise ProtocolError(ResultCode.BAD_FIELD_VALUE, "psam_terminal_no is not this terminal's")
         digest = _digest(body)
         async with self.host.pool.acquire() as db:
-            existing = await db.fetchrow(
-                "SELECT request_digest, host_time, mac2, state FROM card.terminal_loads WHERE load_id = $1",
-                load_id,
-            )
-            if existing is not None:
-                if bytes(existing["request_digest"]) != digest:
+            # One round trip for the card and an earlier LOAD with this id (a repeat after a lost answer).
+            row = await db.fetchrow(_LOAD_LOOKUP_SQL, load_id, body.app_serial)
+            assert row is not None  # the one-row VALUES side of the joins
+            if row["state"] is not None:
+                if bytes(row["request_digest"]) != digest:
                     raise ProtocolError(ResultCode.LOAD_CONFLICT)
-                if existing["state"] == "reversed":
+                if row["state"] == "reversed":
                     raise ProtocolError(ResultCode.LOAD_STATE, "reversed")
                 return LoadResponse(
-                    load_id=body.load_id, host_time=bytes(existing["host_time"]), mac2=bytes(existing["mac2"])
+                    load_id=body.load_id, host_time=bytes(row["host_time"]), mac2=bytes(row["mac2"])
                 )
-            cards = await self.host.cards.by_app_serial(db, [body.app_serial])
-            card = cards.get(body.app_serial)
+            card = card_info(row) if row["id"] is not None else None
             if card is None or card.ledger_account_id is None:
                 raise ProtocolError(ResultCode.UNKNOWN_CARD)
             if card.status != "active":
                 raise ProtocolError(ResultCode.CARD_BLOCKED, card.status)
-            ref = CardKeyRef(card.key_version, card.app_serial, body.issuer_id)
-            inputs = LoadInputs(
-                balance_before=body.balance_before, amount=body.amount, terminal_no=body.psam_terminal_no
-            )
-            if body.key_version != card.key_version or not await self.host.keys.verify_load_mac1(
-                ref,
-                pseudo_random=body.pseudo_random,
-                online_counter=body.online_counter,
-                inputs=inputs,
-                mac1=body.mac1,
-            ):
-                raise ProtocolError(ResultCode.LOAD_MAC1_INVALID)
-            host_time = dt7(dt.datetime.now(dt.UTC))
+        # The key store runs with no pooled connection held (it may read a master key through the
+        # pool: 200 kiosks holding every connection while waiting for it would wait for ever).
+        # ``load_mac2`` checks MAC1 itself before it issues MAC2: one derivation of the session key.
+        if body.key_version != card.key_version:
+            raise ProtocolError(ResultCode.LOAD_MAC1_INVALID, "key version")
+        host_time = dt7(dt.datetime.now(dt.UTC))
+        try:
             mac2 = await self.host.keys.load_mac2(
-                ref,
+                CardKeyRef(card.key_version, card.app_serial, body.issuer_id),
                 pseudo_random=body.pseudo_random,
                 online_counter=body.online_counter,
-                inputs=inputs,
+                inputs=LoadInputs(
+                    balance_before=body.balance_before, amount=body.amount, terminal_no=body.psam_terminal_no
+                ),
                 mac1=body.mac1,
                 transaction_time=host_time,
             )
-            async with db.transaction():
-                inserted = await db.fetchval(
-                    "INSERT INTO card.terminal_loads (load_id, terminal_id, app_serial, amount, "
-                    "balance_before, online_counter, funding, host_time, mac2, transfer_id, state, "
-                    "request_digest) VALUES "
-                    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $1, 'authorised', $10) ON CONFLICT DO NOTHING "
-                    "RETURNING load_id",
-                    load_id, terminal.id, body.app_serial, body.amount, body.balance_before,
-                    body.online_counter, body.funding, host_time, mac2, digest,
-                )  # fmt: skip
-                if inserted is None:  # a concurrent twin, or this card counter already loaded
-                    raise ProtocolError(ResultCode.LOAD_CONFLICT, "load id or card counter already used")
-                result = await self.host.ledger.reserve_load_txn(
-                    db, load_id, terminal.operator, card.ledger_account_id, body.amount
-                )
-                if not result.succeeded:
-                    raise ProtocolError(ResultCode.INSUFFICIENT_FUNDS, result.value)
+        except UnknownKeyVersion:
+            raise
+        except KeyStoreError:
+            raise ProtocolError(ResultCode.LOAD_MAC1_INVALID) from None
+        async with self.host.pool.acquire() as db, db.transaction():
+            inserted = await db.fetchval(
+                "INSERT INTO card.terminal_loads (load_id, terminal_id, app_serial, amount, "
+                "balance_before, online_counter, funding, host_time, mac2, transfer_id, state, "
+                "request_digest) VALUES "
+                "($1, $2, $3, $4, $5, $6, $7, $8, $9, $1, 'authorised', $10) ON CONFLICT DO NOTHING "
+                "RETURNING load_id",
+                load_id, terminal.id, body.app_serial, body.amount, body.balance_before,
+                body.online_counter, body.funding, host_time, mac2, digest,
+            )  # fmt: skip
+            if inserted is None:  # a concurrent twin, or this card counter already loaded
+                raise ProtocolError(ResultCode.LOAD_CONFLICT, "load id or card counter already used")
+            result = await self.host.ledger.reserve_load_txn(
+                db,
+                load_id,
+                operator=terminal.operator,
+                terminal_id=terminal.id,
+                epurse=card.ledger_account_id,
+                amount=body.amount,
+            )
+            if not result.succeeded:
+                raise ProtocolError(ResultCode.INSUFFICIENT_FUNDS, result.value)
         return LoadResponse(load_id=body.load_id, host_time=host_time, mac2=mac2)
 
     async def confirm(self, terminal: TerminalRecord, body: LoadConfirm) -> LoadConfirmResponse:
         load_id = uuid.UUID(bytes=body.load_id)
         async with self.host.pool.acquire() as db, db.transaction():
             row = await db.fetchrow(
-                "SELECT state, app_serial, online_counter, tac FROM card.terminal_loads "
-                "WHERE load_id = $1 AND terminal_id = $2 FOR UPDATE",
+                "SELECT l.state, l.online_counter, e.card_id FROM card.terminal_loads l "
+                "LEFT JOIN card.cards c ON c.app_serial = l.app_serial "
+                "LEFT JOIN card.epurses e ON e.card_id = c.id "
+                "WHERE l.load_id = $1 AND l.terminal_id = $2 FOR UPDATE OF l",
                 load_id,
                 terminal.id,
             )
@@ -152,19 +165,18 @@ class LoadService:
             if not result.succeeded:
                 raise ProtocolError(ResultCode.LOAD_STATE, result.value)
             # The load TAC layout is [uncertain] (card-protocol.md §1.6): it is kept, not verified.
+            # The load's state and the card's online counter (moved forward only) in one statement.
             await db.execute(
-                "UPDATE card.terminal_loads SET state = 'confirmed', tac = $2, new_balance = $3, "
-                "resolved_at = now() WHERE load_id = $1",
+                "WITH confirmed AS (UPDATE card.terminal_loads SET state = 'confirmed', tac = $2, "
+                "new_balance = $3, resolved_at = now() WHERE load_id = $1) "
+                "UPDATE card.epurses SET online_counter = GREATEST(online_counter, least($5::int, 65535)) "
+                "WHERE card_id = $4",
                 load_id,
                 body.tac,
                 body.new_balance,
+                row["card_id"],
+                int(row["online_counter"]) + 1,
             )
-            cards = await self.host.cards.by_app_serial(db, [bytes(row["app_serial"])])
-            card = cards.get(bytes(row["app_serial"]))
-            if card is not None:
-                await self.host.cards.advance_counters_txn(
-                    db, [], [(card.card_id, int(row["online_counter"]) + 1)]
-                )
         return LoadConfirmResponse()
 
     async def reverse(self, terminal: TerminalRecord, body: Reversal) -> ReversalResponse:

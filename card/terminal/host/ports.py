@@ -9,25 +9,31 @@ change to this file only:
 * blacklist — :class:`BlacklistReader`, a read of ``card.blacklist_head/entries/changes``;
 * ledger — :class:`LedgerPostings`: taps through ``payments.posting.post_purchases`` (the payments
   issue's posting interface; idempotent per card/counter, inside our transaction); a load is a
-  two-phase ``payments.ledger`` transfer (funding → e-purse) reserved when MAC2 is issued, posted
-  on the card's confirmation and voided on reversal (``post_loads`` has no reversal, so loads use
-  the ledger's pending transfers directly);
-* fares — :class:`Fares`, the development fare table until payments publishes fare tables.
+  two-phase ``payments.ledger`` transfer (the kiosk's cash clearing account → e-purse) reserved
+  when MAC2 is issued, posted on the card's confirmation and voided on reversal (``post_loads``
+  has no reversal, so loads use the ledger's pending transfers directly). Each kiosk has its own
+  clearing account: the ledger locks both accounts of a transfer to the commit, so one account
+  per operator serialised every load in the city on one row (measured: 49 loads/s, p99 5.7 s at
+  200 kiosks); a kiosk serves one card at a time, so its own account is never contended;
+* fares — :class:`Fares`: the operators' versioned fare tables through ``payments.fares``
+  (``terminal_fare_table`` for the parameter download, ``current_fare_table`` at a ride's time
+  for re-rating).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 import uuid
-import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 import asyncpg
 
-from card._db import Connection
-from card.terminal.messages import FareRule
+from card._db import Connection, Pool
 from payments import posting
+from payments.fares import FareTable, TerminalFareTable, current_fare_table, line_fare, terminal_fare_table
 from payments.ledger import (
     Account,
     AccountCode,
@@ -40,14 +46,18 @@ from payments.ledger import (
 )
 
 __all__ = [
+    "CARD_COLUMNS",
     "TRANSFER_CODE_LOAD",
     "TRANSFER_CODE_TAP",
     "BlacklistDelta",
     "BlacklistReader",
     "CardDirectory",
     "CardInfo",
+    "FareRater",
     "Fares",
     "LedgerPostings",
+    "card_info",
+    "kiosk_cash_account_id",
     "operator_account_id",
 ]
 
@@ -69,13 +79,12 @@ class CardInfo:
     ledger_account_id: uuid.UUID | None
 
 
-_CARD_SQL: Final = (
-    "SELECT c.id, c.card_number, c.app_serial, c.status, e.key_version, e.ledger_account_id "
-    "FROM card.cards c JOIN card.epurses e ON e.card_id = c.id "
-)
+CARD_COLUMNS: Final = "c.id, c.card_number, c.app_serial, c.status, e.key_version, e.ledger_account_id"
+_CARD_SQL: Final = f"SELECT {CARD_COLUMNS} FROM card.cards c JOIN card.epurses e ON e.card_id = c.id "  # noqa: S608
 
 
-def _card(r: asyncpg.Record) -> CardInfo:
+def card_info(r: asyncpg.Record) -> CardInfo:
+    """A :class:`CardInfo` from a row with the columns of ``CARD_COLUMNS``."""
     return CardInfo(
         card_id=r["id"],
         card_number=str(r["card_number"]),
@@ -89,11 +98,11 @@ def _card(r: asyncpg.Record) -> CardInfo:
 class CardDirectory:
     async def by_app_serial(self, db: Connection, serials: Iterable[bytes]) -> dict[bytes, CardInfo]:
         rows = await db.fetch(_CARD_SQL + "WHERE c.app_serial = ANY($1::bytea[])", list(set(serials)))
-        return {bytes(r["app_serial"]): _card(r) for r in rows}
+        return {bytes(r["app_serial"]): card_info(r) for r in rows}
 
     async def by_number(self, db: Connection, numbers: Iterable[str]) -> dict[str, CardInfo]:
         rows = await db.fetch(_CARD_SQL + "WHERE c.card_number = ANY($1::text[])", list(set(numbers)))
-        return {str(r["card_number"]): _card(r) for r in rows}
+        return {str(r["card_number"]): card_info(r) for r in rows}
 
     async def advance_counters_txn(
         self,
@@ -185,6 +194,11 @@ def operator_account_id(operator: str, purpose: str = "payable") -> uuid.UUID:
     return uuid.uuid5(_NAMESPACE, f"operator:{operator}:{purpose}")
 
 
+def kiosk_cash_account_id(operator: str, terminal_id: str) -> uuid.UUID:
+    """The clearing account of one kiosk's takings (its cash box): debited by its loads."""
+    return uuid.uuid5(_NAMESPACE, f"operator:{operator}:kiosk-cash:{terminal_id}")
+
+
 class LedgerPostings:
     async def ensure_operator_accounts_txn(self, db: Connection, operator: str) -> None:
         await posting.open_operator(db, operator)
@@ -197,6 +211,19 @@ class LedgerPostings:
         ]
         await create_accounts(db, accounts)
 
+    async def ensure_kiosk_account(self, db: Pool | Connection, operator: str, terminal_id: str) -> None:
+        """Open the kiosk's clearing account (idempotent): at registration, and at every kiosk
+        sign-on for kiosks registered before kiosks had their own."""
+        account = Account(
+            id=kiosk_cash_account_id(operator, terminal_id),
+            code=AccountCode.CHANNEL_CLEARING,
+            user_data_128=operator_account_id(operator, "kiosk-cash"),  # the operator's roll-up
+            reference=f"operator:{operator}:kiosk-cash:{terminal_id}",
+        )
+        [result] = await create_accounts(db, [account])
+        if not result.succeeded():
+            raise RuntimeError(f"kiosk clearing account for {terminal_id}: {result}")
+
     async def post_taps_txn(
         self, db: Connection, taps: Sequence[posting.PurchasePosting]
     ) -> list[posting.PostingResult]:
@@ -204,14 +231,21 @@ class LedgerPostings:
         return await posting.post_purchases(db, taps) if taps else []
 
     async def reserve_load_txn(
-        self, db: Connection, load_id: uuid.UUID, operator: str, epurse: uuid.UUID, amount: int
+        self,
+        db: Connection,
+        load_id: uuid.UUID,
+        *,
+        operator: str,
+        terminal_id: str,
+        epurse: uuid.UUID,
+        amount: int,
     ) -> TransferResult:
         [result] = await create_transfers_txn(
             db,
             [
                 Transfer(
                     id=load_id,
-                    debit_account_id=operator_account_id(operator, "kiosk-cash"),
+                    debit_account_id=kiosk_cash_account_id(operator, terminal_id),
                     credit_account_id=epurse,
                     amount=amount,
                     code=TRANSFER_CODE_LOAD,
@@ -246,25 +280,72 @@ class LedgerPostings:
 # --- fares -------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class FareRater:
+    """The fare of a ride by the operator's table in effect at the tap time (``None``: no table)."""
+
+    tables: dict[dt.datetime, FareTable | None]  # by tap time, or one entry under ``_ANY`` for all
+
+    def fare(
+        self, at: dt.datetime, line: str | None, entry_stop: int | None, exit_stop: int | None
+    ) -> tuple[int, int] | None:
+        """``(fare, table version)`` before concessions and discounts, or ``None`` without a table."""
+        table = self.tables[_ANY] if _ANY in self.tables else self.tables.get(at)
+        if table is None:
+            return None
+        return line_fare(table, line, entry_stop, exit_stop), table.version
+
+
+_ANY: Final = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
 class Fares:
-    """Development fare table (version 1) until payments publishes versioned fare tables (issue 7)."""
+    """The operators' versioned fare tables (``payments.fares``, published by the payments issue).
 
-    def __init__(self, rules: Sequence[FareRule] | None = None, default_fare: int = 200) -> None:
-        self.rules = tuple(
-            rules
-            if rules is not None
-            else (
-                FareRule(line="M1", base_fare=300, per_stop_fare=100, max_fare=900),
-                FareRule(line="M2", base_fare=300, per_stop_fare=100, max_fare=900),
-            )
-        )
-        self.default_fare = default_fare
-        self._by_line = {r.line: r for r in self.rules}
-        encoded = ";".join(f"{r.line},{r.base_fare},{r.per_stop_fare},{r.max_fare}" for r in self.rules)
-        self.version = zlib.crc32(f"{default_fare}|{encoded}".encode()) & 0x7FFFFFFF or 1
+    Terminals download the table in effect now (``for_operator``, cached ``ttl`` seconds per
+    gateway: a newly published version reaches the heartbeat answers within that time); uploaded
+    rides are re-rated by the table in effect at each ride's tap time (``rater``), read per batch.
+    """
 
-    def fare(self, line: str | None, entry_stop: int | None, exit_stop: int | None) -> int:
-        rule = self._by_line.get(line or "")
-        if rule is None:
-            return self.default_fare
-        return rule.fare(entry_stop, exit_stop)
+    def __init__(self, *, ttl: float = 30.0) -> None:
+        self._ttl = ttl
+        self._current: dict[str, tuple[float, TerminalFareTable | None]] = {}
+        self._at: dict[tuple[str, dt.datetime], tuple[float, FareTable | None]] = {}
+
+    async def for_operator(self, db: Pool | Connection, operator: str) -> TerminalFareTable | None:
+        now = time.monotonic()
+        cached = self._current.get(operator)
+        if cached is not None and now - cached[0] < self._ttl:
+            return cached[1]
+        table = await terminal_fare_table(db, operator)
+        self._current[operator] = (now, table)
+        return table
+
+    async def version(self, db: Pool | Connection, operator: str) -> int:
+        table = await self.for_operator(db, operator)
+        return table.version if table is not None else 0
+
+    async def rater(self, db: Connection, operator: str, times: Sequence[dt.datetime]) -> FareRater:
+        if not times:
+            return FareRater({_ANY: None})
+        first = await self._in_effect(db, operator, min(times))
+        last = await self._in_effect(db, operator, max(times))
+        if (first and first.version) == (last and last.version):
+            return FareRater({_ANY: last})  # the usual case: one table over the whole batch
+        # A new version took effect during the batch's rides: each ride by its own time.
+        return FareRater({at: await current_fare_table(db, operator, at=at) for at in set(times)})
+
+    async def _in_effect(self, db: Connection, operator: str, at: dt.datetime) -> FareTable | None:
+        """The table in effect at ``at``, cached ``ttl`` seconds by the minute: every batch of a
+        busy line asks for the same few minutes. A ride in the very minute a new version takes
+        effect may be re-rated by its neighbour: re-rating raises follow-ups, it refuses nothing."""
+        key = (operator, at.replace(second=0, microsecond=0))
+        now = time.monotonic()
+        cached = self._at.get(key)
+        if cached is not None and now - cached[0] < self._ttl:
+            return cached[1]
+        table = await current_fare_table(db, operator, at=at)
+        if len(self._at) >= 4096:
+            self._at.clear()  # bounded; refilled by the next batches
+        self._at[key] = (now, table)
+        return table

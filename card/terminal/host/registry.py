@@ -157,6 +157,8 @@ class TerminalRegistry:
             except asyncpg.UniqueViolationError:
                 raise TerminalExists(f"terminal {terminal_id} is already registered") from None
             await self._ledger.ensure_operator_accounts_txn(db, operator)
+            if kind == TerminalKind.KIOSK:
+                await self._ledger.ensure_kiosk_account(db, operator, terminal_id)
             if actor is not None:
                 details: dict[str, DetailValue] = {
                     "operator": operator,

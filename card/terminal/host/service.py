@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Final
 
+import msgspec
 import redis.asyncio as aioredis
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -25,8 +26,10 @@ from card.terminal.host.sessions import Session, SessionStore
 from card.terminal.messages import (
     Blacklist,
     BlacklistResponse,
+    EncodedBody,
     Envelope,
     ErrorResponse,
+    FareRule,
     Heartbeat,
     HeartbeatResponse,
     Message,
@@ -47,7 +50,7 @@ from card.terminal.messages import (
     wrap_session_key,
 )
 from card.terminal.settings import TerminalSettings
-from card.terminal.spec import MessageType, ResultCode
+from card.terminal.spec import MessageType, ResultCode, TerminalKind
 
 __all__ = ["Link", "TerminalHost"]
 
@@ -96,7 +99,7 @@ class TerminalHost:
 
     # --- framing of answers ----------------------------------------------------------------------------
 
-    def answer(self, link: Link, request: Envelope | None, body: Message) -> bytes:
+    def answer(self, link: Link, request: Envelope | None, body: Message | EncodedBody) -> bytes:
         key = link.session.key if link.session is not None else None
         terminal_id = request.header.terminal_id if request is not None else _UNKNOWN_ID
         sequence = request.header.sequence if request is not None else 0
@@ -162,11 +165,11 @@ class TerminalHost:
         await self.authenticate(link, envelope)
         assert link.terminal is not None
         body = envelope.body()
-        answer: Message
+        answer: Message | EncodedBody
         if isinstance(body, Heartbeat):
             answer = await self.heartbeat(link.terminal)
         elif isinstance(body, Parameters):
-            answer = await self.parameters()
+            answer = await self.parameters(link.terminal.operator)
         elif isinstance(body, Blacklist):
             async with self.pool.acquire() as db:
                 delta = await self.blacklist.delta(db, body.since_version)
@@ -186,7 +189,7 @@ class TerminalHost:
             return frame
         else:
             answer = await self.batches.handle(
-                link.terminal, body, envelope.body_objects
+                link.terminal, body, envelope.signed
             ) or await self.loads.handle(link.terminal, body)
         return self.answer(link, envelope, answer)
 
@@ -221,9 +224,12 @@ class TerminalHost:
             parameters=body.parameter_version,
             at=dt.datetime.now(dt.UTC),
         )
-        params = await self.parameters()
+        params = await self.platform_parameters()
         async with self.pool.acquire() as db:
             blacklist_version = await self.blacklist.head(db)
+            fare_version = await self.fares.version(db, terminal.operator)
+            if terminal.kind == TerminalKind.KIOSK:
+                await self.ledger.ensure_kiosk_account(db, terminal.operator, terminal.id)
         log.info("terminal signed on", extra={"terminal": terminal.id, "peer": link.peer})
         return self.answer(
             link,
@@ -233,24 +239,26 @@ class TerminalHost:
                 key_check=key_check_value(session_key),
                 server_time=now,
                 session_ttl=self.settings.session_ttl_seconds,
-                fare_version=self.fares.version,
+                fare_version=fare_version,
                 blacklist_version=blacklist_version,
                 parameter_version=params.parameter_version,
             ),
         )
 
     async def heartbeat(self, terminal: TerminalRecord) -> HeartbeatResponse:
-        params = await self.parameters()
+        params = await self.platform_parameters()
         async with self.pool.acquire() as db:
             blacklist_version = await self.blacklist.head(db)
+            fare_version = await self.fares.version(db, terminal.operator)
         return HeartbeatResponse(
             server_time=int(time.time()),
-            fare_version=self.fares.version,
+            fare_version=fare_version,
             blacklist_version=blacklist_version,
             parameter_version=params.parameter_version,
         )
 
-    async def parameters(self) -> ParametersResponse:
+    async def platform_parameters(self) -> ParametersResponse:
+        """The parameters every terminal shares: platform keys, issuers, QR validity (no fares)."""
         if self._parameters is None:
             keys = await self.keys.qr_public_keys()
             encoded = tuple(
@@ -259,14 +267,26 @@ class TerminalHost:
             )
             version = max(keys, default=0) * 1000 + 1
             self._parameters = ParametersResponse(
-                fare_version=self.fares.version,
                 parameter_version=version,
                 qr_validity=self.card_settings.qr_validity_seconds,
                 issuers=(self.card_settings.issuer_code,),
-                fares=self.fares.rules,
                 keys=encoded,
             )
         return self._parameters
+
+    async def parameters(self, operator: str) -> ParametersResponse:
+        """A terminal's parameter download: the shared part and its operator's current fare table."""
+        shared = await self.platform_parameters()
+        table = await self.fares.for_operator(self.pool, operator)
+        if table is None:
+            return msgspec.structs.replace(shared, fare_version=0)
+        rules = tuple(
+            FareRule(line=line, base_fare=base, per_stop_fare=per_stop, max_fare=most)
+            for line, base, per_stop, most in table.rules
+        )
+        return msgspec.structs.replace(
+            shared, fare_version=table.version, fares=rules, default_fare=table.default_fare
+        )
 
     async def settlement(self, terminal: TerminalRecord, body: Settlement) -> SettlementResponse:
         async with self.pool.acquire() as db, db.transaction():

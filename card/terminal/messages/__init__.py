@@ -4,7 +4,7 @@ This package and ``card.terminal.spec``/``card.terminal.tlv`` are the public wir
 terminal implementations (``mock_terminals``); they do no I/O and import nothing from the host.
 """
 
-from card.terminal.messages.envelope import Envelope, Header, open_message, seal, seal_frame
+from card.terminal.messages.envelope import EncodedBody, Envelope, Header, open_message, seal, seal_frame
 from card.terminal.messages.fields import ProtocolError
 from card.terminal.messages.security import (
     InvalidUnwrap,
@@ -57,6 +57,7 @@ __all__ = [
     "BatchUpload",
     "Blacklist",
     "BlacklistResponse",
+    "EncodedBody",
     "Envelope",
     "ErrorResponse",
     "FareRule",

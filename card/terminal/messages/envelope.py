@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
-from card.terminal.messages.fields import ProtocolError, decode_body, encode_body
+from card.terminal.messages.fields import ProtocolError, decode_body_at, encode_body
 from card.terminal.messages.security import message_mac, verify_message_mac
 from card.terminal.messages.types import MESSAGE_TYPES, Message
 from card.terminal.spec import MAC_SIZE, PROTOCOL_VERSION, UNAUTHENTICATED_MAC, MessageType, ResultCode, Tag
-from card.terminal.tlv import FRAME_HEADER_SIZE, TLV, TLVError, decode, encode
+from card.terminal.tlv import FRAME_HEADER_SIZE, TLV, TLVError, decode, encode, encode_encoded, spans
 
-__all__ = ["Envelope", "Header", "open_message", "seal", "seal_frame"]
+__all__ = ["EncodedBody", "Envelope", "Header", "open_message", "seal", "seal_frame"]
 
 _MAC_PREFIX: Final = bytes((Tag.MAC >> 8, Tag.MAC & 0xFF, MAC_SIZE))
 _MAC_TLV_SIZE: Final = len(_MAC_PREFIX) + MAC_SIZE
@@ -48,15 +48,31 @@ def _header_tlv(header: Header) -> TLV:
     )
 
 
-def seal(body: Message, *, terminal_id: str, sequence: int, time: int, key: bytes | None) -> bytes:
+@dataclass(frozen=True, slots=True)
+class EncodedBody:
+    """A body whose data objects are already encoded (``content``: their bytes, in order): a
+    terminal that encodes each record once, when it is made, sends its batches as these."""
+
+    TYPE: MessageType
+    content: bytes
+
+
+def seal(
+    body: Message | EncodedBody, *, terminal_id: str, sequence: int, time: int, key: bytes | None
+) -> bytes:
     """One message; ``key`` None puts the all-zero MAC of unauthenticated error answers."""
     header = Header(int(body.TYPE), terminal_id, sequence, time)
-    signed = encode((_header_tlv(header), TLV(Tag.BODY, encode_body(body))))
+    if isinstance(body, EncodedBody):
+        signed = encode(_header_tlv(header)) + encode_encoded(Tag.BODY, body.content)
+    else:
+        signed = encode((_header_tlv(header), TLV(Tag.BODY, encode_body(body))))
     mac = UNAUTHENTICATED_MAC if key is None else message_mac(key, signed)
     return signed + _MAC_PREFIX + mac
 
 
-def seal_frame(body: Message, *, terminal_id: str, sequence: int, time: int, key: bytes | None) -> bytes:
+def seal_frame(
+    body: Message | EncodedBody, *, terminal_id: str, sequence: int, time: int, key: bytes | None
+) -> bytes:
     message = seal(body, terminal_id=terminal_id, sequence=sequence, time=time, key=key)
     if len(message) > 0xFFFF:
         raise ProtocolError(ResultCode.BATCH_TOO_LARGE, "message over 65535 bytes")
@@ -69,9 +85,10 @@ M = TypeVar("M", bound=Message)
 @dataclass(frozen=True, slots=True)
 class Envelope:
     header: Header
-    body_objects: tuple[TLV, ...]
     signed: bytes  # the bytes the MAC covers
     mac: bytes
+    body_start: int  # the body's data objects are signed[body_start:body_end]
+    body_end: int
 
     def verify(self, key: bytes) -> bool:
         return verify_message_mac(key, self.signed, self.mac)
@@ -80,18 +97,26 @@ class Envelope:
     def unauthenticated(self) -> bool:
         return self.mac == UNAUTHENTICATED_MAC
 
+    @property
+    def body_objects(self) -> tuple[TLV, ...]:
+        """The body's data objects as TLV (the typed body is :meth:`body`)."""
+        try:
+            return decode(self.signed[self.body_start : self.body_end], max_depth=_MAX_DEPTH - 1)
+        except TLVError as exc:
+            raise ProtocolError(ResultCode.MALFORMED_TLV, exc.reason.value) from None
+
     def body(self) -> Message:
-        """The body as the class of the header's message type."""
+        """The body as the class of the header's message type (decoded here, in one pass)."""
         cls = MESSAGE_TYPES.get(self.header.message_type)
         if cls is None:
             raise ProtocolError(ResultCode.UNKNOWN_MESSAGE_TYPE, f"{self.header.message_type:02X}")
-        return decode_body(cls, self.body_objects)
+        return decode_body_at(cls, self.signed, self.body_start, self.body_end, _MAX_DEPTH - 2)
 
     def expect(self, cls: type[M]) -> M:
         """The body, which must be a ``cls`` (a terminal waiting for one answer)."""
         if self.header.message_type != cls.TYPE:
             raise ProtocolError(ResultCode.UNKNOWN_MESSAGE_TYPE, f"expected {cls.TYPE.name}")
-        return decode_body(cls, self.body_objects)
+        return decode_body_at(cls, self.signed, self.body_start, self.body_end, _MAX_DEPTH - 2)
 
 
 def _header(objects: tuple[TLV, ...] | bytes) -> Header:
@@ -136,16 +161,16 @@ def open_message(message: bytes) -> Envelope:
     if len(message) < _MAC_TLV_SIZE or message[-_MAC_TLV_SIZE:-MAC_SIZE] != _MAC_PREFIX:
         raise ProtocolError(ResultCode.MALFORMED_TLV, "the message does not end with the MAC")
     signed = bytes(message[:-_MAC_TLV_SIZE])
+    # Only the header is decoded here; the body's structure is checked as it is decoded into its
+    # class (``Envelope.body``), once the MAC is known to be good.
     try:
-        objects = decode(signed, max_depth=_MAX_DEPTH)
+        top = spans(signed)
+        if len(top) != 2 or top[0].tag != Tag.HEADER or top[1].tag != Tag.BODY:
+            raise ProtocolError(ResultCode.MALFORMED_TLV, "expected header, body, MAC")
+        head, body = top
+        header = _header(decode(signed[head.value : head.end], max_depth=0))
     except TLVError as exc:
         raise ProtocolError(ResultCode.MALFORMED_TLV, exc.reason.value) from None
-    if len(objects) != 2 or objects[0].tag != Tag.HEADER or objects[1].tag != Tag.BODY:
-        raise ProtocolError(ResultCode.MALFORMED_TLV, "expected header, body, MAC")
-    body = objects[1].value
-    if not isinstance(body, tuple):
-        raise ProtocolError(ResultCode.MALFORMED_TLV, "body is not a template")
-    header = _header(objects[0].value)
     if header.message_type not in MessageType._value2member_map_:
         raise ProtocolError(ResultCode.UNKNOWN_MESSAGE_TYPE, f"{header.message_type:02X}")
-    return Envelope(header, body, signed, bytes(message[-MAC_SIZE:]))
+    return Envelope(header, signed, bytes(message[-MAC_SIZE:]), body.value, body.end)

@@ -18,6 +18,7 @@ from card.terminal.tlv import (
     encode_frame,
     find,
     is_constructed,
+    spans,
 )
 
 R = TLVErrorReason
@@ -252,6 +253,26 @@ def test_round_trip_of_random_trees(objects: list[TLV]) -> None:
     encoded = encode(objects)
     assert decode(encoded) == tuple(objects)
     assert decode_frame(encode_frame(objects)) == tuple(objects)
+
+
+@given(messages)
+def test_spans_cut_each_top_level_object_exactly_as_encoded(objects: list[TLV]) -> None:
+    encoded = encode(objects)
+    found = spans(encoded)
+    assert [x.tag for x in found] == [o.tag for o in objects]
+    # Each span's bytes decode to that one object, and its value offset is where the value starts.
+    for span, obj in zip(found, objects, strict=True):
+        assert decode_one(encoded[span.start : span.end]) == obj
+        assert encoded[span.start : span.end] == encode(obj)
+        if isinstance(obj.value, bytes):
+            assert encoded[span.value : span.end] == obj.value
+
+
+def test_spans_refuse_truncated_and_indefinite_objects() -> None:
+    with pytest.raises(TLVError):
+        spans(bytes.fromhex("9F0205000000"))
+    with pytest.raises(TLVError):
+        spans(bytes.fromhex("E38000"))
 
 
 def _decode_or_error(data: bytes, **kwargs: int) -> None:

@@ -1,0 +1,261 @@
+"""Batch upload, the write side: one PostgreSQL transaction per batch (card-protocol.md §4).
+
+The records are inserted with ``ON CONFLICT DO NOTHING RETURNING`` (a re-upload inserts nothing and
+is answered "duplicate"), the inserted accepted ones are posted to the ledger, failures go to the
+suspense queue, gaps and differences to the follow-ups. Each record is stored as the terminal sent
+it (the bytes of its ``E3`` item), never encoded again. The checks that fill a :class:`Work` are in
+``card.terminal.host.batches``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from card._db import Connection
+from card.terminal.host.ports import CardInfo
+from card.terminal.host.registry import TerminalRecord
+from card.terminal.messages import BatchUpload, OfflineRecord
+from card.terminal.messages.fields import encode_body
+from card.terminal.spec import Flag, RecordKind, RecordReason, RecordResult, Tag
+from card.terminal.tlv import TLV, encode
+from payments.posting import PurchasePosting
+
+if TYPE_CHECKING:
+    from card.terminal.host.service import TerminalHost
+
+__all__ = ["BatchWriter", "Work"]
+
+
+@dataclass(slots=True)
+class Work:
+    record: OfflineRecord
+    reason: RecordReason = RecordReason.NONE
+    detail: str = ""
+    card: CardInfo | None = None
+    card_number: str | None = None
+    txn_time: dt.datetime | None = None
+    txn_type: int = 0
+    counter: int = 0
+    flags: list[tuple[Flag, str]] = field(default_factory=list)
+
+    def reject(self, reason: RecordReason, detail: str = "") -> None:
+        if self.reason is RecordReason.NONE:
+            self.reason, self.detail = reason, detail
+
+
+class BatchWriter:
+    def __init__(self, host: TerminalHost) -> None:
+        self.host = host
+
+    async def commit(
+        self,
+        conn: Connection,
+        terminal: TerminalRecord,
+        body: BatchUpload,
+        works: list[Work],
+        raw_items: list[bytes] | None,
+    ) -> list[tuple[int, int, int]]:
+        last_serial = int(
+            await conn.fetchval(
+                "SELECT last_serial FROM card.terminals WHERE id = $1 FOR UPDATE", terminal.id
+            )
+            or 0
+        )
+        card_serials = list({w.record.app_serial for w in works if w.card and w.record.kind != RecordKind.QR})
+        previous = (
+            {
+                bytes(r["app_serial"]): (
+                    int(r["card_counter"]),
+                    int(r["balance_before"] or 0) - int(r["amount"]),
+                )
+                for r in await conn.fetch(
+                    # Each card's latest accepted record: one short backward index scan per card
+                    # (a DISTINCT ON over the cards would read every record of their history).
+                    "SELECT s.app_serial, r.card_counter, r.balance_before, r.amount "
+                    "FROM unnest($1::bytea[]) AS s(app_serial) CROSS JOIN LATERAL ("
+                    "SELECT card_counter, balance_before, amount FROM card.terminal_records t "
+                    "WHERE t.app_serial = s.app_serial AND t.status = 'accepted' AND t.kind <> 3 "
+                    "ORDER BY t.card_counter DESC LIMIT 1) r",
+                    card_serials,
+                )
+            }
+            if card_serials
+            else {}
+        )
+        batch_id = int(
+            await conn.fetchval(
+                "INSERT INTO card.terminal_batches (terminal_id, batch_number, records, accepted, "
+                "duplicates, rejected, amount) VALUES ($1, $2, $3, 0, 0, 0, 0) RETURNING id",
+                terminal.id,
+                body.batch_number,
+                len(works),
+            )
+        )
+        columns: list[list[object]] = [[] for _ in range(18)]
+        raw = (
+            raw_items
+            if raw_items is not None
+            else [encode(TLV(Tag.ITEM, encode_body(w.record))) for w in works]
+        )
+        for i, w in enumerate(works):
+            r = w.record
+            row = (
+                terminal.id, r.terminal_serial, r.kind, r.app_serial, w.card_number, w.counter, w.txn_type,
+                r.amount, r.balance_before, w.txn_time, r.line, r.stop, r.entry_stop, r.tac,
+                "suspended" if w.reason else "accepted", int(w.reason), batch_id,
+                raw[i],
+            )  # fmt: skip
+            for column, value in zip(columns, row, strict=True):
+                column.append(value)
+        inserted = {
+            int(x["terminal_serial"])
+            for x in await conn.fetch(
+                "INSERT INTO card.terminal_records (terminal_id, terminal_serial, kind, app_serial, "
+                "card_number, card_counter, txn_type, amount, balance_before, txn_time, line, stop, "
+                "entry_stop, tac, status, reason, batch_id, record) "
+                "SELECT * FROM unnest($1::text[], $2::bigint[], $3::smallint[], "
+                "$4::bytea[], $5::text[], $6::bigint[], $7::smallint[], $8::bigint[], $9::bigint[], "
+                "$10::timestamptz[], $11::text[], $12::int[], $13::int[], $14::bytea[], $15::text[], "
+                "$16::smallint[], $17::bigint[], $18::bytea[]) "
+                "ON CONFLICT DO NOTHING RETURNING terminal_serial",
+                *columns,
+            )
+        }
+        fresh = [w for w in works if w.record.terminal_serial in inserted]
+        # Everything but the ledger first: the ledger posting takes the ledger's writer lock (held to
+        # the commit), so it comes last and the lock is held for as short a time as possible.
+        for w in fresh:
+            if not w.reason and w.record.amount > 0 and (w.card is None or w.card.ledger_account_id is None):
+                w.reject(RecordReason.LEDGER_REFUSED, "the card has no e-purse account")
+        accepted = [w for w in fresh if not w.reason]
+        await self._suspend(conn, terminal, [w for w in fresh if w.reason])
+        self._gaps(accepted, previous, last_serial)
+        followups = [(terminal.id, w.record.terminal_serial, int(f), d) for w in accepted for f, d in w.flags]
+        if followups:
+            await conn.executemany(
+                "INSERT INTO card.terminal_followups (terminal_id, terminal_serial, flag, detail) "
+                "VALUES ($1, $2, $3, $4)",
+                followups,
+            )
+        # The card did make these transactions (its counter moved), whatever the ledger says below.
+        offline = [
+            (w.card.card_id, w.counter + 1) for w in accepted if w.card and w.record.kind != RecordKind.QR
+        ]
+        await self.host.cards.advance_counters_txn(conn, offline, [])
+        await conn.execute(
+            "UPDATE card.terminals SET last_serial = GREATEST(last_serial, $2), "
+            "last_batch_number = GREATEST(last_batch_number, $3) WHERE id = $1",
+            terminal.id,
+            max((w.record.terminal_serial for w in works), default=0),
+            body.batch_number,
+        )
+        # Ledger: one transfer per inserted accepted record with an amount, one batch, this transaction.
+        postings = []
+        for w in accepted:
+            if w.record.amount <= 0:
+                continue
+            assert w.card is not None and w.card.ledger_account_id is not None and w.txn_time is not None
+            posting = PurchasePosting(
+                card_id=str(w.card.card_id),
+                counter=w.counter,
+                amount=w.record.amount,
+                operator=terminal.operator,
+                occurred_at=w.txn_time,
+                terminal_id=terminal.id,
+                epurse_account_id=w.card.ledger_account_id,  # the card's own account, as card recorded it
+            )
+            postings.append((w, posting))
+        results = await self.host.ledger.post_taps_txn(conn, [p for _, p in postings])
+        refused = []
+        for (w, _), result in zip(postings, results, strict=True):
+            if not result.ok:
+                w.reject(RecordReason.LEDGER_REFUSED, result.result.value)
+                refused.append(w)
+        if refused:  # rare: an e-purse beyond its overdraft limit
+            await self._suspend(conn, terminal, refused)
+            await conn.execute(
+                "DELETE FROM card.terminal_followups f USING unnest($2::bigint[]) AS v(serial) "
+                "WHERE f.terminal_id = $1 AND f.terminal_serial = v.serial",
+                terminal.id,
+                [w.record.terminal_serial for w in refused],
+            )
+            accepted = [w for w in accepted if not w.reason]
+        await conn.execute(
+            "UPDATE card.terminal_batches SET accepted = $2, duplicates = $3, rejected = $4, amount = $5 "
+            "WHERE id = $1",
+            batch_id,
+            len(accepted),
+            len(works) - len(fresh),
+            len(fresh) - len(accepted),
+            sum(w.record.amount for w in accepted),
+        )
+        # (terminal serial, result, reason) per record, in the order received.
+        duplicate, rejected, accepted_ = RecordResult.DUPLICATE, RecordResult.REJECTED, RecordResult.ACCEPTED
+        return [
+            (serial, duplicate, 0)
+            if serial not in inserted
+            else (serial, rejected, int(w.reason))
+            if w.reason
+            else (serial, accepted_, 0)
+            for w in works
+            for serial in (w.record.terminal_serial,)
+        ]
+
+    @staticmethod
+    async def _suspend(conn: Connection, terminal: TerminalRecord, works: list[Work]) -> None:
+        """Inserted records that failed a check: status ``suspended`` and a suspense queue entry."""
+        if not works:
+            return
+        await conn.execute(
+            "UPDATE card.terminal_records r SET status = 'suspended', reason = v.reason "
+            "FROM unnest($2::bigint[], $3::smallint[]) AS v(serial, reason) "
+            "WHERE r.terminal_id = $1 AND r.terminal_serial = v.serial AND r.status = 'accepted'",
+            terminal.id,
+            [w.record.terminal_serial for w in works],
+            [int(w.reason) for w in works],
+        )
+        await conn.execute(
+            "INSERT INTO card.terminal_suspense (terminal_id, terminal_serial, reason, detail) "
+            "SELECT $1, serial, reason, detail FROM unnest($2::bigint[], $3::smallint[], $4::text[]) "
+            "AS v(serial, reason, detail) ON CONFLICT DO NOTHING",
+            terminal.id,
+            [w.record.terminal_serial for w in works],
+            [int(w.reason) for w in works],
+            [w.detail or w.reason.name for w in works],
+        )
+
+    @staticmethod
+    def _gaps(accepted: list[Work], previous: dict[bytes, tuple[int, int]], last_serial: int) -> None:
+        expected_serial = last_serial + 1
+        for w in sorted(accepted, key=lambda x: x.record.terminal_serial):
+            if last_serial and w.record.terminal_serial > expected_serial:
+                w.flags.append(
+                    (Flag.SERIAL_GAP, f"serials {expected_serial}..{w.record.terminal_serial - 1} missing")
+                )
+            expected_serial = max(expected_serial, w.record.terminal_serial + 1)
+        state = dict(previous)
+        for w in sorted(accepted, key=lambda x: (x.record.app_serial, x.counter)):
+            r = w.record
+            if r.kind == RecordKind.QR:
+                continue
+            prior = state.get(r.app_serial)
+            if prior is not None:
+                counter, balance_after = prior
+                if w.counter > counter + 1:
+                    w.flags.append(
+                        (Flag.COUNTER_GAP, f"card counters {counter + 1}..{w.counter - 1} missing")
+                    )
+                elif (
+                    w.counter == counter + 1
+                    and r.balance_before is not None
+                    and r.balance_before != balance_after
+                ):
+                    w.flags.append(
+                        (
+                            Flag.BALANCE_CHAIN,
+                            f"balance before {r.balance_before}, previous after {balance_after}",
+                        )
+                    )
+            state[r.app_serial] = (w.counter, (r.balance_before or 0) - r.amount)
