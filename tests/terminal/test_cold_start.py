@@ -23,6 +23,7 @@ from card.terminal.spec import ResultCode, TerminalKind
 from mock_terminals.bus import BusReader, Kiosk, SoftwarePsam
 from mock_terminals.card import open_personalisation
 from mock_terminals.link import TerminalLink
+from tests.terminal.conftest import Rig
 
 READERS = 6
 KIOSKS = 4
@@ -76,3 +77,15 @@ async def test_more_terminals_than_connections_on_a_cold_key_store(
     assert all(r.counts == {"accepted": 3, "duplicate": 0, "rejected": 0} for r in readers)
     assert [a.result for a in answers] == [ResultCode.OK] * KIOSKS
     assert [c.balance for c in cards[READERS:]] == [10_500] * KIOSKS
+
+
+async def test_two_fleets_at_once_get_distinct_cards(rig: Rig) -> None:
+    """Fleet card numbers follow the count of cards: two fleets issued together must not collide
+    (two `citizen-terminals load` runs started at once once failed with a duplicate card key)."""
+    first, second = await asyncio.gather(rig.cards(30, balance=100), rig.cards(30, balance=100))
+    numbers = {c.card_number for c in first} | {c.card_number for c in second}
+    assert len(numbers) == 60
+    total = await rig.host.pool.fetchval(
+        "SELECT count(*) FROM card.cards WHERE card_number = ANY($1::text[])", sorted(numbers)
+    )
+    assert total == 60
