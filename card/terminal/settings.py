@@ -17,11 +17,6 @@ class TerminalSettings(msgspec.Struct, frozen=True, kw_only=True):
     frame_timeout: float = 10.0
     max_frame_size: int = 65535
     max_batch_records: int = 500
-    # Batch uploads a gateway process works on at once; the others wait their turn. Offline uploads
-    # tolerate waiting, online messages (a kiosk's load, a balance inquiry) do not: without this
-    # bound every reader's batch is on the event loop and in the pool at once, and a load's three
-    # round trips each queue behind all of them (seconds, against DB31/T 239's 1 s for a top-up).
-    batch_concurrency: int = 4
     max_connections: int = 5000
     # Records dated more than this ahead of the host clock go to suspense; so do sign-ons outside it.
     clock_drift_seconds: int = 600
@@ -40,8 +35,6 @@ class TerminalSettings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("terminal processes must be 0..64")
         if not 1 <= self.max_batch_records <= 500:
             raise ValueError("terminal max_batch_records must be 1..500")
-        if not 1 <= self.batch_concurrency <= 256:
-            raise ValueError("terminal batch_concurrency must be 1..256")
         if not 64 <= self.max_frame_size <= 65535:
             raise ValueError("terminal max_frame_size must be 64..65535")
         for name in ("idle_timeout", "frame_timeout", "clock_drift_seconds", "session_ttl_seconds"):

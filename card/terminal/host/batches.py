@@ -9,7 +9,6 @@ differences to the follow-ups. The answer is built only after the commit.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from typing import TYPE_CHECKING, Final
 
@@ -73,9 +72,6 @@ class BatchProcessor:
         self.host = host
         self._verifier: tuple[object, OfflineVerifier] | None = None
         self.writer = BatchWriter(host)
-        # At most ``batch_concurrency`` uploads in work per process (see TerminalSettings): online
-        # messages never wait for this, so a load is answered between two batches, not after all.
-        self._admission = asyncio.Semaphore(host.settings.batch_concurrency)
 
     async def handle(
         self, terminal: TerminalRecord, body: Message, signed: bytes = b""
@@ -83,8 +79,7 @@ class BatchProcessor:
         """``signed``: the message as received (header and body), so each record is stored as sent."""
         if not isinstance(body, BatchUpload):
             return None
-        async with self._admission:
-            return await self.upload(terminal, body, _raw_items(signed, len(body.records)))
+        return await self.upload(terminal, body, _raw_items(signed, len(body.records)))
 
     async def _qr_verifier(self) -> OfflineVerifier:
         params = await self.host.platform_parameters()
