@@ -203,21 +203,32 @@ wrk.headers["Authorization"] = {json.dumps(auth)}
 
 
 def queue_script(items: list[str], body_format: str, auth: str, *, refill: bool) -> str:
-    """Each request takes the next item; with ``refill`` the answer's refresh_token goes back."""
+    """Each request takes the next item; with ``refill`` the answer's refresh_token goes back.
+
+    A head and a tail index, not ``table.remove(queue, 1)``, which shifted the whole table (20,000
+    codes) on every request in wrk's one thread, on the cores the servers use."""
     lua_items = ",".join(json.dumps(i) for i in items)
     on_response = (
         """
 response = function(status, headers, body)
   local t = string.match(body, '"refresh_token":"([^"]+)"')
-  if t then table.insert(queue, t) end
+  if t then
+    tail = tail + 1
+    queue[tail] = t
+  end
 end"""
         if refill
         else ""
     )
     return f"""
 queue = {{{lua_items}}}
+head, tail = 1, #queue
 request = function()
-  local item = table.remove(queue, 1) or "exhausted"
+  local item = queue[head] or "exhausted"
+  if head <= tail then
+    queue[head] = nil
+    head = head + 1
+  end
   return wrk.format("POST", nil, {{["Content-Type"]="application/x-www-form-urlencoded",
     ["Authorization"]={json.dumps(auth)}}}, string.format({json.dumps(body_format)}, item))
 end
