@@ -51,9 +51,9 @@ MOBILE = "13800138000"
 SECRET = "bench-secret-" + "x" * 30
 VERIFIER = "v" * 43 + "bench-verifier"
 CHALLENGE = base64.urlsafe_b64encode(hashlib.sha256(VERIFIER.encode()).digest()).rstrip(b"=").decode()
-# Minted for the code exchange run (about 1,200/s from one worker, so ~17 s, well inside a code's
-# 60 s lifetime with the run after it): enough for 5,000/s over CODE_SECONDS, i.e. two workers.
-CODES = 20000
+# Minted for the code exchange run (about 1,300/s, so ~23 s, inside a code's 60 s lifetime with
+# the run after it): enough for 7,500/s over CODE_SECONDS (two workers did more than 5,000/s).
+CODES = 30000
 CODE_SECONDS = 4
 FLOWS = ("cc", "introspection", "refresh", "code", "full")
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
