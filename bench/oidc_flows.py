@@ -23,11 +23,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import collections
 import contextlib
 import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -160,22 +162,54 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
         return runner.run(coroutine)
 
 
-def run_wrk(url: str, script: str, *, seconds: float) -> dict[str, float]:
+def connection_split(url: str, pid: int) -> list[int]:
+    """The bench's open connections held by each uvicorn worker, most first ([] with one process).
+
+    uvicorn's workers accept from one shared socket, and whichever is awake takes a whole burst of
+    new connections: 32 keep-alive connections were seen split 24/8, 32/0 and 3/29 between two
+    workers, fixed for the whole run. A two-worker figure is only read as such beside its split."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if not children.exists() or shutil.which("ss") is None:
+        return []
+    workers = []
+    for child in children.read_text().split():
+        with contextlib.suppress(OSError):
+            if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes():
+                workers.append(int(child))
+    if len(workers) < 2:
+        return []
+    port = urlsplit(url).port
+    listing = subprocess.run(
+        ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    held = collections.Counter(int(p) for p in re.findall(r"pid=(\d+)", listing))
+    return sorted((held.get(w, 0) for w in workers), reverse=True)
+
+
+def run_wrk(url: str, script: str, *, seconds: float, pid: int | None = None) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
     duration = f"-d{max(1, round(seconds))}s"
-    output = subprocess.run(
-        [ensure_wrk(), "-t1", f"-c{CONNECTIONS}", duration, "--latency", "-s", handle.name, url],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    command = [ensure_wrk(), "-t1", f"-c{CONNECTIONS}", duration, "--latency", "-s", handle.name, url]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
+        split: list[int] = []
+        if pid is not None:
+            time.sleep(min(1.0, seconds / 2))
+            split = connection_split(url, pid)
+        output, _ = process.communicate()
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, command, output)
     Path(handle.name).unlink()
     total = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", output)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     requests = float(total.group(1)) if total else 0.0
     elapsed = float(total.group(2)) * _ELAPSED[total.group(3)] if total else float(seconds)
-    result = {"requests": requests, "seconds": round(elapsed, 2)}
+    result: dict[str, Any] = {"requests": requests, "seconds": round(elapsed, 2)}
+    if split:
+        result["connections_per_worker"] = split
     result["non_2xx"] = float(errors.group(1)) if errors else 0.0
     result["ok_rps"] = (requests - result["non_2xx"]) / max(elapsed, 1e-3)
     result["load_average"] = round(os.getloadavg()[0], 2)  # right after this run
@@ -346,10 +380,16 @@ async def tokens(target: Target, count: int) -> list[dict[str, Any]]:
         return [await exchange(client, target, c) for c in codes]
 
 
-async def full_flows(target: Target, seconds: float) -> tuple[float, float]:
-    """(flows per second, p99 ms) with 32 concurrent clients: authorize + exchange each."""
+async def full_flows(target: Target, seconds: float) -> tuple[float, float, list[int]]:
+    """(flows per second, p99 ms, connections per worker) with 32 concurrent clients:
+    authorize + exchange each."""
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
+    split: list[int] = []
+
+    async def sample() -> None:
+        await asyncio.sleep(seconds / 2)
+        split.extend(await asyncio.to_thread(connection_split, target.base, target.pid))
 
     async def worker() -> None:
         connection = RawHTTP(target.base)
@@ -364,10 +404,11 @@ async def full_flows(target: Target, seconds: float) -> tuple[float, float]:
             await connection.close()
 
     began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
+    await asyncio.gather(sample(), *(worker() for _ in range(CONNECTIONS)))
     elapsed = time.perf_counter() - began
     latencies.sort()
-    return len(latencies) / elapsed, latencies[int(len(latencies) * 0.99) - 1] if latencies else 0.0
+    p99 = latencies[int(len(latencies) * 0.99) - 1] if latencies else 0.0
+    return len(latencies) / elapsed, p99, split
 
 
 def measure(target: Target, flows: list[str], seconds: float) -> dict[str, dict[str, Any]]:
@@ -377,16 +418,18 @@ def measure(target: Target, flows: list[str], seconds: float) -> dict[str, dict[
     if "cc" in flows:
         cc = static_post("grant_type=client_credentials&scope=profile", target.auth)
         run_wrk(url, cc, seconds=min(2.0, seconds))  # warm-up
-        out["client_credentials_rps"] = run_wrk(url, cc, seconds=seconds)
+        out["client_credentials_rps"] = run_wrk(url, cc, seconds=seconds, pid=target.pid)
         out["worker_rss"] = {"ok_rps": worker_rss_mb(target.pid), "all_processes_mb": rss_mb(target.pid)}
     if "introspection" in flows:
         access = asyncio.run(tokens(target, 1))[0]["access_token"]
         script = static_post(f"token={access}", target.auth)
-        out["introspection_rps"] = run_wrk(target.base + target.introspect, script, seconds=seconds)
+        out["introspection_rps"] = run_wrk(
+            target.base + target.introspect, script, seconds=seconds, pid=target.pid
+        )
     if "refresh" in flows:
         families = [t["refresh_token"] for t in asyncio.run(tokens(target, CONNECTIONS * 2))]
         script = queue_script(families, "grant_type=refresh_token&refresh_token=%s", target.auth, refill=True)
-        out["refresh_rps"] = run_wrk(url, script, seconds=seconds)
+        out["refresh_rps"] = run_wrk(url, script, seconds=seconds, pid=target.pid)
     if "code" in flows:
         # Minted just before use: every code must still be inside its 60 s lifetime when wrk
         # reaches it. wrk always runs its full duration, so the run is kept short enough for the
@@ -396,14 +439,16 @@ def measure(target: Target, flows: list[str], seconds: float) -> dict[str, dict[
         minted_in = time.perf_counter() - minting
         body = f"grant_type=authorization_code&code=%s&redirect_uri={REDIRECT}&code_verifier={VERIFIER}"
         script = queue_script(codes, body, target.auth, refill=False)
-        result = run_wrk(url, script, seconds=CODE_SECONDS)
+        result = run_wrk(url, script, seconds=CODE_SECONDS, pid=target.pid)
         result["codes_available"] = len(codes)
         result["codes_minted_in_s"] = round(minted_in, 1)
         result["codes_ran_out"] = result["requests"] > len(codes)
         out["code_exchange_rps"] = result
     if "full" in flows:
-        rate, p99 = run_async(full_flows(target, seconds))
+        rate, p99, split = run_async(full_flows(target, seconds))
         out["full_code_flow_rps"] = {"ok_rps": rate, "p99_ms": p99}
+        if split:
+            out["full_code_flow_rps"]["connections_per_worker"] = split
     return out
 
 
