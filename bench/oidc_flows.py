@@ -23,18 +23,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import collections
 import contextlib
 import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import asyncpg
 import httpx
@@ -50,11 +53,14 @@ MOBILE = "13800138000"
 SECRET = "bench-secret-" + "x" * 30
 VERIFIER = "v" * 43 + "bench-verifier"
 CHALLENGE = base64.urlsafe_b64encode(hashlib.sha256(VERIFIER.encode()).digest()).rstrip(b"=").decode()
-CODES = 9000  # minted for the code exchange run: enough for 4,500/s over CODE_SECONDS
-CODE_SECONDS = 2
+# Minted for the code exchange run (about 1,300/s, so ~23 s, inside a code's 60 s lifetime with
+# the run after it): enough for 7,500/s over CODE_SECONDS (two workers did more than 5,000/s).
+CODES = 30000
+CODE_SECONDS = 4
 FLOWS = ("cc", "introspection", "refresh", "code", "full")
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 _ELAPSED = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -74,22 +80,136 @@ class Target:
         return "Basic " + base64.b64encode(f"bench:{SECRET}".encode()).decode()
 
 
-def run_wrk(url: str, script: str, *, seconds: float) -> dict[str, float]:
+class RawHTTP:
+    """One keep-alive HTTP/1.1 connection, written and parsed by hand.
+
+    The full flow and the code minting need a client that follows the answer of one request with
+    the next. httpx spent about 6 ms of CPU per flow in the bench's own process: a whole core at
+    170 flows/s on this 2-core machine, so the client was the limit (two workers measured the same
+    as one, p99 ~600 ms of queueing in the client). This one writes the request and reads the status
+    line, the headers and a Content-Length or chunked body, nothing more. Both providers are driven
+    by it alike."""
+
+    def __init__(self, base: str) -> None:
+        parts = urlsplit(base)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self._host_header = f"Host: {parts.netloc}\r\n".encode()
+        self._io: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def close(self) -> None:
+        if self._io is not None:
+            self._io[1].close()
+            self._io = None
+
+    async def request(
+        self, method: str, target: str, headers: dict[str, str], body: bytes = b""
+    ) -> tuple[int, dict[str, str], bytes]:
+        if self._io is None:
+            self._io = await asyncio.open_connection(self.host, self.port)
+        reader, writer = self._io
+        lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        length = f"Content-Length: {len(body)}\r\n" if body or method == "POST" else ""
+        writer.write(f"{method} {target} HTTP/1.1\r\n".encode() + self._host_header)
+        writer.write(f"{lines}{length}\r\n".encode() + body)
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        status = int(head[0].split(" ", 2)[1])
+        fields: dict[str, str] = {}
+        for line in head[1:]:
+            name, sep, value = line.partition(":")
+            if sep:
+                fields[name.strip().lower()] = value.strip()
+        if "content-length" in fields:
+            content = await reader.readexactly(int(fields["content-length"]))
+        elif fields.get("transfer-encoding", "").lower() == "chunked":
+            chunks = []
+            while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+                chunks.append(await reader.readexactly(size))
+                await reader.readexactly(2)
+            await reader.readuntil(b"\r\n")  # the end of the (empty) trailer
+            content = b"".join(chunks)
+        else:
+            content = b""
+        if fields.get("connection", "").lower() == "close":
+            await self.close()
+        return status, fields, content
+
+    async def authorize(self, target: Target) -> str:
+        """A fresh code from the authorization endpoint (prompt=none, the signed-in cookie)."""
+        query = urlencode(authorize_params("none"))
+        status, fields, _ = await self.request(
+            "GET", f"{target.authorize}?{query}", {"Cookie": target.cookie}
+        )
+        if status not in (302, 303):
+            raise RuntimeError(f"authorize answered {status}")
+        return parse_qs(urlsplit(fields["location"]).query)["code"][0]
+
+    async def exchange(self, target: Target, code: str) -> dict[str, Any]:
+        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT}
+        body = urlencode({**form, "code_verifier": VERIFIER}).encode()
+        headers = {"Authorization": target.auth, "Content-Type": "application/x-www-form-urlencoded"}
+        _, _, content = await self.request("POST", target.token, headers, body)
+        answer: dict[str, Any] = json.loads(content)
+        return answer
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run``, on uvloop when it is installed (the client's own CPU is part of the load)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coroutine)
+
+
+def connection_split(url: str, pid: int) -> list[int]:
+    """The bench's open connections held by each uvicorn worker, most first ([] with one process).
+
+    uvicorn's workers accept from one shared socket, and whichever is awake takes a whole burst of
+    new connections: 32 keep-alive connections were seen split 24/8, 32/0 and 3/29 between two
+    workers, fixed for the whole run. A two-worker figure is only read as such beside its split."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if not children.exists() or shutil.which("ss") is None:
+        return []
+    workers = []
+    for child in children.read_text().split():
+        with contextlib.suppress(OSError):
+            if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes():
+                workers.append(int(child))
+    if len(workers) < 2:
+        return []
+    port = urlsplit(url).port
+    listing = subprocess.run(
+        ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    held = collections.Counter(int(p) for p in re.findall(r"pid=(\d+)", listing))
+    return sorted((held.get(w, 0) for w in workers), reverse=True)
+
+
+def run_wrk(url: str, script: str, *, seconds: float, pid: int | None = None) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
     duration = f"-d{max(1, round(seconds))}s"
-    output = subprocess.run(
-        [ensure_wrk(), "-t1", f"-c{CONNECTIONS}", duration, "--latency", "-s", handle.name, url],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    command = [ensure_wrk(), "-t1", f"-c{CONNECTIONS}", duration, "--latency", "-s", handle.name, url]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
+        split: list[int] = []
+        if pid is not None:
+            time.sleep(min(1.0, seconds / 2))
+            split = connection_split(url, pid)
+        output, _ = process.communicate()
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, command, output)
     Path(handle.name).unlink()
     total = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", output)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     requests = float(total.group(1)) if total else 0.0
     elapsed = float(total.group(2)) * _ELAPSED[total.group(3)] if total else float(seconds)
-    result = {"requests": requests, "seconds": round(elapsed, 2)}
+    result: dict[str, Any] = {"requests": requests, "seconds": round(elapsed, 2)}
+    if split:
+        result["connections_per_worker"] = split
     result["non_2xx"] = float(errors.group(1)) if errors else 0.0
     result["ok_rps"] = (requests - result["non_2xx"]) / max(elapsed, 1e-3)
     result["load_average"] = round(os.getloadavg()[0], 2)  # right after this run
@@ -117,21 +237,32 @@ wrk.headers["Authorization"] = {json.dumps(auth)}
 
 
 def queue_script(items: list[str], body_format: str, auth: str, *, refill: bool) -> str:
-    """Each request takes the next item; with ``refill`` the answer's refresh_token goes back."""
+    """Each request takes the next item; with ``refill`` the answer's refresh_token goes back.
+
+    A head and a tail index, not ``table.remove(queue, 1)``, which shifted the whole table (20,000
+    codes) on every request in wrk's one thread, on the cores the servers use."""
     lua_items = ",".join(json.dumps(i) for i in items)
     on_response = (
         """
 response = function(status, headers, body)
   local t = string.match(body, '"refresh_token":"([^"]+)"')
-  if t then table.insert(queue, t) end
+  if t then
+    tail = tail + 1
+    queue[tail] = t
+  end
 end"""
         if refill
         else ""
     )
     return f"""
 queue = {{{lua_items}}}
+head, tail = 1, #queue
 request = function()
-  local item = table.remove(queue, 1) or "exhausted"
+  local item = queue[head] or "exhausted"
+  if head <= tail then
+    queue[head] = nil
+    head = head + 1
+  end
   return wrk.format("POST", nil, {{["Content-Type"]="application/x-www-form-urlencoded",
     ["Authorization"]={json.dumps(auth)}}}, string.format({json.dumps(body_format)}, item))
 end
@@ -211,21 +342,20 @@ def authorize_params(prompt: str | None = None) -> dict[str, str]:
     return params
 
 
-def _code_of(response: httpx.Response) -> str:
-    return parse_qs(urlsplit(response.headers["location"]).query)["code"][0]
-
-
 async def mint_codes(target: Target, count: int) -> list[str]:
+    """``count`` fresh codes, fetched over 32 connections."""
     codes: list[str] = []
-    async with httpx.AsyncClient(
-        base_url=target.base, headers={"Cookie": target.cookie}, timeout=30
-    ) as client:
 
-        async def one() -> None:
-            codes.append(_code_of(await client.get(target.authorize, params=authorize_params("none"))))
+    async def one_connection(share: int) -> None:
+        connection = RawHTTP(target.base)
+        try:
+            for _ in range(share):
+                codes.append(await connection.authorize(target))
+        finally:
+            await connection.close()
 
-        for start in range(0, count, 64):
-            await asyncio.gather(*(one() for _ in range(min(64, count - start))))
+    shares = [count // CONNECTIONS + (1 if i < count % CONNECTIONS else 0) for i in range(CONNECTIONS)]
+    await asyncio.gather(*(one_connection(n) for n in shares if n))
     return codes
 
 
@@ -250,29 +380,35 @@ async def tokens(target: Target, count: int) -> list[dict[str, Any]]:
         return [await exchange(client, target, c) for c in codes]
 
 
-async def full_flows(target: Target, seconds: float) -> tuple[float, float]:
-    """(flows per second, p99 ms) with 32 concurrent asyncio clients: authorize + exchange each."""
+async def full_flows(target: Target, seconds: float) -> tuple[float, float, list[int]]:
+    """(flows per second, p99 ms, connections per worker) with 32 concurrent clients:
+    authorize + exchange each."""
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
-    async with httpx.AsyncClient(
-        base_url=target.base,
-        headers={"Cookie": target.cookie},
-        timeout=30,
-        limits=httpx.Limits(max_connections=64),
-    ) as client:
+    split: list[int] = []
 
-        async def worker() -> None:
+    async def sample() -> None:
+        await asyncio.sleep(seconds / 2)
+        split.extend(await asyncio.to_thread(connection_split, target.base, target.pid))
+
+    async def worker() -> None:
+        connection = RawHTTP(target.base)
+        try:
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
-                response = await client.get(target.authorize, params=authorize_params("none"))
-                assert "access_token" in await exchange(client, target, _code_of(response))
+                code = await connection.authorize(target)
+                if "access_token" not in await connection.exchange(target, code):
+                    raise RuntimeError("the code exchange failed")
                 latencies.append((time.perf_counter() - started) * 1000)
+        finally:
+            await connection.close()
 
-        began = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
-        elapsed = time.perf_counter() - began
+    began = time.perf_counter()
+    await asyncio.gather(sample(), *(worker() for _ in range(CONNECTIONS)))
+    elapsed = time.perf_counter() - began
     latencies.sort()
-    return len(latencies) / elapsed, latencies[int(len(latencies) * 0.99) - 1] if latencies else 0.0
+    p99 = latencies[int(len(latencies) * 0.99) - 1] if latencies else 0.0
+    return len(latencies) / elapsed, p99, split
 
 
 def measure(target: Target, flows: list[str], seconds: float) -> dict[str, dict[str, Any]]:
@@ -282,30 +418,37 @@ def measure(target: Target, flows: list[str], seconds: float) -> dict[str, dict[
     if "cc" in flows:
         cc = static_post("grant_type=client_credentials&scope=profile", target.auth)
         run_wrk(url, cc, seconds=min(2.0, seconds))  # warm-up
-        out["client_credentials_rps"] = run_wrk(url, cc, seconds=seconds)
+        out["client_credentials_rps"] = run_wrk(url, cc, seconds=seconds, pid=target.pid)
         out["worker_rss"] = {"ok_rps": worker_rss_mb(target.pid), "all_processes_mb": rss_mb(target.pid)}
     if "introspection" in flows:
         access = asyncio.run(tokens(target, 1))[0]["access_token"]
         script = static_post(f"token={access}", target.auth)
-        out["introspection_rps"] = run_wrk(target.base + target.introspect, script, seconds=seconds)
+        out["introspection_rps"] = run_wrk(
+            target.base + target.introspect, script, seconds=seconds, pid=target.pid
+        )
     if "refresh" in flows:
         families = [t["refresh_token"] for t in asyncio.run(tokens(target, CONNECTIONS * 2))]
         script = queue_script(families, "grant_type=refresh_token&refresh_token=%s", target.auth, refill=True)
-        out["refresh_rps"] = run_wrk(url, script, seconds=seconds)
+        out["refresh_rps"] = run_wrk(url, script, seconds=seconds, pid=target.pid)
     if "code" in flows:
         # Minted just before use: every code must still be inside its 60 s lifetime when wrk
         # reaches it. wrk always runs its full duration, so the run is kept short enough for the
         # codes to last; if they ran out, the rate is a lower bound and the line says so.
-        codes = asyncio.run(mint_codes(target, CODES))
+        minting = time.perf_counter()
+        codes = run_async(mint_codes(target, CODES))
+        minted_in = time.perf_counter() - minting
         body = f"grant_type=authorization_code&code=%s&redirect_uri={REDIRECT}&code_verifier={VERIFIER}"
         script = queue_script(codes, body, target.auth, refill=False)
-        result = run_wrk(url, script, seconds=CODE_SECONDS)
+        result = run_wrk(url, script, seconds=CODE_SECONDS, pid=target.pid)
         result["codes_available"] = len(codes)
+        result["codes_minted_in_s"] = round(minted_in, 1)
         result["codes_ran_out"] = result["requests"] > len(codes)
         out["code_exchange_rps"] = result
     if "full" in flows:
-        rate, p99 = asyncio.run(full_flows(target, seconds))
+        rate, p99, split = run_async(full_flows(target, seconds))
         out["full_code_flow_rps"] = {"ok_rps": rate, "p99_ms": p99}
+        if split:
+            out["full_code_flow_rps"]["connections_per_worker"] = split
     return out
 
 

@@ -20,7 +20,7 @@ from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 
 from identity.oidc.errors import ErrorPage, OAuthError
-from identity.oidc.grants import AuthContext, CodeRecord
+from identity.oidc.grants import AuthContext
 from identity.oidc.jose import TokenInvalid, verify_own
 from identity.oidc.pages import page, render, text
 from identity.oidc.provider import BROWSER_COOKIE, Provider
@@ -168,18 +168,13 @@ async def issue_code(provider: Provider, request: AuthRequest, session: SsoSessi
         claims=request.userinfo_claims,
         jkt=request.dpop_jkt,
     )
-    gid = await provider.grants.create(ctx)
-    code = await provider.grants.issue_code(
-        CodeRecord(
-            gid=gid,
-            client_id=request.client_id,
-            redirect_uri=request.redirect_uri,
-            code_challenge=request.code_challenge,
-            nonce=request.nonce,
-            ctx=ctx,
-        )
+    _, code = await provider.grants.start(
+        ctx,
+        redirect_uri=request.redirect_uri,
+        code_challenge=request.code_challenge,
+        nonce=request.nonce,
+        sso_clients=(provider.sso.clients_key(session.sid), provider.sso.ttl),
     )
-    await provider.sso.add_client(session.sid, request.client_id)
     return redirect(
         _to_client(request.redirect_uri, {"code": code, "state": request.state, "iss": provider.issuer})
     )

@@ -26,6 +26,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from identity._db import Connection, Pool
+from identity.oidc.redis_channel import ScriptChannel
 from identity.oidc.revocation import RevocationCache
 
 __all__ = ["AuthContext", "CodeRecord", "Exchanged", "GrantStore", "RefreshOutcome"]
@@ -75,6 +76,19 @@ redis.call('HSET', gk, 'rt', ARGV[2])
 return {1, gid, cur[3], redis.call('PTTL', gk)}
 """
 
+
+# A new grant and its code in one round trip (the authorization endpoint), and the client added
+# to the SSO session's set (KEYS[3], when given) for back-channel logout.
+_START = """
+redis.call('HSET', KEYS[1], 'c', ARGV[1], 'd', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[5])
+if KEYS[3] then
+  redis.call('SADD', KEYS[3], ARGV[1])
+  redis.call('EXPIRE', KEYS[3], ARGV[6])
+end
+return 1
+"""
 
 _BIND = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -152,9 +166,44 @@ class GrantStore:
         self._exchange = redis.register_script(_EXCHANGE)
         self._refresh = redis.register_script(_REFRESH)
         self._bind = redis.register_script(_BIND)
+        self._start = redis.register_script(_START)
+        self._channel = ScriptChannel(redis)  # the two per-request scripts (exchange, refresh)
 
-    async def create(self, ctx: AuthContext) -> uuid.UUID:
+    def close(self) -> None:
+        self._channel.close()
+
+    async def start(
+        self,
+        ctx: AuthContext,
+        *,
+        redirect_uri: str,
+        code_challenge: str,
+        nonce: str | None,
+        sso_clients: tuple[str, int] | None = None,
+    ) -> tuple[uuid.UUID, str]:
+        """A new grant (recorded in PostgreSQL, live in Redis) and its authorization code, in one
+        Redis round trip: (grant id, code). ``sso_clients``: (key, TTL) of the SSO session's set
+        of clients, which gains this one."""
         gid = uuid.uuid4()
+        await self._record(gid, ctx)
+        record = CodeRecord(
+            gid=gid,
+            client_id=ctx.client_id,
+            redirect_uri=redirect_uri,
+            code_challenge=code_challenge,
+            nonce=nonce,
+            ctx=ctx,
+        )
+        code = secrets.token_urlsafe(32)
+        keys = [f"oidc:grant:{gid}", f"oidc:code:{_digest(code)}"]
+        if sso_clients is not None:
+            keys.append(sso_clients[0])
+        args: list[str | bytes | int] = [ctx.client_id, _enc.encode(ctx), self.grant_ttl]
+        args += [_enc.encode(record), self.code_ttl, sso_clients[1] if sso_clients else 0]
+        await self._channel.run(self._start, keys, args)
+        return gid, code
+
+    async def _record(self, gid: uuid.UUID, ctx: AuthContext) -> None:
         await self.pool.execute(
             """
             INSERT INTO identity.oidc_grants (id, client_id, account_id, sso_session_id, scopes, expires_at)
@@ -167,20 +216,10 @@ class GrantStore:
             list(ctx.scope),
             float(self.grant_ttl),
         )
-        async with self.redis.pipeline(transaction=True) as pipe:
-            _ = pipe.hset(f"oidc:grant:{gid}", mapping={"c": ctx.client_id, "d": _enc.encode(ctx)})
-            _ = pipe.expire(f"oidc:grant:{gid}", self.grant_ttl)
-            await pipe.execute()
-        return gid
 
     async def bind_key(self, gid: uuid.UUID, ctx: AuthContext) -> bool:
         """Store ``ctx`` (now carrying its DPoP key) as the live grant's context; False if it ended."""
         return bool(await self._bind(keys=[f"oidc:grant:{gid}"], args=[_enc.encode(ctx)]))
-
-    async def issue_code(self, record: CodeRecord) -> str:
-        code = secrets.token_urlsafe(32)
-        await self.redis.set(f"oidc:code:{_digest(code)}", _enc.encode(record), ex=self.code_ttl)
-        return code
 
     async def exchange_code(
         self,
@@ -195,9 +234,10 @@ class GrantStore:
         """Consume the code and, if it is bound to these values, start the grant's refresh family."""
         h = _digest(code[:512])
         family, secret = (secrets.token_urlsafe(16), secrets.token_urlsafe(32)) if with_refresh else ("", "")
-        status, raw = await self._exchange(
-            keys=[f"oidc:code:{h}", f"oidc:code-used:{h}"],
-            args=[
+        status, raw = await self._channel.run(
+            self._exchange,
+            [f"oidc:code:{h}", f"oidc:code-used:{h}"],
+            [
                 _USED_TTL,
                 client_id,
                 redirect_uri,
@@ -224,8 +264,8 @@ class GrantStore:
         if not family or not secret:
             return RefreshOutcome.INVALID, None, None, None, 0
         new_secret = secrets.token_urlsafe(32)
-        result = await self._refresh(
-            keys=[f"oidc:rf:{family}"], args=[_digest(secret), _digest(new_secret), client_id]
+        result = await self._channel.run(
+            self._refresh, [f"oidc:rf:{family}"], [_digest(secret), _digest(new_secret), client_id]
         )
         outcome = RefreshOutcome(int(result[0]))
         gid = uuid.UUID(result[1].decode()) if result[1] else None

@@ -15,7 +15,7 @@ import binascii
 import hashlib
 import re
 import time
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from cryptography.exceptions import InvalidSignature
@@ -70,16 +70,18 @@ def _header(key: SigningKey, typ: str) -> bytes:
     return found
 
 
+_ES256 = ec.ECDSA(hashes.SHA256())  # immutable; made once instead of per signature
+
+
 def _raw_signature(alg: str, private: PrivateKey, data: bytes) -> bytes:
+    # ``KeyStore`` makes each key for its algorithm; the casts skip an ABC isinstance per token
+    # (a wrong pairing would still fail inside cryptography, as an AttributeError or TypeError).
     if alg == "ES256":
-        assert isinstance(private, ec.EllipticCurvePrivateKey)
-        r, s = decode_dss_signature(private.sign(data, ec.ECDSA(hashes.SHA256())))
+        r, s = decode_dss_signature(cast(ec.EllipticCurvePrivateKey, private).sign(data, _ES256))
         return r.to_bytes(32, "big") + s.to_bytes(32, "big")  # RFC 7518 §3.4: R || S, not DER
     if alg == "RS256":
-        assert isinstance(private, rsa.RSAPrivateKey)
-        return private.sign(data, padding.PKCS1v15(), hashes.SHA256())
-    assert isinstance(private, ed25519.Ed25519PrivateKey)
-    return private.sign(data)
+        return cast(rsa.RSAPrivateKey, private).sign(data, padding.PKCS1v15(), hashes.SHA256())
+    return cast(ed25519.Ed25519PrivateKey, private).sign(data)
 
 
 def verify_signature(alg: str, public: PublicKey, data: bytes, signature: bytes) -> bool:

@@ -167,11 +167,10 @@ class SsoStore:
         await self.redis.set(f"oidc:sso:{session.sid}", _enc.encode(updated), xx=True, keepttl=True)
         return updated
 
-    async def add_client(self, sid: uuid.UUID, client_id: str) -> None:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            _ = pipe.sadd(f"oidc:sso-clients:{sid}", client_id)
-            _ = pipe.expire(f"oidc:sso-clients:{sid}", self.ttl)
-            await pipe.execute()
+    @staticmethod
+    def clients_key(sid: uuid.UUID) -> str:
+        """The set of clients that got a code in this session (``GrantStore.start`` adds to it)."""
+        return f"oidc:sso-clients:{sid}"
 
     async def end(
         self, sid: uuid.UUID, account_id: uuid.UUID | None = None

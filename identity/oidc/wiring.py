@@ -120,6 +120,7 @@ class OidcRuntime:
                 yield
             finally:
                 sessions.revoke_all_hooks.remove(self._provider.grants.revoke_account)
+                self._provider.grants.close()
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await listener
