@@ -36,6 +36,7 @@ import msgspec
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from backend.redis_reads import reads_of
 from identity.auth import Principal
 from identity.errors import Forbidden
 from integrations.catalogue.store import Audience, Catalogue, Service
@@ -232,14 +233,13 @@ class Entrance:
         """Every key in one ``MGET`` (with the suspects' breakers: one pipeline, one round trip);
         Redis failing is a miss of everything (the long way)."""
         breakers = list({c.breaker.key: None for p in suspects for c, _ in p.reads})
+        reads = reads_of(self._redis)  # the lean connection when the app has one
         try:
             if not breakers:
-                return dict(zip(keys, await self._redis.mget(wire), strict=True)), {}
-            async with self._redis.pipeline(transaction=False) as pipe:
-                _ = pipe.mget(wire)  # queued, not awaited
-                for key in breakers:
-                    _ = pipe.hmget(key, ["state", "open_until"])
-                found, *states = await pipe.execute()
+                return dict(zip(keys, await reads.call("MGET", *wire), strict=True)), {}
+            found, *states = await reads.pipeline(
+                [("MGET", *wire), *(("HMGET", key, "state", "open_until") for key in breakers)]
+            )
         except (redis.exceptions.RedisError, OSError) as exc:
             log.warning("home cache read failed", extra={"error": exc.__class__.__name__})
             return {}, {}
