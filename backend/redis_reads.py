@@ -10,8 +10,9 @@ through :func:`reads_of`; everything else keeps using redis-py.
 own client, opened and closed with it), or else a :class:`ClientReads` that runs the same
 commands through the client itself, exactly as before (tests' own clients, TLS URLs).
 
-The lean connection sends every command as soon as it is asked (several requests' commands share
-the one socket; Redis answers in order) and matches replies to callers first in, first out. Its
+The lean connection sends the commands asked for in one turn of the event loop together, in one
+write at the end of the turn (several requests' commands share the one socket; Redis answers in
+order), and matches replies to callers first in, first out. Its
 errors are redis-py's: ``ResponseError`` for an error reply, ``ConnectionError`` when the
 connection is lost (a lost connection is made again on the next command, which is tried once
 more), ``TimeoutError`` when no answer comes within the client's socket timeout (the connection
@@ -73,6 +74,9 @@ class _Link(asyncio.Protocol):
         self.waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
         self.transport: asyncio.Transport | None = None
         self.lost = False
+        # Commands asked for in one turn of the event loop leave in one write (one system call,
+        # one wake-up of Redis) at the end of that turn, not one each.
+        self.outgoing: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast("asyncio.Transport", transport)  # uvloop's are not subclasses
@@ -105,8 +109,16 @@ class _Link(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in range(count)]
         self.waiting.extend(futures)
-        self.transport.write(payload)
+        if not self.outgoing:
+            loop.call_soon(self.flush)
+        self.outgoing.append(payload)
         return futures
+
+    def flush(self) -> None:
+        outgoing, self.outgoing = self.outgoing, []
+        if not self.lost and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(outgoing[0] if len(outgoing) == 1 else b"".join(outgoing))
+        # else: connection_lost or abort has failed (or will fail) their futures already
 
     def abort(self, error: Exception) -> None:
         self.lost = True
