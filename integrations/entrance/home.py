@@ -44,7 +44,7 @@ from integrations.connectors import metrics
 from integrations.connectors.base import call_budget
 from integrations.connectors.city import Application
 from integrations.entrance.glance import CardTile, Glances
-from integrations.entrance.layout import Layout, Plan, Tile, from_cache, plan_tile, shown, tile_of
+from integrations.entrance.layout import Layout, Plan, Tile, cached_tile, plan_tile, shown, tile_of
 from integrations.entrance.subjects import OrganisationRef, Subjects
 from integrations.entrance.tiles import (
     MissingSubject,
@@ -135,10 +135,10 @@ class Entrance:
         for index, plan in enumerate(layout.plans):
             if plan is None:
                 continue
-            fetched = from_cache(plan, layout, values, now)
-            if fetched is not None:
+            tile = cached_tile(plan, layout, values, now)
+            if tile is not None:
                 plan.suspect = False
-                tiles[index] = shown(plan.service, fetched)
+                tiles[index] = tile
             elif (refused := _refused(plan, values, breakers, now)) is not None:
                 tiles[index] = refused
             else:
