@@ -69,8 +69,13 @@ class ClientReads:
 class _Link(asyncio.Protocol):
     """One connection: replies handed to the waiting futures in order."""
 
-    def __init__(self) -> None:
-        self.reader = hiredis.Reader(replyError=ResponseError)
+    def __init__(self, encoding: str | None = None, errors: str = "strict") -> None:
+        # Bytes, or str when the client decodes its replies (decode_responses), as it would.
+        self.reader = (
+            hiredis.Reader(replyError=ResponseError)
+            if encoding is None
+            else hiredis.Reader(replyError=ResponseError, encoding=encoding, errors=errors)
+        )
         self.waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
         self.transport: asyncio.Transport | None = None
         self.lost = False
@@ -146,8 +151,12 @@ class LeanReads:
         self._password: str | None = kwargs.get("password")
         self._timeout: float | None = kwargs.get("socket_timeout")
         self._connect_timeout: float | None = kwargs.get("socket_connect_timeout") or self._timeout
+        decode = bool(kwargs.get("decode_responses"))
+        self._encoding: str | None = kwargs.get("encoding", "utf-8") if decode else None
+        self._errors: str = kwargs.get("encoding_errors", "strict")
         self._link: _Link | None = None
-        self._connecting: asyncio.Lock | None = None
+        self._attempt: asyncio.Future[_Link] | None = None
+        self.closed = False
 
     @staticmethod
     def supports(client: aioredis.Redis) -> bool:
@@ -169,6 +178,10 @@ class LeanReads:
         return replies
 
     async def aclose(self) -> None:
+        """Closed for good: ``reads_of`` gives the client's own commands from now on."""
+        self.closed = True
+        if self._attempt is not None:
+            self._attempt.cancel()
         link, self._link = self._link, None
         if link is not None and link.transport is not None:
             link.transport.close()
@@ -182,6 +195,8 @@ class LeanReads:
     async def _once(self, payload: bytes, count: int) -> list[Any]:
         link = self._link
         if link is None or link.lost:
+            if self.closed:
+                raise RedisConnectionError("the lean Redis connection is closed")
             link = await self._connect()
         futures = link.send(payload, count)
         # A timer rather than asyncio.timeout (a third of the cost of a command here): at the
@@ -201,30 +216,45 @@ class LeanReads:
                 timer.cancel()
 
     async def _connect(self) -> _Link:
-        if self._connecting is None:
-            self._connecting = asyncio.Lock()
-        async with self._connecting:
-            link = self._link
-            if link is not None and not link.lost:
-                return link  # made by another caller meanwhile
-            loop = asyncio.get_running_loop()
-            try:
-                async with asyncio.timeout(self._connect_timeout):
-                    if self._path is not None:
-                        _, link = await loop.create_unix_connection(_Link, self._path)
-                    else:
-                        _, link = await loop.create_connection(_Link, self._host, self._port)
-                    try:
-                        await _setup(link, self._username, self._password, self._db)
-                    except BaseException:
-                        link.abort(RedisConnectionError("Redis connection setup failed"))
-                        raise
-            except TimeoutError:
-                raise RedisTimeoutError("Timeout connecting to server") from None
-            except OSError as exc:
-                raise RedisConnectionError(f"Error connecting to Redis: {exc}") from exc
-            self._link = link
-            return link
+        """One attempt at a time, shared by every caller that finds no connection (so callers
+        never queue up one connection timeout each behind an unreachable server)."""
+        attempt = self._attempt
+        if attempt is None:
+            attempt = self._attempt = asyncio.ensure_future(self._open())
+            attempt.add_done_callback(self._attempted)
+        return await asyncio.shield(attempt)  # a caller cancelled leaves the attempt to the rest
+
+    def _attempted(self, attempt: asyncio.Future[_Link]) -> None:
+        self._attempt = None
+        if not attempt.cancelled():
+            _ = attempt.exception()  # seen here, whether or not a caller still awaits it
+
+    async def _open(self) -> _Link:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+
+                def made() -> _Link:
+                    return _Link(self._encoding, self._errors)
+
+                if self._path is not None:
+                    _, link = await loop.create_unix_connection(made, self._path)
+                else:
+                    _, link = await loop.create_connection(made, self._host, self._port)
+                try:
+                    await _setup(link, self._username, self._password, self._db)
+                except BaseException:
+                    link.abort(RedisConnectionError("Redis connection setup failed"))
+                    raise
+        except TimeoutError:
+            raise RedisTimeoutError("Timeout connecting to server") from None
+        except OSError as exc:
+            raise RedisConnectionError(f"Error connecting to Redis: {exc}") from exc
+        if self.closed:  # closed while connecting
+            link.abort(RedisConnectionError("the lean Redis connection is closed"))
+            raise RedisConnectionError("the lean Redis connection is closed")
+        self._link = link
+        return link
 
 
 async def _setup(link: _Link, username: str | None, password: str | None, db: int) -> None:
@@ -277,4 +307,5 @@ def attach(client: aioredis.Redis) -> LeanReads | None:
 
 def reads_of(client: aioredis.Redis) -> Reads:
     """The lean reads attached to ``client``, else the client's own commands."""
-    return _attached.get(client) or ClientReads(client)
+    reads = _attached.get(client)
+    return reads if reads is not None and not reads.closed else ClientReads(client)
