@@ -23,6 +23,7 @@ from backend.db import Pool, create_pool, is_database_unavailable
 from backend.errors import exception_handlers, problem_response
 from backend.keyring import Keyring
 from backend.observability import Metrics, ObservabilityMiddleware
+from backend.redis_reads import attach
 from backend.settings import Settings
 from backend.wiring import domain_parts
 
@@ -64,6 +65,8 @@ class Resources:
             socket_connect_timeout=rd.socket_timeout,
             health_check_interval=30,
         )
+        # The hot reads (token check, the home's MGET) on a lean connection of their own.
+        reads = attach(self._redis)
         try:
             self._pool = await create_pool(db, db.url.reveal())
             # Objects made at start-up live as long as the process: keep them out of every
@@ -80,6 +83,8 @@ class Resources:
                     log.exception("database pool did not close within %s s; terminated", _SHUTDOWN_BUDGET)
                     self._pool.terminate()
         finally:
+            if reads is not None:
+                await reads.aclose()
             await self._redis.aclose()
 
 

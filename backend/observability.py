@@ -12,6 +12,7 @@ import contextvars
 import datetime as dt
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -20,6 +21,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -41,12 +43,26 @@ def current_request_id() -> str | None:
     return _request_id.get()
 
 
+_PLAIN = frozenset({str, int, bool, type(None)})  # as msgspec and json.dumps both write them
+_line = msgspec.json.Encoder()
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, request_id, extras, exception."""
+    """One JSON object per line: time, level, logger, message, request_id, extras, exception.
+
+    Written by msgspec (compact); an extra value JSON has no plain form for is written as its
+    ``str()`` (as ``json.dumps(default=str)`` would), and a line with a container or a
+    non-finite number among its extras goes through ``json.dumps`` as before, so every value
+    reads back the same."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1
+        self._stamp = ""  # the current second, formatted once
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
+            "time": self._time(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -54,12 +70,36 @@ class JsonFormatter(logging.Formatter):
         request_id = _request_id.get()
         if request_id:
             entry["request_id"] = request_id
+        slow = False
         for key, value in record.__dict__.items():
             if key not in _RECORD_KEYS and not key.startswith("_"):
-                entry[key] = value
+                if type(value) in _PLAIN or (isinstance(value, float) and math.isfinite(value)):
+                    entry[key] = value
+                elif isinstance(value, (list, tuple, dict, float)):
+                    entry[key] = value
+                    slow = True
+                elif isinstance(value, str):  # a str subclass (an enum): its text, as json.dumps
+                    entry[key] = str.__str__(value)
+                elif isinstance(value, int):
+                    entry[key] = int(value)
+                else:
+                    entry[key] = str(value)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        if slow:
+            return json.dumps(entry, default=str, ensure_ascii=False)
+        return _line.encode(entry).decode()
+
+    def _time(self, created: float) -> str:
+        """``datetime.isoformat(timespec="milliseconds")`` in UTC, the seconds made once."""
+        fraction, whole = math.modf(created)
+        second, micros = int(whole), round(fraction * 1e6)  # as fromtimestamp rounds
+        if micros >= 1_000_000:
+            second, micros = second + 1, micros - 1_000_000
+        if second != self._second:
+            self._stamp = dt.datetime.fromtimestamp(second, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = second
+        return f"{self._stamp}.{micros // 1000:03d}+00:00"
 
 
 class TextFormatter(logging.Formatter):
@@ -114,12 +154,27 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
             registry=register_into,
         )
+        # Each label set's child, looked up once (``labels()`` costs more than the ``inc``); as
+        # many as the metrics themselves hold, so this adds no series and no growth of its own.
+        self._counted: dict[tuple[str, str, int], Any] = {}
+        self._timed: dict[tuple[str, str], Any] = {}
         self.in_flight = Gauge(
             "citizen_http_requests_in_flight",
             "Requests being served",
             registry=register_into,
             multiprocess_mode="livesum",
         )
+
+    def observe(self, method: str, route: str, status: int, elapsed: float) -> None:
+        """One request served: counted by status, timed by route."""
+        counter = self._counted.get((method, route, status))
+        if counter is None:
+            counter = self._counted[method, route, status] = self.requests.labels(method, route, str(status))
+        timer = self._timed.get((method, route))
+        if timer is None:
+            timer = self._timed[method, route] = self.latency.labels(method, route)
+        counter.inc()
+        timer.observe(elapsed)
 
     def render(self) -> bytes:
         if self.multiprocess:
@@ -171,8 +226,7 @@ class ObservabilityMiddleware:
             self.metrics.in_flight.dec()
             route = scope.get("path_template") or ("unmatched" if status == 404 else "other")
             method = scope["method"]
-            self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.latency.labels(method, route).observe(elapsed)
+            self.metrics.observe(method, route, status, elapsed)
             if self.log.isEnabledFor(logging.INFO):
                 self.log.info(
                     "%s %s %s",

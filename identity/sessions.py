@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 
+from backend.redis_reads import reads_of
 from identity._db import Connection
 from identity.auth import Kind, Principal
 from identity.context import ClientInfo
@@ -94,7 +95,8 @@ class SessionStore:
         self._clear_org = redis.register_script(_CLEAR_ORG)
 
     async def resolve(self, token: str) -> Principal | None:
-        raw, ctx_raw = await self._redis.hmget(_key(token_hash(token)), ["p", "ctx"])
+        # The lean connection when the app has one (backend.redis_reads): every request does this.
+        raw, ctx_raw = await reads_of(self._redis).call("HMGET", _key(token_hash(token)), "p", "ctx")
         if raw is None:
             return None
         s = _session_dec.decode(raw)

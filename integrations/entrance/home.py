@@ -36,6 +36,7 @@ import msgspec
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from backend.redis_reads import reads_of
 from identity.auth import Principal
 from identity.errors import Forbidden
 from integrations.catalogue.store import Audience, Catalogue, Service
@@ -43,7 +44,7 @@ from integrations.connectors import metrics
 from integrations.connectors.base import call_budget
 from integrations.connectors.city import Application
 from integrations.entrance.glance import CardTile, Glances
-from integrations.entrance.layout import Layout, Plan, Tile, from_cache, plan_tile, shown, tile_of
+from integrations.entrance.layout import Layout, Plan, Tile, cached_tile, plan_tile, shown, tile_of
 from integrations.entrance.subjects import OrganisationRef, Subjects
 from integrations.entrance.tiles import (
     MissingSubject,
@@ -134,10 +135,10 @@ class Entrance:
         for index, plan in enumerate(layout.plans):
             if plan is None:
                 continue
-            fetched = from_cache(plan, layout, values, now)
-            if fetched is not None:
+            tile = cached_tile(plan, layout, values, now)
+            if tile is not None:
                 plan.suspect = False
-                tiles[index] = shown(plan.service, fetched)
+                tiles[index] = tile
             elif (refused := _refused(plan, values, breakers, now)) is not None:
                 tiles[index] = refused
             else:
@@ -232,14 +233,13 @@ class Entrance:
         """Every key in one ``MGET`` (with the suspects' breakers: one pipeline, one round trip);
         Redis failing is a miss of everything (the long way)."""
         breakers = list({c.breaker.key: None for p in suspects for c, _ in p.reads})
+        reads = reads_of(self._redis)  # the lean connection when the app has one
         try:
             if not breakers:
-                return dict(zip(keys, await self._redis.mget(wire), strict=True)), {}
-            async with self._redis.pipeline(transaction=False) as pipe:
-                _ = pipe.mget(wire)  # queued, not awaited
-                for key in breakers:
-                    _ = pipe.hmget(key, ["state", "open_until"])
-                found, *states = await pipe.execute()
+                return dict(zip(keys, await reads.call("MGET", *wire), strict=True)), {}
+            found, *states = await reads.pipeline(
+                [("MGET", *wire), *(("HMGET", key, "state", "open_until") for key in breakers)]
+            )
         except (redis.exceptions.RedisError, OSError) as exc:
             log.warning("home cache read failed", extra={"error": exc.__class__.__name__})
             return {}, {}
