@@ -1,10 +1,12 @@
-"""Hot-path Redis reads (``GET``, ``MGET``, ``HMGET``) over one lean, pipelined connection.
+"""Hot-path Redis commands over one lean, pipelined connection: the reads of every request
+(``GET``, ``MGET``, ``HMGET``) and the token endpoint's scripts (``once``: never retried).
 
 redis-py's asyncio client spends ~50 µs of CPU on a command (a pool checkout, the retry and
 observability wrappers, stream reader and writer, and, with a socket timeout, a task per write
 from ``asyncio.wait_for``); the same read over a plain ``asyncio.Protocol`` with hiredis's reply
 parser costs ~14 µs. The app's busiest pages (the token check and the home's one ``MGET``) read
-through :func:`reads_of`; everything else keeps using redis-py.
+through :func:`reads_of`, and the OpenID token endpoint runs its two per-request scripts
+through one (``identity.oidc.redis_channel``); everything else keeps using redis-py.
 
 ``reads_of(client)`` gives the :class:`LeanReads` attached to that client (``attach``: the app's
 own client, opened and closed with it), or else a :class:`ClientReads` that runs the same
@@ -12,11 +14,12 @@ commands through the client itself, exactly as before (tests' own clients, TLS U
 
 The lean connection sends the commands asked for in one turn of the event loop together, in one
 write at the end of the turn (several requests' commands share the one socket; Redis answers in
-order), and matches replies to callers first in, first out. Its
-errors are redis-py's: ``ResponseError`` for an error reply, ``ConnectionError`` when the
-connection is lost (a lost connection is made again on the next command, which is tried once
-more), ``TimeoutError`` when no answer comes within the client's socket timeout (the connection
-is then dropped, as redis-py does, so a late answer can never be taken for another's).
+order), and matches replies to callers first in, first out. Its errors are redis-py's:
+``ResponseError`` for an error reply, ``ConnectionError`` when the connection is lost (a lost
+connection is made again on the next command; ``call`` and ``pipeline`` then try once more,
+``once`` does not), ``TimeoutError`` when no answer comes within the client's socket timeout
+(the connection is then dropped, as redis-py does, so a late answer can never be taken for
+another's).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["ClientReads", "LeanReads", "Reads", "attach", "reads_of"]
+__all__ = ["Arg", "ClientReads", "LeanReads", "Reads", "attach", "reads_of"]
 
 Arg = str | bytes | int | float
 Command = Sequence[Arg]
@@ -49,6 +52,10 @@ class Reads(Protocol):
     async def pipeline(self, commands: Sequence[Command]) -> list[Any]:
         """Several commands in one round trip; the first error reply is raised."""
 
+    async def once(self, *args: Arg) -> Any:
+        """One command, never sent twice: for commands that change state (a script consuming a
+        single-use token would run again if its reply were lost and the command retried)."""
+
 
 class ClientReads:
     """The same reads through a redis-py client (its pool, retries and timeouts)."""
@@ -57,6 +64,9 @@ class ClientReads:
         self._client = client
 
     async def call(self, *args: Arg) -> Any:
+        return await self._client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+    async def once(self, *args: Arg) -> Any:
         return await self._client.execute_command(*args)  # type: ignore[no-untyped-call]
 
     async def pipeline(self, commands: Sequence[Command]) -> list[Any]:
@@ -141,7 +151,7 @@ class _Link(asyncio.Protocol):
 class LeanReads:
     """Reads over one lean connection, made from a redis-py client's connection settings."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, *, timeout: float | None = None) -> None:
         kwargs = client.connection_pool.connection_kwargs
         self._path: str | None = kwargs.get("path")
         self._host: str = kwargs.get("host", "localhost")
@@ -149,7 +159,7 @@ class LeanReads:
         self._db = int(kwargs.get("db", 0) or 0)
         self._username: str | None = kwargs.get("username")
         self._password: str | None = kwargs.get("password")
-        self._timeout: float | None = kwargs.get("socket_timeout")
+        self._timeout: float | None = timeout if timeout is not None else kwargs.get("socket_timeout")
         self._connect_timeout: float | None = kwargs.get("socket_connect_timeout") or self._timeout
         decode = bool(kwargs.get("decode_responses"))
         self._encoding: str | None = kwargs.get("encoding", "utf-8") if decode else None
@@ -169,6 +179,12 @@ class LeanReads:
             raise reply
         return reply
 
+    async def once(self, *args: Arg) -> Any:
+        (reply,) = await self._once(_pack(args), 1)
+        if isinstance(reply, ResponseError):
+            raise reply
+        return reply
+
     async def pipeline(self, commands: Sequence[Command]) -> list[Any]:
         payload = b"".join(_pack(tuple(c)) for c in commands)
         replies = await self._round_trip(payload, len(commands))
@@ -179,6 +195,9 @@ class LeanReads:
 
     async def aclose(self) -> None:
         """Closed for good: ``reads_of`` gives the client's own commands from now on."""
+        self.close()
+
+    def close(self) -> None:
         self.closed = True
         if self._attempt is not None:
             self._attempt.cancel()

@@ -124,3 +124,29 @@ async def test_a_decoding_client_gets_text(services: Services) -> None:
     finally:
         await reads.aclose()
         await client.aclose()
+
+
+async def test_once_is_never_sent_twice(tmp_path: Path) -> None:
+    """``once`` (a script that consumes a token) is not retried after a lost connection, where
+    ``call`` (a read) is: a server that hangs up on every command sees one, then two."""
+    received: list[bytes] = []
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await reader.read(1024))
+        writer.close()
+
+    path = str(tmp_path / "hang-up.sock")
+    server = await asyncio.start_unix_server(hang_up, path)
+    client = aioredis.Redis(unix_socket_path=path, socket_timeout=5)
+    reads = LeanReads(client)
+    try:
+        with pytest.raises(redis.exceptions.ConnectionError):
+            await reads.once("EVALSHA", "0" * 40, 0)
+        assert len(received) == 1
+        with pytest.raises(redis.exceptions.ConnectionError):
+            await reads.call("GET", "a")
+        assert len(received) == 3
+    finally:
+        reads.close()
+        server.close()
+        await client.aclose()
