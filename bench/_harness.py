@@ -99,10 +99,12 @@ def uvicorn_server(
     target: str, env: dict[str, str], *, workers: int = 1, factory: bool = False
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
+    # More than one worker: backend.workers (a listening socket per worker, as `citizen serve`
+    # runs them), not uvicorn's --workers, whose shared socket leaves the connections uneven.
     command = [
         sys.executable,
         "-m",
-        "uvicorn",
+        "uvicorn" if workers == 1 else "backend.workers",
         target,
         "--host",
         "127.0.0.1",
@@ -110,10 +112,11 @@ def uvicorn_server(
         str(port),
         "--workers",
         str(workers),
-        "--no-access-log",
         "--log-level",
         "warning",
     ]
+    if workers == 1:
+        command.append("--no-access-log")
     if factory:
         command.append("--factory")
     process = subprocess.Popen(

@@ -165,9 +165,10 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
 def connection_split(url: str, pid: int) -> list[int]:
     """The bench's open connections held by each uvicorn worker, most first ([] with one process).
 
-    uvicorn's workers accept from one shared socket, and whichever is awake takes a whole burst of
-    new connections: 32 keep-alive connections were seen split 24/8, 32/0 and 3/29 between two
-    workers, fixed for the whole run. A two-worker figure is only read as such beside its split."""
+    With uvicorn's --workers (one shared socket) 32 keep-alive connections were seen split 24/8,
+    32/0 and 3/29 between two workers, fixed for the whole run; the workers now have a socket each
+    (backend.workers, SO_REUSEPORT) and the kernel spreads them. The split is reported beside every
+    two-worker figure, so it can be read as such."""
     children = Path(f"/proc/{pid}/task/{pid}/children")
     if not children.exists() or shutil.which("ss") is None:
         return []

@@ -89,6 +89,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _run_uvicorn(uvicorn: Any, resolved: Settings) -> None:
+    http = resolved.http
+    if http.workers > 1:
+        # A listening socket per worker (backend.workers), not uvicorn's one shared socket.
+        from backend.workers import WorkerSupervisor
+
+        workers = WorkerSupervisor(
+            "backend.asgi:create_app_from_env", factory=True, host=http.host, port=http.port,
+            count=http.workers, grace=http.shutdown_grace,
+            announce=lambda line: print(f"  {line}", flush=True),
+        )  # fmt: skip
+        try:
+            workers.wait()  # until SIGINT/SIGTERM (_stop_serving raises)
+        finally:
+            workers.stop()
+        if workers.failed.is_set():
+            raise SystemExit("citizen serve: the API workers could not start (see above)")
+        return
     uvicorn.run(
         "backend.asgi:create_app_from_env",
         factory=True,
