@@ -57,8 +57,9 @@ class JsonFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__()
-        self._second = -1
-        self._stamp = ""  # the current second, formatted once
+        # (second, its text), replaced as one object: log calls from other threads (the sealer,
+        # asyncpg's) never see a second paired with another second's text.
+        self._stamp: tuple[int, str] = (-1, "")
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -96,10 +97,13 @@ class JsonFormatter(logging.Formatter):
         second, micros = int(whole), round(fraction * 1e6)  # as fromtimestamp rounds
         if micros >= 1_000_000:
             second, micros = second + 1, micros - 1_000_000
-        if second != self._second:
-            self._stamp = dt.datetime.fromtimestamp(second, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
-            self._second = second
-        return f"{self._stamp}.{micros // 1000:03d}+00:00"
+        stamp = self._stamp
+        if stamp[0] != second:
+            stamp = self._stamp = (
+                second,
+                dt.datetime.fromtimestamp(second, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+            )
+        return f"{stamp[1]}.{micros // 1000:03d}+00:00"
 
 
 class TextFormatter(logging.Formatter):
