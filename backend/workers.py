@@ -7,10 +7,10 @@ served no more than one. Here every worker binds its own socket in one SO_REUSEP
 kernel hands each new connection to one of them by a hash of its addresses (Linux ≥ 3.9), so
 connections spread evenly whoever is awake.
 
-:class:`WorkerSupervisor` starts ``count`` workers (``python -m backend.workers --worker …``) and
-restarts any that dies; :meth:`~WorkerSupervisor.stop` sends SIGTERM, on which uvicorn drains the
-requests in flight. ``python -m backend.workers TARGET --workers N`` runs the same from a shell
-(the benchmarks use it).
+:func:`api_workers` starts ``count`` workers (``python -m backend.workers --worker …``) under a
+:class:`ProcessSupervisor`, which restarts any that dies (it runs the terminal gateways of
+``citizen serve`` too); ``stop`` sends SIGTERM, on which uvicorn drains the requests in flight.
+``python -m backend.workers TARGET --workers N`` runs the same from a shell (the benchmarks use it).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-__all__ = ["WorkerSupervisor", "listening_socket"]
+__all__ = ["ProcessSupervisor", "api_workers", "listening_socket"]
 
 log = logging.getLogger("citizen.workers")
 
@@ -51,42 +51,43 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-class WorkerSupervisor:
-    """``count`` worker processes serving ``target`` on ``host:port``, each restarted when it exits."""
+class ProcessSupervisor:
+    """``count`` copies of ``command`` side by side, each restarted (after ``backoff`` seconds)
+    when it exits, whatever killed it; ``stop`` sends SIGTERM and SIGKILL after ``grace``. With
+    ``give_up_after``, a copy that exits that many times in a row within seconds of its start is
+    left dead and ``failed`` is set (it cannot start: a bad setting, a port taken)."""
 
     def __init__(
         self,
-        target: str,
+        command: Sequence[str],
         *,
-        host: str,
-        port: int,
         count: int,
-        factory: bool = False,
-        log_level: str | None = None,
-        grace: float = 30.0,
+        name: str,
+        grace: float,
         env: dict[str, str] | None = None,
+        backoff: float = 0.5,
+        give_up_after: int | None = None,
         announce: Callable[[str], None] | None = None,
+        logger: logging.Logger = log,
     ) -> None:
-        listening_socket(host, port).close()  # fails here, once, if the port is taken
-        self._command = [sys.executable, "-m", "backend.workers", "--worker", target]
-        self._command += ["--host", host, "--port", str(port), "--grace", str(int(grace))]
-        if factory:
-            self._command.append("--factory")
-        if log_level:
-            self._command += ["--log-level", log_level]
+        self._command = list(command)
+        self._name = name
         self._env = env
         self._grace = grace
+        self._backoff = backoff
+        self._give_up_after = give_up_after
         self._announce = announce
+        self._log = logger
         self._stopping = threading.Event()
-        self.failed = threading.Event()  # a worker could not start: the supervisor gave up
+        self.failed = threading.Event()
         self._lock = threading.Lock()
         self.restarts = 0
         self.processes = [self._start() for _ in range(count)]
         for i in range(count):
-            threading.Thread(target=self._watch, args=(i,), name=f"api-worker-{i}", daemon=True).start()
+            threading.Thread(target=self._watch, args=(i,), name=f"{name}-{i}", daemon=True).start()
 
     def _start(self) -> subprocess.Popen[bytes]:
-        # The command is this interpreter and this module, with the caller's own arguments.
+        # The command is this interpreter and one of the project's modules (callers' arguments).
         return subprocess.Popen(self._command, env=self._env, stdin=subprocess.DEVNULL)  # noqa: S603
 
     @property
@@ -104,43 +105,69 @@ class WorkerSupervisor:
             if self._stopping.is_set():
                 return
             early = early + 1 if time.monotonic() - started < _EARLY_EXIT_SECONDS else 0
-            if early >= _EARLY_EXITS:
-                self._say(f"API worker exited {early} times in a row at start ({code}); not restarted")
+            if self._give_up_after is not None and early >= self._give_up_after:
+                self._say(f"{self._name} exited {early} times in a row at start ({code}); not restarted")
                 self.failed.set()
                 return
-            time.sleep(0.5)
+            time.sleep(self._backoff)
             if self._stopping.is_set():
                 return
             with self._lock:
                 replacement = self.processes[index] = self._start()
                 self.restarts += 1
-            self._say(f"API worker pid {process.pid} exited ({code}); restarted as pid {replacement.pid}")
+            self._say(f"{self._name} pid {process.pid} exited ({code}); restarted as pid {replacement.pid}")
 
     def _say(self, message: str) -> None:
-        log.warning(message)
+        self._log.warning(message)
         if self._announce is not None:
             self._announce(message)
 
     def wait(self) -> None:
-        """Until a signal handler raises, or the workers cannot start."""
+        """Until a signal handler raises, or a copy cannot start."""
         while not self.failed.wait(1.0):
             pass
 
     def stop(self) -> None:
-        """SIGTERM to every worker (uvicorn drains in-flight requests), SIGKILL after the grace."""
         self._stopping.set()
         with self._lock:
             processes = list(self.processes)
         for process in processes:
             if process.poll() is None:
                 process.terminate()
-        deadline = time.monotonic() + self._grace + 5
+        deadline = time.monotonic() + self._grace
         for process in processes:
             try:
                 process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def api_workers(
+    target: str,
+    *,
+    host: str,
+    port: int,
+    count: int,
+    factory: bool = False,
+    log_level: str | None = None,
+    grace: float = 30.0,
+    env: dict[str, str] | None = None,
+    announce: Callable[[str], None] | None = None,
+) -> ProcessSupervisor:
+    """``count`` uvicorn workers serving ``target`` on ``host:port``, a listening socket each."""
+    listening_socket(host, port).close()  # fails here, once, if the port is taken
+    command = [sys.executable, "-m", "backend.workers", "--worker", target]
+    command += ["--host", host, "--port", str(port), "--grace", str(int(grace))]
+    if factory:
+        command.append("--factory")
+    if log_level:
+        command += ["--log-level", log_level]
+    # SIGTERM: uvicorn drains the requests in flight within ``grace``; SIGKILL 5 s after that.
+    return ProcessSupervisor(
+        command, count=count, name="API worker", grace=grace + 5, env=env,
+        give_up_after=_EARLY_EXITS, announce=announce,
+    )  # fmt: skip
 
 
 def _die_with_parent() -> None:
@@ -190,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.worker:
         _worker(args)
         return 0
-    supervisor = WorkerSupervisor(
+    supervisor = api_workers(
         args.target, host=args.host, port=args.port, count=args.workers, factory=args.factory,
         log_level=args.log_level, grace=args.grace, env=dict(os.environ),
     )  # fmt: skip

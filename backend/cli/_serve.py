@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -54,12 +55,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
             # simulators, over HTTP at the URLs they were given when they started.
             for line in _demo_with_upstreams(resolved, simulators):
                 print(f"demo  {line}")
-        from card.terminal.gateway.process import GatewaySupervisor, default_processes
+        from backend.workers import ProcessSupervisor
+        from card.terminal.gateway.process import GATEWAY_COMMAND, default_processes
 
         # The terminal gateway (TCP) beside the API workers: N processes on one port, each
         # restarted if it dies (terminals reconnect and re-send what was not acknowledged).
-        processes = default_processes(resolved.terminal.processes)
-        gateway = GatewaySupervisor(processes, announce=lambda line: print(f"  {line}", flush=True))
+        gateway = ProcessSupervisor(
+            GATEWAY_COMMAND, count=default_processes(resolved.terminal.processes),
+            name="terminal gateway", grace=10.0,
+            announce=lambda line: print(f"  {line}", flush=True),
+            logger=logging.getLogger("citizen.terminal.gateway"),
+        )  # fmt: skip
         base = f"http://{resolved.http.host}:{resolved.http.port}"
         print(f"\n  API            {base}/api/v1/platform/status")
         print(f"  API reference  {base}/schema")
@@ -92,9 +98,9 @@ def _run_uvicorn(uvicorn: Any, resolved: Settings) -> None:
     http = resolved.http
     if http.workers > 1:
         # A listening socket per worker (backend.workers), not uvicorn's one shared socket.
-        from backend.workers import WorkerSupervisor
+        from backend.workers import api_workers
 
-        workers = WorkerSupervisor(
+        workers = api_workers(
             "backend.asgi:create_app_from_env", factory=True, host=http.host, port=http.port,
             count=http.workers, grace=http.shutdown_grace,
             announce=lambda line: print(f"  {line}", flush=True),
