@@ -75,7 +75,7 @@ class Provider:
         )
         self.sso = SsoStore(redis, session_key, ttl=settings.sso_session_ttl)
         self.dpop = DPoPVerifier(redis)
-        self.consents = ConsentStore(self.core.pool)
+        self.consents = ConsentStore(self.core.pool, redis)
         self.client_auth = ClientAuthenticator(
             clients,
             redis,

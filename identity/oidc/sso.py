@@ -23,6 +23,8 @@ import redis.asyncio as aioredis
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from backend.redis_reads import reads_of
+
 __all__ = ["COOKIE", "SsoSession", "SsoStore"]
 
 COOKIE = "citizen_sso"
@@ -150,7 +152,8 @@ class SsoStore:
     async def get(self, sid: uuid.UUID | None) -> SsoSession | None:
         if sid is None:
             return None
-        raw = await self.redis.get(f"oidc:sso:{sid}")
+        # The lean connection when the app has one (backend.redis_reads): every authorization reads it.
+        raw = await reads_of(self.redis).call("GET", f"oidc:sso:{sid}")
         return None if raw is None else _dec.decode(raw)
 
     async def raise_level(
