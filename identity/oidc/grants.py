@@ -26,6 +26,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from identity._db import Connection, Pool
+from identity.oidc.grant_record import GrantRecorder
 from identity.oidc.redis_channel import ScriptChannel
 from identity.oidc.revocation import RevocationCache
 
@@ -168,6 +169,7 @@ class GrantStore:
         self._bind = redis.register_script(_BIND)
         self._start = redis.register_script(_START)
         self._channel = ScriptChannel(redis)  # the two per-request scripts (exchange, refresh)
+        self._recorder = GrantRecorder(pool, grant_ttl=grant_ttl)
 
     def close(self) -> None:
         self._channel.close()
@@ -185,7 +187,7 @@ class GrantStore:
         Redis round trip: (grant id, code). ``sso_clients``: (key, TTL) of the SSO session's set
         of clients, which gains this one."""
         gid = uuid.uuid4()
-        await self._record(gid, ctx)
+        await self._recorder.record(gid, ctx)  # committed (with the other authorizations of the moment)
         record = CodeRecord(
             gid=gid,
             client_id=ctx.client_id,
@@ -202,20 +204,6 @@ class GrantStore:
         args += [_enc.encode(record), self.code_ttl, sso_clients[1] if sso_clients else 0]
         await self._channel.run(self._start, keys, args)
         return gid, code
-
-    async def _record(self, gid: uuid.UUID, ctx: AuthContext) -> None:
-        await self.pool.execute(
-            """
-            INSERT INTO identity.oidc_grants (id, client_id, account_id, sso_session_id, scopes, expires_at)
-            VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))
-            """,
-            gid,
-            ctx.client_id,
-            ctx.account_id,
-            ctx.sid,
-            list(ctx.scope),
-            float(self.grant_ttl),
-        )
 
     async def bind_key(self, gid: uuid.UUID, ctx: AuthContext) -> bool:
         """Store ``ctx`` (now carrying its DPoP key) as the live grant's context; False if it ended."""

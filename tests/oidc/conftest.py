@@ -8,6 +8,7 @@ import hashlib
 import re
 import secrets
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -54,6 +55,28 @@ def claims_of(jwt_token: str) -> dict[str, Any]:
         base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
     )
     return decoded
+
+
+BARE_CLIENT = "partner-a"
+
+
+@pytest_asyncio.fixture
+async def bare_account(db: Any) -> uuid.UUID:
+    """An account row and a public client (``BARE_CLIENT``) straight in the database, for the
+    stores' own tests (no app, no sign-in)."""
+    account_id = uuid.uuid4()
+    await db.execute(
+        "INSERT INTO identity.accounts (id, mobile_enc, mobile_index) VALUES ($1, $2, $3)",
+        account_id,
+        b"enc",
+        account_id.bytes,
+    )
+    await db.execute(
+        "INSERT INTO identity.oidc_clients (client_id, name, client_type, auth_method, grant_types, scopes) "
+        "VALUES ($1, 'Partner A', 'public', 'none', '{authorization_code}', '{openid,profile,phone}')",
+        BARE_CLIENT,
+    )
+    return account_id
 
 
 @pytest.fixture

@@ -7,29 +7,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import pytest
 import redis.asyncio as aioredis
 
 from identity.oidc.consent import ConsentStore
-
-CLIENT = "partner-a"
-
-
-@pytest.fixture
-async def account(db: Any) -> uuid.UUID:
-    account_id = uuid.uuid4()
-    await db.execute(
-        "INSERT INTO identity.accounts (id, mobile_enc, mobile_index) VALUES ($1, $2, $3)",
-        account_id,
-        b"enc",
-        account_id.bytes,
-    )
-    await db.execute(
-        "INSERT INTO identity.oidc_clients (client_id, name, client_type, auth_method, grant_types, scopes) "
-        "VALUES ($1, 'Partner A', 'public', 'none', '{authorization_code}', '{openid,profile,phone}')",
-        CLIENT,
-    )
-    return account_id
+from tests.oidc.conftest import BARE_CLIENT as CLIENT
 
 
 async def _in_postgres(db: Any, account: uuid.UUID) -> list[str] | None:
@@ -40,9 +21,9 @@ async def _in_postgres(db: Any, account: uuid.UUID) -> list[str] | None:
 
 
 async def test_the_copy_answers_as_postgresql_does(
-    db: Any, redis_client: aioredis.Redis, account: uuid.UUID
+    db: Any, redis_client: aioredis.Redis, bare_account: uuid.UUID
 ) -> None:
-    store = ConsentStore(db, redis_client)
+    store, account = ConsentStore(db, redis_client), bare_account
     assert not await store.covers(account, CLIENT, ("openid",))  # a miss: PostgreSQL, then "!" kept
     assert await redis_client.hget(f"oidc:consent:{account}", CLIENT) == b"!"
     assert not await store.covers(account, CLIENT, ("openid",))  # from the copy
@@ -62,13 +43,14 @@ async def test_the_copy_answers_as_postgresql_does(
 
 
 async def test_a_fill_that_read_before_a_revocation_is_not_written(
-    db: Any, redis_client: aioredis.Redis, account: uuid.UUID
+    db: Any, redis_client: aioredis.Redis, bare_account: uuid.UUID
 ) -> None:
-    store = ConsentStore(db, redis_client)
+    store, account = ConsentStore(db, redis_client), bare_account
     await store.grant(account, CLIENT, ("openid",))
     key = f"oidc:consent:{account}"
     # A reader saw no copy at version v and read the consent from PostgreSQL ...
-    version = (await redis_client.hget(key, "~v") or b"").decode()
+    seen = await redis_client.hget(key, "~v")
+    version = seen.decode() if isinstance(seen, bytes) else (seen or "")
     assert await _in_postgres(db, account) == ["openid"]
     # ... then the person revoked it (PostgreSQL, then the copy's version moved) ...
     assert await store.revoke(account, CLIENT)
@@ -82,9 +64,9 @@ async def test_a_fill_that_read_before_a_revocation_is_not_written(
 
 
 async def test_a_fill_written_before_the_change_is_dropped_by_it(
-    db: Any, redis_client: aioredis.Redis, account: uuid.UUID
+    db: Any, redis_client: aioredis.Redis, bare_account: uuid.UUID
 ) -> None:
-    store = ConsentStore(db, redis_client)
+    store, account = ConsentStore(db, redis_client), bare_account
     await store.grant(account, CLIENT, ("openid",))
     assert await store.covers(account, CLIENT, ("openid",))  # filled "=openid"
     await db.execute("DELETE FROM identity.oidc_consents")  # the change committed ...
