@@ -6,6 +6,7 @@ number is read as a ratio to what this machine can do, not as an absolute claim.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -115,8 +116,8 @@ def uvicorn_server(
         "--log-level",
         "warning",
     ]
-    if workers == 1:
-        command.append("--no-access-log")
+    if workers == 1:  # as `citizen serve` runs one worker (backend.workers does this itself)
+        command += ["--no-access-log", "--http", "backend.http_protocol:OneSendPerTurn"]
     if factory:
         command.append("--factory")
     process = subprocess.Popen(
@@ -174,6 +175,61 @@ def wrk(url: str, *, connections: int = 32, seconds: int = 10, threads: int = 1)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     result["non_2xx"] = float(errors.group(1)) if errors else 0.0
     return result
+
+
+_ROLES = (("wrk", b"wrk"), ("redis", b"redis-server"), ("postgres", b"postgres"), ("node", b"node"))
+
+
+class CpuShares:
+    """Cores used by each role over an interval (``start()``, then ``stop()``): the server's
+    processes (``pid`` and its children), wrk, Redis, PostgreSQL, node, everything else, and idle.
+    On a 2-core machine the load generator and the stores share the cores with the workers, so a
+    two-worker figure is read beside where the cores went."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._start: tuple[float, dict[str, float], float] | None = None
+
+    @staticmethod
+    def _ticks(pid: int) -> float:
+        with contextlib.suppress(OSError, IndexError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return float(int(fields[11]) + int(fields[12]))  # utime + stime
+        return 0.0
+
+    def _snapshot(self) -> tuple[float, dict[str, float], float]:
+        server = {self.pid}
+        with contextlib.suppress(OSError):
+            server |= {int(c) for c in Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()}
+        used: dict[str, float] = collections.defaultdict(float)
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            pid = int(entry.name)
+            try:
+                command = (entry / "cmdline").read_bytes().split(b"\0")[0]
+            except OSError:
+                continue
+            role = "server" if pid in server else next((r for r, m in _ROLES if m in command), "other")
+            used[role] += self._ticks(pid)
+        cpu = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        return time.monotonic(), dict(used), float(int(cpu[3]) + int(cpu[4]))  # idle + iowait
+
+    def start(self) -> None:
+        self._start = self._snapshot()
+
+    def stop(self, exited: dict[str, float] | None = None) -> dict[str, float]:
+        """``exited``: CPU seconds of processes that ended during the interval, by role (their
+        /proc entries are gone; wait4 gave their usage)."""
+        assert self._start is not None
+        began, before, idle_before = self._start
+        ended, after, idle_after = self._snapshot()
+        hz, elapsed = os.sysconf("SC_CLK_TCK"), max(ended - began, 1e-3)
+        shares = {role: (after[role] - before.get(role, 0.0)) / hz / elapsed for role in after}
+        for role, seconds in (exited or {}).items():
+            shares[role] = shares.get(role, 0.0) + seconds / elapsed
+        shares["idle"] = (idle_after - idle_before) / hz / elapsed
+        return {role: round(v, 2) for role, v in sorted(shares.items()) if v >= 0.005}
 
 
 def rss_mb(pid: int) -> float:
