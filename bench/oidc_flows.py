@@ -3,8 +3,10 @@
 Measured with wrk (Lua scripts for POST bodies; refresh tokens rotate, so each connection carries
 its own family forward; codes are minted beforehand through the authorization endpoint with a
 signed-in browser's cookie and used once): client credentials, code exchange, refresh (each per second
-and p99), introspection per second, and the full code flow (authorize + exchange) per second with
-an asyncio client. Worker RSS after the load.
+and p99), introspection per second, and the full code flow (authorize with the signed-in cookie,
+then the code's exchange, on one connection) per second, also in wrk. Worker RSS after the load,
+and with each run the cores each process took (the load generator and the stores share the two
+cores with the workers).
 
 Baseline, in the same run: panva's certified ``oidc-provider`` from npm (installed into
 bench/.node on first use), started with ``bench/oidc_provider_baseline.mjs`` and driven by the same
@@ -83,12 +85,10 @@ class Target:
 class RawHTTP:
     """One keep-alive HTTP/1.1 connection, written and parsed by hand.
 
-    The full flow and the code minting need a client that follows the answer of one request with
-    the next. httpx spent about 6 ms of CPU per flow in the bench's own process: a whole core at
-    170 flows/s on this 2-core machine, so the client was the limit (two workers measured the same
-    as one, p99 ~600 ms of queueing in the client). This one writes the request and reads the status
-    line, the headers and a Content-Length or chunked body, nothing more. Both providers are driven
-    by it alike."""
+    The code minting needs a client that follows the answer of one request with the next. httpx
+    spent about 6 ms of CPU per flow in the bench's own process, on the cores the servers use. This
+    one writes the request and reads the status line, the headers and a Content-Length or chunked
+    body, nothing more. Both providers are driven by it alike."""
 
     def __init__(self, base: str) -> None:
         parts = urlsplit(base)
@@ -142,14 +142,6 @@ class RawHTTP:
         if status not in (302, 303):
             raise RuntimeError(f"authorize answered {status}")
         return parse_qs(urlsplit(fields["location"]).query)["code"][0]
-
-    async def exchange(self, target: Target, code: str) -> dict[str, Any]:
-        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT}
-        body = urlencode({**form, "code_verifier": VERIFIER}).encode()
-        headers = {"Authorization": target.auth, "Content-Type": "application/x-www-form-urlencoded"}
-        _, _, content = await self.request("POST", target.token, headers, body)
-        answer: dict[str, Any] = json.loads(content)
-        return answer
 
 
 def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
