@@ -12,6 +12,11 @@ The interface the card helper calls (keep to it; everything else in ``payments``
   and the same (card, counter) with another amount returns ``exists_with_different_fields``.
 - ``post_loads(db, loads)``: the same for online loads: debit the source (the channel clearing
   or top-up holding account the payments domain gives you), credit the e-purse.
+- two-phase loads (reserved at the kiosk, then posted or voided) use the ledger's one-transfer
+  calls: ``payments.ledger.reserve_call`` / ``resolve_call`` give the call of the database
+  function (``payments.reserve_pending`` / ``resolve_pending``, migration 0004) as a SQL
+  expression for the caller's own statement, ``refusal`` reads a refused one's result;
+  ``reserve_pending_txn`` / ``resolve_pending_txn`` run them alone.
 
 ``db`` is a pool or a connection; with a connection the posting joins the caller's
 transaction (a savepoint), so a tap's own row and its ledger transfer commit together.

@@ -1,6 +1,15 @@
 """The double-entry ledger (TigerBeetle's model on PostgreSQL). See ``store`` for how a batch runs."""
 
 from payments.ledger.accounts import create_accounts, lookup_balances, lookup_transfers
+from payments.ledger.pending import (
+    LEDGER_REFUSED,
+    LedgerCall,
+    refusal,
+    reserve_call,
+    reserve_pending_txn,
+    resolve_call,
+    resolve_pending_txn,
+)
 from payments.ledger.snapshot import TransferRow
 from payments.ledger.store import create_transfers, create_transfers_txn, expire_pending
 from payments.ledger.types import (
@@ -19,11 +28,13 @@ from payments.ledger.types import (
 __all__ = [
     "AMOUNT_MAX",
     "CNY",
+    "LEDGER_REFUSED",
     "Account",
     "AccountCode",
     "AccountFlags",
     "AccountResult",
     "Balance",
+    "LedgerCall",
     "Transfer",
     "TransferFlags",
     "TransferResult",
@@ -34,4 +45,9 @@ __all__ = [
     "expire_pending",
     "lookup_balances",
     "lookup_transfers",
+    "refusal",
+    "reserve_call",
+    "reserve_pending_txn",
+    "resolve_call",
+    "resolve_pending_txn",
 ]

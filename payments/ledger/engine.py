@@ -6,6 +6,10 @@ returns one result per transfer plus the writes that apply the batch: the new tr
 the net change of each account's four totals, the new and resolved reservations and the ids
 to record as failed. Transfers are evaluated in order, so a batch behaves exactly like the same
 transfers submitted one by one; a linked chain is undone as a whole when one of its transfers fails.
+
+The database functions of migration 0004 (``ledger.pending``: one reservation, or one post or
+void, in one statement) repeat these rules for that one transfer, in this order: a change here
+needs a new migration replacing them (``tests/payments/test_ledger_pending.py`` compares both).
 """
 
 from __future__ import annotations

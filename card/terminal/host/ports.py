@@ -11,10 +11,12 @@ change to this file only:
   issue's posting interface; idempotent per card/counter, inside our transaction); a load is a
   two-phase ``payments.ledger`` transfer (the kiosk's cash clearing account → e-purse) reserved
   when MAC2 is issued, posted on the card's confirmation and voided on reversal (``post_loads``
-  has no reversal, so loads use the ledger's pending transfers directly). Each kiosk has its own
-  clearing account: the ledger locks both accounts of a transfer to the commit, so one account
-  per operator serialised every load in the city on one row (measured: 49 loads/s, p99 5.7 s at
-  200 kiosks); a kiosk serves one card at a time, so its own account is never contended;
+  has no reversal, so loads use the ledger's pending transfers directly, one transfer per call,
+  inside the load's own statement: ``payments.ledger.reserve_call`` / ``resolve_call``). Each
+  kiosk has its own clearing account: the ledger locks both accounts of a transfer to the
+  commit, so one account per operator serialised every load in the city on one row (measured:
+  49 loads/s, p99 5.7 s at 200 kiosks); a kiosk serves one card at a time, so its own account
+  is never contended;
 * fares — :class:`Fares`: the operators' versioned fare tables through ``payments.fares``
   (``terminal_fare_table`` for the parameter download, ``current_fare_table`` at a ride's time
   for re-rating).
@@ -37,12 +39,14 @@ from payments.fares import FareTable, TerminalFareTable, current_fare_table, lin
 from payments.ledger import (
     Account,
     AccountCode,
+    LedgerCall,
     Transfer,
     TransferFlags,
-    TransferResult,
     create_accounts,
-    create_transfers_txn,
     lookup_balances,
+    refusal,
+    reserve_call,
+    resolve_call,
 )
 
 __all__ = [
@@ -230,51 +234,58 @@ class LedgerPostings:
         """One transfer per tap inside the caller's transaction (a savepoint); results in order."""
         return await posting.post_purchases(db, taps) if taps else []
 
-    async def reserve_load_txn(
+    def reserve_load_call(
         self,
-        db: Connection,
         load_id: uuid.UUID,
         *,
         operator: str,
         terminal_id: str,
         epurse: uuid.UUID,
         amount: int,
-    ) -> TransferResult:
-        [result] = await create_transfers_txn(
-            db,
-            [
-                Transfer(
-                    id=load_id,
-                    debit_account_id=kiosk_cash_account_id(operator, terminal_id),
-                    credit_account_id=epurse,
-                    amount=amount,
-                    code=TRANSFER_CODE_LOAD,
-                    flags=int(TransferFlags.PENDING),
-                    reference=f"load:{load_id}",
-                )
-            ],
+        first: int,
+    ) -> LedgerCall:
+        """The ledger's reservation of a load as a SQL expression (placeholders from ``$first``),
+        for the load's own statement: its row and the reservation in one round trip. It gives
+        ``ok``/``exists``; a refusal raises (``refusal`` reads the reason), so that statement
+        rolls back whole."""
+        transfer = Transfer(
+            id=load_id,
+            debit_account_id=kiosk_cash_account_id(operator, terminal_id),
+            credit_account_id=epurse,
+            amount=amount,
+            code=TRANSFER_CODE_LOAD,
+            flags=int(TransferFlags.PENDING),
+            reference=f"load:{load_id}",
         )
-        return result
+        return _one_statement(reserve_call(transfer, first=first, refuse=True), transfer)
 
-    async def resolve_load_txn(self, db: Connection, load_id: uuid.UUID, *, post: bool) -> TransferResult:
+    def resolve_load_call(self, load_id: uuid.UUID, *, post: bool, first: int) -> LedgerCall:
+        """The post (``post``) or void of a load's reservation, as ``reserve_load_call``."""
         flag = TransferFlags.POST_PENDING_TRANSFER if post else TransferFlags.VOID_PENDING_TRANSFER
-        [result] = await create_transfers_txn(
-            db,
-            [
-                Transfer(
-                    id=uuid.uuid5(load_id, "post" if post else "void"),
-                    pending_id=load_id,
-                    code=TRANSFER_CODE_LOAD,
-                    flags=int(flag),
-                )
-            ],
+        transfer = Transfer(
+            id=uuid.uuid5(load_id, "post" if post else "void"),
+            pending_id=load_id,
+            code=TRANSFER_CODE_LOAD,
+            flags=int(flag),
         )
-        return result
+        return _one_statement(resolve_call(transfer, first=first, refuse=True), transfer)
+
+    @staticmethod
+    def refusal(exc: BaseException) -> str | None:
+        """The ledger's reason when ``exc`` is a refused ``…_load_call``, else None."""
+        result = refusal(exc)
+        return None if result is None else result.value
 
     async def balance(self, db: Connection, account: uuid.UUID) -> int | None:
         balances = await lookup_balances(db, [account])
         found = balances.get(account)
         return None if found is None else found.credit_balance
+
+
+def _one_statement(call: LedgerCall | None, transfer: Transfer) -> LedgerCall:
+    if call is None:  # a load's amount is checked positive and its two accounts differ
+        raise ValueError(f"not a transfer the ledger takes in one statement: {transfer}")
+    return call
 
 
 # --- fares -------------------------------------------------------------------------------------------------

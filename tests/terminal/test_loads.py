@@ -1,0 +1,212 @@
+"""Online loads step by step over TCP: repeats, conflicts, refusals, state rules, the ledger's
+rows, and what one load costs in database round trips."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import asyncpg
+import msgspec
+import pytest
+
+from card.crypto import credit_for_load_command, initialize_for_load_command, parse_load_init_response
+from card.terminal.host.ports import kiosk_cash_account_id
+from card.terminal.messages import (
+    Load,
+    LoadConfirm,
+    LoadConfirmResponse,
+    LoadResponse,
+    Reversal,
+    ReversalResponse,
+)
+from card.terminal.spec import ResultCode
+from mock_terminals.bus import Kiosk
+from mock_terminals.card import SoftwareCard
+from payments.ledger import AccountFlags
+from payments.ledger.check import check_ledger
+from tests.terminal.conftest import Rig
+
+
+def initialise(kiosk: Kiosk, card: SoftwareCard, amount: int, load_id: bytes | None = None) -> Load:
+    """INITIALIZE FOR LOAD on the card, as the kiosk sends it to the host (MAC2 not yet applied)."""
+    card.apdu(bytes.fromhex("00A4040008A000000632010105"))
+    init = card.apdu(initialize_for_load_command(key_index=1, amount=amount, terminal_no=kiosk.terminal_no))
+    info = parse_load_init_response(init[:-2])
+    return Load(
+        load_id=load_id or uuid.uuid4().bytes, app_serial=card.app_serial, issuer_id=card.issuer_id,
+        amount=amount, balance_before=info.balance, online_counter=info.online_counter,
+        key_version=info.key_version, pseudo_random=info.pseudo_random, mac1=info.mac1,
+        psam_terminal_no=kiosk.terminal_no, funding="cash",
+    )  # fmt: skip
+
+
+def credit(card: SoftwareCard, answer: LoadResponse) -> None:
+    """CREDIT FOR LOAD with the host's MAC2: the card's balance and online counter move."""
+    assert answer.host_time is not None and answer.mac2 is not None
+    card.apdu(credit_for_load_command(transaction_time=answer.host_time, mac2=answer.mac2))
+
+
+async def confirm(kiosk: Kiosk, load_id: bytes) -> LoadConfirmResponse:
+    return await kiosk.link.request(
+        LoadConfirm(load_id=load_id, tac=b"\x01\x02\x03\x04", new_balance=1), LoadConfirmResponse
+    )
+
+
+async def reverse(kiosk: Kiosk, load_id: bytes) -> ReversalResponse:
+    return await kiosk.link.request(Reversal(load_id=load_id, reason=1), ReversalResponse)
+
+
+async def rows(rig: Rig) -> dict[str, Any]:
+    async with rig.host.pool.acquire() as db:
+        return {
+            "loads": [tuple(r) for r in await db.fetch("SELECT load_id, state FROM card.terminal_loads")],
+            "transfers": await db.fetchval("SELECT count(*) FROM payments.transfers WHERE code = 602"),
+            "pending": [tuple(r) for r in await db.fetch("SELECT id, state FROM payments.pending_transfers")],
+            "failed": await db.fetchval("SELECT count(*) FROM payments.failed_transfers"),
+            "counter": await db.fetchval("SELECT max(online_counter) FROM card.epurses"),
+            "check": await check_ledger(db),
+        }
+
+
+async def test_repeats_and_conflicts(rig: Rig) -> None:
+    [card] = await rig.cards(1, balance=0)
+    kiosk = await rig.kiosk("KIOSK-1")
+    load = initialise(kiosk, card, 700)
+    first = await kiosk.link.request(load, LoadResponse)
+    assert first.result == ResultCode.OK and first.mac2 is not None
+    # A repeat after a lost answer: the same MAC2 and host time, nothing reserved twice.
+    again = await kiosk.link.request(load, LoadResponse)
+    assert (again.result, again.mac2, again.host_time) == (ResultCode.OK, first.mac2, first.host_time)
+    # The same id with other fields, and the same card counter under another id: refused.
+    changed = await kiosk.link.request(msgspec.structs.replace(load, amount=701), LoadResponse)
+    assert changed.result == ResultCode.LOAD_CONFLICT
+    twin = await kiosk.link.request(msgspec.structs.replace(load, load_id=uuid.uuid4().bytes), LoadResponse)
+    assert twin.result == ResultCode.LOAD_CONFLICT
+    state = await rows(rig)
+    assert state["loads"] == [(uuid.UUID(bytes=load.load_id), "authorised")]
+    assert state["pending"] == [(uuid.UUID(bytes=load.load_id), "pending")]
+    assert state["transfers"] == 1 and state["failed"] == 0 and state["check"] == []
+
+
+async def test_confirm_and_reversal_follow_the_load_state(rig: Rig) -> None:
+    [card] = await rig.cards(1, balance=0)
+    kiosk = await rig.kiosk("KIOSK-1")
+    other = await rig.kiosk("KIOSK-2")
+    assert (await confirm(kiosk, uuid.uuid4().bytes)).result == ResultCode.LOAD_NOT_FOUND
+    assert (await reverse(kiosk, uuid.uuid4().bytes)).result == ResultCode.LOAD_NOT_FOUND
+
+    confirmed = initialise(kiosk, card, 500)
+    answer = await kiosk.link.request(confirmed, LoadResponse)
+    assert answer.result == ResultCode.OK
+    credit(card, answer)
+    assert card.balance == 500
+    assert (await confirm(other, confirmed.load_id)).result == ResultCode.LOAD_NOT_FOUND  # not its load
+    assert (await confirm(kiosk, confirmed.load_id)).result == ResultCode.OK
+    assert (await confirm(kiosk, confirmed.load_id)).result == ResultCode.OK  # a repeat
+    refused = await reverse(kiosk, confirmed.load_id)
+    assert (refused.result, refused.detail) == (ResultCode.LOAD_STATE, "confirmed")
+    assert (await rows(rig))["counter"] == confirmed.online_counter + 1
+
+    reversed_ = initialise(kiosk, card, 300)  # the card's counter did not move: no CREDIT FOR LOAD
+    assert (await kiosk.link.request(reversed_, LoadResponse)).result == ResultCode.OK
+    assert (await reverse(kiosk, reversed_.load_id)).result == ResultCode.OK
+    assert (await reverse(kiosk, reversed_.load_id)).result == ResultCode.OK  # a repeat
+    late = await confirm(kiosk, reversed_.load_id)
+    assert (late.result, late.detail) == (ResultCode.LOAD_STATE, "reversed")
+    repeat = await kiosk.link.request(reversed_, LoadResponse)
+    assert (repeat.result, repeat.detail) == (ResultCode.LOAD_STATE, "reversed")
+
+    state = await rows(rig)
+    assert sorted(state["loads"], key=lambda r: r[1]) == [
+        (uuid.UUID(bytes=confirmed.load_id), "confirmed"),
+        (uuid.UUID(bytes=reversed_.load_id), "reversed"),
+    ]
+    assert sorted(state["pending"], key=lambda r: r[1]) == [
+        (uuid.UUID(bytes=confirmed.load_id), "posted"),
+        (uuid.UUID(bytes=reversed_.load_id), "voided"),
+    ]
+    assert state["transfers"] == 4 and state["failed"] == 0 and state["check"] == []
+    assert state["counter"] == confirmed.online_counter + 1  # a reversal leaves it
+    async with rig.host.pool.acquire() as db:
+        assert await rig.host.ledger.balance(db, kiosk_cash_account_id("kiosk-co", "KIOSK-1")) == -500
+
+
+async def test_a_ledger_refusal_leaves_no_load(rig: Rig) -> None:
+    """The kiosk's clearing account closed: the reservation is refused, the load is not recorded
+    (the same load id goes through once the account is open again)."""
+    [card] = await rig.cards(1, balance=0)
+    kiosk = await rig.kiosk("KIOSK-1")
+    cash = kiosk_cash_account_id("kiosk-co", "KIOSK-1")
+    await kiosk.link.sign_on()  # (a sign-on checks the account is as opened)
+    async with rig.host.pool.acquire() as db:
+        await db.execute(
+            "UPDATE payments.accounts SET flags = flags | $2 WHERE id = $1", cash, AccountFlags.CLOSED
+        )
+    load = initialise(kiosk, card, 500)
+    refused = await kiosk.link.request(load, LoadResponse)
+    assert (refused.result, refused.detail) == (ResultCode.INSUFFICIENT_FUNDS, "debit_account_closed")
+    state = await rows(rig)
+    assert state["loads"] == [] and state["pending"] == [] and state["failed"] == 0
+    async with rig.host.pool.acquire() as db:
+        await db.execute("UPDATE payments.accounts SET flags = 0 WHERE id = $1", cash)
+    assert (await kiosk.link.request(load, LoadResponse)).result == ResultCode.OK
+    assert (await confirm(kiosk, load.load_id)).result == ResultCode.OK
+
+
+async def test_a_ledger_refusal_of_the_post_changes_nothing(rig: Rig) -> None:
+    """The load says authorised but its reservation was voided in the ledger meanwhile: the
+    confirmation is refused with the ledger's reason and nothing moves."""
+    [card] = await rig.cards(1, balance=0)
+    kiosk = await rig.kiosk("KIOSK-1")
+    load = initialise(kiosk, card, 500)
+    assert (await kiosk.link.request(load, LoadResponse)).result == ResultCode.OK
+    async with rig.host.pool.acquire() as db, db.transaction():
+        from payments.ledger import Transfer, TransferFlags, create_transfers_txn
+
+        void = TransferFlags.VOID_PENDING_TRANSFER
+        await create_transfers_txn(
+            db, [Transfer(id=uuid.uuid4(), pending_id=uuid.UUID(bytes=load.load_id), flags=void)]
+        )
+    before = await rows(rig)
+    refused = await confirm(kiosk, load.load_id)
+    assert (refused.result, refused.detail) == (ResultCode.LOAD_STATE, "pending_transfer_already_voided")
+    assert await rows(rig) == before
+
+
+@contextmanager
+def statements() -> Iterator[list[str]]:
+    """The statements sent to PostgreSQL by this process meanwhile (BEGIN/COMMIT included)."""
+    sent: list[str] = []
+    connection = asyncpg.connection.Connection
+    do_execute, execute = connection._do_execute, connection.execute
+
+    async def counted_do_execute(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+        sent.append(query)
+        return await do_execute(self, query, *args, **kwargs)
+
+    async def counted_execute(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+        if not args:  # the simple-query protocol; with arguments it goes through _do_execute
+            sent.append(query)
+        return await execute(self, query, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(connection, "_do_execute", counted_do_execute)
+        patch.setattr(connection, "execute", counted_execute)
+        yield sent
+
+
+async def test_what_a_load_costs_in_round_trips(rig: Rig) -> None:
+    """Statements and BEGIN/COMMIT of one LOAD + LOAD CONFIRM (the gateway runs in this process,
+    so its statements are counted here): LOAD is the lookup, then one statement with the load's
+    row and the ledger's reservation; CONFIRM one statement with the row lock, the ledger's post
+    and the load's update (22 when each was a statement of its own, the ledger's 7 and 9)."""
+    [card] = await rig.cards(1, balance=0)
+    kiosk = await rig.kiosk("KIOSK-1")
+    await kiosk.load(card, 100)  # sign-on and first-use statements out of the way
+    with statements() as sent:
+        answer = await kiosk.load(card, 100)
+    assert answer.result == ResultCode.OK
+    assert len(sent) == 3, sent
