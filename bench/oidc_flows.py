@@ -45,7 +45,16 @@ import asyncpg
 import httpx
 
 from backend.runtime import migrate_database
-from bench._harness import CpuShares, emit, ensure_wrk, rss_mb, service_env, services, uvicorn_server
+from bench._harness import (
+    CpuShares,
+    emit,
+    ensure_wrk,
+    parallel_capacity,
+    rss_mb,
+    service_env,
+    services,
+    uvicorn_server,
+)
 from bench._oidc_baseline import install_oidc_provider, node_provider
 
 NAME = "oidc_flows"
@@ -569,7 +578,12 @@ def main() -> None:
                 for flow in flows:
                     if node is not None and workers == 1:
                         baseline.update(measure(node, [flow], args.seconds))
-                    ours[workers].update(measure(target, [flow], args.seconds))
+                    capacity = parallel_capacity() if workers > 1 else None
+                    measured = measure(target, [flow], args.seconds)
+                    for result in measured.values():
+                        if capacity is not None:
+                            result["machine_parallel_capacity"] = capacity
+                    ours[workers].update(measured)
             asyncio.run(_reset(resolved.settings.redis.url.reveal() if resolved.settings.redis.url else ""))
     baseline.pop("worker_rss", None)
     report(ours, baseline, why)
