@@ -188,11 +188,8 @@ def _worker(args: argparse.Namespace) -> None:
 
     _die_with_parent()
     sock = listening_socket(args.host, args.port)
-    from backend.http_protocol import OneSendPerTurn
-
     config = uvicorn.Config(
         args.target,
-        http=OneSendPerTurn,
         factory=args.factory,
         host=args.host,
         port=args.port,

@@ -112,12 +112,9 @@ def _run_uvicorn(uvicorn: Any, resolved: Settings) -> None:
         if workers.failed.is_set():
             raise SystemExit("citizen serve: the API workers could not start (see above)")
         return
-    from backend.http_protocol import OneSendPerTurn
-
     uvicorn.run(
         "backend.asgi:create_app_from_env",
         factory=True,
-        http=OneSendPerTurn,
         host=resolved.http.host,
         port=resolved.http.port,
         workers=resolved.http.workers,
