@@ -116,8 +116,8 @@ def uvicorn_server(
         "--log-level",
         "warning",
     ]
-    if workers == 1:  # as `citizen serve` runs one worker (backend.workers does this itself)
-        command += ["--no-access-log", "--http", "backend.http_protocol:OneSendPerTurn"]
+    if workers == 1:
+        command.append("--no-access-log")
     if factory:
         command.append("--factory")
     process = subprocess.Popen(

@@ -12,10 +12,10 @@ Baseline, in the same run: panva's certified ``oidc-provider`` from npm (install
 bench/.node on first use), started with ``bench/oidc_provider_baseline.mjs`` and driven by the same
 scripts; each flow runs on it, on one worker and on two workers back to back (the same machine
 state for the three); each one-worker figure is printed with the baseline's and the ratio, each
-two-worker one with its ratio to one worker and the machine's parallel capacity of the moment. Its storage is an in-process Map (no network round trip, in its
-favour) and its access tokens are opaque (its default); ours are signed JWTs checked against
-Redis. Without node, npm or the registry the
-baseline is null and the line says why.
+two-worker one with its ratio to one worker and the machine's parallel capacity of the moment.
+oidc-provider's storage is an in-process Map (no network round trip, in its favour) and its
+access tokens are opaque (its default); ours are signed JWTs checked against Redis. Without node,
+npm or the registry the baseline is null and the line says why.
 
     python -m bench.oidc_flows [--seconds 8] [--flows cc,introspection,refresh,code,full]
                                [--workers 1,2] [--no-baseline]
