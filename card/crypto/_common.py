@@ -35,6 +35,8 @@ class TransactionType(IntEnum):
 
 def require_length(value: bytes, length: int, *, name: str = "value") -> bytes:
     """Return ``value`` as ``bytes`` after checking that it is exactly ``length`` bytes long."""
+    if type(value) is bytes and len(value) == length:  # the usual case, first: every TAC checks several
+        return value
     if not isinstance(value, bytes | bytearray | memoryview):
         raise TypeError(f"{name} must be bytes, got {type(value).__name__}")
     value = bytes(value)
