@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import uuid
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import asyncpg
 
@@ -168,18 +168,12 @@ class LoadService:
             amount=body.amount,
             first=11,
         )
-        async with self.host.pool.acquire() as db:
-            try:
-                reserved = await db.fetchval(
-                    _RECORD_SQL.format(reserve=reserve.sql),
-                    load_id, terminal.id, body.app_serial, body.amount, body.balance_before,
-                    body.online_counter, body.funding, host_time, mac2, digest, *reserve.args,
-                )  # fmt: skip
-            except asyncpg.PostgresError as exc:
-                reason = self.host.ledger.refusal(exc)
-                if reason is None:
-                    raise
-                raise ProtocolError(ResultCode.INSUFFICIENT_FUNDS, reason) from None
+        reserved = await self._ledger_statement(
+            ResultCode.INSUFFICIENT_FUNDS,
+            _RECORD_SQL.format(reserve=reserve.sql),
+            load_id, terminal.id, body.app_serial, body.amount, body.balance_before,
+            body.online_counter, body.funding, host_time, mac2, digest, *reserve.args,
+        )  # fmt: skip
         if reserved is None:  # a concurrent twin, or this card counter already loaded
             raise ProtocolError(ResultCode.LOAD_CONFLICT, "load id or card counter already used")
         return LoadResponse(load_id=body.load_id, host_time=host_time, mac2=mac2)
@@ -187,22 +181,16 @@ class LoadService:
     async def confirm(self, terminal: TerminalRecord, body: LoadConfirm) -> LoadConfirmResponse:
         load_id = uuid.UUID(bytes=body.load_id)
         post = self.host.ledger.resolve_load_call(load_id, post=True, first=5)
-        async with self.host.pool.acquire() as db:
-            try:
-                # The load TAC layout is [uncertain] (card-protocol.md §1.6): it is kept, not verified.
-                state = await db.fetchval(
-                    _CONFIRM_SQL.format(post=post.sql),
-                    load_id,
-                    terminal.id,
-                    body.tac,
-                    body.new_balance,
-                    *post.args,
-                )
-            except asyncpg.PostgresError as exc:
-                reason = self.host.ledger.refusal(exc)
-                if reason is None:
-                    raise
-                raise ProtocolError(ResultCode.LOAD_STATE, reason) from None
+        # The load TAC layout is [uncertain] (card-protocol.md §1.6): it is kept, not verified.
+        state = await self._ledger_statement(
+            ResultCode.LOAD_STATE,
+            _CONFIRM_SQL.format(post=post.sql),
+            load_id,
+            terminal.id,
+            body.tac,
+            body.new_balance,
+            *post.args,
+        )
         if state is None:
             raise ProtocolError(ResultCode.LOAD_NOT_FOUND)
         if state not in ("authorised", "confirmed"):  # authorised: posted and confirmed now
@@ -212,21 +200,26 @@ class LoadService:
     async def reverse(self, terminal: TerminalRecord, body: Reversal) -> ReversalResponse:
         load_id = uuid.UUID(bytes=body.load_id)
         void = self.host.ledger.resolve_load_call(load_id, post=False, first=3)
-        async with self.host.pool.acquire() as db:
-            try:
-                state = await db.fetchval(
-                    _REVERSE_SQL.format(void=void.sql), load_id, terminal.id, *void.args
-                )
-            except asyncpg.PostgresError as exc:
-                reason = self.host.ledger.refusal(exc)
-                if reason is None:
-                    raise
-                raise ProtocolError(ResultCode.LOAD_STATE, reason) from None
+        state = await self._ledger_statement(
+            ResultCode.LOAD_STATE, _REVERSE_SQL.format(void=void.sql), load_id, terminal.id, *void.args
+        )
         if state is None:
             raise ProtocolError(ResultCode.LOAD_NOT_FOUND)
         if state not in ("authorised", "reversed"):  # authorised: voided and reversed now
             raise ProtocolError(ResultCode.LOAD_STATE, state)
         return ReversalResponse()  # reversed: a repeated reversal
+
+    async def _ledger_statement(self, refused: ResultCode, sql: str, *args: object) -> Any:
+        """One statement that moves money through the ledger's one-transfer functions; a refusal
+        they raise (the statement rolled back whole) is answered ``refused`` with its reason."""
+        async with self.host.pool.acquire() as db:
+            try:
+                return await db.fetchval(sql, *args)
+            except asyncpg.PostgresError as exc:
+                reason = self.host.ledger.refusal(exc)
+                if reason is None:
+                    raise
+                raise ProtocolError(refused, reason) from None
 
     async def balance(self, body: Balance) -> BalanceResponse:
         async with self.host.pool.acquire() as db:
