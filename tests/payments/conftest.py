@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
 import msgspec
 import pytest_asyncio
 
-from payments.ledger import Account, AccountCode, AccountFlags, AccountResult, create_accounts
+from payments.ledger import Account, AccountCode, AccountFlags, AccountResult, TransferFlags, create_accounts
+
+# Shared by the ledger tests: a fixed clock and the two-phase flags as ints.
+T0 = dt.datetime(2026, 3, 1, 8, 0, tzinfo=dt.UTC)
+PENDING = int(TransferFlags.PENDING)
+POST = int(TransferFlags.POST_PENDING_TRANSFER)
+VOID = int(TransferFlags.VOID_PENDING_TRANSFER)
 
 
 class Chart(msgspec.Struct, frozen=True):

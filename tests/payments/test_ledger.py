@@ -24,12 +24,8 @@ from payments.ledger import (
 )
 from payments.ledger import TransferResult as R
 from payments.ledger.check import check_ledger
-from tests.payments.conftest import Chart
+from tests.payments.conftest import PENDING, POST, T0, VOID, Chart
 
-T0 = dt.datetime(2026, 3, 1, 8, 0, tzinfo=dt.UTC)
-PENDING = int(TransferFlags.PENDING)
-POST = int(TransferFlags.POST_PENDING_TRANSFER)
-VOID = int(TransferFlags.VOID_PENDING_TRANSFER)
 LINKED = int(TransferFlags.LINKED)
 
 

@@ -45,11 +45,8 @@ from payments.ledger import (
 )
 from payments.ledger import TransferResult as R
 from payments.ledger.check import check_ledger
+from tests.payments.conftest import PENDING, POST, T0, VOID
 
-T0 = dt.datetime(2026, 3, 1, 8, 0, tzinfo=dt.UTC)
-PENDING = int(TransferFlags.PENDING)
-POST = int(TransferFlags.POST_PENDING_TRANSFER)
-VOID = int(TransferFlags.VOID_PENDING_TRANSFER)
 DMNEC = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
 CMNED = int(AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS)
 CLOSED = int(AccountFlags.CLOSED)
