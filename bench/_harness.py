@@ -209,6 +209,29 @@ def parallel_capacity(seconds: float = 0.3) -> float:
     return round(ratios[1], 2)
 
 
+def two_worker_ceiling(one_worker: dict[str, Any]) -> dict[str, Any]:
+    """The most two workers can give over one on this machine, read from the one-worker run.
+
+    wrk, Redis and PostgreSQL run on the same two cores as the workers. In the one-worker run the
+    worker fills a core and the rest of the request's CPU (the load generator's and the stores')
+    is taken from the second core's idle time, free. Two workers leave no idle core: with the CPU
+    per request unchanged, requests per second can grow at most by 2 / (cores busy with one
+    worker). For 1.7 the rest must cost under 0.18 of a worker's CPU per request; wrk alone costs
+    0.12-0.19 (a request and its answer over loopback TCP on both sides) before any store.
+    A model, not a measurement: when a worker's CPU per request rises with both cores busy (it
+    did, 5-15 %) the real figure is lower; an unsaturated one-worker run makes it higher."""
+    cores = one_worker.get("cores_used")
+    if not cores:
+        return {}
+    busy = sum(v for k, v in cores.items() if k != "idle")
+    rest = busy - cores.get("server", 0.0)
+    return {
+        "one_worker_cores_busy": round(busy, 2),
+        "rest_over_worker_cpu": round(rest / max(cores.get("server", 0.0), 1e-9), 2),
+        "ceiling_two_over_one": round(2.0 / max(busy, 1e-9), 2),
+    }
+
+
 _ROLES = (("wrk", b"wrk"), ("redis", b"redis-server"), ("postgres", b"postgres"), ("node", b"node"))
 
 

@@ -42,7 +42,15 @@ import asyncpg
 import httpx
 
 from backend.runtime import migrate_database
-from bench._harness import emit, parallel_capacity, rss_mb, service_env, services, uvicorn_server
+from bench._harness import (
+    emit,
+    parallel_capacity,
+    rss_mb,
+    service_env,
+    services,
+    two_worker_ceiling,
+    uvicorn_server,
+)
 from bench._oidc_baseline import install_oidc_provider, node_provider
 from bench._oidc_wrk import CONNECTIONS, form_headers, queue_script, run_wrk, static_post
 
@@ -386,6 +394,7 @@ def report(
             if workers == 2 and metric in ours.get(1, {}) and metric != "worker_rss":
                 fields["two_over_one"] = round(result["ok_rps"] / max(ours[1][metric]["ok_rps"], 1e-9), 2)
                 fields["target_two_over_one"] = ">= 1.7"
+                fields.update(two_worker_ceiling(ours[1][metric]))
             if _TARGETS.get(metric):
                 fields["target"] = _TARGETS[metric]
             fields.setdefault("load_average", round(os.getloadavg()[0], 2))
