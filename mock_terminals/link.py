@@ -15,6 +15,7 @@ import os
 import time
 from typing import TypeVar
 
+from card.terminal.frame import FrameDecoder
 from card.terminal.messages import (
     EncodedBody,
     Envelope,
@@ -29,7 +30,6 @@ from card.terminal.messages import (
     unwrap_session_key,
 )
 from card.terminal.spec import ResultCode
-from card.terminal.tlv import FrameDecoder
 
 __all__ = ["LinkError", "TerminalLink"]
 

@@ -1,5 +1,5 @@
-"""BER-TLV codec as used by EMV (EMV 4.x Book 3 Annex B, a subset of ISO/IEC 8825-1 / X.690 §8.1),
-plus a length-prefixed frame layer for terminal TCP links. Pure functions, no I/O.
+"""BER-TLV codec as used by EMV (EMV 4.x Book 3 Annex B, a subset of ISO/IEC 8825-1 / X.690 §8.1):
+pure functions, no I/O. The frame layer of terminal TCP links is ``card.terminal.frame``.
 
 Wire rules (EMV Book 3 Annex B1-B3):
 
@@ -12,8 +12,6 @@ Wire rules (EMV Book 3 Annex B1-B3):
 * ``00`` bytes before, between or after objects are padding and are skipped (Book 3 Annex B).
 * The value of a constructed object (b6 set) is itself a sequence of TLV objects, decoded recursively
   up to ``max_depth`` levels.
-
-Frame: ``length(2, big-endian) || TLV message`` (project convention for terminal links).
 
 Every malformed input raises :class:`TLVError` (a ``ValueError``) with a :class:`TLVErrorReason`.
 Decoding indexes one ``bytes`` buffer by offset: constructed values are never copied, only leaf
@@ -31,20 +29,15 @@ from typing import Final, NamedTuple
 __all__ = [
     "DEFAULT_MAX_DEPTH",
     "DEPTH_LIMIT",
-    "FRAME_HEADER_SIZE",
-    "MAX_FRAME_SIZE",
     "MAX_LENGTH",
     "MAX_TAG_BYTES",
     "TLV",
-    "FrameDecoder",
     "Span",
     "TLVError",
     "TLVErrorReason",
     "decode",
-    "decode_frame",
     "decode_one",
     "encode",
-    "encode_frame",
     "find",
     "is_constructed",
     "spans",
@@ -54,8 +47,6 @@ MAX_TAG_BYTES: Final = 4
 MAX_LENGTH: Final = 0xFFFF  # the largest length the 82 xx xx form carries
 DEFAULT_MAX_DEPTH: Final = 16
 DEPTH_LIMIT: Final = 64  # hard cap on max_depth, far below Python's recursion limit
-FRAME_HEADER_SIZE: Final = 2
-MAX_FRAME_SIZE: Final = 0xFFFF  # the largest message a 2-byte frame length carries
 
 
 class TLVErrorReason(StrEnum):
@@ -327,87 +318,3 @@ def encode(objects: TLV | Iterable[TLV], *, max_depth: int = DEFAULT_MAX_DEPTH) 
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Frames: length(2, big-endian) || TLV message
-# ---------------------------------------------------------------------------------------------------------
-
-
-def encode_frame(objects: TLV | Iterable[TLV], *, max_frame_size: int = MAX_FRAME_SIZE) -> bytes:
-    message = encode(objects)
-    if len(message) > min(max_frame_size, MAX_FRAME_SIZE):
-        raise TLVError(TLVErrorReason.FRAME_TOO_LARGE)
-    return len(message).to_bytes(FRAME_HEADER_SIZE, "big") + message
-
-
-def decode_frame(
-    data: bytes | bytearray | memoryview,
-    *,
-    max_frame_size: int = MAX_FRAME_SIZE,
-    max_length: int = MAX_LENGTH,
-    max_depth: int = DEFAULT_MAX_DEPTH,
-) -> tuple[TLV, ...]:
-    """Decode exactly one complete frame (header and message, nothing after it)."""
-    if not 0 <= max_depth <= DEPTH_LIMIT:
-        raise ValueError(f"max_depth must be within 0..{DEPTH_LIMIT}")
-    buf = _as_bytes(data)
-    if len(buf) < FRAME_HEADER_SIZE:
-        raise TLVError(TLVErrorReason.TRUNCATED, 0)
-    size = (buf[0] << 8) | buf[1]
-    if size > max_frame_size:
-        raise TLVError(TLVErrorReason.FRAME_TOO_LARGE, 0)
-    end = FRAME_HEADER_SIZE + size
-    if len(buf) < end:
-        raise TLVError(TLVErrorReason.TRUNCATED, 0)
-    if len(buf) > end:
-        raise TLVError(TLVErrorReason.TRAILING_DATA, end)
-    return _decode(buf, FRAME_HEADER_SIZE, end, max_depth, max_length)
-
-
-class FrameDecoder:
-    """Incremental frame splitter for a byte stream (e.g. a TCP connection).
-
-    :meth:`feed` returns the messages (without the 2-byte header) completed by the new bytes; decode
-    each with :func:`decode`. A malformed message does not desynchronise the stream, but a frame over
-    ``max_frame_size`` does: the decoder then refuses all further input (close the connection).
-    """
-
-    __slots__ = ("_buf", "_failed", "max_frame_size")
-
-    def __init__(self, max_frame_size: int = MAX_FRAME_SIZE) -> None:
-        if not 0 <= max_frame_size <= MAX_FRAME_SIZE:
-            raise ValueError("max_frame_size must be within 0..65535")
-        self.max_frame_size = max_frame_size
-        self._buf = bytearray()
-        self._failed = False
-
-    @property
-    def pending(self) -> int:
-        """Bytes buffered towards an incomplete frame."""
-        return len(self._buf)
-
-    def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
-        if self._failed:
-            raise TLVError(TLVErrorReason.DECODER_FAILED)
-        buf = self._buf
-        buf += data
-        frames: list[bytes] = []
-        pos = 0
-        available = len(buf)
-        with memoryview(buf) as view:  # slices of the view do not copy the buffer
-            while available - pos >= FRAME_HEADER_SIZE:
-                size = (buf[pos] << 8) | buf[pos + 1]
-                if size > self.max_frame_size:
-                    self._failed = True
-                    raise TLVError(TLVErrorReason.FRAME_TOO_LARGE)
-                end = pos + FRAME_HEADER_SIZE + size
-                if end > available:
-                    break
-                frames.append(bytes(view[pos + FRAME_HEADER_SIZE : end]))
-                pos = end
-        if pos:
-            del buf[:pos]  # allowed only once the memoryview is released
-        return frames
-
-    def finish(self) -> None:
-        """Call at end of stream: raises ``TLVError(truncated)`` if a partial frame is buffered."""
-        if self._buf:
-            raise TLVError(TLVErrorReason.TRUNCATED)

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from card.terminal.frame import FrameDecoder
 from card.terminal.host.service import Link
 from card.terminal.messages import ErrorResponse, Heartbeat, HeartbeatResponse, open_message, seal, seal_frame
 from card.terminal.spec import MessageType, ResultCode
-from card.terminal.tlv import FrameDecoder
 from tests.terminal.conftest import Rig
 
 _FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

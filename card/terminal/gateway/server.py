@@ -17,11 +17,12 @@ import time
 
 import redis.exceptions
 
+from card.terminal.frame import FrameDecoder
 from card.terminal.host.service import Link, TerminalHost
 from card.terminal.messages import ProtocolError, open_message
 from card.terminal.settings import TerminalSettings
 from card.terminal.spec import ResultCode
-from card.terminal.tlv import FrameDecoder, TLVError
+from card.terminal.tlv import TLVError
 
 __all__ = ["Gateway"]
 

@@ -1,9 +1,9 @@
 """A message on the wire: ``E1`` header, ``E2`` body, ``DF7F`` MAC (docs/terminal-protocol.md §2).
 
-``seal`` builds the bytes of one message (without the 2-byte frame length; see
-``card.terminal.tlv.encode_frame``/``FrameDecoder``); ``open_message`` parses one, checking the
-structure and the header but not the MAC (the key depends on the header); ``Envelope.body``
-decodes the body as the class its message type names.
+``seal`` builds the bytes of one message (without the 2-byte frame length of
+``card.terminal.frame``); ``open_message`` parses one, checking the structure and the header but
+not the MAC (the key depends on the header); ``Envelope.body`` decodes the body as the class its
+message type names.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
+from card.terminal.frame import MAX_FRAME_SIZE, frame
 from card.terminal.messages.fields import ProtocolError, decode_body_at, encode_body
 from card.terminal.messages.security import message_mac, verify_message_mac
 from card.terminal.messages.types import MESSAGE_TYPES, Message
 from card.terminal.spec import MAC_SIZE, PROTOCOL_VERSION, UNAUTHENTICATED_MAC, MessageType, ResultCode, Tag
-from card.terminal.tlv import FRAME_HEADER_SIZE, TLV, TLVError, decode, encode, encode_encoded, spans
+from card.terminal.tlv import TLV, TLVError, decode, encode, encode_encoded, spans
 
 __all__ = ["EncodedBody", "Envelope", "Header", "open_message", "seal", "seal_frame"]
 
@@ -74,9 +75,9 @@ def seal_frame(
     body: Message | EncodedBody, *, terminal_id: str, sequence: int, time: int, key: bytes | None
 ) -> bytes:
     message = seal(body, terminal_id=terminal_id, sequence=sequence, time=time, key=key)
-    if len(message) > 0xFFFF:
+    if len(message) > MAX_FRAME_SIZE:
         raise ProtocolError(ResultCode.BATCH_TOO_LARGE, "message over 65535 bytes")
-    return len(message).to_bytes(FRAME_HEADER_SIZE, "big") + message
+    return frame(message)
 
 
 M = TypeVar("M", bound=Message)

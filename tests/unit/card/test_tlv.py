@@ -6,16 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from card.terminal.frame import FrameDecoder, decode_frame, encode_frame
 from card.terminal.tlv import (
     TLV,
-    FrameDecoder,
     TLVError,
     TLVErrorReason,
     decode,
-    decode_frame,
     decode_one,
     encode,
-    encode_frame,
     find,
     is_constructed,
     spans,
