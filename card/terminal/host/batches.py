@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Final
 
-from card.crypto import PurchaseInputs
+from card.crypto import PurchaseInputs, verify_mac
 from card.keys import CardKeyRef
 from card.qr import OfflineVerifier, QRRejected
 from card.terminal.host.batch_commit import BatchWriter, Work
@@ -156,7 +156,8 @@ class BatchProcessor:
             if r.app_serial != qr_account(ride.card_number) or r.card_counter != generated:
                 w.reject(RecordReason.QR_INVALID, "account or generation time differs from the QR")
                 continue
-            if record_mac(key, qr_mac_input(r, validity=validity, generation_time=generated)) != r.tac:
+            expected = record_mac(key, qr_mac_input(r, validity=validity, generation_time=generated))
+            if not verify_mac(expected, r.tac):
                 w.reject(RecordReason.BAD_QR_TAC)
                 continue
             w.card_number = ride.card_number

@@ -152,7 +152,9 @@ class BlacklistReader:
 
     async def listed(self, db: Connection, numbers: Iterable[str]) -> dict[str, int]:
         """Card number → the version that listed it, for the listed ones."""
-        values = [int(n) for n in set(numbers) if n.isdigit() and len(n) <= 18]
+        # Card numbers are 19 digits by default (card.settings) and start 1-8, so they fit a bigint,
+        # as card.cards.card_number_int and the list's values do; anything else cannot be listed.
+        values = [v for n in set(numbers) if n.isdigit() and len(n) <= 19 for v in (int(n),) if v < 1 << 63]
         if not values:
             return {}
         rows = await db.fetch(
