@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import msgspec
+
 from card.blacklist import EntryKind, ListEntry, change_txn
 from card.terminal.spec import Flag, RecordReason, RecordResult
 from tests.terminal.conftest import Rig
@@ -13,7 +15,9 @@ from tests.terminal.conftest import Rig
 async def _list(rig: Rig, numbers: list[int]) -> int:
     async with rig.host.pool.acquire() as db, db.transaction():
         version = await change_txn(
-            db, adds=[ListEntry(EntryKind.CARD, n, reason="lost") for n in numbers], now=dt.datetime.now(dt.UTC)
+            db,
+            adds=[ListEntry(EntryKind.CARD, n, reason="lost") for n in numbers],
+            now=dt.datetime.now(dt.UTC),
         )
     assert version is not None
     return version
@@ -48,3 +52,44 @@ async def test_blacklist_with_full_length_card_numbers(rig: Rig) -> None:
     assert bus.results[known.terminal_serial] == (RecordResult.REJECTED, RecordReason.BLACKLISTED)
     assert bus.results[late.terminal_serial] == (RecordResult.ACCEPTED, 0)
     assert Flag.LATE_BLACKLIST in (await _flags(rig, "BUS-BLK")).get(late.terminal_serial, set())
+
+
+async def _suspended(rig: Rig, terminal_id: str) -> dict[int, int]:
+    async with rig.host.pool.acquire() as db:
+        rows = await db.fetch(
+            "SELECT terminal_serial, reason FROM card.terminal_suspense WHERE terminal_id = $1", terminal_id
+        )
+    return {int(r["terminal_serial"]): int(r["reason"]) for r in rows}
+
+
+async def test_a_card_counter_claimed_twice_is_refused_not_dropped(rig: Rig) -> None:
+    """The TAC does not cover the card's counter: a second, genuine debit reported with a counter
+    already taken (a reader's bug) must reach the suspense queue, not vanish as a "duplicate"."""
+    [card] = await rig.cards(1, balance=1_000)
+    bus = await rig.bus("BUS-CC", [card])
+    now = dt.datetime.now(dt.UTC)
+    first = bus.tap(card, 100, now)
+    second = bus.tap(card, 150, now)
+    bus.queue[second.terminal_serial] = msgspec.structs.replace(second, card_counter=first.card_counter)
+    await bus.upload()  # both in one batch
+    assert bus.results[first.terminal_serial] == (RecordResult.ACCEPTED, 0)
+    assert bus.results[second.terminal_serial] == (RecordResult.REJECTED, RecordReason.DUPLICATE_CARD_COUNTER)
+    third = bus.tap(card, 120, now)
+    bus.queue[third.terminal_serial] = msgspec.structs.replace(third, card_counter=first.card_counter)
+    await bus.upload()  # against an accepted record of an earlier batch
+    assert bus.results[third.terminal_serial] == (RecordResult.REJECTED, RecordReason.DUPLICATE_CARD_COUNTER)
+    assert await _suspended(rig, "BUS-CC") == {
+        second.terminal_serial: RecordReason.DUPLICATE_CARD_COUNTER,
+        third.terminal_serial: RecordReason.DUPLICATE_CARD_COUNTER,
+    }
+    async with rig.host.pool.acquire() as db:
+        charged = await db.fetchval(
+            "SELECT sum(amount) FROM card.terminal_records "
+            "WHERE terminal_id = 'BUS-CC' AND status = 'accepted'"
+        )
+    assert charged == 100
+    # Sent again (a lost answer): each is answered "duplicate", nothing charged twice.
+    for record in (first, second, third):
+        bus.queue[record.terminal_serial] = record
+    await bus.upload()
+    assert {bus.results[r.terminal_serial][0] for r in (first, second, third)} == {RecordResult.DUPLICATE}

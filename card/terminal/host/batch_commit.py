@@ -1,9 +1,10 @@
 """Batch upload, the write side: one PostgreSQL transaction per batch (card-protocol.md §4).
 
-The records are inserted with ``ON CONFLICT DO NOTHING RETURNING`` (a re-upload inserts nothing and
-is answered "duplicate"), the inserted accepted ones are posted to the ledger, failures go to the
-suspense queue, gaps and differences to the follow-ups. Each record is stored as the terminal sent
-it (the bytes of its ``E3`` item), never encoded again. The checks that fill a :class:`Work` are in
+The records are inserted with ``ON CONFLICT (terminal, serial) DO NOTHING RETURNING`` (a re-upload
+inserts nothing and is answered "duplicate"; ``_card_counter_clashes`` handles the card's own
+counter), the inserted accepted ones are posted to the ledger, failures go to the suspense queue,
+gaps and differences to the follow-ups. Each record is stored as the terminal sent it (the bytes
+of its ``E3`` item), never encoded again. The checks that fill a :class:`Work` are in
 ``card.terminal.host.batches``.
 """
 
@@ -93,6 +94,7 @@ class BatchWriter:
                 len(works),
             )
         )
+        same_transaction = await self._card_counter_clashes(conn, works)
         columns: list[list[object]] = [[] for _ in range(18)]
         raw = (
             raw_items
@@ -101,6 +103,8 @@ class BatchWriter:
         )
         for i, w in enumerate(works):
             r = w.record
+            if r.terminal_serial in same_transaction:
+                continue  # stored already, from another record: answered "duplicate"
             row = (
                 terminal.id, r.terminal_serial, r.kind, r.app_serial, w.card_number, w.counter, w.txn_type,
                 r.amount, r.balance_before, w.txn_time, r.line, r.stop, r.entry_stop, r.tac,
@@ -119,7 +123,7 @@ class BatchWriter:
                 "$4::bytea[], $5::text[], $6::bigint[], $7::smallint[], $8::bigint[], $9::bigint[], "
                 "$10::timestamptz[], $11::text[], $12::int[], $13::int[], $14::bytea[], $15::text[], "
                 "$16::smallint[], $17::bigint[], $18::bytea[]) "
-                "ON CONFLICT DO NOTHING RETURNING terminal_serial",
+                "ON CONFLICT (terminal_id, terminal_serial) DO NOTHING RETURNING terminal_serial",
                 *columns,
             )
         }
@@ -202,6 +206,47 @@ class BatchWriter:
             for w in works
             for serial in (w.record.terminal_serial,)
         ]
+
+    @staticmethod
+    async def _card_counter_clashes(conn: Connection, works: list[Work]) -> set[int]:
+        """The terminal serials of card records that are a card transaction already accepted.
+
+        (card, counter, type) is the card's identity of a transaction, taken by at most one
+        accepted record (a partial unique index). A record finding it taken with the same TAC is
+        that transaction again (a torn-transaction proof and the record it proves, say): it is
+        not stored and is answered "duplicate". With another TAC it is another transaction
+        claiming the counter, which the TAC does not cover, so a reader's bug could otherwise
+        drop a real debit as a "duplicate": it is refused with DUPLICATE_CARD_COUNTER and kept
+        in the suspense queue. The same holds between the records of one batch. A clash with a
+        batch committing at the same moment fails this INSERT instead (the index is not its
+        conflict target) and the terminal sends the batch again."""
+        card_works = [w for w in works if not w.reason and w.record.kind != RecordKind.QR]
+        if not card_works:
+            return set()
+        rows = await conn.fetch(
+            "SELECT r.app_serial, r.card_counter, r.txn_type, r.tac FROM card.terminal_records r "
+            "JOIN unnest($1::bytea[], $2::bigint[], $3::smallint[]) AS v(app_serial, counter, txn_type) "
+            "ON r.app_serial = v.app_serial AND r.card_counter = v.counter AND r.txn_type = v.txn_type "
+            "WHERE r.status = 'accepted'",
+            [w.record.app_serial for w in card_works],
+            [w.counter for w in card_works],
+            [w.txn_type for w in card_works],
+        )
+        taken = {
+            (bytes(r["app_serial"]), int(r["card_counter"]), int(r["txn_type"])): bytes(r["tac"])
+            for r in rows
+        }
+        same: set[int] = set()
+        for w in card_works:
+            key = (w.record.app_serial, w.counter, w.txn_type)
+            tac = taken.get(key)
+            if tac is None:
+                taken[key] = w.record.tac  # the first to claim it
+            elif tac == w.record.tac:
+                same.add(w.record.terminal_serial)
+            else:
+                w.reject(RecordReason.DUPLICATE_CARD_COUNTER, f"card counter {w.counter} is another record's")
+        return same
 
     @staticmethod
     async def _suspend(conn: Connection, terminal: TerminalRecord, works: list[Work]) -> None:
