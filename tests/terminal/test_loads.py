@@ -3,6 +3,7 @@ rows, and what one load costs in database round trips."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -132,6 +133,62 @@ async def test_confirm_and_reversal_follow_the_load_state(rig: Rig) -> None:
     assert state["counter"] == confirmed.online_counter + 1  # a reversal leaves it
     async with rig.host.pool.acquire() as db:
         assert await rig.host.ledger.balance(db, kiosk_cash_account_id("kiosk-co", "KIOSK-1")) == -500
+
+
+async def test_the_card_loads_again_after_a_reversal(rig: Rig) -> None:
+    """A reversal leaves the card's online counter where it was (the card was not credited), so
+    the next INITIALIZE FOR LOAD reports the same counter: that load goes through, once."""
+    [card] = await rig.cards(1, balance=0)
+    kiosk = await rig.kiosk("KIOSK-1")
+    dropped = await kiosk.load(card, 300, drop_credit=True)
+    assert dropped.result == ResultCode.OK and card.balance == 0
+    loaded = await kiosk.load(card, 300)
+    assert loaded.result == ResultCode.OK and card.balance == 300
+    state = await rows(rig)
+    assert sorted(s for _, s in state["loads"]) == ["confirmed", "reversed"]
+    assert sorted(s for _, s in state["pending"]) == ["posted", "voided"]
+    assert state["failed"] == 0 and state["check"] == []
+    assert state["counter"] == 1  # counter 0 reversed, then loaded: the card's counter moved once
+    async with rig.host.pool.acquire() as db:
+        assert await rig.host.ledger.balance(db, kiosk_cash_account_id("kiosk-co", "KIOSK-1")) == -300
+
+
+async def test_after_a_reversal_the_counter_is_taken_once(rig: Rig) -> None:
+    """The counter a reversal leaves free has the guarantees of any other: a repeated LOAD gets
+    the same MAC2, a changed one is refused, and of two LOADs sent together from two kiosks
+    for it only one reserves money."""
+    [card] = await rig.cards(1, balance=0)
+    kiosk, other = await rig.kiosk("KIOSK-1"), await rig.kiosk("KIOSK-2")
+    reversed_ = initialise(kiosk, card, 300)
+    assert (await kiosk.link.request(reversed_, LoadResponse)).result == ResultCode.OK
+    assert (await reverse(kiosk, reversed_.load_id)).result == ResultCode.OK
+
+    # The same card counter from both kiosks at once (the card's counter has not moved).
+    first, second = initialise(kiosk, card, 400), initialise(other, card, 400)
+    assert first.online_counter == second.online_counter == reversed_.online_counter
+    answers = await asyncio.gather(
+        kiosk.link.request(first, LoadResponse), other.link.request(second, LoadResponse)
+    )
+    assert sorted(a.result for a in answers) == [ResultCode.OK, ResultCode.LOAD_CONFLICT]
+    winner, answer = next((w, a) for w, a in zip((first, second), answers, strict=True) if a.result == 0)
+    winner_kiosk = kiosk if winner is first else other
+    again = await winner_kiosk.link.request(winner, LoadResponse)
+    assert (again.result, again.mac2, again.host_time) == (ResultCode.OK, answer.mac2, answer.host_time)
+    changed = await winner_kiosk.link.request(msgspec.structs.replace(winner, amount=401), LoadResponse)
+    assert changed.result == ResultCode.LOAD_CONFLICT
+    repeat = await kiosk.link.request(reversed_, LoadResponse)  # the reversed load stays reversed
+    assert (repeat.result, repeat.detail) == (ResultCode.LOAD_STATE, "reversed")
+
+    state = await rows(rig)
+    assert sorted(state["loads"], key=lambda r: r[1]) == [
+        (uuid.UUID(bytes=winner.load_id), "authorised"),
+        (uuid.UUID(bytes=reversed_.load_id), "reversed"),
+    ]
+    assert sorted(state["pending"], key=lambda r: r[1]) == [
+        (uuid.UUID(bytes=winner.load_id), "pending"),
+        (uuid.UUID(bytes=reversed_.load_id), "voided"),
+    ]
+    assert state["failed"] == 0 and state["check"] == []
 
 
 async def test_a_ledger_refusal_leaves_no_load(rig: Rig) -> None:

@@ -57,7 +57,11 @@ _LOAD_LOOKUP_SQL: Final = (
     "LEFT JOIN (card.cards c JOIN card.epurses e ON e.card_id = c.id) ON c.app_serial = $2"
 )
 # The load's row, and the reservation ({reserve}: $11…) only if the row is new (no row back: the
-# load id or the card's counter is taken, by a concurrent twin or an earlier load).
+# load id or the card's counter is taken, by a concurrent twin or an earlier load that was not
+# reversed: a reversed load leaves the counter to the card's next load, migration 0101).
+# ON CONFLICT has no target on purpose: a target can name only one of the two unique indexes
+# (the load id's key, the partial one on the card counter), and a conflict on the other would
+# then raise instead of inserting nothing.
 _RECORD_SQL: Final = (
     "WITH recorded AS (INSERT INTO card.terminal_loads (load_id, terminal_id, app_serial, amount, "
     "balance_before, online_counter, funding, host_time, mac2, transfer_id, state, request_digest) "
