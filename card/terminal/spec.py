@@ -217,7 +217,8 @@ class RecordReason(IntEnum):
 
 
 class Flag(IntEnum):
-    """Follow-up flags on accepted records (visible to operators, money still moves)."""
+    """Follow-up flags for operators (``card.terminal.host.chains``): on accepted records, whose
+    money still moves; a serial gap also on a refused record that follows it."""
 
     COUNTER_GAP = 1
     SERIAL_GAP = 2

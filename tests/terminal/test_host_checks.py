@@ -93,3 +93,59 @@ async def test_a_card_counter_claimed_twice_is_refused_not_dropped(rig: Rig) -> 
         bus.queue[record.terminal_serial] = record
     await bus.upload()
     assert {bus.results[r.terminal_serial][0] for r in (first, second, third)} == {RecordResult.DUPLICATE}
+
+
+async def test_serial_gaps_count_refused_records_as_received(rig: Rig) -> None:
+    [card] = await rig.cards(1, balance=1_000)
+    bus = await rig.bus("BUS-SG", [card])
+    now = dt.datetime.now(dt.UTC)
+    bus.tap(card, 100, now)
+    await bus.upload()
+    forged = bus.tap(card, 100, now)
+    bus.queue[forged.terminal_serial] = msgspec.structs.replace(forged, tac=bytes(4))
+    after = bus.tap(card, 100, now)
+    await bus.upload()
+    assert bus.results[forged.terminal_serial] == (RecordResult.REJECTED, RecordReason.BAD_TAC)
+    lost = bus.tap(card, 100, now)
+    del bus.queue[lost.terminal_serial]  # never uploaded
+    gap = bus.tap(card, 100, now)
+    await bus.upload()
+    flags = await _flags(rig, "BUS-SG")
+    assert Flag.SERIAL_GAP not in flags.get(after.terminal_serial, set())
+    assert Flag.SERIAL_GAP in flags[gap.terminal_serial]
+    assert Flag.COUNTER_GAP in flags[gap.terminal_serial]  # the card's counter skipped one too
+
+
+async def test_a_late_record_does_not_flag_the_ones_after_it(rig: Rig) -> None:
+    """The card was tapped on bus A, then three times on bus B; B uploads first. A's record, late
+    and older, must not move the card back so that B's next one looks like a counter gap."""
+    [card] = await rig.cards(1, balance=1_000)
+    early, late = await rig.bus("BUS-LA", [card]), await rig.bus("BUS-LB", [card])
+    now = dt.datetime.now(dt.UTC)
+    early.tap(card, 100, now)
+    for _ in range(3):
+        late.tap(card, 100, now)
+    await late.upload()
+    early.tap(card, 100, now)  # counter 4, after the late one (counter 0) in the same batch
+    await early.upload()
+    assert all(
+        flag is not Flag.COUNTER_GAP for found in (await _flags(rig, "BUS-LA")).values() for flag in found
+    )
+
+
+async def test_online_loads_continue_the_balance_chain(rig: Rig) -> None:
+    [card] = await rig.cards(1, balance=1_000)
+    bus = await rig.bus("BUS-BC", [card])
+    kiosk = await rig.kiosk("KIOSK-BC")
+    bus.tap(card, 200, dt.datetime.now(dt.UTC))
+    await bus.upload()
+    await kiosk.load(card, 500)
+    after_load = bus.tap(card, 200, dt.datetime.now(dt.UTC))
+    wrong = bus.tap(card, 200, dt.datetime.now(dt.UTC))
+    assert wrong.balance_before is not None
+    # The balance is not under the TAC: a reader that misreports it is flagged, not refused.
+    bus.queue[wrong.terminal_serial] = msgspec.structs.replace(wrong, balance_before=wrong.balance_before + 1)
+    await bus.upload()
+    flags = await _flags(rig, "BUS-BC")
+    assert Flag.BALANCE_CHAIN not in flags.get(after_load.terminal_serial, set())
+    assert Flag.BALANCE_CHAIN in flags[wrong.terminal_serial]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from card._db import Connection
+from card.terminal.host.chains import CardState, flag_card_chains, flag_serial_gaps
 from card.terminal.host.ports import CardInfo
 from card.terminal.host.registry import TerminalRecord
 from card.terminal.messages import BatchUpload, OfflineRecord
@@ -67,16 +68,17 @@ class BatchWriter:
         card_serials = list({w.record.app_serial for w in works if w.card and w.record.kind != RecordKind.QR})
         previous = (
             {
-                bytes(r["app_serial"]): (
+                bytes(r["app_serial"]): CardState(
                     int(r["card_counter"]),
                     int(r["balance_before"] or 0) - int(r["amount"]),
+                    r["txn_time"],
                 )
                 for r in await conn.fetch(
                     # Each card's latest accepted record: one short backward index scan per card
                     # (a DISTINCT ON over the cards would read every record of their history).
-                    "SELECT s.app_serial, r.card_counter, r.balance_before, r.amount "
+                    "SELECT s.app_serial, r.card_counter, r.balance_before, r.amount, r.txn_time "
                     "FROM unnest($1::bytea[]) AS s(app_serial) CROSS JOIN LATERAL ("
-                    "SELECT card_counter, balance_before, amount FROM card.terminal_records t "
+                    "SELECT card_counter, balance_before, amount, txn_time FROM card.terminal_records t "
                     "WHERE t.app_serial = s.app_serial AND t.status = 'accepted' AND t.kind <> 3 "
                     "ORDER BY t.card_counter DESC LIMIT 1) r",
                     card_serials,
@@ -135,8 +137,9 @@ class BatchWriter:
                 w.reject(RecordReason.LEDGER_REFUSED, "the card has no e-purse account")
         accepted = [w for w in fresh if not w.reason]
         await self._suspend(conn, terminal, [w for w in fresh if w.reason])
-        self._gaps(accepted, previous, last_serial)
-        followups = [(terminal.id, w.record.terminal_serial, int(f), d) for w in accepted for f, d in w.flags]
+        flag_serial_gaps(fresh, last_serial)
+        await flag_card_chains(conn, accepted, previous)
+        followups = [(terminal.id, w.record.terminal_serial, int(f), d) for w in fresh for f, d in w.flags]
         if followups:
             await conn.executemany(
                 "INSERT INTO card.terminal_followups (terminal_id, terminal_serial, flag, detail) "
@@ -270,37 +273,3 @@ class BatchWriter:
             [int(w.reason) for w in works],
             [w.detail or w.reason.name for w in works],
         )
-
-    @staticmethod
-    def _gaps(accepted: list[Work], previous: dict[bytes, tuple[int, int]], last_serial: int) -> None:
-        expected_serial = last_serial + 1
-        for w in sorted(accepted, key=lambda x: x.record.terminal_serial):
-            if last_serial and w.record.terminal_serial > expected_serial:
-                w.flags.append(
-                    (Flag.SERIAL_GAP, f"serials {expected_serial}..{w.record.terminal_serial - 1} missing")
-                )
-            expected_serial = max(expected_serial, w.record.terminal_serial + 1)
-        state = dict(previous)
-        for w in sorted(accepted, key=lambda x: (x.record.app_serial, x.counter)):
-            r = w.record
-            if r.kind == RecordKind.QR:
-                continue
-            prior = state.get(r.app_serial)
-            if prior is not None:
-                counter, balance_after = prior
-                if w.counter > counter + 1:
-                    w.flags.append(
-                        (Flag.COUNTER_GAP, f"card counters {counter + 1}..{w.counter - 1} missing")
-                    )
-                elif (
-                    w.counter == counter + 1
-                    and r.balance_before is not None
-                    and r.balance_before != balance_after
-                ):
-                    w.flags.append(
-                        (
-                            Flag.BALANCE_CHAIN,
-                            f"balance before {r.balance_before}, previous after {balance_after}",
-                        )
-                    )
-            state[r.app_serial] = (w.counter, (r.balance_before or 0) - r.amount)
