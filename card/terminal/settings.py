@@ -30,6 +30,10 @@ class TerminalSettings(msgspec.Struct, frozen=True, kw_only=True):
     # Redis at once, so this bounds only the rarer cases: a sign-on racing the change, or Redis
     # unreachable when it was made. Refusals are always decided on a fresh read.
     status_cache_seconds: float = 2.0
+    # The platform parameters (QR public keys, issuers, QR validity) are re-read after this long, so
+    # a rotated QR signing key reaches terminals (parameter version) and the host's own QR checks
+    # without a restart.
+    parameters_cache_seconds: float = 30.0
     # Gateway processes ``citizen serve`` runs side by side on the port (0: one per core, at most 4);
     # each is restarted if it dies.
     processes: int = 0
@@ -46,5 +50,6 @@ class TerminalSettings(msgspec.Struct, frozen=True, kw_only=True):
         for name in ("idle_timeout", "frame_timeout", "clock_drift_seconds", "session_ttl_seconds"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"terminal {name} must be positive")
-        if self.status_cache_seconds < 0:
-            raise ValueError("terminal status_cache_seconds must not be negative")
+        for name in ("status_cache_seconds", "parameters_cache_seconds"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"terminal {name} must not be negative")

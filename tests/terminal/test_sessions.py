@@ -1,4 +1,4 @@
-"""A terminal's session ends when it is disabled or re-keyed.
+"""A terminal's session ends when it is disabled or re-keyed; a rotated QR key reaches terminals and host.
 
 Over TCP against a real gateway, PostgreSQL and Redis (the ``rig`` of conftest). The registry's
 disable and re-key delete the session in Redis at once; the host also re-checks every request
@@ -20,6 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from backend.keyring import Keyring
 from backend.settings import Settings
+from card.keys import SoftwareKeyStore
+from card.qr import Concession, build_qr_payload
 from card.terminal.gateway import running_gateway
 from card.terminal.host.registry import TerminalRegistry
 from card.terminal.messages import (
@@ -27,21 +29,26 @@ from card.terminal.messages import (
     Heartbeat,
     HeartbeatResponse,
     Message,
+    Parameters,
+    ParametersResponse,
     Response,
     open_message,
 )
 from card.terminal.spec import RecordReason, RecordResult, ResultCode
+from mock_terminals.bus import BusReader
 from mock_terminals.link import LinkError, TerminalLink
 from tests.terminal.conftest import Rig
 
 R = TypeVar("R", bound=Response)
-_SHORT = 0.3  # the status cache lifetime of the ``quick`` rig, seconds
+_SHORT = 0.3  # the status and parameter cache lifetimes of the ``quick`` rig, seconds
 
 
 @pytest_asyncio.fixture
 async def quick(settings: Settings, keyring: Keyring) -> AsyncIterator[Rig]:
-    """A rig whose gateway keeps terminal records for ``_SHORT`` seconds."""
-    terminal = msgspec.structs.replace(settings.terminal, status_cache_seconds=_SHORT)
+    """A rig whose gateway keeps terminal records and platform parameters for ``_SHORT`` seconds."""
+    terminal = msgspec.structs.replace(
+        settings.terminal, status_cache_seconds=_SHORT, parameters_cache_seconds=_SHORT
+    )
     async with running_gateway(settings.replace(terminal=terminal), keyring, port=0) as (gateway, address):
         rig = Rig(gateway, gateway.host, address, ec.generate_private_key(ec.SECP256R1()), [])
         yield rig
@@ -171,3 +178,45 @@ async def test_a_new_key_is_accepted_at_once_by_a_gateway_that_cached_the_old(
         answer, _ = await _once(injected, Heartbeat(), HeartbeatResponse)
         assert answer.result == ResultCode.OK
         assert injected.sign_ons == 1
+
+
+async def test_rotated_qr_key_reaches_terminals_and_host(quick: Rig, keyring: Keyring) -> None:
+    host = quick.host
+    [card] = await quick.cards(1)
+    bus = await quick.bus("BUS-Q", [card])
+    await bus.sync()
+    phone = ec.generate_private_key(ec.SECP256R1())
+
+    async def ride(bus: BusReader) -> tuple[RecordResult, RecordReason]:
+        now = dt.datetime.now(dt.UTC)
+        authorisation = await host.keys.sign_qr_authorisation(
+            issuer_id=host.card_settings.issuer_code,
+            card_number=card.card_number,
+            concession=Concession.STANDARD,
+            cap_fen=host.card_settings.single_payment_cap_fen,
+            expires_at=now + dt.timedelta(hours=1),
+            device_public_key=phone.public_key(),
+        )
+        record = bus.scan_qr(build_qr_payload(authorisation, phone, now), 200, now)
+        await bus.upload()
+        return bus.results[record.terminal_serial]
+
+    accepted = (RecordResult.ACCEPTED, RecordReason.NONE)
+    assert await ride(bus) == accepted  # signed with key 1
+    before = (await bus.link.request(Heartbeat(), HeartbeatResponse)).parameter_version
+    platform = await host.platform()
+    await asyncio.sleep(_SHORT + 0.2)
+    assert await host.platform() is platform  # re-read, unchanged: the same object (no verifier rebuild)
+
+    # The key is rotated elsewhere (another process's key store), the gateway is not restarted.
+    version = await SoftwareKeyStore(host.pool, keyring.get("card-kek")).rotate()
+    assert version == 2
+    await asyncio.sleep(_SHORT + 0.2)
+    beat = await bus.link.request(Heartbeat(), HeartbeatResponse)
+    assert beat.parameter_version == version * 1000 + 1 != before
+    download = await bus.link.request(Parameters(), ParametersResponse)
+    assert [k.key_id for k in download.keys] == [1, version]
+    assert download.parameter_version == beat.parameter_version
+    await bus.sync()  # the reader takes the new key; a ride signed with it is accepted by the host
+    assert await ride(bus) == accepted
+    assert await _accepted_records(quick, "BUS-Q") == 2

@@ -6,6 +6,7 @@ connection's view (which terminal, which session). State lives in PostgreSQL and
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import os
@@ -15,6 +16,7 @@ from typing import Final
 
 import msgspec
 import redis.asyncio as aioredis
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from card._db import Pool
@@ -52,10 +54,18 @@ from card.terminal.messages import (
 from card.terminal.settings import TerminalSettings
 from card.terminal.spec import MessageType, ResultCode, TerminalKind
 
-__all__ = ["Link", "TerminalHost"]
+__all__ = ["Link", "Platform", "TerminalHost"]
 
 log = logging.getLogger("citizen.terminal")
 _UNKNOWN_ID: Final = "-"
+
+
+@dataclass(frozen=True, slots=True)
+class Platform:
+    """The shared platform parameters and the QR public keys they carry."""
+
+    parameters: ParametersResponse
+    qr_keys: dict[int, ec.EllipticCurvePublicKey]
 
 
 @dataclass
@@ -90,7 +100,9 @@ class TerminalHost:
         self.blacklist = BlacklistReader()
         self.ledger = LedgerPostings()
         self.fares = fares or Fares()
-        self._parameters: ParametersResponse | None = None
+        self._platform: Platform | None = None
+        self._platform_read_at = 0.0
+        self._platform_lock = asyncio.Lock()
         # terminal id -> (monotonic time read, record) of active terminals, for _usable_terminal.
         self._terminals: dict[str, tuple[float, TerminalRecord]] = {}
         self._terminal_cache_limit = max(1024, 4 * settings.max_connections)
@@ -304,22 +316,39 @@ class TerminalHost:
             parameter_version=params.parameter_version,
         )
 
-    async def platform_parameters(self) -> ParametersResponse:
-        """The parameters every terminal shares: platform keys, issuers, QR validity (no fares)."""
-        if self._parameters is None:
+    async def platform(self) -> Platform:
+        """The platform parameters, re-read after ``parameters_cache_seconds``.
+
+        Not cached for the life of the process: a rotated QR signing key (``keys.rotate()``) must
+        reach the terminals (through the parameter version of sign-on and heartbeat answers) and
+        the host's own QR checks without a restart. While nothing has changed the same object is
+        returned, so what is built from it (the QR verifier of batch uploads) is not rebuilt.
+        """
+        ttl = self.settings.parameters_cache_seconds
+        if self._platform is not None and time.monotonic() - self._platform_read_at < ttl:
+            return self._platform
+        async with self._platform_lock:  # one read per expiry, not one per waiting request
+            if self._platform is not None and time.monotonic() - self._platform_read_at < ttl:
+                return self._platform
             keys = await self.keys.qr_public_keys()
             encoded = tuple(
                 PlatformKey(key_id=k, public_key=v.public_bytes(Encoding.X962, PublicFormat.CompressedPoint))
                 for k, v in sorted(keys.items())
             )
-            version = max(keys, default=0) * 1000 + 1
-            self._parameters = ParametersResponse(
-                parameter_version=version,
+            parameters = ParametersResponse(
+                parameter_version=max(keys, default=0) * 1000 + 1,
                 qr_validity=self.card_settings.qr_validity_seconds,
                 issuers=(self.card_settings.issuer_code,),
                 keys=encoded,
             )
-        return self._parameters
+            if self._platform is None or self._platform.parameters != parameters:
+                self._platform = Platform(parameters, keys)
+            self._platform_read_at = time.monotonic()
+            return self._platform
+
+    async def platform_parameters(self) -> ParametersResponse:
+        """The parameters every terminal shares: platform keys, issuers, QR validity (no fares)."""
+        return (await self.platform()).parameters
 
     async def parameters(self, operator: str) -> ParametersResponse:
         """A terminal's parameter download: the shared part and its operator's current fare table."""
