@@ -274,6 +274,8 @@ _VARIABLES: tuple[_Variable, ...] = (
     _Variable("CITIZEN_TERMINAL_MAX_CONNECTIONS", "terminal", "max_connections", _int(1, 100000)),
     _Variable("CITIZEN_TERMINAL_CLOCK_DRIFT", "terminal", "clock_drift_seconds", _int(1, 86400)),
     _Variable("CITIZEN_TERMINAL_PROCESSES", "terminal", "processes", _int(0, 64)),
+    _Variable("CITIZEN_TERMINAL_STATUS_CACHE", "terminal", "status_cache_seconds", _float(0, 60)),
+    _Variable("CITIZEN_TERMINAL_PARAMETERS_CACHE", "terminal", "parameters_cache_seconds", _float(0, 3600)),
     _Variable("CITIZEN_PAYMENTS_TOPUP_MIN", "payments", "topup_min", _int(1, 1_000_000)),
     _Variable("CITIZEN_PAYMENTS_TOPUP_MAX", "payments", "topup_max", _int(1, 10_000_000)),
     _Variable("CITIZEN_PAYMENTS_ORDER_TTL", "payments", "order_ttl", _int(60, 86400)),

@@ -81,8 +81,10 @@ def domain_parts(resources: Resources) -> DomainParts:
     from card.terminal.admin import TerminalAdminController
     from card.terminal.host.registry import TerminalRegistry
 
+    # With the sessions' Redis: disable and re-key end the terminal's session at once.
     parts.dependencies["terminal_registry"] = Provide(
-        lambda: TerminalRegistry(resources.pool, resources.keyring.get("card-kek")), sync_to_thread=False
+        lambda: TerminalRegistry(resources.pool, resources.keyring.get("card-kek"), redis=resources.redis),
+        sync_to_thread=False,
     )
     parts.route_handlers.append(TerminalAdminController)
 

@@ -305,7 +305,7 @@ async def _main() -> None:
         kek = keyring.get("card-kek")
         keys = SoftwareKeyStore(pool, kek)
         await keys.ensure_initialised()
-        registry = TerminalRegistry(pool, kek)
+        registry = TerminalRegistry(pool, kek, redis=None)  # registers only
         transport = ec.generate_private_key(ec.SECP256R1())
         documents = await issue_test_cards(
             pool, keys, count=CARDS, balance=10_000_000, issuer_id=CardSettings().issuer_id,

@@ -24,6 +24,16 @@ class TerminalSettings(msgspec.Struct, frozen=True, kw_only=True):
     upload_age_limit_days: int = 30
     # Session keys live this long in Redis after sign-on (refreshed by traffic).
     session_ttl_seconds: int = 86400
+    # Every request re-checks that its terminal is still active and still has the master key its
+    # session was signed on with; a gateway process may take that from a record it read this many
+    # seconds ago (0: read PostgreSQL on every request). Disable and re-key also end the session in
+    # Redis at once, so this bounds only the rarer cases: a sign-on racing the change, or Redis
+    # unreachable when it was made. Refusals are always decided on a fresh read.
+    status_cache_seconds: float = 2.0
+    # The platform parameters (QR public keys, issuers, QR validity) are re-read after this long, so
+    # a rotated QR signing key reaches terminals (parameter version) and the host's own QR checks
+    # without a restart.
+    parameters_cache_seconds: float = 30.0
     # Gateway processes ``citizen serve`` runs side by side on the port (0: one per core, at most 4);
     # each is restarted if it dies.
     processes: int = 0
@@ -40,3 +50,6 @@ class TerminalSettings(msgspec.Struct, frozen=True, kw_only=True):
         for name in ("idle_timeout", "frame_timeout", "clock_drift_seconds", "session_ttl_seconds"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"terminal {name} must be positive")
+        for name in ("status_cache_seconds", "parameters_cache_seconds"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"terminal {name} must not be negative")

@@ -1,18 +1,24 @@
-"""The terminal administration API: operators only, by role, and every action in the audit log."""
+"""The terminal administration API: operators only, by role, every action in the audit log; disable and
+re-key end the terminal's session on a running gateway."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from backend.settings import Settings
+from card.terminal.messages import Heartbeat, HeartbeatResponse
+from card.terminal.spec import ResultCode
 from identity.admin.operators import create_operator
 from identity.audit import entries_for, verify_chain
 from identity.passwords import PasswordHasher
+from mock_terminals.link import LinkError, TerminalLink
 from tests.identity.conftest import bearer
+from tests.terminal.conftest import Rig
 
 API = "/api/v1/admin/terminals"
 _PASSWORD = "a long operator password 1"
@@ -120,4 +126,46 @@ async def test_every_action_is_audited(
     assert (missing.action, missing.outcome) == ("card.terminal.disable", "failure")
     mine = {e.action for e in await entries_for(db, actor)}
     assert {"card.terminal.list", "card.terminal.suspense.list"} <= mine
+    assert (await verify_chain(db)).ok
+
+
+async def test_disable_and_rekey_end_the_terminal_session(
+    client: AsyncTestClient[Litestar], settings: Settings, db: Any, rig: Rig, redis_client: aioredis.Redis
+) -> None:
+    """Through the admin API (its own registry, the app's Redis) against a running gateway."""
+    admin = await _operator(client, settings, db, "security_admin")
+    registered = await client.post(API, json=_REGISTER, headers=admin)
+    assert registered.status_code == 201
+    link = TerminalLink("BUS-A1", bytes.fromhex(registered.json()["tmk"]), *rig.address, timeout=10)
+    rig.links.append(link)
+    assert (await link.request(Heartbeat(), HeartbeatResponse)).result == ResultCode.OK
+
+    assert await redis_client.exists("card:term:s:BUS-A1")
+    assert (await client.post(f"{API}/BUS-A1/disable", headers=admin)).status_code == 204
+    assert not await redis_client.exists("card:term:s:BUS-A1")  # ended by the API's own registry
+    with pytest.raises(LinkError) as refused:  # the open session ended; signing on again is refused
+        await link.request(Heartbeat(), HeartbeatResponse)
+    assert refused.value.code == ResultCode.TERMINAL_DISABLED
+    assert (await client.post(f"{API}/BUS-A1/enable", headers=admin)).status_code == 204
+    assert (await link.request(Heartbeat(), HeartbeatResponse)).result == ResultCode.OK
+    assert link.sign_ons == 2
+
+    rekeyed = await client.post(f"{API}/BUS-A1/rekey", headers=admin)
+    assert rekeyed.status_code == 200
+    assert not await redis_client.exists("card:term:s:BUS-A1")
+    with pytest.raises(LinkError) as refused:  # its session ended, and the old key signs on no more
+        await link.request(Heartbeat(), HeartbeatResponse)
+    assert refused.value.code == ResultCode.BAD_MAC
+    injected = TerminalLink("BUS-A1", bytes.fromhex(rekeyed.json()["tmk"]), *rig.address, timeout=10)
+    rig.links.append(injected)
+    assert (await injected.request(Heartbeat(), HeartbeatResponse)).result == ResultCode.OK
+
+    # Audited as before: one entry per change, the chain intact.
+    entries = list(reversed(await entries_for(db, "BUS-A1")))
+    assert [(e.action, e.outcome) for e in entries] == [
+        ("card.terminal.register", "success"),
+        ("card.terminal.disable", "success"),
+        ("card.terminal.enable", "success"),
+        ("card.terminal.rekey", "success"),
+    ]
     assert (await verify_chain(db)).ok

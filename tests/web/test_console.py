@@ -41,7 +41,7 @@ async def test_terminals_chart_and_settlements(
     connection = await asyncpg.connect(database_url)
     try:
         pool_like = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
-        registry = TerminalRegistry(pool_like, keyring.get("card-kek"))
+        registry = TerminalRegistry(pool_like, keyring.get("card-kek"), redis=None)  # registers only
         await registry.register("BUS-0001", operator="citybus", kind=TerminalKind.BUS, line="M1", site=None)
         await pool_like.close()
         run = dt.date(2025, 6, 3)

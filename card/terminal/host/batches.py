@@ -86,13 +86,17 @@ class BatchProcessor:
         return await self.upload(terminal, body, _raw_items(signed, len(body.records)))
 
     async def _qr_verifier(self) -> OfflineVerifier:
-        params = await self.host.platform_parameters()
-        if self._verifier is None or self._verifier[0] is not params:
-            keys = await self.host.keys.qr_public_keys()
+        # Rebuilt when the host's platform parameters change (a rotated QR key), not otherwise:
+        # the verifier caches checked authorisations.
+        platform = await self.host.platform()
+        if self._verifier is None or self._verifier[0] is not platform:
             verifier = OfflineVerifier(
-                keys, params.issuers, lambda _card: False, self.host.card_settings.qr_validity_seconds
+                platform.qr_keys,
+                platform.parameters.issuers,
+                lambda _card: False,
+                self.host.card_settings.qr_validity_seconds,
             )
-            self._verifier = (params, verifier)
+            self._verifier = (platform, verifier)
         return self._verifier[1]
 
     async def upload(

@@ -7,22 +7,32 @@ AES-256-GCM under the keyring's ``card-kek`` (AAD ``citizen-tmk/1|<terminal id>|
 Every change made for an operator (an :class:`~card.audit.Actor`) is written to identity's
 tamper-evident audit log in the same transaction (``card.terminal.<verb>``, target ``terminal``);
 :func:`audit_terminal` records the reads and the refusals the admin API answers.
+
+Disabling and re-keying end the terminal's session in Redis once the change has committed, so the
+terminal must sign on again (and is refused: disabled, or its old master key no longer signs on).
+The host also checks the status and the key version of a session on every request
+(``TerminalHost.authenticate``), which covers what the deletion cannot: a sign-on racing the change,
+or Redis unreachable at that moment.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 from dataclasses import dataclass
 from typing import Final
 
 import asyncpg
+import redis.asyncio as aioredis
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from redis.exceptions import RedisError
 
 from card._db import Connection, Pool
 from card.audit import Actor, DetailValue
 from card.terminal.host.ports import LedgerPostings
+from card.terminal.host.sessions import end_session
 from card.terminal.messages import key_check_value
 from card.terminal.spec import TerminalKind
 
@@ -36,6 +46,7 @@ __all__ = [
 ]
 
 _AAD: Final = b"citizen-tmk/1|"
+log = logging.getLogger("citizen.terminal")
 
 
 class TerminalNotFound(LookupError):
@@ -121,10 +132,37 @@ async def audit_terminal(
 
 
 class TerminalRegistry:
-    def __init__(self, pool: Pool, kek: bytes, ledger: LedgerPostings | None = None) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        kek: bytes,
+        ledger: LedgerPostings | None = None,
+        *,
+        redis: aioredis.Redis | None,
+    ) -> None:
+        """``redis``: where the terminal sessions live, so that disable and re-key end them. No
+        default on purpose: only a caller that never disables or re-keys (a script that registers
+        terminals) passes None, and then the host alone refuses the old session, within its
+        ``status_cache_seconds``."""
         self._pool = pool
         self._kek = kek
         self._ledger = ledger or LedgerPostings()
+        self._redis = redis
+
+    async def _end_session(self, terminal_id: str) -> None:
+        """End the terminal's session after a committed disable or re-key.
+
+        A failure is logged, not raised: the change and its audit entry have committed (a re-key's
+        new key would be lost to the caller), and the host refuses the old session anyway once its
+        status check sees the change (``TerminalHost.authenticate``)."""
+        if self._redis is None:
+            return
+        try:
+            await end_session(self._redis, terminal_id)
+        except (RedisError, OSError) as exc:
+            log.warning(
+                "terminal session not ended: %s", exc.__class__.__name__, extra={"terminal": terminal_id}
+            )
 
     async def register(
         self,
@@ -204,6 +242,10 @@ class TerminalRegistry:
             if actor is not None:
                 verb = "disable" if status == "disabled" else "enable"
                 await audit_terminal(db, actor, verb, terminal_id, {"from": before, "to": status})
+        # After the commit: a sign-on from now on reads the new status. (Before it, a sign-on could
+        # open a session between the deletion and the commit.)
+        if status != "active":
+            await self._end_session(terminal_id)
 
     async def rekey(self, terminal_id: str, actor: Actor | None = None) -> Registration:
         tmk = os.urandom(16)
@@ -228,6 +270,9 @@ class TerminalRegistry:
                     db, actor, "rekey", terminal_id,
                     {"tmk_version": version, "tmk_check": key_check_value(tmk).hex()},
                 )  # fmt: skip
+        # After the commit, as in set_status: the old key's session ends, and the old key no
+        # longer signs on (sign-on reads the new one).
+        await self._end_session(terminal_id)
         return Registration(
             terminal_id,
             row["operator"],

@@ -6,6 +6,7 @@ connection's view (which terminal, which session). State lives in PostgreSQL and
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import os
@@ -15,6 +16,7 @@ from typing import Final
 
 import msgspec
 import redis.asyncio as aioredis
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from card._db import Pool
@@ -52,10 +54,18 @@ from card.terminal.messages import (
 from card.terminal.settings import TerminalSettings
 from card.terminal.spec import MessageType, ResultCode, TerminalKind
 
-__all__ = ["Link", "TerminalHost"]
+__all__ = ["Link", "Platform", "TerminalHost"]
 
 log = logging.getLogger("citizen.terminal")
 _UNKNOWN_ID: Final = "-"
+
+
+@dataclass(frozen=True, slots=True)
+class Platform:
+    """The shared platform parameters and the QR public keys they carry."""
+
+    parameters: ParametersResponse
+    qr_keys: dict[int, ec.EllipticCurvePublicKey]
 
 
 @dataclass
@@ -84,13 +94,18 @@ class TerminalHost:
         self.settings = settings
         self.card_settings = card_settings
         self.keys = keys
-        self.registry = TerminalRegistry(pool, kek)
+        self.registry = TerminalRegistry(pool, kek, redis=redis)
         self.sessions = SessionStore(redis, kek, settings.session_ttl_seconds)
         self.cards = CardDirectory()
         self.blacklist = BlacklistReader()
         self.ledger = LedgerPostings()
         self.fares = fares or Fares()
-        self._parameters: ParametersResponse | None = None
+        self._platform: Platform | None = None
+        self._platform_read_at = 0.0
+        self._platform_lock = asyncio.Lock()
+        # terminal id -> (monotonic time read, record) of active terminals, for _usable_terminal.
+        self._terminals: dict[str, tuple[float, TerminalRecord]] = {}
+        self._terminal_cache_limit = max(1024, 4 * settings.max_connections)
         from card.terminal.host.batches import BatchProcessor
         from card.terminal.host.loads import LoadService
 
@@ -123,7 +138,7 @@ class TerminalHost:
     # --- authentication --------------------------------------------------------------------------------
 
     async def authenticate(self, link: Link, envelope: Envelope) -> None:
-        """Check the MAC and the sequence of a non-sign-on message; fills ``link``."""
+        """Check the MAC, the terminal and the sequence of a non-sign-on message; fills ``link``."""
         header = envelope.header
         if link.terminal is not None and link.terminal.id != header.terminal_id:
             raise ProtocolError(ResultCode.TERMINAL_MISMATCH)
@@ -138,6 +153,8 @@ class TerminalHost:
             if fresh is None or fresh.sid == session.sid or not envelope.verify(fresh.key):
                 raise ProtocolError(ResultCode.BAD_MAC)
             session = fresh
+        # Before the sequence advances, so that a refused session is not kept alive by the attempt.
+        terminal = await self._usable_terminal(link, session)
         advanced = await self.sessions.advance(session, header.sequence)
         if advanced == 0:
             link.session = None
@@ -146,13 +163,52 @@ class TerminalHost:
             link.session = session  # the answer is MACed: the terminal can trust the refusal
             raise ProtocolError(ResultCode.REPLAYED_SEQUENCE)
         link.session = session
-        if link.terminal is None:
-            terminal = await self.registry.get(header.terminal_id)
-            if terminal is None or terminal.status != "active":
-                await self.sessions.close(header.terminal_id)
-                link.session = None
-                raise ProtocolError(ResultCode.TERMINAL_DISABLED)
-            link.terminal = terminal
+        link.terminal = terminal
+
+    async def _usable_terminal(self, link: Link, session: Session) -> TerminalRecord:
+        """The terminal of ``session`` if the session may still be used, else a refusal.
+
+        Checked on every request, not once per connection: a terminal disabled or re-keyed while
+        its connection (or its session, which survives reconnects) is open must stop at once.
+        Disable and re-key delete the session in Redis too; this check is what holds when that
+        deletion lost a race with a sign-on or did not reach Redis. A record read within
+        ``status_cache_seconds`` may serve to accept (gateways run side by side, so longer would
+        let another process's change go unseen); a refusal is decided on a fresh read only, so a
+        terminal enabled again is never refused from a stale record.
+        """
+        cached = self._terminals.get(session.terminal_id)
+        if (
+            cached is not None
+            and time.monotonic() - cached[0] < self.settings.status_cache_seconds
+            and cached[1].tmk_version == session.tmk_version
+        ):
+            return cached[1]
+        terminal = await self.registry.get(session.terminal_id)
+        if terminal is None or terminal.status != "active":
+            self._terminals.pop(session.terminal_id, None)
+            await self.sessions.close(session.terminal_id)
+            link.session = None  # no session applies: the refusal carries the all-zero MAC
+            raise ProtocolError(ResultCode.TERMINAL_DISABLED)
+        self._remember(terminal)
+        if terminal.tmk_version != session.tmk_version:
+            # Signed on with a master key since replaced (and perhaps compromised): its session key
+            # proves nothing, and the answer is not MACed with it.
+            await self.sessions.end(session)
+            link.session = None
+            raise ProtocolError(ResultCode.NOT_SIGNED_ON, "terminal re-keyed")
+        return terminal
+
+    def _remember(self, terminal: TerminalRecord) -> None:
+        """Cache an active terminal's record for :meth:`_usable_terminal` (never a refused one)."""
+        ttl = self.settings.status_cache_seconds
+        if ttl <= 0:
+            return
+        now = time.monotonic()
+        if len(self._terminals) >= self._terminal_cache_limit:
+            self._terminals = {k: v for k, v in self._terminals.items() if now - v[0] < ttl}
+            if len(self._terminals) >= self._terminal_cache_limit:
+                self._terminals.clear()  # all fresh: a burst of terminals, re-read them
+        self._terminals[terminal.id] = (now, terminal)
 
     # --- dispatch ----------------------------------------------------------------------------------------
 
@@ -214,8 +270,11 @@ class TerminalHost:
         if not await self.sessions.nonce_is_fresh(terminal.id, body.nonce, 2 * drift):
             raise ProtocolError(ResultCode.SIGN_ON_REPLAYED)
         session_key = os.urandom(16)
-        link.session = await self.sessions.open(terminal.id, session_key, header.sequence)
+        link.session = await self.sessions.open(
+            terminal.id, session_key, header.sequence, terminal.tmk_version
+        )
         link.terminal = terminal
+        self._remember(terminal)
         await self.registry.record_sign_on(
             terminal.id,
             software=body.software_version,
@@ -257,22 +316,39 @@ class TerminalHost:
             parameter_version=params.parameter_version,
         )
 
-    async def platform_parameters(self) -> ParametersResponse:
-        """The parameters every terminal shares: platform keys, issuers, QR validity (no fares)."""
-        if self._parameters is None:
+    async def platform(self) -> Platform:
+        """The platform parameters, re-read after ``parameters_cache_seconds``.
+
+        Not cached for the life of the process: a rotated QR signing key (``keys.rotate()``) must
+        reach the terminals (through the parameter version of sign-on and heartbeat answers) and
+        the host's own QR checks without a restart. While nothing has changed the same object is
+        returned, so what is built from it (the QR verifier of batch uploads) is not rebuilt.
+        """
+        ttl = self.settings.parameters_cache_seconds
+        if self._platform is not None and time.monotonic() - self._platform_read_at < ttl:
+            return self._platform
+        async with self._platform_lock:  # one read per expiry, not one per waiting request
+            if self._platform is not None and time.monotonic() - self._platform_read_at < ttl:
+                return self._platform
             keys = await self.keys.qr_public_keys()
             encoded = tuple(
                 PlatformKey(key_id=k, public_key=v.public_bytes(Encoding.X962, PublicFormat.CompressedPoint))
                 for k, v in sorted(keys.items())
             )
-            version = max(keys, default=0) * 1000 + 1
-            self._parameters = ParametersResponse(
-                parameter_version=version,
+            parameters = ParametersResponse(
+                parameter_version=max(keys, default=0) * 1000 + 1,
                 qr_validity=self.card_settings.qr_validity_seconds,
                 issuers=(self.card_settings.issuer_code,),
                 keys=encoded,
             )
-        return self._parameters
+            if self._platform is None or self._platform.parameters != parameters:
+                self._platform = Platform(parameters, keys)
+            self._platform_read_at = time.monotonic()
+            return self._platform
+
+    async def platform_parameters(self) -> ParametersResponse:
+        """The parameters every terminal shares: platform keys, issuers, QR validity (no fares)."""
+        return (await self.platform()).parameters
 
     async def parameters(self, operator: str) -> ParametersResponse:
         """A terminal's parameter download: the shared part and its operator's current fare table."""
