@@ -202,6 +202,8 @@ class BusReader:
     async def sync(self) -> None:
         """Parameters (platform keys, issuers) and the blacklist delta since the reader's version."""
         params = await self.link.request(Parameters(), ParametersResponse)
+        if params.result != ResultCode.OK:  # an error answer carries no parameters: keep the old ones
+            raise LinkError(params.result, params.detail or "parameters refused")
         keys = {
             k.key_id: ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), k.public_key)
             for k in params.keys
@@ -229,7 +231,8 @@ class BusReader:
         return raw
 
     async def upload(self) -> int:
-        """Send every queued record in batches; a record leaves the queue only when acknowledged."""
+        """Send every queued record in batches; a record leaves the queue only when an authentic
+        answer to the batch it was sent in lists it (the link rejects any other answer)."""
         sent = 0
         while self.queue:
             records = tuple(list(self.queue.values())[: self.batch_size])
@@ -243,7 +246,11 @@ class BusReader:
             )
             if answer.result != ResultCode.OK:
                 raise LinkError(answer.result, answer.detail or "batch refused")
-            for outcome in answer.outcomes:
+            batch = {r.terminal_serial for r in records}
+            acknowledged = [o for o in answer.outcomes if o.terminal_serial in batch]
+            if not acknowledged:  # re-sending the same batch would get the same answer for ever
+                raise LinkError(ResultCode.BAD_FIELD_VALUE, "the answer lists none of the batch's records")
+            for outcome in acknowledged:
                 self.queue.pop(outcome.terminal_serial, None)
                 self._encoded_records.pop(outcome.terminal_serial, None)
                 name = RecordResult(outcome.result).name.lower()
