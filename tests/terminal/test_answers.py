@@ -1,10 +1,10 @@
-"""What a terminal trusts in an answer (docs/terminal-protocol.md §2, §3).
+"""What a terminal trusts in an answer (docs/terminal-protocol.md §2, §3) and how it sizes a batch (§1).
 
 Against a scripted host (the public codec only): a forged or misdirected answer — all-zero MAC on
 a success, another request's sequence number, another terminal's id, a MAC under another key — is
 never acted on, and the bus reader keeps its records; an error with an all-zero MAC is reported,
 nothing more. Against the real gateway: the MACs the host puts on its error answers, as §3 states
-them.
+them, and batches of QR records split to fit a 65,535-byte frame.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import pytest
 import pytest_asyncio
 
-from card.terminal.frame import FrameDecoder
+from card.terminal.frame import MAX_FRAME_SIZE, FrameDecoder
 from card.terminal.messages import (
     BatchResponse,
     BatchUpload,
@@ -33,6 +33,7 @@ from card.terminal.messages import (
     SignOnResponse,
     key_check_value,
     open_message,
+    seal,
     seal_frame,
     sign_on_keys,
     unwrap_session_key,
@@ -295,6 +296,39 @@ async def test_a_sign_on_answer_must_carry_the_new_session_mac(
     assert link.session_key == host.session and host.connections == 3
 
 
+# --- batch size (§1: the frame limit wins) -----------------------------------------------------------------
+
+
+async def test_qr_batches_are_split_to_fit_a_frame(scripted: tuple[ScriptedHost, TerminalLink]) -> None:
+    host, link = scripted
+    reader = _reader(link, 500, qr=True)
+    reader.batch_size = 500
+    assert await reader.upload() == 500
+    assert not reader.queue and reader.counts["accepted"] == 500
+    batches = _batches(host)
+    sizes = [n for n, _ in batches]
+    counts = [len(b.records) for _, b in batches]
+    assert sum(counts) == 500 and max(sizes) <= MAX_FRAME_SIZE
+    qr_size = len(reader._encoded(_record(501, qr=True)))  # ~287 bytes
+    assert counts[0] < 250 and sizes[0] + qr_size > MAX_FRAME_SIZE  # full: one more would not fit
+    # Small records are still batched by count: 500 purchases would fit one frame; batch_size is 200.
+    host.requests.clear()
+    reader = _reader(link, 500)
+    assert await reader.upload() == 500
+    assert [len(b.records) for _, b in _batches(host)] == [200, 200, 100]
+
+
+async def test_qr_batches_fit_the_real_gateway(rig: Rig) -> None:
+    registration = await rig.register("BUS-QR")
+    link = rig.link(registration)
+    reader = BusReader(link, SoftwarePsam(registration.psam_terminal_no), registration.tmk, batch_size=500)
+    for serial in range(1, 501):
+        reader.queue[serial] = _record(serial, qr=True)
+    assert await reader.upload() == 500  # formerly: BATCH_TOO_LARGE before the first frame was sent
+    assert not reader.queue and reader.counts["rejected"] == 500  # forged payloads, answered all the same
+    assert reader.batch_number == 3
+
+
 # --- the MACs the real host puts on its error answers (§3) -----------------------------------------------
 
 
@@ -353,3 +387,14 @@ async def test_the_link_accepts_a_refused_sign_on_maced_with_its_session(rig: Ri
         await link.sign_on()  # same connection: the host MACs the refusal with the current session
     assert refused.value.code == ResultCode.TERMINAL_DISABLED
     assert not isinstance(refused.value, UntrustedAnswer)
+
+
+def test_batch_overhead_is_exact() -> None:
+    """The reader's size budget (message minus records) matches a sealed batch, for a full body."""
+    link = TerminalLink(TERMINAL, TMK, "127.0.0.1", 1)
+    reader = _reader(link, 228, qr=True)
+    records = reader._next_batch()
+    head = BatchUpload(batch_number=2**32 - 1, record_count=len(records), records=tuple(records))
+    sealed = seal(head, terminal_id=TERMINAL, sequence=2**32 - 1, time=2**32 - 1, key=None)
+    assert len(sealed) == reader._batch_overhead() + sum(len(reader._encoded(r)) for r in records)
+    assert len(sealed) <= MAX_FRAME_SIZE
