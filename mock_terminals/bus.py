@@ -30,6 +30,7 @@ from card.crypto import (
     verify_mac,
 )
 from card.qr import OfflineVerifier, QRRejected
+from card.terminal.frame import MAX_FRAME_SIZE
 from card.terminal.messages import (
     BatchResponse,
     BatchUpload,
@@ -47,10 +48,11 @@ from card.terminal.messages import (
     ReversalResponse,
     record_key,
     record_mac,
+    seal,
 )
 from card.terminal.messages.fields import encode_body
 from card.terminal.records import dt7, qr_account, qr_mac_input
-from card.terminal.spec import RecordKind, RecordResult, ResultCode, Tag
+from card.terminal.spec import DEFAULT_MAX_BATCH_RECORDS, RecordKind, RecordResult, ResultCode, Tag
 from card.terminal.tlv import TLV, encode
 from mock_terminals.card import SW_OK, SoftwareCard
 from mock_terminals.link import LinkError, TerminalLink
@@ -93,6 +95,7 @@ class BusReader:
     counts: dict[str, int] = field(default_factory=lambda: {"accepted": 0, "duplicate": 0, "rejected": 0})
     results: dict[int, tuple[int, int]] = field(default_factory=dict)
     _encoded_records: dict[int, tuple[OfflineRecord, bytes]] = field(default_factory=dict, repr=False)
+    _overhead: int | None = field(default=None, repr=False)
 
     def tap(
         self,
@@ -202,6 +205,8 @@ class BusReader:
     async def sync(self) -> None:
         """Parameters (platform keys, issuers) and the blacklist delta since the reader's version."""
         params = await self.link.request(Parameters(), ParametersResponse)
+        if params.result != ResultCode.OK:  # an error answer carries no parameters: keep the old ones
+            raise LinkError(params.result, params.detail or "parameters refused")
         keys = {
             k.key_id: ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), k.public_key)
             for k in params.keys
@@ -228,11 +233,40 @@ class BusReader:
         self._encoded_records[record.terminal_serial] = (record, raw)
         return raw
 
+    def _next_batch(self) -> list[OfflineRecord]:
+        """The first queued records that fit one batch: at most ``batch_size`` (and the protocol's
+        500), and as many as fit a 65,535-byte message (§1: the frame limit wins; ~228 QR records)."""
+        room = MAX_FRAME_SIZE - self._batch_overhead()
+        limit = min(self.batch_size, DEFAULT_MAX_BATCH_RECORDS)
+        records: list[OfflineRecord] = []
+        for record in self.queue.values():
+            size = len(self._encoded(record))
+            if len(records) >= limit or (records and size > room):
+                break
+            records.append(record)
+            room -= size
+        return records
+
+    def _batch_overhead(self) -> int:
+        """The bytes of a batch message besides its records: the header, the batch number and count,
+        the MAC, and the body's length in its longest form (``82 xx xx``; an empty body's is 1 byte)."""
+        if self._overhead is None:
+            empty = seal(
+                BatchUpload(batch_number=0, record_count=0),
+                terminal_id=self.link.terminal_id,
+                sequence=0,
+                time=0,
+                key=None,
+            )
+            self._overhead = len(empty) + 2
+        return self._overhead
+
     async def upload(self) -> int:
-        """Send every queued record in batches; a record leaves the queue only when acknowledged."""
+        """Send every queued record in batches; a record leaves the queue only when an authentic
+        answer to the batch it was sent in lists it (the link rejects any other answer)."""
         sent = 0
         while self.queue:
-            records = tuple(list(self.queue.values())[: self.batch_size])
+            records = self._next_batch()
             self.batch_number += 1
             head = BatchUpload(batch_number=self.batch_number, record_count=len(records))
             answer = await self.link.request(
@@ -243,7 +277,11 @@ class BusReader:
             )
             if answer.result != ResultCode.OK:
                 raise LinkError(answer.result, answer.detail or "batch refused")
-            for outcome in answer.outcomes:
+            batch = {r.terminal_serial for r in records}
+            acknowledged = [o for o in answer.outcomes if o.terminal_serial in batch]
+            if not acknowledged:  # re-sending the same batch would get the same answer for ever
+                raise LinkError(ResultCode.BAD_FIELD_VALUE, "the answer lists none of the batch's records")
+            for outcome in acknowledged:
                 self.queue.pop(outcome.terminal_serial, None)
                 self._encoded_records.pop(outcome.terminal_serial, None)
                 name = RecordResult(outcome.result).name.lower()

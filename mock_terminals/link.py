@@ -1,10 +1,16 @@
 """A terminal's protocol link: connect, sign on, send MACed requests, read MACed answers.
 
-Recovery as docs/terminal-protocol.md §6 asks of a terminal: a dropped connection is re-opened
+Recovery as docs/terminal-protocol.md §4 asks of a terminal: a dropped connection is re-opened
 and the request re-sent (with a new sequence number); ``NOT_SIGNED_ON`` (session expired, Redis
 restarted, another gateway) triggers a fresh sign-on and a re-send; ``HOST_UNAVAILABLE`` waits and
 re-sends. Requests are idempotent on the host (batches by record, loads by load id), so re-sending
 is always safe.
+
+An answer is trusted as §2 and §3 say: it must echo this terminal's id and the request's sequence
+number, and carry a MAC under the session key, except an error answer, which may carry the all-zero
+MAC; of such an answer only the result and detail are passed on (the caller reports them), never
+its other fields. An answer that fails these checks raises :class:`UntrustedAnswer` and the
+connection is closed (its stream may hold the real answer); nothing in it is acted on.
 """
 
 from __future__ import annotations
@@ -13,12 +19,14 @@ import asyncio
 import contextlib
 import os
 import time
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from card.terminal.frame import FrameDecoder
 from card.terminal.messages import (
     EncodedBody,
     Envelope,
+    ErrorResponse,
+    InvalidUnwrap,
     Message,
     ProtocolError,
     Response,
@@ -29,9 +37,9 @@ from card.terminal.messages import (
     sign_on_keys,
     unwrap_session_key,
 )
-from card.terminal.spec import ResultCode
+from card.terminal.spec import MessageType, ResultCode
 
-__all__ = ["LinkError", "TerminalLink"]
+__all__ = ["LinkError", "TerminalLink", "UntrustedAnswer"]
 
 R = TypeVar("R", bound=Response)
 _RETRY_CODES = frozenset({ResultCode.HOST_UNAVAILABLE})
@@ -45,10 +53,52 @@ class LinkError(Exception):
         self.code = code
 
 
-def _check_answer_mac(envelope: Envelope, key: bytes | None) -> None:
-    """Answers carry the session MAC; only error answers sent before a session may carry zeros."""
-    if not envelope.unauthenticated and key is not None and not envelope.verify(key):
-        raise LinkError(ResultCode.BAD_MAC, "answer MAC")
+class UntrustedAnswer(LinkError):
+    """An answer the link did not act on: not this request's (terminal id, sequence), a MAC that does
+    not verify, an all-zero MAC on an answer that is not an error, or the host's ``ERROR`` to a frame
+    it could not read (``code`` is then the host's result code). The connection has been closed."""
+
+
+_UNATTRIBUTED_ID: Final = "-"  # the terminal id of the host's answer to a frame it could not parse
+
+
+def _attributed(envelope: Envelope, terminal_id: str, sequence: int, cls: type[Response]) -> None:
+    """The answer must echo the request's terminal id and sequence number (§2) and be of the
+    request's answer type or ``ERROR``."""
+    header = envelope.header
+    if header.message_type == MessageType.ERROR and (header.terminal_id, header.sequence) == (
+        _UNATTRIBUTED_ID,
+        0,
+    ):
+        error = envelope.expect(ErrorResponse)
+        raise UntrustedAnswer(error.result, f"the host could not read the request: {error.detail or ''}")
+    if header.terminal_id != terminal_id:
+        raise UntrustedAnswer(ResultCode.BAD_FIELD_VALUE, f"answer for terminal {header.terminal_id!r}")
+    if header.sequence != sequence:
+        raise UntrustedAnswer(
+            ResultCode.BAD_FIELD_VALUE, f"answer to sequence {header.sequence}, request was {sequence}"
+        )
+    if header.message_type not in (cls.TYPE, MessageType.ERROR):
+        raise UntrustedAnswer(ResultCode.UNKNOWN_MESSAGE_TYPE, f"answer type {header.message_type:02X}")
+
+
+def _trusted(envelope: Envelope, cls: type[R], key: bytes | None) -> R:
+    """The answer's body as far as its MAC lets it be trusted (§3). An all-zero MAC is accepted only
+    on an error; of such an answer only the result and detail are kept."""
+    error = envelope.header.message_type == MessageType.ERROR
+    if envelope.unauthenticated:
+        body: Response = envelope.expect(ErrorResponse) if error else envelope.expect(cls)
+        if body.result == ResultCode.OK:
+            raise UntrustedAnswer(ResultCode.BAD_MAC, "all-zero MAC on an answer that is not an error")
+        return cls(result=body.result, detail=body.detail)
+    if key is None or not envelope.verify(key):
+        raise UntrustedAnswer(ResultCode.BAD_MAC, "answer MAC")
+    if not error:
+        return envelope.expect(cls)
+    refusal = envelope.expect(ErrorResponse)
+    if refusal.result == ResultCode.OK:
+        raise UntrustedAnswer(ResultCode.BAD_FIELD_VALUE, "ERROR answer with result OK")
+    return cls(result=refusal.result, detail=refusal.detail)
 
 
 class TerminalLink:
@@ -116,19 +166,15 @@ class TerminalLink:
             return await self._sign_on()
 
     async def _sign_on(self) -> SignOnResponse:
-        raw, _ = await self._exchange(
+        previous = self.session_key  # a refusal on this connection is MACed with it (§3)
+        raw, sequence = await self._exchange(
             SignOn(nonce=os.urandom(16), software_version="mock-terminals/1"), self._auth_key
         )
-        envelope = open_message(raw)
-        answer = envelope.expect(SignOnResponse) if envelope.header.message_type == 0x81 else None
-        if answer is None or answer.result != ResultCode.OK or answer.wrapped_key is None:
-            from card.terminal.messages import ErrorResponse
-
-            error = answer or envelope.expect(ErrorResponse)
-            raise LinkError(error.result, error.detail or "sign-on refused")
-        key = unwrap_session_key(self._kek, answer.wrapped_key)
-        if not envelope.verify(key):
-            raise LinkError(ResultCode.BAD_MAC, "sign-on answer")
+        try:
+            answer, key = self._sign_on_answer(raw, sequence, previous)
+        except UntrustedAnswer:
+            await self.close()
+            raise
         self.session_key = key
         self.sign_ons += 1
         self.versions = (
@@ -138,6 +184,28 @@ class TerminalLink:
         )
         return answer
 
+    def _sign_on_answer(
+        self, raw: bytes, sequence: int, previous: bytes | None
+    ) -> tuple[SignOnResponse, bytes]:
+        """The accepted sign-on answer and its session key; a refusal raises :class:`LinkError`."""
+        envelope = open_message(raw)
+        _attributed(envelope, self.terminal_id, sequence, SignOnResponse)
+        answer = None
+        if envelope.header.message_type == SignOnResponse.TYPE:
+            answer = envelope.expect(SignOnResponse)
+        if answer is None or answer.result != ResultCode.OK:
+            refusal = _trusted(envelope, SignOnResponse, previous)
+            raise LinkError(refusal.result, refusal.detail or "sign-on refused")
+        if answer.wrapped_key is None:
+            raise UntrustedAnswer(ResultCode.MISSING_FIELD, "sign-on answer without a session key")
+        try:
+            key = unwrap_session_key(self._kek, answer.wrapped_key)
+        except InvalidUnwrap:
+            raise UntrustedAnswer(ResultCode.BAD_MAC, "sign-on answer key") from None
+        if not envelope.verify(key):
+            raise UntrustedAnswer(ResultCode.BAD_MAC, "sign-on answer")
+        return answer, key
+
     async def request(self, body: Message | EncodedBody, answer: type[R]) -> R:
         """Send ``body``; return its answer (any result code). Retries transport failures."""
         async with self._lock:
@@ -146,16 +214,10 @@ class TerminalLink:
                 try:
                     if self.session_key is None:
                         await self._sign_on()
-                    raw, _ = await self._exchange(body, self.session_key)
+                    raw, sequence = await self._exchange(body, self.session_key)
                     envelope = open_message(raw)
-                    _check_answer_mac(envelope, self.session_key)
-                    if envelope.header.message_type == answer.TYPE:
-                        result: R = envelope.expect(answer)
-                    else:
-                        from card.terminal.messages import ErrorResponse
-
-                        error = envelope.expect(ErrorResponse)
-                        result = answer(result=error.result, detail=error.detail)
+                    _attributed(envelope, self.terminal_id, sequence, answer)
+                    result = _trusted(envelope, answer, self.session_key)
                     if result.result == ResultCode.NOT_SIGNED_ON:
                         self.session_key = None
                         continue
@@ -167,6 +229,9 @@ class TerminalLink:
                     self.reconnects += 1
                     await self.close()
                     await asyncio.sleep(self.retry_delay)
+                except UntrustedAnswer:
+                    await self.close()
+                    raise
                 except LinkError as exc:
                     if exc.code in _RETRY_CODES:
                         last = exc
