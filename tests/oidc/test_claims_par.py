@@ -3,6 +3,7 @@ POST header, POST body; sub consistent and pairwise per sector) and 4 (PAR)."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -145,3 +146,31 @@ async def test_pushed_authorization_requests(kit: Kit) -> None:
     # ... after completion, never.
     used = await kit.client.get("/oidc/authorize", params=params)
     assert used.status_code == 400 and "location" not in used.headers
+
+
+async def test_claims_parameter_with_null_members_is_served(kit: Kit) -> None:
+    """The standard form ``{"userinfo": {"name": null}}`` (Core §5.5.1) is kept with the grant and
+    read back at the token endpoint, at refresh, at introspection and at UserInfo."""
+    await kit.flows.verified(ZHANG)
+    partner = await kit.register()
+    claims = json.dumps(
+        {
+            "userinfo": {"name": None, "phone_number": None, "nickname": None},
+            "id_token": {"auth_time": {"essential": True}, "acr": None},
+        }
+    )
+    tokens, _ = await _tokens(kit, partner, scope="openid phone", claims=claims)
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    info = (await kit.client.get("/oidc/userinfo", headers=bearer)).json()
+    assert info["phone_number"] == "+86" + ZHANG.mobile
+    auth = basic(partner["client_id"], partner["client_secret"])
+    introspected = await kit.client.post(
+        "/oidc/introspect", data={"token": tokens["refresh_token"]}, headers=auth
+    )
+    assert introspected.json()["active"] is True
+    refreshed = await kit.client.post(
+        "/oidc/token",
+        data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        headers=auth,
+    )
+    assert refreshed.status_code == 200, refreshed.text
