@@ -3,7 +3,10 @@
 ``profile``: the masked display name and ``updated_at``; ``phone``: the confirmed mobile number;
 ``real_name``: the verified real name, birth date, gender, ``real_name_verified`` and the account's
 level of assurance ``loa``; ``organisations``: the organisations the person acts for, with roles.
-The ``claims`` request parameter (OpenID Connect Core §5.5) can ask for any of these individually.
+A claim is released only when a scope that carries it is both granted (consented to by the
+person, or first-party) and still allowed for the client. The ``claims`` request parameter
+(OpenID Connect Core §5.5) is held to the same rule: a claim it names outside those scopes is
+declined silently (§5.5 lets the provider decline), so it never widens what the consent showed.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 import msgspec
 
 from identity.core import IdentityCore
+from identity.oidc.grants import ClaimRequests
 from identity.persons.account import mask_name
 
 __all__ = ["CLAIMS_SUPPORTED", "person_claims"]
@@ -49,11 +53,24 @@ _BY_SCOPE: dict[str, tuple[str, ...]] = {
     "organisations": ("organisations",),
 }
 
+_SCOPES_OF: dict[str, frozenset[str]] = {
+    claim: frozenset(s for s, carried in _BY_SCOPE.items() if claim in carried)
+    for claim in {c for carried in _BY_SCOPE.values() for c in carried}
+}
 
-def wanted(scope: tuple[str, ...], requested: dict[str, Any] | None) -> set[str]:
-    names = {c for s in scope for c in _BY_SCOPE.get(s, ())}
+
+def wanted(scope: tuple[str, ...], requested: ClaimRequests | None, *, allowed: tuple[str, ...]) -> set[str]:
+    """The person claims to release for a token of ``scope`` (granted) to a client now allowed
+    ``allowed``, with ``requested`` the claims asked for individually (the ``claims`` parameter).
+
+    The one place that decides which person claims are released (UserInfo; the ID token carries
+    none of them): the claims of every scope both granted and allowed (Core §5.4), and a
+    requested claim only if one of those scopes carries it (so it adds nothing the consent did
+    not cover); any other requested claim is declined (§5.5)."""
+    usable = set(scope) & set(allowed)
+    names = {c for s in usable for c in _BY_SCOPE.get(s, ())}
     if requested:
-        names |= {n for n in requested if n in CLAIMS_SUPPORTED}
+        names |= {n for n in requested if _SCOPES_OF.get(n, frozenset()) & usable}
     return names
 
 

@@ -21,6 +21,7 @@ import enum
 import hashlib
 import secrets
 import uuid
+from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
@@ -30,7 +31,11 @@ from identity.oidc.grant_record import GrantRecorder
 from identity.oidc.redis_channel import ScriptChannel
 from identity.oidc.revocation import RevocationCache
 
-__all__ = ["AuthContext", "CodeRecord", "Exchanged", "GrantStore", "RefreshOutcome"]
+__all__ = ["AuthContext", "ClaimRequests", "CodeRecord", "Exchanged", "GrantStore", "RefreshOutcome"]
+
+# One member of the OIDC `claims` request (Core §5.5): claim name -> null (asked for, nothing more)
+# or an object with `essential`, `value`, `values`. The shape is checked in `request.py`.
+ClaimRequests = dict[str, dict[str, Any] | None]
 
 _USED_TTL = 600
 
@@ -113,7 +118,7 @@ class AuthContext(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     auth_time: int | None = None
     org: uuid.UUID | None = None  # token exchange: the organisation acted for
     roles: tuple[str, ...] = ()
-    claims: dict[str, dict[str, object]] | None = None  # the OIDC `claims` request (userinfo part)
+    claims: ClaimRequests | None = None  # the OIDC `claims` request (userinfo part)
     # DPoP (RFC 9449): the thumbprint of the key the grant's tokens are bound to, from `dpop_jkt`
     # at the authorization request (§10) or from the proof of the first token request.
     jkt: str | None = None

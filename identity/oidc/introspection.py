@@ -1,4 +1,5 @@
-"""Introspection (RFC 7662) and revocation (RFC 7009), both for authenticated clients only.
+"""Introspection (RFC 7662) and revocation (RFC 7009), both for identified clients; introspection
+only for authenticated ones (RFC 7662 §2.1, §4): a public client (``none``) is ``invalid_client``.
 
 A client learns about its own tokens and about access tokens naming it in ``aud`` (a resource
 server); anything else is ``{"active": false}``. Revoking a refresh token ends its whole grant;
@@ -12,6 +13,7 @@ import time
 from typing import Any
 
 from identity.oidc.endpoint import Answer, FormRequest, form_endpoint
+from identity.oidc.errors import OAuthError
 from identity.oidc.provider import Provider
 
 __all__ = ["introspect", "revoke"]
@@ -24,6 +26,10 @@ async def introspection(oidc: Provider, request: FormRequest) -> Answer:
     """Introspection (RFC 7662)."""
     form = request.form
     client = await oidc.client_auth.authenticate(request.headers, form)
+    if client.auth_method == "none":
+        # Anyone can name a public client's id, so it proves nothing; RFC 7662 §2.1 and §4 require
+        # the endpoint to be protected, else it is a token-scanning oracle.
+        raise OAuthError("invalid_client", "only authenticated clients may introspect tokens", 401)
     token = form.get("token", "")
     if token.count(".") == 2:
         live = await oidc.access.check(token)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from typing import Any
 
 import msgspec
 
+from identity.oidc.claims import CLAIMS_SUPPORTED
 from identity.oidc.clients import Client, ClientStore
 from identity.oidc.errors import ErrorPage, OAuthError
+from identity.oidc.grants import ClaimRequests
 from identity.oidc.pages import pick_locale
 
 __all__ = ["PAR_PREFIX", "AuthRequest", "RedirectError", "parse_authorization", "single_params"]
@@ -22,6 +23,8 @@ __all__ = ["PAR_PREFIX", "AuthRequest", "RedirectError", "parse_authorization", 
 PAR_PREFIX = "urn:ietf:params:oauth:request_uri:"
 _CHALLENGE = re.compile(r"^[A-Za-z0-9._~-]{43}$")
 _PROMPTS = {"none", "login", "consent", "select_account"}
+_CLAIM_MEMBERS = ("essential", "value", "values")
+_CLAIMS_MAX = 4096  # characters of the claims parameter (each supported claim, essential, in both: 1.4 kB)
 
 
 class AuthRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -38,8 +41,8 @@ class AuthRequest(msgspec.Struct, frozen=True, kw_only=True):
     login_hint: str | None = None
     ui_locale: str = "zh-CN"
     id_token_hint: str | None = None
-    userinfo_claims: dict[str, Any] | None = None
-    id_token_claims: dict[str, Any] | None = None
+    userinfo_claims: ClaimRequests | None = None
+    id_token_claims: ClaimRequests | None = None
     par_key: str | None = None
     dpop_jkt: str | None = None  # RFC 9449 §10: the code is bound to this key thumbprint
 
@@ -69,6 +72,52 @@ def single_params(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
 
 def _loa(value: str) -> int | None:
     return int(value[3]) if len(value) == 4 and value.startswith("loa") and value[3] in "123" else None
+
+
+def _claim_request(name: str, asked: object) -> bool:
+    """One claim of the claims parameter is null or an object whose ``essential`` is a boolean
+    and ``values`` an array; for ``acr``, ``value`` is a string and ``values`` strings."""
+    if asked is None:
+        return True
+    if not isinstance(asked, dict) or not isinstance(asked.get("essential", False), bool):
+        return False
+    values = asked.get("values", [])
+    if not isinstance(values, list):
+        return False
+    return name != "acr" or (
+        isinstance(asked.get("value", ""), str) and all(isinstance(v, str) for v in values)
+    )
+
+
+def _claim_requests(member: object) -> ClaimRequests | None:
+    """One member (``userinfo`` or ``id_token``) of the claims parameter: an object mapping claim
+    names to claim requests (``_claim_request``); ValueError for anything else. Claims this
+    provider does not know are dropped (Core §5.5: ignored), and so are unknown members of a
+    claim's object; what remains is kept with the grant."""
+    if member is None:
+        return None
+    if not isinstance(member, dict) or not all(_claim_request(n, a) for n, a in member.items()):
+        raise ValueError("malformed claims member")
+    kept: ClaimRequests = {
+        name: None if asked is None else {k: asked[k] for k in _CLAIM_MEMBERS if k in asked}
+        for name, asked in member.items()
+        if name in CLAIMS_SUPPORTED
+    }
+    return kept or None
+
+
+def _claims_parameter(raw: str) -> tuple[ClaimRequests | None, ClaimRequests | None]:
+    """The claims parameter (OpenID Connect Core §5.5): (userinfo, id_token). ValueError if it is
+    not a JSON object of that shape."""
+    if len(raw) > _CLAIMS_MAX:
+        raise ValueError("too long")
+    try:
+        claims = json.loads(raw)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    if isinstance(claims, dict):
+        return _claim_requests(claims.get("userinfo")), _claim_requests(claims.get("id_token"))
+    raise ValueError("not a JSON object")
 
 
 async def parse_authorization(
@@ -138,18 +187,17 @@ async def parse_authorization(
     acr_essential = False
     if "claims" in params:
         try:
-            claims = json.loads(params["claims"])
-            assert isinstance(claims, dict)
-            userinfo_claims = claims.get("userinfo") or None
-            id_token_claims = claims.get("id_token") or None
-            assert userinfo_claims is None or isinstance(userinfo_claims, dict)
-            assert id_token_claims is None or isinstance(id_token_claims, dict)
-        except (ValueError, AssertionError):
-            raise fail("invalid_request", "claims must be a JSON object") from None
+            userinfo_claims, id_token_claims = _claims_parameter(params["claims"])
+        except ValueError:
+            raise fail(
+                "invalid_request",
+                "claims is malformed (OpenID Connect Core 5.5: userinfo and id_token objects, each "
+                "claim null or an object; essential a boolean, values an array, acr values strings)",
+            ) from None
         acr = (id_token_claims or {}).get("acr")
-        if isinstance(acr, dict):
+        if acr is not None:
             values = acr.get("values") or ([acr["value"]] if "value" in acr else [])
-            essential_levels = [n for n in (_loa(str(v)) for v in values) if n is not None]
+            essential_levels = [n for n in (_loa(v) for v in values) if n is not None]
             if essential_levels:
                 min_loa = max(min_loa, min(essential_levels))
             acr_essential = bool(acr.get("essential"))

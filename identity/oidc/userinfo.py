@@ -61,7 +61,8 @@ async def _userinfo(oidc: Provider, request: Req, scheme: str, token: str | None
     if client is None:
         raise OAuthError("invalid_token", "the client is no longer registered", 401, www_auth=True)
     claims: dict[str, Any] = {"sub": oidc.tokens.subject(client, ctx.account_id)}
-    claims.update(await person_claims(oidc.core, ctx.account_id, wanted(scope, ctx.claims)))
+    names = wanted(scope, ctx.claims, allowed=client.scopes)
+    claims.update(await person_claims(oidc.core, ctx.account_id, names))
     return Response(claims, headers={"Cache-Control": "no-store"}, media_type="application/json")
 
 

@@ -8,8 +8,10 @@ import base64
 import time
 from typing import Any
 
+import pytest
+
 from tests.identity.conftest import LI, ZHANG
-from tests.oidc.conftest import ISSUER, REDIRECT, Kit, claims_of, query_of
+from tests.oidc.conftest import ISSUER, REDIRECT, Kit, basic, claims_of, query_of
 
 
 def _no_redirect(response: Any) -> None:
@@ -197,3 +199,49 @@ async def test_acr_unreachable_is_met_only_when_not_essential(kit: Kit) -> None:
     essential = '{"id_token": {"acr": {"essential": true, "values": ["loa2"]}}}'
     response, _ = await kit.authorize(partner["client_id"], claims=essential)
     assert query_of(response.headers["location"])["error"] == "unmet_authentication_requirements"
+
+
+_MALFORMED_CLAIMS = (
+    "[]",
+    "null",
+    '"userinfo"',
+    "{not json",
+    '{"userinfo": 5}',
+    '{"userinfo": []}',
+    '{"userinfo": {"name": 5}}',
+    '{"userinfo": {"name": {"essential": "yes"}}}',
+    '{"userinfo": {"name": {"values": "x"}}}',
+    '{"id_token": {"acr": {"values": 5}}}',
+    '{"id_token": {"acr": {"values": [2]}}}',
+    '{"id_token": {"acr": {"value": 2}}}',
+    '{"id_token": {"acr": {"essential": 1, "values": ["loa2"]}}}',
+    '{"userinfo": {"name": {"value": ' + "[" * 2000 + "]" * 2000 + "}}}",  # nested too deeply
+    '{"userinfo": {"name": {"value": "' + "x" * 5000 + '"}}}',  # too long
+)
+
+
+@pytest.mark.parametrize("claims", _MALFORMED_CLAIMS)
+async def test_malformed_claims_parameter_is_invalid_request(kit: Kit, claims: str) -> None:
+    """Core §5.5: ``claims`` is a JSON object of ``userinfo`` / ``id_token`` objects whose claims
+    are null or an object (``essential`` boolean, ``values`` an array; ``acr`` values strings).
+    Anything else goes back as invalid_request, at the authorization endpoint and at PAR."""
+    partner = await kit.register()
+    response, _ = await kit.authorize(partner["client_id"], claims=claims)
+    assert response.status_code in (302, 303), response.text
+    query = query_of(response.headers["location"])
+    assert query["error"] == "invalid_request" and "claims" in query["error_description"]
+    assert query["iss"] == ISSUER
+    pushed = await kit.client.post(
+        "/oidc/par",
+        data={
+            "response_type": "code",
+            "client_id": partner["client_id"],
+            "redirect_uri": REDIRECT,
+            "scope": "openid",
+            "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            "code_challenge_method": "S256",
+            "claims": claims,
+        },
+        headers=basic(partner["client_id"], partner["client_secret"]),
+    )
+    assert pushed.status_code == 400 and pushed.json()["error"] == "invalid_request"

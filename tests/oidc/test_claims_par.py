@@ -3,11 +3,15 @@ POST header, POST body; sub consistent and pairwise per sector) and 4 (PAR)."""
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from typing import Any
 
 import jwt
 
+from identity.oidc.claims import wanted
+from identity.oidc.grants import ClaimRequests
 from identity.oidc.jose import half_hash
 from tests.identity.conftest import ZHANG
 from tests.oidc.conftest import ISSUER, REDIRECT, Kit, basic, claims_of, pkce, query_of
@@ -145,3 +149,69 @@ async def test_pushed_authorization_requests(kit: Kit) -> None:
     # ... after completion, never.
     used = await kit.client.get("/oidc/authorize", params=params)
     assert used.status_code == 400 and "location" not in used.headers
+
+
+def test_claims_are_released_only_by_scopes_granted_and_allowed() -> None:
+    everything = ("openid", "profile", "phone", "real_name", "organisations")
+    asked: ClaimRequests = {"phone_number": None, "birthdate": {"essential": True}, "loa": None}
+    assert wanted(("openid",), asked, allowed=everything) == set()
+    assert wanted(("openid", "profile"), asked, allowed=everything) == {"name", "updated_at"}
+    # A scope granted once but no longer allowed for the client releases nothing any more.
+    assert wanted(("openid", "phone"), asked, allowed=("openid",)) == set()
+    assert "phone_number" in wanted(("openid", "phone"), asked, allowed=everything)
+
+
+async def test_claims_parameter_cannot_reach_past_the_consented_scopes(kit: Kit) -> None:
+    """OpenID Connect Core §5.5 lets the provider decline requested claims: a claim the granted
+    (consented) and allowed scopes do not carry is not released, whatever ``claims`` asks."""
+    await kit.flows.verified(ZHANG)
+    personal = ("phone_number", "name", "birthdate", "gender", "organisations", "loa", "real_name_verified")
+    claims = json.dumps({"userinfo": {name: {"essential": True} for name in personal}})
+    only_openid = await kit.register(name="Partner openid", scopes=["openid"])
+    response, verifier = await kit.authorize(only_openid["client_id"], scope="openid", claims=claims)
+    page = await kit.login_sms(await kit.follow(response), ZHANG.mobile)
+    assert page.status_code == 200 and "/consent" in page.text
+    assert re.findall(r"<li>[^<]*</li>", page.text) == ["<li>您的账号标识</li>"]  # all the consent covers
+    query = query_of((await kit.consent(page)).headers["location"])
+    response = await kit.tokens(
+        only_openid["client_id"], only_openid["client_secret"], query["code"], verifier
+    )
+    assert response.status_code == 200, response.text
+    bearer = {"Authorization": f"Bearer {response.json()['access_token']}"}
+    info = (await kit.client.get("/oidc/userinfo", headers=bearer)).json()
+    assert set(info) == {"sub"}
+    # Allowed more, granted profile only: the display name stays masked, nothing else comes.
+    partner = await kit.register()
+    tokens, _ = await _tokens(kit, partner, scope="openid profile", claims=claims)
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    info = (await kit.client.get("/oidc/userinfo", headers=bearer)).json()
+    assert set(info) == {"sub", "name", "updated_at"}
+    assert info["name"] == ZHANG.name[0] + "*" * (len(ZHANG.name) - 1)
+
+
+async def test_claims_parameter_with_null_members_is_served(kit: Kit) -> None:
+    """The standard form ``{"userinfo": {"name": null}}`` (Core §5.5.1) is kept with the grant and
+    read back at the token endpoint, at refresh, at introspection and at UserInfo."""
+    await kit.flows.verified(ZHANG)
+    partner = await kit.register()
+    claims = json.dumps(
+        {
+            "userinfo": {"name": None, "phone_number": None, "nickname": None},
+            "id_token": {"auth_time": {"essential": True}, "acr": None},
+        }
+    )
+    tokens, _ = await _tokens(kit, partner, scope="openid phone", claims=claims)
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    info = (await kit.client.get("/oidc/userinfo", headers=bearer)).json()
+    assert info["phone_number"] == "+86" + ZHANG.mobile and "name" not in info
+    auth = basic(partner["client_id"], partner["client_secret"])
+    introspected = await kit.client.post(
+        "/oidc/introspect", data={"token": tokens["refresh_token"]}, headers=auth
+    )
+    assert introspected.json()["active"] is True
+    refreshed = await kit.client.post(
+        "/oidc/token",
+        data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        headers=auth,
+    )
+    assert refreshed.status_code == 200, refreshed.text

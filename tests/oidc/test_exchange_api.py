@@ -190,6 +190,34 @@ async def test_introspection_and_revocation(kit: Kit) -> None:
     ).status_code == 200
 
 
+async def test_introspection_refuses_public_clients(kit: Kit) -> None:
+    """RFC 7662 §2.1, §4: only an authenticated client may introspect; a public client's id is no
+    credential (discovery does not list ``none`` for introspection). Revocation stays open to it
+    (RFC 7009 §2.1: the client's own tokens)."""
+    await kit.flows.register(ZHANG.mobile)
+    app_client = await kit.register(
+        name="City app",
+        client_type="public",
+        auth_method="none",
+        redirect_uris=["cn.city.app:/callback"],
+        scopes=["openid", "profile"],
+    )
+    cid = app_client["client_id"]
+    query, verifier = await kit.sign_in(cid, ZHANG.mobile, redirect_uri="cn.city.app:/callback")
+    response = await kit.tokens(cid, None, query["code"], verifier, redirect_uri="cn.city.app:/callback")
+    assert response.status_code == 200, response.text
+    tokens = response.json()
+    for token in (tokens["access_token"], tokens["refresh_token"], "garbage"):
+        refused = await kit.client.post("/oidc/introspect", data={"token": token, "client_id": cid})
+        assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
+        assert refused.headers["www-authenticate"].startswith("Basic ")
+        assert "active" not in refused.json()
+    meta = (await kit.client.get("/.well-known/openid-configuration")).json()
+    assert "none" not in meta["introspection_endpoint_auth_methods_supported"]
+    revoked = await kit.client.post("/oidc/revoke", data={"token": tokens["refresh_token"], "client_id": cid})
+    assert revoked.status_code == 200
+
+
 async def test_client_registration_api(kit: Kit, db: Any) -> None:
     created = await kit.register(
         contacts=["ops@partner-a.example"], logo_uri="https://partner-a.example/logo.png"
