@@ -1,6 +1,6 @@
 """Batch upload, the write side: one PostgreSQL transaction per batch (card-protocol.md §4).
 
-The records are inserted with ``ON CONFLICT (terminal, serial) DO NOTHING RETURNING`` (a re-upload
+The records are inserted with ``ON CONFLICT DO NOTHING RETURNING`` (a re-upload
 inserts nothing and is answered "duplicate"; ``_card_counter_clashes`` handles the card's own
 counter), the inserted accepted ones are posted to the ledger, failures go to the suspense queue,
 gaps and differences to the follow-ups. Each record is stored as the terminal sent it (the bytes
@@ -96,39 +96,16 @@ class BatchWriter:
                 len(works),
             )
         )
-        same_transaction = await self._card_counter_clashes(conn, works)
-        columns: list[list[object]] = [[] for _ in range(18)]
         raw = (
             raw_items
             if raw_items is not None
             else [encode(TLV(Tag.ITEM, encode_body(w.record))) for w in works]
         )
-        for i, w in enumerate(works):
-            r = w.record
-            if r.terminal_serial in same_transaction:
-                continue  # stored already, from another record: answered "duplicate"
-            row = (
-                terminal.id, r.terminal_serial, r.kind, r.app_serial, w.card_number, w.counter, w.txn_type,
-                r.amount, r.balance_before, w.txn_time, r.line, r.stop, r.entry_stop, r.tac,
-                "suspended" if w.reason else "accepted", int(w.reason), batch_id,
-                raw[i],
-            )  # fmt: skip
-            for column, value in zip(columns, row, strict=True):
-                column.append(value)
-        inserted = {
-            int(x["terminal_serial"])
-            for x in await conn.fetch(
-                "INSERT INTO card.terminal_records (terminal_id, terminal_serial, kind, app_serial, "
-                "card_number, card_counter, txn_type, amount, balance_before, txn_time, line, stop, "
-                "entry_stop, tac, status, reason, batch_id, record) "
-                "SELECT * FROM unnest($1::text[], $2::bigint[], $3::smallint[], "
-                "$4::bytea[], $5::text[], $6::bigint[], $7::smallint[], $8::bigint[], $9::bigint[], "
-                "$10::timestamptz[], $11::text[], $12::int[], $13::int[], $14::bytea[], $15::text[], "
-                "$16::smallint[], $17::bigint[], $18::bytea[]) "
-                "ON CONFLICT (terminal_id, terminal_serial) DO NOTHING RETURNING terminal_serial",
-                *columns,
+        inserted = await self._insert(conn, terminal.id, works, raw=raw, batch_id=batch_id)
+        if len(inserted) < len(works):
+            inserted |= await self._card_counter_clashes(
+                conn, terminal.id, works, inserted, raw=raw, batch_id=batch_id
             )
-        }
         fresh = [w for w in works if w.record.terminal_serial in inserted]
         # Everything but the ledger first: the ledger posting takes the ledger's writer lock (held to
         # the commit), so it comes last and the lock is held for as short a time as possible.
@@ -211,45 +188,96 @@ class BatchWriter:
         ]
 
     @staticmethod
-    async def _card_counter_clashes(conn: Connection, works: list[Work]) -> set[int]:
-        """The terminal serials of card records that are a card transaction already accepted.
-
-        (card, counter, type) is the card's identity of a transaction, taken by at most one
-        accepted record (a partial unique index). A record finding it taken with the same TAC is
-        that transaction again (a torn-transaction proof and the record it proves, say): it is
-        not stored and is answered "duplicate". With another TAC it is another transaction
-        claiming the counter, which the TAC does not cover, so a reader's bug could otherwise
-        drop a real debit as a "duplicate": it is refused with DUPLICATE_CARD_COUNTER and kept
-        in the suspense queue. The same holds between the records of one batch. A clash with a
-        batch committing at the same moment fails this INSERT instead (the index is not its
-        conflict target) and the terminal sends the batch again."""
-        card_works = [w for w in works if not w.reason and w.record.kind != RecordKind.QR]
-        if not card_works:
-            return set()
+    async def _insert(
+        conn: Connection,
+        terminal_id: str,
+        works: list[Work],
+        *,
+        raw: list[bytes],
+        batch_id: int,
+        only: set[int] | None = None,
+    ) -> set[int]:
+        """Insert the records (``only``: these serials), suspended when they failed a check; the
+        serials inserted. A record whose (terminal, serial) exists, or whose card transaction
+        (card, counter, type) an accepted record holds, is skipped, also when a batch committing at
+        the same moment wrote it: the insert waits for that batch and then skips."""
+        columns: list[list[object]] = [[] for _ in range(18)]
+        for i, w in enumerate(works):
+            r = w.record
+            if only is not None and r.terminal_serial not in only:
+                continue
+            row = (
+                terminal_id, r.terminal_serial, r.kind, r.app_serial, w.card_number, w.counter, w.txn_type,
+                r.amount, r.balance_before, w.txn_time, r.line, r.stop, r.entry_stop, r.tac,
+                "suspended" if w.reason else "accepted", int(w.reason), batch_id,
+                raw[i],
+            )  # fmt: skip
+            for column, value in zip(columns, row, strict=True):
+                column.append(value)
         rows = await conn.fetch(
-            "SELECT r.app_serial, r.card_counter, r.txn_type, r.tac FROM card.terminal_records r "
-            "JOIN unnest($1::bytea[], $2::bigint[], $3::smallint[]) AS v(app_serial, counter, txn_type) "
-            "ON r.app_serial = v.app_serial AND r.card_counter = v.counter AND r.txn_type = v.txn_type "
-            "WHERE r.status = 'accepted'",
-            [w.record.app_serial for w in card_works],
-            [w.counter for w in card_works],
-            [w.txn_type for w in card_works],
+            "INSERT INTO card.terminal_records (terminal_id, terminal_serial, kind, app_serial, "
+            "card_number, card_counter, txn_type, amount, balance_before, txn_time, line, stop, "
+            "entry_stop, tac, status, reason, batch_id, record) "
+            "SELECT * FROM unnest($1::text[], $2::bigint[], $3::smallint[], "
+            "$4::bytea[], $5::text[], $6::bigint[], $7::smallint[], $8::bigint[], $9::bigint[], "
+            "$10::timestamptz[], $11::text[], $12::int[], $13::int[], $14::bytea[], $15::text[], "
+            "$16::smallint[], $17::bigint[], $18::bytea[]) "
+            "ON CONFLICT DO NOTHING RETURNING terminal_serial",
+            *columns,
         )
-        taken = {
-            (bytes(r["app_serial"]), int(r["card_counter"]), int(r["txn_type"])): bytes(r["tac"])
-            for r in rows
+        return {int(x["terminal_serial"]) for x in rows}
+
+    async def _card_counter_clashes(
+        self,
+        conn: Connection,
+        terminal_id: str,
+        works: list[Work],
+        inserted: set[int],
+        *,
+        raw: list[bytes],
+        batch_id: int,
+    ) -> set[int]:
+        """The records the insert skipped that are not this terminal's records again: each found
+        its card transaction (card, counter, type) held by an accepted record. With the same TAC it
+        is that transaction again (a torn-transaction proof and the record it proves, say): not
+        stored, answered "duplicate". With another TAC it is another transaction claiming the
+        counter, which the TAC does not cover, so a reader's bug would otherwise drop a real debit
+        as a "duplicate": it is refused with DUPLICATE_CARD_COUNTER and stored suspended (outside
+        the partial unique index), into the suspense queue. Only the rare skipped records cost a
+        look-up; the serials stored here are returned."""
+        skipped = [w for w in works if w.record.terminal_serial not in inserted]
+        known = {
+            int(r["terminal_serial"])
+            for r in await conn.fetch(
+                "SELECT terminal_serial FROM card.terminal_records "
+                "WHERE terminal_id = $1 AND terminal_serial = ANY($2::bigint[])",
+                terminal_id,
+                [w.record.terminal_serial for w in skipped],
+            )
         }
-        same: set[int] = set()
-        for w in card_works:
-            key = (w.record.app_serial, w.counter, w.txn_type)
-            tac = taken.get(key)
-            if tac is None:
-                taken[key] = w.record.tac  # the first to claim it
-            elif tac == w.record.tac:
-                same.add(w.record.terminal_serial)
-            else:
+        clashing = [w for w in skipped if w.record.terminal_serial not in known]
+        if not clashing:
+            return set()
+        held = {
+            (bytes(r["app_serial"]), int(r["card_counter"]), int(r["txn_type"])): bytes(r["tac"])
+            for r in await conn.fetch(
+                "SELECT r.app_serial, r.card_counter, r.txn_type, r.tac FROM card.terminal_records r "
+                "JOIN unnest($1::bytea[], $2::bigint[], $3::smallint[]) AS v(app_serial, counter, txn_type) "
+                "ON r.app_serial = v.app_serial AND r.card_counter = v.counter AND r.txn_type = v.txn_type "
+                "WHERE r.status = 'accepted'",
+                [w.record.app_serial for w in clashing],
+                [w.counter for w in clashing],
+                [w.txn_type for w in clashing],
+            )
+        }
+        refused = set()
+        for w in clashing:
+            if held.get((w.record.app_serial, w.counter, w.txn_type)) != w.record.tac:
                 w.reject(RecordReason.DUPLICATE_CARD_COUNTER, f"card counter {w.counter} is another record's")
-        return same
+                refused.add(w.record.terminal_serial)
+        if not refused:
+            return set()
+        return await self._insert(conn, terminal_id, works, raw=raw, batch_id=batch_id, only=refused)
 
     @staticmethod
     async def _suspend(conn: Connection, terminal: TerminalRecord, works: list[Work]) -> None:

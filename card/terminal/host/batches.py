@@ -2,7 +2,7 @@
 
 Order: structure and time → card look-up → TAC (key store) / QR chain and reader MAC → blacklist →
 fare re-rating; then, in **one** PostgreSQL transaction (``batch_commit``), the records are
-inserted with ``ON CONFLICT (terminal, serial) DO NOTHING RETURNING`` (a re-upload inserts nothing
+inserted with ``ON CONFLICT DO NOTHING RETURNING`` (a re-upload inserts nothing
 and is answered "duplicate", as is a card transaction already accepted; another record claiming
 its card counter is refused), the inserted accepted ones are posted to the ledger, failures go to
 the suspense queue, gaps and differences to the follow-ups. The answer is built only after the
@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import TYPE_CHECKING, Final
-
-import asyncpg
 
 from card.crypto import PurchaseInputs, verify_mac
 from card.keys import CardKeyRef
@@ -141,14 +139,8 @@ class BatchProcessor:
                 w.reject(RecordReason.BAD_TAC)
         for w in works:
             self._policy_checks(w, listed, rater)
-        try:
-            async with self.host.pool.acquire() as db, db.transaction():
-                outcomes = await self.writer.commit(db, terminal, body, works, raw_items)
-        except asyncpg.UniqueViolationError:
-            # Another batch accepted one of these card transactions while this one was being
-            # written (BatchWriter._card_counter_clashes): nothing was committed; sent again,
-            # the batch finds it and answers each record for what it is.
-            raise ProtocolError(ResultCode.HOST_UNAVAILABLE, "a card counter was taken meanwhile") from None
+        async with self.host.pool.acquire() as db, db.transaction():
+            outcomes = await self.writer.commit(db, terminal, body, works, raw_items)
         head = BatchResponse(batch_number=body.batch_number, record_count=len(outcomes))
         return EncodedBody(BatchResponse.TYPE, encode(encode_body(head)) + encode_outcomes(outcomes))
 
