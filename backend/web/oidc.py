@@ -94,13 +94,14 @@ async def ensure_web_client(pool: Any, settings: Any) -> list[str]:
     """
     from identity.audit import AuditEvent, record
     from identity.oidc.clients import ClientRegistration, ClientStore
+    from identity.oidc.wiring import api_audience_of
 
     if not settings.is_development:
         return ["skipped: the citizen page's client is registered by an operator in production"]
     base = settings.public_url.rstrip("/")
     client_id = client_id_for(base)
     path = credentials_path(settings.data_dir, client_id)
-    store = ClientStore(pool, cache_ttl=0.0, development=True)
+    store = ClientStore(pool, cache_ttl=0.0, development=True, api_audience=api_audience_of(settings))
     existing = {c.client_id for c in await store.list()}
     if client_id in existing and path.exists():
         return [f"citizen page: OpenID client {client_id} ({base}/web/)"]

@@ -218,14 +218,13 @@ async def _pushed(provider: Provider, params: dict[str, str]) -> tuple[Any, str,
         raise ErrorPage(
             "invalid_request_uri", "Only pushed authorization requests are accepted as request_uri."
         )
-    par_key = f"oidc:par:{client.client_id}:{request_uri[len(PAR_PREFIX) :][:64]}"
-    raw = await provider.redis.get(par_key)
-    if raw is None:
+    reference = request_uri[len(PAR_PREFIX) :]
+    pushed = await provider.pushed.open(client.client_id, reference)
+    if pushed is None:
         raise ErrorPage(
             "invalid_request_uri", "The pushed request has expired, was used, or is another client's."
         )
-    pushed: dict[str, str] = msgspec.json.decode(raw)
-    return client, par_key, pushed
+    return client, provider.pushed.key(client.client_id, reference), pushed
 
 
 def _params(pairs: list[tuple[str, str]]) -> dict[str, str]:

@@ -9,7 +9,7 @@ import msgspec
 from identity._db import Pool
 from identity.oidc.clients import ClientRegistration, ClientStore
 from identity.oidc.settings import ALGORITHMS
-from identity.oidc.wiring import key_store
+from identity.oidc.wiring import api_audience_of, key_store
 
 __all__ = ["clients_create", "clients_list", "keys_rotate", "keys_status"]
 
@@ -43,7 +43,9 @@ async def keys_rotate(
 
 
 async def clients_create(pool: Pool, settings: Any, raw: dict[str, Any]) -> list[str]:
-    store = ClientStore(pool, cache_ttl=0, development=settings.is_development)
+    store = ClientStore(
+        pool, cache_ttl=0, development=settings.is_development, api_audience=api_audience_of(settings)
+    )
     created = await store.create(msgspec.convert(raw, ClientRegistration))
     lines = [f"client_id      {created.client_id}", f"auth_method    {created.auth_method}"]
     if created.client_secret:
@@ -52,7 +54,9 @@ async def clients_create(pool: Pool, settings: Any, raw: dict[str, Any]) -> list
 
 
 async def clients_list(pool: Pool, settings: Any) -> list[str]:
-    store = ClientStore(pool, cache_ttl=0, development=settings.is_development)
+    store = ClientStore(
+        pool, cache_ttl=0, development=settings.is_development, api_audience=api_audience_of(settings)
+    )
     return [
         f"{c.client_id:24} {c.client_type:12} {c.auth_method:20} "
         f"{'disabled' if c.disabled_at else 'active':8} {c.name}"

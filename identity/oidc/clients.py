@@ -21,7 +21,9 @@ from identity.crypto import token_hash
 from identity.errors import Conflict, InvalidField, NotFound
 
 __all__ = [
+    "API_SCOPE",
     "GRANT_TYPES",
+    "ORGANISATIONS_SCOPE",
     "SCOPES",
     "Client",
     "ClientRegistration",
@@ -37,15 +39,19 @@ GRANT_TYPES: tuple[str, ...] = (
     "urn:ietf:params:oauth:grant-type:token-exchange",
 )
 # openid profile phone: OpenID Connect Core; real_name: verified name, birth date and level of
-# assurance; organisations: the organisations the person acts for; offline_access: refresh tokens.
+# assurance; organisations: the organisations the person acts for (and token exchange for them);
+# offline_access: refresh tokens; api: the city's own API, whose audience a token carries only for
+# a first-party client granted this scope (and which the API's guard requires).
+API_SCOPE = "api"
+ORGANISATIONS_SCOPE = "organisations"
 SCOPES: tuple[str, ...] = (
     "openid",
     "profile",
     "phone",
     "real_name",
-    "organisations",
+    ORGANISATIONS_SCOPE,
     "offline_access",
-    "api",
+    API_SCOPE,
 )
 
 
@@ -201,7 +207,9 @@ def _check_uri(field: str, uri: str, *, allow_loopback_http: bool, https_only: b
         raise InvalidField(field, "length", "at most 2000 characters")
 
 
-def validate_registration(data: ClientRegistration, *, development: bool) -> None:
+def validate_registration(data: ClientRegistration, *, development: bool, api_audience: str = "") -> None:
+    """``api_audience``: the API's audience, which no client lists among its own: the issuer puts it
+    on a token only for a first-party client granted the api scope (``TokenIssuer.audiences``)."""
     public = data.client_type == "public"
     if public != (data.auth_method == "none"):
         raise InvalidField(
@@ -234,6 +242,12 @@ def validate_registration(data: ClientRegistration, *, development: bool) -> Non
             allow_loopback_http=development,
             https_only=True,
         )
+    if api_audience and api_audience in data.audiences:
+        raise InvalidField(
+            "audiences",
+            "api",
+            "the API's audience is not registered: it comes with the api scope, for first-party clients only",
+        )
     if data.subject_type == "pairwise" and not data.sector_identifier:
         raise InvalidField("sector_identifier", "required", "pairwise subjects need a sector identifier")
     if data.client_id is not None and not (3 <= len(data.client_id) <= 64):
@@ -241,10 +255,11 @@ def validate_registration(data: ClientRegistration, *, development: bool) -> Non
 
 
 class ClientStore:
-    def __init__(self, pool: Pool, *, cache_ttl: float, development: bool) -> None:
+    def __init__(self, pool: Pool, *, cache_ttl: float, development: bool, api_audience: str) -> None:
         self._pool = pool
         self._ttl = cache_ttl
         self._development = development
+        self._api_audience = api_audience
         self._cache: dict[str, tuple[float, Client]] = {}
 
     async def get(self, client_id: str) -> Client | None:
@@ -271,7 +286,7 @@ class ClientStore:
             self._cache.pop(client_id, None)
 
     async def create(self, data: ClientRegistration) -> ClientView:
-        validate_registration(data, development=self._development)
+        validate_registration(data, development=self._development, api_audience=self._api_audience)
         client_id = data.client_id or "c-" + secrets.token_urlsafe(12)
         secret = None
         if data.auth_method in {"client_secret_basic", "client_secret_post"}:

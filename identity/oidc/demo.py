@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from identity._db import Pool
 from identity.crypto import token_hash
 from identity.oidc.clients import ClientRegistration, validate_registration
-from identity.oidc.wiring import issuer_of, key_store
+from identity.oidc.wiring import api_audience_of, issuer_of, key_store
 
 __all__ = ["DEMO_CLIENTS", "load_oidc_demo"]
 
@@ -72,7 +72,7 @@ async def load_oidc_demo(pool: Pool, _redis: aioredis.Redis, settings: Any, keyr
     await key_store(pool, keyring, settings.oidc).ensure()
     lines = [f"OpenID issuer {issuer_of(settings)} (discovery at /.well-known/openid-configuration)"]
     for client in DEMO_CLIENTS:
-        validate_registration(client, development=True)
+        validate_registration(client, development=True, api_audience=api_audience_of(settings))
         secret = (
             _secret(keyring, str(client.client_id))
             if client.auth_method.startswith("client_secret")

@@ -7,6 +7,12 @@ needs (``scope``, from the fixed catalogue) and where the token will be used (``
 It receives an access token whose ``sub`` is the organisation's credit code, whose ``act`` names
 the person (RFC 8693 §4.1), with ``org`` and ``roles`` — only roles the person holds there now,
 else ``invalid_scope`` / ``invalid_target``.
+
+What the person consented to bounds the exchange: the subject token must hold the
+``organisations`` scope, and the new token is for the API only if it also holds the ``api`` scope
+(the new token then carries ``api`` beside the roles, as the API's guard requires); otherwise
+``invalid_scope``. An unknown organisation and one where the person holds no role get the same
+answer, so the grant is no oracle of who belongs where.
 The new token belongs to the person's grant: revoking that grant ends it too.
 """
 
@@ -19,25 +25,33 @@ import msgspec
 
 from identity.auth import ORG_ROLES
 from identity.oidc.claims import held_roles
-from identity.oidc.clients import Client
+from identity.oidc.clients import API_SCOPE, ORGANISATIONS_SCOPE, Client
 from identity.oidc.errors import OAuthError
 
 __all__ = ["ACCESS_TOKEN_TYPE", "TOKEN_EXCHANGE", "exchange"]
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105
+_NO_ORGANISATION = "the organisation is not registered, or the person holds no role there"
 
 
-def _audience(allowed: list[str], form: dict[str, str], subject: dict[str, Any]) -> list[str]:
+def _audience(
+    allowed: list[str], form: dict[str, str], subject: dict[str, Any], *, api: str, api_granted: bool
+) -> list[str]:
     """The new token's ``aud``: what was asked for (``audience`` and ``resource``, RFC 8693 §2.1),
-    each one among what this client may name, else ``invalid_target``; when nothing was asked
-    for, the subject token's own audiences (the organisation's token goes where the person's did)."""
+    each one among what this client may name, else ``invalid_target``, and the API only if the
+    subject token holds the api scope, else ``invalid_scope``; when nothing was asked for, the
+    subject token's own audiences (the organisation's token goes where the person's did)."""
     asked = [*form.get("audience", "").split(), *form.get("resource", "").split()]
     if asked:
         refused = [a for a in asked if a not in allowed]
         if refused:
             raise OAuthError("invalid_target", f"this client may not ask for the audience {refused[0]}")
+        if api in asked and not api_granted:
+            raise OAuthError("invalid_scope", "subject_token was not granted the api scope")
         return list(dict.fromkeys(asked))
+    if not api_granted:
+        allowed = [a for a in allowed if a != api]
     present = subject.get("aud")
     current = present if isinstance(present, list) else [present]
     return [a for a in current if isinstance(a, str) and a in allowed] or [allowed[0]]
@@ -69,35 +83,45 @@ async def exchange(oidc: Any, client: Client, form: dict[str, str], jkt: str | N
         raise OAuthError("invalid_dpop_proof", "subject_token is DPoP-bound: send a proof by its key")
     if ctx is None or ctx.account_id is None:
         raise OAuthError("invalid_grant", "subject_token was revoked")
+    granted = set(str(claims.get("scope", "")).split()) & set(ctx.scope)
+    if ORGANISATIONS_SCOPE not in granted:
+        raise OAuthError(
+            "invalid_scope", "subject_token was not granted the organisations scope (acting for one)"
+        )
     gid = uuid.UUID(str(claims["gid"]))
-    audience = _audience(oidc.tokens.allowed_audiences(client), form, claims)
+    api = oidc.tokens.api_audience
+    audience = _audience(
+        oidc.tokens.allowed_audiences(client), form, claims, api=api, api_granted=API_SCOPE in granted
+    )
+    requested = set(form.get("scope", "").split())
+    if not requested <= set(ORG_ROLES):
+        raise OAuthError("invalid_scope", "scope names roles from " + " ".join(ORG_ROLES))
     organisation = form.get("organisation", "").strip().upper()
-    row = None
-    if organisation:
-        try:
-            row = await oidc.core.pool.fetchrow(
-                "SELECT id, credit_code FROM identity.organisations WHERE id = $1", uuid.UUID(organisation)
-            )
-        except ValueError:
-            row = await oidc.core.pool.fetchrow(
-                "SELECT id, credit_code FROM identity.organisations WHERE credit_code = $1", organisation[:18]
-            )
-    if row is None:
-        raise OAuthError("invalid_target", "organisation is required and must be registered")
-    held = await held_roles(oidc.core, ctx.account_id, row["id"])
-    if not held:
-        raise OAuthError("invalid_target", "the person holds no role in this organisation")
-    requested = set(form.get("scope", "").split()) or held
-    if not requested <= set(ORG_ROLES) or not requested <= held:
+    if not organisation:
+        raise OAuthError("invalid_request", "organisation is required (its id or credit code)")
+    try:
+        row = await oidc.core.pool.fetchrow(
+            "SELECT id, credit_code FROM identity.organisations WHERE id = $1", uuid.UUID(organisation)
+        )
+    except ValueError:
+        row = await oidc.core.pool.fetchrow(
+            "SELECT id, credit_code FROM identity.organisations WHERE credit_code = $1", organisation[:18]
+        )
+    held = await held_roles(oidc.core, ctx.account_id, row["id"]) if row is not None else set()
+    if row is None or not held:
+        raise OAuthError("invalid_target", _NO_ORGANISATION)
+    requested = requested or held
+    if not requested <= held:
         raise OAuthError("invalid_scope", "only roles the person holds in the organisation can be granted")
     roles = tuple(sorted(requested))
-    new_ctx = msgspec.structs.replace(ctx, org=row["id"], roles=roles, scope=roles)
+    scope = (API_SCOPE, *roles) if api in audience else roles
+    new_ctx = msgspec.structs.replace(ctx, org=row["id"], roles=roles, scope=scope)
     person = oidc.tokens.subject(client, ctx.account_id)
     access, _ = await oidc.tokens.access_token(
         client,
         new_ctx,
         gid=gid,
-        scope=roles,
+        scope=scope,
         act={"sub": person},
         subject=row["credit_code"],
         audience=audience,
@@ -118,5 +142,5 @@ async def exchange(oidc: Any, client: Client, form: dict[str, str], jkt: str | N
         "issued_token_type": ACCESS_TOKEN_TYPE,
         "token_type": "DPoP" if jkt is not None else "Bearer",
         "expires_in": oidc.settings.access_token_ttl,
-        "scope": " ".join(roles),
+        "scope": " ".join(scope),
     }

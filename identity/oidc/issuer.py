@@ -15,7 +15,7 @@ import time
 import uuid
 from typing import Any
 
-from identity.oidc.clients import Client
+from identity.oidc.clients import API_SCOPE, Client
 from identity.oidc.grants import AuthContext
 from identity.oidc.jose import half_hash, sign
 from identity.oidc.keys import KeyStore
@@ -43,17 +43,26 @@ class TokenIssuer:
         mac = hmac.new(self._pairwise_key, sector + b"\x00" + account_id.bytes, hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
+    def _api_allowed(self, client: Client) -> bool:
+        return client.first_party and API_SCOPE in client.scopes
+
+    def _registered(self, client: Client) -> list[str]:
+        """The client's resource servers, never the API's audience (registration refuses it; a row
+        stored before that rule is not trusted either): that one comes only with the api scope."""
+        return [a for a in client.audiences if a != self.api_audience]
+
     def allowed_audiences(self, client: Client) -> list[str]:
         """Every audience the client may name (RFC 8693 ``audience``/``resource``): itself, its
         registered resource servers, and the API for a first-party client with the api scope."""
-        allowed = [client.client_id, *client.audiences]
-        if client.first_party and "api" in client.scopes:
+        allowed = [client.client_id, *self._registered(client)]
+        if self._api_allowed(client):
             allowed.append(self.api_audience)
         return allowed
 
     def audiences(self, client: Client, scope: tuple[str, ...]) -> list[str]:
-        audiences = [client.client_id, *client.audiences]
-        if "api" in scope and client.first_party:
+        """A token's ``aud``: the API only when the api scope was granted to a first-party client."""
+        audiences = [client.client_id, *self._registered(client)]
+        if API_SCOPE in scope and self._api_allowed(client):
             audiences.append(self.api_audience)
         return audiences
 

@@ -10,6 +10,7 @@ session ends at once; otherwise the person confirms on a page (POST with a CSRF 
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 from typing import Any
 from urllib.parse import urlencode
@@ -94,14 +95,14 @@ async def _logout(oidc: Provider, request: Req, params: dict[str, str], confirme
     if session is not None:
         matches = claims is not None and claims.get("sid") == str(session.sid)
         if not matches and not confirmed:
+            # The confirmation carries what the checks above need again: the client named by the
+            # hint too (a valid hint for another session, e.g. an older sign-in), else the
+            # post_logout_redirect_uri would be unregistered for "no client" and the logout fail.
+            carried = {**params, "client_id": client_id} if client_id else params
             hidden = "".join(
-                f'<input type="hidden" name="{k}" value="{v}">'
-                for k, v in (
-                    (k, params[k])
-                    for k in ("post_logout_redirect_uri", "state", "client_id", "ui_locales")
-                    if k in params
-                )
-                if k.isidentifier() and '"' not in v and "<" not in v and "&" not in v
+                f'<input type="hidden" name="{k}" value="{html.escape(carried[k], quote=True)}">'
+                for k in ("post_logout_redirect_uri", "state", "client_id", "ui_locales")
+                if k in carried
             )
             body = render(
                 "logout",

@@ -1,18 +1,17 @@
 """Pushed authorization requests (RFC 9126).
 
 Only authenticated (confidential) clients push. The request is validated exactly as at the
-authorization endpoint, but every error is RFC 6749 JSON. It is kept in Redis for ``par_ttl``
-seconds (≤ 60 by default) under a key that includes the client id, so a ``request_uri`` only
-works for the client that pushed it; it can be opened again until the authorization completes,
-and then never (the completion deletes it, once).
+authorization endpoint, but every error is RFC 6749 JSON. It must be used within ``par_ttl``
+seconds (≤ 60 by default); its first use gives it the interaction's lifetime, so a slow login
+still completes (``pushed.py``). The key includes the client id, so a ``request_uri`` only works
+for the client that pushed it; it can be opened again until the authorization completes, and
+then never (the completion deletes it, once).
 """
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
-import msgspec
 from litestar import Request, Response, post
 from litestar.di import NamedDependency
 
@@ -49,10 +48,7 @@ async def pushed_authorization_request(
         raise OAuthError("invalid_request", exc.description) from None
     except RedirectError as exc:
         raise exc.error from None
-    reference = secrets.token_urlsafe(32)
-    await oidc.redis.set(
-        f"oidc:par:{client.client_id}:{reference}", msgspec.json.encode(params), ex=oidc.settings.par_ttl
-    )
+    reference = await oidc.pushed.push(client.client_id, params)
     return Response(
         {"request_uri": PAR_PREFIX + reference, "expires_in": oidc.settings.par_ttl},
         status_code=201,

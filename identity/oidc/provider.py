@@ -22,6 +22,7 @@ from identity.oidc.dpop import DPoPVerifier
 from identity.oidc.grants import GrantStore
 from identity.oidc.issuer import TokenIssuer
 from identity.oidc.keys import KeyStore
+from identity.oidc.pushed import PushedRequests
 from identity.oidc.revocation import RevocationCache
 from identity.oidc.settings import OidcSettings
 from identity.oidc.sso import COOKIE, SsoSession, SsoStore
@@ -75,6 +76,9 @@ class Provider:
         )
         self.sso = SsoStore(redis, session_key, ttl=settings.sso_session_ttl)
         self.dpop = DPoPVerifier(redis)
+        self.pushed = PushedRequests(
+            redis, par_ttl=settings.par_ttl, interaction_ttl=settings.interaction_ttl
+        )
         self.consents = ConsentStore(self.core.pool, redis)
         self.client_auth = ClientAuthenticator(
             clients,

@@ -2,9 +2,10 @@
 and a scope guard.
 
 A token is accepted only if it is signed with the configured algorithm (never the header's
-choice), typed ``at+jwt``, issued here, unexpired, its ``aud`` names the API, and it is live (its
-grant not revoked, the token not revoked on its own). Identity's opaque session tokens are not
-JWTs and pass straight through to the next resolver.
+choice), typed ``at+jwt``, issued here, unexpired, its ``aud`` names the API, it and its grant
+hold the api scope (an organisation token from token exchange is only for the API when the
+person's token held it), and it is live (its grant not revoked, the token not revoked on its
+own). Identity's opaque session tokens are not JWTs and pass straight through to the next resolver.
 
 A DPoP-bound token (``cnf.jkt``) resolves to a principal carrying that thumbprint;
 :class:`DPoPPossession` then checks the request's proof (``identity.auth.authenticate``).
@@ -22,6 +23,7 @@ from litestar.handlers.base import BaseRouteHandler
 from identity.auth import Guard, Principal, authenticate
 from identity.errors import Forbidden, Unauthenticated
 from identity.oidc.access import AccessChecker
+from identity.oidc.clients import API_SCOPE
 from identity.oidc.dpop import DPoPInvalid, DPoPVerifier
 
 __all__ = ["AccessTokenResolver", "DPoPPossession", "requires_scope"]
@@ -40,6 +42,11 @@ class AccessTokenResolver:
             return None
         claims, ctx = live.claims, live.ctx
         assert ctx.account_id is not None
+        scopes = frozenset(str(claims.get("scope", "")).split())
+        if API_SCOPE not in scopes or API_SCOPE not in ctx.scope:
+            # The audience alone is not enough: the token and its grant (what the person consented
+            # to; an organisation token's is the person's grant) must hold the api scope.
+            return None
         acr = str(claims.get("acr", "loa1"))
         org = claims.get("org")
         return Principal(
@@ -52,7 +59,7 @@ class AccessTokenResolver:
             org_roles=frozenset(claims.get("roles", ())),
             amr=tuple(claims.get("amr", ())),
             client_id=str(claims.get("client_id")),
-            scopes=frozenset(str(claims.get("scope", "")).split()),
+            scopes=scopes,
             cnf_jkt=_bound_key(claims),
         )
 

@@ -100,7 +100,10 @@ class OidcRuntime:
                 redis=r.redis,
                 keys=keys,
                 clients=ClientStore(
-                    r.pool, cache_ttl=settings.client_cache_ttl, development=r.settings.is_development
+                    r.pool,
+                    cache_ttl=settings.client_cache_ttl,
+                    development=r.settings.is_development,
+                    api_audience=api_audience_of(r.settings),
                 ),
                 session_key=r.keyring.get("session"),
                 pairwise_key=hmac.new(kek, b"citizen pairwise subject", hashlib.sha256).digest(),

@@ -3,7 +3,10 @@ checklist 10 (RP-initiated logout variants; back-channel logout tokens to every 
 
 from __future__ import annotations
 
+import html
+import re
 from typing import Any
+from urllib.parse import urlencode
 
 import jwt
 
@@ -120,6 +123,34 @@ async def test_logout_variants(kit: Kit) -> None:
     # Without a session: nothing to confirm.
     plain = await kit.client.get("/oidc/logout")
     assert plain.status_code == 200
+
+
+async def test_logout_confirmation_keeps_the_hinted_client(kit: Kit) -> None:
+    """A valid id_token_hint from an earlier session (another sid): the person confirms, and the
+    confirmation still knows the hinted client, so its post_logout_redirect_uri is accepted and
+    the session ends (the hidden fields carry every value, escaped, even one with & or <)."""
+    await kit.flows.register(ZHANG.mobile)
+    a = await kit.register(post_logout_redirect_uris=[AFTER])
+    old = await _tokens(kit, a, "https://partner-a.example/callback")
+    # A new sign-in in this browser (prompt=login): a new SSO session, the old ID token's sid is stale.
+    response, _ = await kit.authorize(a["client_id"], prompt="login")
+    assert (await kit.login_sms(await kit.follow(response), ZHANG.mobile)).status_code == 303
+    state = 's&1<"2'
+    confirm = await kit.client.get(
+        "/oidc/logout",
+        params={"id_token_hint": old["id_token"], "post_logout_redirect_uri": AFTER, "state": state},
+    )
+    assert confirm.status_code == 200 and 'name="csrf"' in confirm.text
+    fields = {
+        html.unescape(k): html.unescape(v)
+        for k, v in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', confirm.text)
+    }
+    assert fields["client_id"] == a["client_id"] and fields["state"] == state
+    done = await kit.client.post("/oidc/logout", data={**fields, "confirm": "yes"}, follow_redirects=False)
+    assert done.status_code == 303, done.text
+    assert done.headers["location"] == AFTER + "?" + urlencode({"state": state})
+    after, _ = await kit.authorize(a["client_id"], prompt="none")
+    assert query_of(after.headers["location"]).get("error") == "login_required"
 
 
 async def test_pages_csrf_cookies_and_clickjacking(kit: Kit) -> None:
