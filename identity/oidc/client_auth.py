@@ -20,15 +20,18 @@ from urllib.parse import unquote
 
 import jwt
 import redis.asyncio as aioredis
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from identity.crypto import token_hash
-from identity.oidc.clients import Client, ClientStore
+from identity.oidc.clients import MIN_RSA_BITS, Client, ClientStore
 from identity.oidc.errors import OAuthError
 
-__all__ = ["ASSERTION_TYPE", "ClientAuthenticator"]
+__all__ = ["ASSERTION_ALGS", "ASSERTION_TYPE", "ClientAuthenticator"]
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-_ASSERTION_ALGS = ["ES256", "PS256", "EdDSA", "RS256"]
+# FAPI 2.0 Security Profile §5.4: PS256, ES256 and EdDSA only (an RS256 assertion is refused),
+# and RSA keys of at least 2048 bits (identity-oidc.md checklist).
+ASSERTION_ALGS = ("ES256", "PS256", "EdDSA")
 
 
 def _invalid(description: str) -> OAuthError:
@@ -105,7 +108,7 @@ class ClientAuthenticator:
         client = await self.clients.get(client_id)
         if client is None or client.auth_method != "private_key_jwt" or client.jwks is None:
             raise _invalid("unknown client, or it does not use private_key_jwt")
-        if header.get("alg") not in _ASSERTION_ALGS:
+        if header.get("alg") not in ASSERTION_ALGS:
             raise _invalid("assertion algorithm not allowed")
         key = self._client_key(client, header.get("kid"), header["alg"])
         try:
@@ -147,6 +150,9 @@ class ClientAuthenticator:
         if len(candidates) != 1:
             raise _invalid("no single registered key matches the assertion's kid")
         try:
-            return jwt.PyJWK(candidates[0], algorithm=alg)
+            key = jwt.PyJWK(candidates[0], algorithm=alg)
         except jwt.PyJWTError:
             raise _invalid("the registered key does not fit the assertion's algorithm") from None
+        if isinstance(key.key, rsa.RSAPublicKey) and key.key.key_size < MIN_RSA_BITS:
+            raise _invalid(f"RSA client keys must have at least {MIN_RSA_BITS} bits")
+        return key

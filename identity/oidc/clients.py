@@ -7,6 +7,7 @@ loopback addresses of public (native) clients.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import secrets
@@ -207,6 +208,20 @@ def _check_uri(field: str, uri: str, *, allow_loopback_http: bool, https_only: b
         raise InvalidField(field, "length", "at most 2000 characters")
 
 
+MIN_RSA_BITS = 2048  # the client keys' floor (identity-oidc.md checklist: RSA >= 2048)
+
+
+def _rsa_bits(jwk: dict[str, Any]) -> int:
+    """The modulus size of an RSA JWK (RFC 7518 §6.3.1: ``n`` base64url, big-endian); 0 if unreadable."""
+    n = jwk.get("n")
+    if not isinstance(n, str):
+        return 0
+    try:
+        return int.from_bytes(base64.urlsafe_b64decode(n + "=" * (-len(n) % 4)), "big").bit_length()
+    except ValueError:
+        return 0
+
+
 def validate_registration(data: ClientRegistration, *, development: bool, api_audience: str = "") -> None:
     """``api_audience``: the API's audience, which no client lists among its own: the issuer puts it
     on a token only for a first-party client granted the api scope (``TokenIssuer.audiences``)."""
@@ -217,6 +232,9 @@ def validate_registration(data: ClientRegistration, *, development: bool, api_au
         )
     if data.auth_method == "private_key_jwt" and not (data.jwks and isinstance(data.jwks.get("keys"), list)):
         raise InvalidField("jwks", "required", "private_key_jwt needs the client's public keys as a JWKS")
+    for key in (data.jwks or {}).get("keys", []):
+        if isinstance(key, dict) and key.get("kty") == "RSA" and _rsa_bits(key) < MIN_RSA_BITS:
+            raise InvalidField("jwks", "key_size", f"RSA keys must have at least {MIN_RSA_BITS} bits")
     for grant in data.grant_types:
         if grant not in GRANT_TYPES:
             raise InvalidField(

@@ -8,6 +8,7 @@ from litestar import Response, get
 from litestar.di import NamedDependency
 
 from identity.oidc.claims import CLAIMS_SUPPORTED
+from identity.oidc.client_auth import ASSERTION_ALGS
 from identity.oidc.clients import GRANT_TYPES, SCOPES
 from identity.oidc.dpop import ALGORITHMS as DPOP_ALGORITHMS
 from identity.oidc.pages import LOCALES
@@ -39,7 +40,7 @@ def metadata(oidc: Provider) -> dict[str, Any]:
         "id_token_signing_alg_values_supported": list(ALGORITHMS),
         "userinfo_signing_alg_values_supported": [],
         "token_endpoint_auth_methods_supported": _AUTH_METHODS,
-        "token_endpoint_auth_signing_alg_values_supported": ["ES256", "PS256", "EdDSA", "RS256"],
+        "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
         "introspection_endpoint_auth_methods_supported": _AUTH_METHODS[:3],
         "revocation_endpoint_auth_methods_supported": _AUTH_METHODS,
         "code_challenge_methods_supported": ["S256"],

@@ -11,11 +11,11 @@ import time
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives.asymmetric import ec
-from jwt.algorithms import ECAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from tests.identity.conftest import ZHANG
-from tests.oidc.conftest import ISSUER, Kit, basic
+from tests.oidc.conftest import API, ISSUER, REDIRECT, Kit, basic, bearer
 
 TOKEN = "/oidc/token"
 
@@ -229,6 +229,62 @@ async def test_private_key_jwt(kit: Kit) -> None:
         {"iss": cid, "sub": cid, "aud": ISSUER, "exp": now + 60, "jti": "h"}, "secret" * 6, algorithm="HS256"
     )
     _oauth_error(await call(hs), 401, "invalid_client")
+
+
+async def test_private_key_jwt_algorithms_and_rsa_key_size(kit: Kit) -> None:
+    """FAPI 2.0 §5.4 (identity-oidc.md checklist): PS256, ES256 and EdDSA assertions only, an RS256
+    one refused even with a registered key that fits it; RSA client keys of 2048 bits or more."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = RSAAlgorithm.to_jwk(key.public_key(), as_dict=True) | {"kid": "r1", "use": "sig"}
+    partner = await kit.register(
+        auth_method="private_key_jwt",
+        jwks={"keys": [public]},
+        grant_types=["client_credentials"],
+        scopes=["profile"],
+    )
+    cid = partner["client_id"]
+
+    async def call(alg: str) -> Any:
+        now = int(time.time())
+        claims = {
+            "iss": cid,
+            "sub": cid,
+            "aud": ISSUER,
+            "iat": now,
+            "exp": now + 60,
+            "jti": secrets.token_hex(8),
+        }
+        token = jwt.encode(claims, key, algorithm=alg, headers={"kid": "r1"})
+        return await kit.client.post(
+            TOKEN,
+            data={
+                "grant_type": "client_credentials",
+                "client_assertion": token,
+                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            },
+        )
+
+    assert (await call("PS256")).status_code == 200
+    _oauth_error(await call("RS256"), 401, "invalid_client")
+    discovery = (await kit.client.get("/.well-known/openid-configuration")).json()
+    assert "RS256" not in discovery["token_endpoint_auth_signing_alg_values_supported"]
+
+    small = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    weak = RSAAlgorithm.to_jwk(small.public_key(), as_dict=True) | {"kid": "r2"}
+    refused = await kit.client.post(
+        f"{API}/admin/oidc-clients",
+        json={
+            "name": "Weak key",
+            "redirect_uris": [REDIRECT],
+            "scopes": ["profile"],
+            "auth_method": "private_key_jwt",
+            "grant_types": ["client_credentials"],
+            "jwks": {"keys": [weak]},
+        },
+        headers=bearer(await kit.operator()),
+    )
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["rule"] == "key_size"
 
 
 async def test_parallel_assertions_with_one_jti_succeed_once(kit: Kit) -> None:
