@@ -276,6 +276,8 @@ _VARIABLES: tuple[_Variable, ...] = (
     _Variable("CITIZEN_TERMINAL_PROCESSES", "terminal", "processes", _int(0, 64)),
     _Variable("CITIZEN_TERMINAL_STATUS_CACHE", "terminal", "status_cache_seconds", _float(0, 60)),
     _Variable("CITIZEN_TERMINAL_PARAMETERS_CACHE", "terminal", "parameters_cache_seconds", _float(0, 3600)),
+    _Variable("CITIZEN_TERMINAL_LOAD_RESOLVE", "terminal", "load_resolve_after_seconds", _float(0, 9e4)),
+    _Variable("CITIZEN_TERMINAL_LOAD_DOUBTFUL", "terminal", "load_doubtful_after_seconds", _float(0, 3e6)),
     _Variable("CITIZEN_PAYMENTS_TOPUP_MIN", "payments", "topup_min", _int(1, 1_000_000)),
     _Variable("CITIZEN_PAYMENTS_TOPUP_MAX", "payments", "topup_max", _int(1, 10_000_000)),
     _Variable("CITIZEN_PAYMENTS_ORDER_TTL", "payments", "order_ttl", _int(60, 86400)),

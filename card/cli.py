@@ -1,9 +1,12 @@
-"""What ``citizen card ...`` does: key status and rotation, the reissue settlement job, personalisation."""
+"""What ``citizen card ...`` does: key status and rotation, the reissue settlement job, personalisation,
+the resolution of online loads the kiosk never confirmed."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,7 @@ from card.lifecycle.aftercare import run_due_refunds
 from card.lifecycle.settlement import export_requested, run_balance_transfers
 from card.refunds import payments_refunder
 
-__all__ = ["keys_rotate", "keys_status", "personalise", "refund_closed", "settle"]
+__all__ = ["keys_rotate", "keys_status", "personalise", "refund_closed", "resolve_loads", "settle"]
 
 
 def _store(pool: Pool, keyring: Any) -> SoftwareKeyStore:
@@ -94,3 +97,31 @@ async def personalise(
 def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
+
+
+async def resolve_loads(pool: Pool, settings: Any, *, as_json: bool = False) -> tuple[int, list[str]]:
+    """``citizen card loads``: the loads kiosks left authorised, each resolved on the card's evidence
+    or reported (docs/terminal-protocol.md §6). Exit 1 when the ledger refused a resolution."""
+    from card.terminal.host.load_resolution import resolve_open_loads
+    from card.terminal.host.ports import LedgerPostings
+
+    terminal = settings.terminal
+    outcomes = await resolve_open_loads(
+        pool,
+        LedgerPostings(),
+        now=dt.datetime.now(dt.UTC),
+        resolve_after=dt.timedelta(seconds=terminal.load_resolve_after_seconds),
+        doubtful_after=dt.timedelta(seconds=terminal.load_doubtful_after_seconds),
+    )
+    counts = Counter(o.result for o in outcomes)
+    code = 1 if counts["refused"] else 0
+    if as_json:
+        summary = {"counts": dict(sorted(counts.items())), "loads": [o.as_dict() for o in outcomes]}
+        return code, [json.dumps(summary, ensure_ascii=False)]
+    lines = [
+        f"{o.result:<9} {o.load.load_id} {o.load.terminal_id:<16} {o.load.amount:>8} fen  "
+        f"{o.load.created_at:%Y-%m-%d %H:%M}Z  {o.detail}"
+        for o in outcomes
+    ]
+    totals = ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
+    return code, [*lines, f"open loads: {len(outcomes)}" + (f" ({totals})" if totals else "")]

@@ -20,7 +20,8 @@ def _card_run(args: argparse.Namespace, work: Callable[[Any, Settings], Any]) ->
 
 
 def cmd_card(args: argparse.Namespace) -> int:
-    """``citizen card keys status|rotate``, ``citizen card settle [--now]``, ``citizen card personalise``."""
+    """``citizen card keys status|rotate``, ``citizen card settle [--now]``, ``citizen card personalise``,
+    ``citizen card loads [--json]``."""
     import datetime as dt
 
     from card import cli as card_cli
@@ -38,6 +39,8 @@ def cmd_card(args: argparse.Namespace) -> int:
             if now.tzinfo is None:
                 return 2, ["--now needs a time zone, e.g. 2025-06-04T08:00:00+00:00"]
             return 0, await card_cli.settle(pool, now, settings, keyring)
+        if args.action == "loads":
+            return await card_cli.resolve_loads(pool, settings, as_json=args.json)
         if pem is None:
             return 2, ["personalise needs --transport-key PEM"]
         return 0, await card_cli.personalise(pool, settings, keyring, pem, Path(args.out))
@@ -48,14 +51,20 @@ def cmd_card(args: argparse.Namespace) -> int:
 def _card_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "action",
-        choices=["keys", "settle", "personalise"],
+        choices=["keys", "settle", "personalise", "loads"],
         help="keys: status/rotate the issuer keys; settle: move reissued cards' balances that are due;"
-        " personalise: export requested physical cards for the bureau",
+        " personalise: export requested physical cards for the bureau; loads: resolve the online loads"
+        " kiosks left unconfirmed on the cards' evidence, list the doubtful ones (re-runnable)",
     )
     parser.add_argument("what", nargs="?", choices=["status", "rotate"], default="status", help="for keys")
     parser.add_argument("--now", help="settle as of this ISO time (default: now)")
     parser.add_argument("--transport-key", help="the bureau's P-256 public key (PEM), for personalise")
     parser.add_argument("--out", default="var/personalisation", help="where personalise writes its files")
+    parser.add_argument("--json", action="store_true", help="loads: the summary as one JSON object")
 
 
-COMMANDS["card"] = ("the citizen card: keys, reissue settlement, personalisation", cmd_card, _card_args)
+COMMANDS["card"] = (
+    "the citizen card: keys, reissue settlement, personalisation, unconfirmed loads",
+    cmd_card,
+    _card_args,
+)

@@ -5,7 +5,9 @@ Only the city's operators (identity's operator sessions) reach it, by role:
 * reading (list, suspense queue): ``support``, ``security_admin`` or ``auditor``;
 * disable / enable: ``support`` or ``security_admin``;
 * key material (register, re-key — both answer a terminal master key — and the development test
-  fleet): ``security_admin``.
+  fleet): ``security_admin``;
+* doubtful loads (docs/terminal-protocol.md §6): listing them as reading; resolving one (post or
+  void its reservation: money moves) ``support`` or ``security_admin``, with a note.
 
 Every action is written to identity's audit log (``card.terminal.<verb>``): a change in the same
 transaction as the change, a read or a refused change (unknown terminal, id taken) on its own.
@@ -17,7 +19,9 @@ personalisation records (``citizen-terminals load`` uses it).
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import uuid
 from collections.abc import Awaitable
 from typing import Any, Final, TypeVar
 
@@ -33,6 +37,8 @@ from card.audit import Actor, DetailValue
 from card.keys import SoftwareKeyStore
 from card.settings import CardSettings
 from card.terminal.host.fleet import issue_test_cards
+from card.terminal.host.load_resolution import doubtful_loads, resolve_by_operator
+from card.terminal.host.ports import LedgerPostings
 from card.terminal.host.registry import (
     Registration,
     TerminalExists,
@@ -61,6 +67,11 @@ class TerminalKey(msgspec.Struct, frozen=True, kw_only=True):
     psam_terminal_no: str
     tmk: str  # hex, shown once
     tmk_version: int
+
+
+class ResolveLoad(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    action: str  # "post" (the card was credited) or "void" (it was not)
+    note: str  # why: what the operator found (the kiosk's journal, the citizen's card read at a desk)
 
 
 class TestFleetRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -230,6 +241,49 @@ class TerminalAdminController(Controller):
         async with terminal_registry.pool.acquire() as db:
             await audit_terminal(db, _actor(principal, request), "suspense.list", None, {"count": len(found)})
         return found
+
+    @get("/loads/doubtful", operation_id="ListDoubtfulLoads", guards=[_READERS])
+    async def doubtful(
+        self,
+        request: Req,
+        principal: NamedDependency[Principal],
+        terminal_registry: NamedDependency[TerminalRegistry],
+        settings: NamedDependency[Settings],
+    ) -> list[dict[str, object]]:
+        """Loads authorised longer than the doubtful age with no evidence yet: the oldest first."""
+        pool = terminal_registry.pool
+        age = dt.timedelta(seconds=settings.terminal.load_doubtful_after_seconds)
+        found = await doubtful_loads(pool, older_than=dt.datetime.now(dt.UTC) - age)
+        async with pool.acquire() as db:
+            await audit_terminal(db, _actor(principal, request), "load.doubtful", None, {"count": len(found)})
+        return [load.as_dict() for load in found]
+
+    @post("/loads/{load_id:uuid}/resolve", operation_id="ResolveLoad", status_code=200, guards=[_OPERATORS])
+    async def resolve_load(  # noqa: PLR0917 - Litestar's handler shape
+        self,
+        request: Req,
+        principal: NamedDependency[Principal],
+        terminal_registry: NamedDependency[TerminalRegistry],
+        settings: NamedDependency[Settings],
+        load_id: FromPath[uuid.UUID],
+        data: JSONBody[ResolveLoad],
+    ) -> dict[str, object]:
+        """Post (``action: post``) or void a doubtful load's reservation; audited either way."""
+        actor = _actor(principal, request)
+        pool = terminal_registry.pool
+        note = data.note.strip()
+        if data.action not in {"post", "void"} or not 1 <= len(note) <= 500:
+            async with pool.acquire() as db:
+                await audit_terminal(
+                    db, actor, "load.resolve", None,
+                    {"load_id": str(load_id), "refused": "validation-error"}, outcome="failure",
+                )  # fmt: skip
+            raise InvalidRequest("action must be post or void, and a note of 1 to 500 characters")
+        load = await resolve_by_operator(
+            pool, LedgerPostings(), load_id, post=data.action == "post", note=note, actor=actor,
+            doubtful_after=dt.timedelta(seconds=settings.terminal.load_doubtful_after_seconds),
+        )  # fmt: skip
+        return {**load.as_dict(), "state": "confirmed" if data.action == "post" else "reversed"}
 
     @post("/test-fleet", operation_id="IssueTestFleet", status_code=201, guards=[_KEY_ADMINS])
     async def test_fleet(

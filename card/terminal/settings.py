@@ -37,6 +37,12 @@ class TerminalSettings(msgspec.Struct, frozen=True, kw_only=True):
     # Gateway processes ``citizen serve`` runs side by side on the port (0: one per core, at most 4);
     # each is restarted if it dies.
     processes: int = 0
+    # Loads the kiosk neither confirmed nor reversed (docs/terminal-protocol.md §6): the resolution
+    # job (``citizen card loads``) looks at those authorised this long ago, and resolves each on the
+    # card's evidence; one still without evidence after ``load_doubtful_after_seconds`` is listed
+    # for the operators (doubtful), who alone may post or void it.
+    load_resolve_after_seconds: float = 300.0
+    load_doubtful_after_seconds: float = 86400.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -50,6 +56,8 @@ class TerminalSettings(msgspec.Struct, frozen=True, kw_only=True):
         for name in ("idle_timeout", "frame_timeout", "clock_drift_seconds", "session_ttl_seconds"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"terminal {name} must be positive")
-        for name in ("status_cache_seconds", "parameters_cache_seconds"):
+        if self.load_doubtful_after_seconds < self.load_resolve_after_seconds:
+            raise ValueError("terminal load_doubtful_after_seconds must be >= load_resolve_after_seconds")
+        for name in ("status_cache_seconds", "parameters_cache_seconds", "load_resolve_after_seconds"):
             if getattr(self, name) < 0:
                 raise ValueError(f"terminal {name} must not be negative")

@@ -78,3 +78,13 @@ def test_a_key_from_the_environment_wins(tmp_path: Path) -> None:
     assert keyring.get("session") == b"\x00" * 32
     with pytest.raises(SettingsError, match="CITIZEN_KEY_SESSION"):
         Keyring.load(settings, names=["session"], environ={"CITIZEN_KEY_SESSION": "short"})
+
+
+def test_the_load_resolution_ages_are_read() -> None:
+    settings = Settings.from_env(
+        {"CITIZEN_TERMINAL_LOAD_RESOLVE": "60", "CITIZEN_TERMINAL_LOAD_DOUBTFUL": "3600"}
+    )
+    assert settings.terminal.load_resolve_after_seconds == 60
+    assert settings.terminal.load_doubtful_after_seconds == 3600
+    with pytest.raises(SettingsError, match="CITIZEN_TERMINAL_LOAD_DOUBTFUL"):
+        Settings.from_env({"CITIZEN_TERMINAL_LOAD_DOUBTFUL": "-1"})

@@ -5,8 +5,9 @@ one transaction records the load and reserves the amount in the ledger (a pendin
 the kiosk's own clearing account to the card's e-purse: one account per kiosk, so loads at
 different kiosks never wait for the same row lock), and answers MAC2. LOAD CONFIRM (the
 card's TAC after CREDIT FOR LOAD) posts the reservation; REVERSAL (the card was not credited)
-voids it. The kiosk's load id makes every step idempotent: a repeated LOAD with the same fields
-gets the same MAC2, a different one is refused.
+voids it; a load the kiosk left authorised is resolved later on the card's own evidence
+(``load_resolution``). The kiosk's load id makes every step idempotent: a repeated LOAD with the
+same fields gets the same MAC2, a different one is refused.
 
 Each step's writes are one statement, run as its own transaction: the load's row (locked or
 inserted), the ledger's call (``LedgerPostings.…_load_call``: one database function, which takes
