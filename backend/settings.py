@@ -271,6 +271,7 @@ _VARIABLES: tuple[_Variable, ...] = (
     _Variable("CITIZEN_TERMINAL_IDLE_TIMEOUT", "terminal", "idle_timeout", _float(1, 86400)),
     _Variable("CITIZEN_TERMINAL_FRAME_TIMEOUT", "terminal", "frame_timeout", _float(0.1, 600)),
     _Variable("CITIZEN_TERMINAL_MAX_BATCH", "terminal", "max_batch_records", _int(1, 500)),
+    _Variable("CITIZEN_TERMINAL_BLACKLIST_PAGE", "terminal", "blacklist_page_entries", _int(1, 2900)),
     _Variable("CITIZEN_TERMINAL_MAX_CONNECTIONS", "terminal", "max_connections", _int(1, 100000)),
     _Variable("CITIZEN_TERMINAL_CLOCK_DRIFT", "terminal", "clock_drift_seconds", _int(1, 86400)),
     _Variable("CITIZEN_TERMINAL_PROCESSES", "terminal", "processes", _int(0, 64)),

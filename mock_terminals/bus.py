@@ -212,15 +212,61 @@ class BusReader:
             for k in params.keys
         }
         self.qr_validity = params.qr_validity or 60
-        self.verifier = OfflineVerifier(keys, params.issuers, self.blacklist.__contains__, self.qr_validity)
-        delta = await self.link.request(Blacklist(since_version=self.blacklist_version), BlacklistResponse)
-        if delta.result == ResultCode.OK and delta.version is not None:
-            if delta.full:
-                self.blacklist = set(delta.added)
-            else:
-                self.blacklist |= set(delta.added)
-                self.blacklist -= set(delta.removed)
-            self.blacklist_version = delta.version
+        self.verifier = OfflineVerifier(keys, params.issuers, self._listed, self.qr_validity)
+        await self.sync_blacklist()
+
+    def _listed(self, card_number: str) -> bool:
+        # Looked up at each scan, not bound to one set: a completed download replaces the set.
+        return card_number in self.blacklist
+
+    async def sync_blacklist(self, *, max_lists: int = 4) -> None:
+        """Bring the blacklist up to the host's (§8, BLACKLIST): one list, in as many pages as it
+        takes; a list that took several pages is followed by the delta since its version, since
+        the head may have moved while it was paged (at most ``max_lists`` lists: a head that
+        keeps moving is caught up with at the next sync). A refusal raises :class:`LinkError`
+        with the reader's list and version as they were."""
+        for _ in range(max_lists):
+            if await self._download_list() <= 1:
+                return
+
+    async def _download_list(self) -> int:
+        """Download one list, page by page, and apply it whole; the number of pages it took.
+
+        Pages are gathered aside and applied only when the last has arrived: the reader's list and
+        its version (which its records report, DF4C) change together or not at all, so a download
+        that fails half-way never leaves a half-applied list that claims the new version."""
+        since = self.blacklist_version
+        request = Blacklist(since_version=since)
+        added: set[str] = set()
+        removed: set[str] = set()
+        first: BlacklistResponse | None = None
+        pages = 0
+        while True:
+            page = await self.link.request(request, BlacklistResponse)
+            if page.result != ResultCode.OK:
+                raise LinkError(page.result, page.detail or "blacklist refused")
+            if page.version is None:
+                raise LinkError(ResultCode.MISSING_FIELD, "blacklist answer without a version")
+            if first is None:
+                first = page
+            elif (page.version, page.full) != (first.version, first.full):
+                raise LinkError(ResultCode.BAD_FIELD_VALUE, "a page of another list")
+            pages += 1
+            added.update(page.added)
+            removed.update(page.removed)
+            if page.next_after is None:
+                break
+            if request.after is not None and int(page.next_after) <= int(request.after):
+                # The key must move forward, or the download would never end.
+                raise LinkError(ResultCode.BAD_FIELD_VALUE, "a continuation that does not advance")
+            request = Blacklist(since_version=since, list_version=first.version, after=page.next_after)
+        assert first is not None and first.version is not None
+        if first.full:
+            self.blacklist = added
+        else:
+            self.blacklist = (self.blacklist - removed) | added
+        self.blacklist_version = first.version
+        return pages
 
     def _encoded(self, record: OfflineRecord) -> bytes:
         # A record is encoded once, the first time it is sent, and re-sent as those bytes until

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
+from card.terminal.spec import MAX_BLACKLIST_PAGE_ENTRIES
+
 __all__ = ["TerminalSettings"]
 
 
@@ -17,6 +19,10 @@ class TerminalSettings(msgspec.Struct, frozen=True, kw_only=True):
     frame_timeout: float = 10.0
     max_frame_size: int = 65535
     max_batch_records: int = 500
+    # Card numbers per BLACKLIST_RESPONSE page (docs/terminal-protocol.md §8): a city's list is
+    # hundreds of thousands of cards and one answer holds at most 65,535 bytes, so longer lists are
+    # sent in pages. At most MAX_BLACKLIST_PAGE_ENTRIES (2,900), which always fit a frame.
+    blacklist_page_entries: int = 2_500
     max_connections: int = 5000
     # Records dated more than this ahead of the host clock go to suspense; so do sign-ons outside it.
     clock_drift_seconds: int = 600
@@ -51,6 +57,8 @@ class TerminalSettings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("terminal processes must be 0..64")
         if not 1 <= self.max_batch_records <= 500:
             raise ValueError("terminal max_batch_records must be 1..500")
+        if not 1 <= self.blacklist_page_entries <= MAX_BLACKLIST_PAGE_ENTRIES:
+            raise ValueError(f"terminal blacklist_page_entries must be 1..{MAX_BLACKLIST_PAGE_ENTRIES}")
         if not 64 <= self.max_frame_size <= 65535:
             raise ValueError("terminal max_frame_size must be 64..65535")
         for name in ("idle_timeout", "frame_timeout", "clock_drift_seconds", "session_ttl_seconds"):

@@ -15,6 +15,7 @@ from typing import Final
 __all__ = [
     "DEFAULT_MAX_BATCH_RECORDS",
     "MAC_SIZE",
+    "MAX_BLACKLIST_PAGE_ENTRIES",
     "PROTOCOL_VERSION",
     "UNAUTHENTICATED_MAC",
     "Flag",
@@ -31,6 +32,11 @@ PROTOCOL_VERSION: Final = 1
 MAC_SIZE: Final = 8  # AES-128-CMAC (NIST SP 800-38B) truncated to 64 bits (SP 800-38B §5.4 allows it)
 UNAUTHENTICATED_MAC: Final = bytes(MAC_SIZE)  # error answers sent before any session key exists
 DEFAULT_MAX_BATCH_RECORDS: Final = 500
+# The most card numbers (DF29 + DF2A) one BLACKLIST_RESPONSE carries. An entry is at most 22 bytes
+# (2-byte tag, 1-byte length, 19 digits: the list holds bigints); everything else in the answer,
+# with a 16-character terminal id, a 64-character detail and a 20-digit continuation key, is under
+# 200 bytes. 2,900 entries are at most 63,800 + 200 bytes: the answer always fits one frame.
+MAX_BLACKLIST_PAGE_ENTRIES: Final = 2_900
 
 
 class Tag(IntEnum):
@@ -72,6 +78,8 @@ class Tag(IntEnum):
     ADDED = 0xDF29  # ASCII digits 1..20, a card number added (repeated)
     REMOVED = 0xDF2A  # ASCII digits 1..20, a card number removed (repeated)
     DEFAULT_FARE = 0xDF2B  # u32 fen: the fare of a line the fare rules do not list
+    LIST_AFTER = 0xDF2C  # ASCII digits 1..20: a paged blacklist continues after this card number
+    LIST_VERSION = 0xDF2D  # u32: the version of the blacklist being paged (continuation requests)
     # Batch upload
     BATCH_NUMBER = 0xDF30  # u32
     RECORD_COUNT = 0xDF31  # u16

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from card._db import Pool
 from card.keys import CardKeyStore
 from card.settings import CardSettings
-from card.terminal.host.ports import BlacklistReader, CardDirectory, Fares, LedgerPostings
+from card.terminal.host.ports import BlacklistReader, CardDirectory, Fares, LedgerPostings, UnknownListVersion
 from card.terminal.host.registry import TerminalRecord, TerminalRegistry
 from card.terminal.host.sessions import Session, SessionStore
 from card.terminal.messages import (
@@ -227,14 +227,7 @@ class TerminalHost:
         elif isinstance(body, Parameters):
             answer = await self.parameters(link.terminal.operator)
         elif isinstance(body, Blacklist):
-            async with self.pool.acquire() as db:
-                delta = await self.blacklist.delta(db, body.since_version)
-            answer = BlacklistResponse(
-                version=delta.version,
-                full=int(delta.full),
-                added=tuple(delta.added),
-                removed=tuple(delta.removed),
-            )
+            answer = await self.blacklist_page(body)
         elif isinstance(body, Settlement):
             answer = await self.settlement(link.terminal, body)
         elif isinstance(body, SignOff):
@@ -302,6 +295,34 @@ class TerminalHost:
                 blacklist_version=blacklist_version,
                 parameter_version=params.parameter_version,
             ),
+        )
+
+    async def blacklist_page(self, body: Blacklist) -> BlacklistResponse:
+        """One page of the list the terminal asked for (§8): at most ``blacklist_page_entries``
+        card numbers, so that the answer fits one frame however long the list is."""
+        if (body.list_version is None) != (body.after is None):
+            # A continuation names both the list and the place in it; one alone is neither.
+            missing = "after" if body.after is None else "list_version"
+            raise ProtocolError(ResultCode.MISSING_FIELD, missing)
+        # The list holds bigints: a key past the largest has no card after it (an empty last page).
+        after = None if body.after is None else min(int(body.after), (1 << 63) - 1)
+        try:
+            async with self.pool.acquire() as db:
+                page = await self.blacklist.delta(
+                    db,
+                    body.since_version,
+                    limit=self.settings.blacklist_page_entries,
+                    list_version=body.list_version,
+                    after=after,
+                )
+        except UnknownListVersion:
+            raise ProtocolError(ResultCode.BAD_FIELD_VALUE, "list_version") from None
+        return BlacklistResponse(
+            version=page.version,
+            full=int(page.full),
+            added=tuple(page.added),
+            removed=tuple(page.removed),
+            next_after=None if page.after is None else str(page.after),
         )
 
     async def heartbeat(self, terminal: TerminalRecord) -> HeartbeatResponse:

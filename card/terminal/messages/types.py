@@ -203,12 +203,26 @@ class ParametersResponse(Response, frozen=True, kw_only=True):
 
 
 class Blacklist(Message, frozen=True, kw_only=True):
+    """The list since ``since_version``; a list too long for one answer comes in pages (§8): the
+    next page is asked with the same ``since_version``, the ``list_version`` of the first page's
+    answer and the ``after`` of the previous one (both absent on the first request)."""
+
     TYPE = MessageType.BLACKLIST
-    FIELDS = (u32("since_version", Tag.BLACKLIST_VERSION),)
+    FIELDS = (
+        u32("since_version", Tag.BLACKLIST_VERSION),
+        u32("list_version", Tag.LIST_VERSION, optional=True),
+        text("after", Tag.LIST_AFTER, 1, 20, kind=Kind.DIGITS, optional=True),
+    )
     since_version: int = 0
+    list_version: int | None = None
+    after: str | None = None
 
 
 class BlacklistResponse(Response, frozen=True, kw_only=True):
+    """One page of the list: ``next_after`` is present when more pages follow (§8). The new field
+    is last and absent on a list that fits one answer, so such an answer is byte for byte the one
+    of a host that does not page."""
+
     TYPE = MessageType.BLACKLIST_RESPONSE
     FIELDS = (
         RESULT,
@@ -217,11 +231,13 @@ class BlacklistResponse(Response, frozen=True, kw_only=True):
         u8("full", Tag.FULL_LIST, optional=True),
         text("added", Tag.ADDED, 1, 20, kind=Kind.DIGITS, repeated=True),
         text("removed", Tag.REMOVED, 1, 20, kind=Kind.DIGITS, repeated=True),
+        text("next_after", Tag.LIST_AFTER, 1, 20, kind=Kind.DIGITS, optional=True),
     )
     version: int | None = None
     full: int | None = None
     added: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
+    next_after: str | None = None
 
 
 class Settlement(Message, frozen=True, kw_only=True):
