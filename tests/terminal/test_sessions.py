@@ -204,9 +204,10 @@ async def test_rotated_qr_key_reaches_terminals_and_host(quick: Rig, keyring: Ke
     accepted = (RecordResult.ACCEPTED, RecordReason.NONE)
     assert await ride(bus) == accepted  # signed with key 1
     before = (await bus.link.request(Heartbeat(), HeartbeatResponse)).parameter_version
-    platform = await host.platform()
+    platform = await host.downloads.platform()
     await asyncio.sleep(_SHORT + 0.2)
-    assert await host.platform() is platform  # re-read, unchanged: the same object (no verifier rebuild)
+    # Re-read, unchanged: the same object, so the batch upload's QR verifier is not rebuilt.
+    assert await host.downloads.platform() is platform
 
     # The key is rotated elsewhere (another process's key store), the gateway is not restarted.
     version = await SoftwareKeyStore(host.pool, keyring.get("card-kek")).rotate()

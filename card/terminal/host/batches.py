@@ -86,7 +86,7 @@ class BatchProcessor:
     async def _qr_verifier(self) -> OfflineVerifier:
         # Rebuilt when the host's platform parameters change (a rotated QR key), not otherwise:
         # the verifier caches checked authorisations.
-        platform = await self.host.platform()
+        platform = await self.host.downloads.platform()
         if self._verifier is None or self._verifier[0] is not platform:
             verifier = OfflineVerifier(
                 platform.qr_keys,

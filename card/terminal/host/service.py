@@ -1,12 +1,12 @@
 """The terminal host: one authenticated request in, one answer out (docs/terminal-protocol.md §4, §6).
 
 :class:`TerminalHost` is shared by every connection of a gateway process; a :class:`Link` is one
-connection's view (which terminal, which session). State lives in PostgreSQL and Redis only.
+connection's view (which terminal, which session). State lives in PostgreSQL and Redis only. The
+host authenticates and dispatches; batches, loads and downloads each have a module of their own.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import os
@@ -14,30 +14,23 @@ import time
 from dataclasses import dataclass, field
 from typing import Final
 
-import msgspec
 import redis.asyncio as aioredis
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from card._db import Pool
 from card.keys import CardKeyStore
 from card.settings import CardSettings
-from card.terminal.host.ports import BlacklistReader, CardDirectory, Fares, LedgerPostings, UnknownListVersion
+from card.terminal.host.downloads import Downloads
+from card.terminal.host.ports import CardDirectory, Fares, LedgerPostings
 from card.terminal.host.registry import TerminalRecord, TerminalRegistry
 from card.terminal.host.sessions import Session, SessionStore
 from card.terminal.messages import (
     Blacklist,
-    BlacklistResponse,
     EncodedBody,
     Envelope,
     ErrorResponse,
-    FareRule,
     Heartbeat,
-    HeartbeatResponse,
     Message,
     Parameters,
-    ParametersResponse,
-    PlatformKey,
     ProtocolError,
     Response,
     Settlement,
@@ -54,18 +47,10 @@ from card.terminal.messages import (
 from card.terminal.settings import TerminalSettings
 from card.terminal.spec import MessageType, ResultCode, TerminalKind
 
-__all__ = ["Link", "Platform", "TerminalHost"]
+__all__ = ["Link", "TerminalHost"]
 
 log = logging.getLogger("citizen.terminal")
 _UNKNOWN_ID: Final = "-"
-
-
-@dataclass(frozen=True, slots=True)
-class Platform:
-    """The shared platform parameters and the QR public keys they carry."""
-
-    parameters: ParametersResponse
-    qr_keys: dict[int, ec.EllipticCurvePublicKey]
 
 
 @dataclass
@@ -97,12 +82,10 @@ class TerminalHost:
         self.registry = TerminalRegistry(pool, kek, redis=redis)
         self.sessions = SessionStore(redis, kek, settings.session_ttl_seconds)
         self.cards = CardDirectory()
-        self.blacklist = BlacklistReader()
         self.ledger = LedgerPostings()
         self.fares = fares or Fares()
-        self._platform: Platform | None = None
-        self._platform_read_at = 0.0
-        self._platform_lock = asyncio.Lock()
+        self.downloads = Downloads(self)
+        self.blacklist = self.downloads.blacklist
         # terminal id -> (monotonic time read, record) of active terminals, for _usable_terminal.
         self._terminals: dict[str, tuple[float, TerminalRecord]] = {}
         self._terminal_cache_limit = max(1024, 4 * settings.max_connections)
@@ -223,11 +206,11 @@ class TerminalHost:
         body = envelope.body()
         answer: Message | EncodedBody
         if isinstance(body, Heartbeat):
-            answer = await self.heartbeat(link.terminal)
+            answer = await self.downloads.heartbeat(link.terminal)
         elif isinstance(body, Parameters):
-            answer = await self.parameters(link.terminal.operator)
+            answer = await self.downloads.parameters(link.terminal.operator)
         elif isinstance(body, Blacklist):
-            answer = await self.blacklist_page(body)
+            answer = await self.downloads.blacklist_page(body)
         elif isinstance(body, Settlement):
             answer = await self.settlement(link.terminal, body)
         elif isinstance(body, SignOff):
@@ -276,7 +259,7 @@ class TerminalHost:
             parameters=body.parameter_version,
             at=dt.datetime.now(dt.UTC),
         )
-        params = await self.platform_parameters()
+        params = await self.downloads.platform_parameters()
         async with self.pool.acquire() as db:
             blacklist_version = await self.blacklist.head(db)
             fare_version = await self.fares.version(db, terminal.operator)
@@ -295,94 +278,6 @@ class TerminalHost:
                 blacklist_version=blacklist_version,
                 parameter_version=params.parameter_version,
             ),
-        )
-
-    async def blacklist_page(self, body: Blacklist) -> BlacklistResponse:
-        """One page of the list the terminal asked for (§8): at most ``blacklist_page_entries``
-        card numbers, so that the answer fits one frame however long the list is."""
-        if (body.list_version is None) != (body.after is None):
-            # A continuation names both the list and the place in it; one alone is neither.
-            missing = "after" if body.after is None else "list_version"
-            raise ProtocolError(ResultCode.MISSING_FIELD, missing)
-        # The list holds bigints: a key past the largest has no card after it (an empty last page).
-        after = None if body.after is None else min(int(body.after), (1 << 63) - 1)
-        try:
-            async with self.pool.acquire() as db:
-                page = await self.blacklist.delta(
-                    db,
-                    body.since_version,
-                    limit=self.settings.blacklist_page_entries,
-                    list_version=body.list_version,
-                    after=after,
-                )
-        except UnknownListVersion:
-            raise ProtocolError(ResultCode.BAD_FIELD_VALUE, "list_version") from None
-        return BlacklistResponse(
-            version=page.version,
-            full=int(page.full),
-            added=tuple(page.added),
-            removed=tuple(page.removed),
-            next_after=None if page.after is None else str(page.after),
-        )
-
-    async def heartbeat(self, terminal: TerminalRecord) -> HeartbeatResponse:
-        params = await self.platform_parameters()
-        async with self.pool.acquire() as db:
-            blacklist_version = await self.blacklist.head(db)
-            fare_version = await self.fares.version(db, terminal.operator)
-        return HeartbeatResponse(
-            server_time=int(time.time()),
-            fare_version=fare_version,
-            blacklist_version=blacklist_version,
-            parameter_version=params.parameter_version,
-        )
-
-    async def platform(self) -> Platform:
-        """The platform parameters, re-read after ``parameters_cache_seconds``.
-
-        Not cached for the life of the process: a rotated QR signing key (``keys.rotate()``) must
-        reach the terminals (through the parameter version of sign-on and heartbeat answers) and
-        the host's own QR checks without a restart. While nothing has changed the same object is
-        returned, so what is built from it (the QR verifier of batch uploads) is not rebuilt.
-        """
-        ttl = self.settings.parameters_cache_seconds
-        if self._platform is not None and time.monotonic() - self._platform_read_at < ttl:
-            return self._platform
-        async with self._platform_lock:  # one read per expiry, not one per waiting request
-            if self._platform is not None and time.monotonic() - self._platform_read_at < ttl:
-                return self._platform
-            keys = await self.keys.qr_public_keys()
-            encoded = tuple(
-                PlatformKey(key_id=k, public_key=v.public_bytes(Encoding.X962, PublicFormat.CompressedPoint))
-                for k, v in sorted(keys.items())
-            )
-            parameters = ParametersResponse(
-                parameter_version=max(keys, default=0) * 1000 + 1,
-                qr_validity=self.card_settings.qr_validity_seconds,
-                issuers=(self.card_settings.issuer_code,),
-                keys=encoded,
-            )
-            if self._platform is None or self._platform.parameters != parameters:
-                self._platform = Platform(parameters, keys)
-            self._platform_read_at = time.monotonic()
-            return self._platform
-
-    async def platform_parameters(self) -> ParametersResponse:
-        """The parameters every terminal shares: platform keys, issuers, QR validity (no fares)."""
-        return (await self.platform()).parameters
-
-    async def parameters(self, operator: str) -> ParametersResponse:
-        """A terminal's parameter download: the shared part and its operator's current fare table."""
-        shared = await self.platform_parameters()
-        table = await self.fares.for_operator(self.pool, operator)
-        if table is None:
-            return msgspec.structs.replace(shared, fare_version=0)
-        rules = tuple(
-            FareRule(line=line, base_fare=base, per_stop_fare=per_stop, max_fare=most)
-            for line, base, per_stop, most in table.rules
-        )
-        return msgspec.structs.replace(
-            shared, fare_version=table.version, fares=rules, default_fare=table.default_fare
         )
 
     async def settlement(self, terminal: TerminalRecord, body: Settlement) -> SettlementResponse:
