@@ -6,9 +6,11 @@ from __future__ import annotations
 import datetime as dt
 
 import msgspec
+import pytest
 
 from card.blacklist import EntryKind, ListEntry, change_txn
-from card.terminal.spec import Flag, RecordReason, RecordResult
+from card.terminal.spec import Flag, RecordReason, RecordResult, ResultCode
+from mock_terminals.link import LinkError
 from tests.terminal.conftest import Rig
 
 
@@ -149,3 +151,27 @@ async def test_online_loads_continue_the_balance_chain(rig: Rig) -> None:
     flags = await _flags(rig, "BUS-BC")
     assert Flag.BALANCE_CHAIN not in flags.get(after_load.terminal_serial, set())
     assert Flag.BALANCE_CHAIN in flags[wrong.terminal_serial]
+
+
+async def test_card_keys_come_from_this_platforms_issuer(rig: Rig) -> None:
+    """A record or a load naming another issuer is refused before any key is derived for it (the
+    key store's cache would otherwise fill with keys of made-up issuers)."""
+    [card] = await rig.cards(1, balance=1_000)
+    bus = await rig.bus("BUS-ISS", [card])
+    record = bus.tap(card, 100, dt.datetime.now(dt.UTC))
+    assert record.issuer_id is not None
+    other = bytes(b ^ 0xFF for b in record.issuer_id)
+    bus.queue[record.terminal_serial] = msgspec.structs.replace(record, issuer_id=other)
+    await bus.upload()
+    assert bus.results[record.terminal_serial] == (RecordResult.REJECTED, RecordReason.BAD_TAC)
+
+    def derived_for_other() -> list[object]:
+        return [k for k in rig.host.keys._card_keys if k[3] == other]  # type: ignore[attr-defined]
+
+    assert derived_for_other() == []
+    kiosk = await rig.kiosk("KIOSK-ISS")
+    card.issuer_id = other  # the card presents another issuer's id in its file 0x15
+    with pytest.raises(LinkError) as refused:
+        await kiosk.load(card, 100)
+    assert refused.value.code == ResultCode.LOAD_MAC1_INVALID
+    assert derived_for_other() == []

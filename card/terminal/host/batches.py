@@ -126,7 +126,7 @@ class BatchProcessor:
         async with self.host.pool.acquire() as db:
             app_serials = [w.record.app_serial for w in card_works]
             cards = await self.host.cards.by_app_serial(db, app_serials) if app_serials else {}
-            checked, items = _match_cards(card_works, cards)
+            checked, items = _match_cards(card_works, cards, self.host.card_settings.issuer_id)
             listed = await self.host.blacklist.listed(db, [w.card_number for w in works if w.card_number])
             rated = [w.txn_time for w in works if w.record.line is not None and w.txn_time and not w.reason]
             rater = await self.host.fares.rater(db, terminal.operator, rated)
@@ -214,9 +214,12 @@ def _raw_items(signed: bytes, count: int) -> list[bytes] | None:
 
 
 def _match_cards(
-    works: list[Work], cards: dict[bytes, CardInfo]
+    works: list[Work], cards: dict[bytes, CardInfo], issuer_id: bytes
 ) -> tuple[list[Work], list[tuple[CardKeyRef, PurchaseInputs, bytes]]]:
-    """Each card record's card; the records whose TAC is to be checked, with the key store's items."""
+    """Each card record's card; the records whose TAC is to be checked, with the key store's items.
+
+    The card keys are diversified with this platform's issuer id, never with the one a record
+    names: a terminal could otherwise fill the key store's cache with keys of made-up issuers."""
     checked: list[Work] = []
     items: list[tuple[CardKeyRef, PurchaseInputs, bytes]] = []
     for w in works:
@@ -228,8 +231,10 @@ def _match_cards(
         if w.record.key_version != card.key_version:
             w.reject(RecordReason.UNKNOWN_KEY_VERSION, f"card keys are version {card.key_version}")
             continue
-        assert w.record.issuer_id is not None
-        ref = CardKeyRef(card.key_version, card.app_serial, w.record.issuer_id)
+        if w.record.issuer_id != issuer_id:
+            w.reject(RecordReason.BAD_TAC, "not this platform's issuer")
+            continue
+        ref = CardKeyRef(card.key_version, card.app_serial, issuer_id)
         items.append((ref, purchase_inputs(w.record), w.record.tac))
         checked.append(w)
     return checked, items

@@ -149,10 +149,13 @@ class LoadService:
         # ``load_mac2`` checks MAC1 itself before it issues MAC2: one derivation of the session key.
         if body.key_version != card.key_version:
             raise ProtocolError(ResultCode.LOAD_MAC1_INVALID, "key version")
+        issuer_id = self.host.card_settings.issuer_id
+        if body.issuer_id != issuer_id:  # keys are never diversified with an issuer a terminal names
+            raise ProtocolError(ResultCode.LOAD_MAC1_INVALID, "issuer")
         host_time = dt7(dt.datetime.now(dt.UTC))
         try:
             mac2 = await self.host.keys.load_mac2(
-                CardKeyRef(card.key_version, card.app_serial, body.issuer_id),
+                CardKeyRef(card.key_version, card.app_serial, issuer_id),
                 pseudo_random=body.pseudo_random,
                 online_counter=body.online_counter,
                 inputs=LoadInputs(
