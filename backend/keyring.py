@@ -16,7 +16,7 @@ from pathlib import Path
 
 from backend.settings import Settings, SettingsError
 
-__all__ = ["KEY_NAMES", "Keyring"]
+__all__ = ["KEY_NAMES", "Keyring", "key_variable"]
 
 # Every purpose that has a key. Domains are handed the bytes; they never read files or env.
 KEY_NAMES: tuple[str, ...] = (
@@ -30,6 +30,11 @@ KEY_NAMES: tuple[str, ...] = (
     "settlement",  # HMAC-SHA256 signature of the operators' settlement files (payments)
 )
 _KEY_BYTES = 32
+
+
+def key_variable(name: str) -> str:
+    """The environment variable of a key purpose: ``pii-index`` → ``CITIZEN_KEY_PII_INDEX``."""
+    return "CITIZEN_KEY_" + name.upper().replace("-", "_")
 
 
 class Keyring:
@@ -57,7 +62,7 @@ class Keyring:
         env = os.environ if environ is None else environ
         keys: dict[str, bytes] = {}
         for name in names:
-            variable = "CITIZEN_KEY_" + name.upper().replace("-", "_")
+            variable = key_variable(name)
             raw = env.get(variable)
             if raw:
                 keys[name] = _decode(variable, raw)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backend.cli._common import Commands, announce_upstreams, no_args, settings_from
-from backend.keyring import Keyring
+from backend.keyring import KEY_NAMES, Keyring, key_variable
 from backend.runtime import migrate_database, resolved_services
 from backend.settings import Settings, documented_variables
 
@@ -234,6 +234,14 @@ def cmd_settings(args: argparse.Namespace) -> int:
     for name, path in documented_variables():
         state = "set" if os.environ.get(name) else "default"
         print(f"{name:38} {path:28} {state}")
+    # The keys (backend.keyring: required in production, generated under the data directory
+    # otherwise), never printed; and what citizen-terminals reads to sign in as an operator.
+    for purpose in KEY_NAMES:
+        name = key_variable(purpose)
+        state = "set" if os.environ.get(name) else "generated (not production)"
+        print(f"{name:38} {'key: ' + purpose:28} {state}")
+    for name in ("CITIZEN_TERMINALS_OPERATOR", "CITIZEN_TERMINALS_PASSWORD", "CITIZEN_TERMINALS_TOKEN"):
+        print(f"{name:38} {'citizen-terminals':28} {'set' if os.environ.get(name) else 'default'}")
     return 0
 
 

@@ -33,6 +33,23 @@ def test_every_subcommand_has_help() -> None:
         assert "usage: citizen" in result.stdout
 
 
+def test_settings_lists_the_keys_without_their_values(tmp_path: Path) -> None:
+    from backend.keyring import KEY_NAMES, key_variable
+
+    secret = "A" * 43 + "="
+    env = {**os.environ, "CITIZEN_ENV": "development", "CITIZEN_DATA_DIR": str(tmp_path)}
+    env[key_variable("otp")] = secret
+    result = subprocess.run(
+        [sys.executable, "-m", "backend.cli", "settings"], capture_output=True, text=True, check=True, env=env
+    )
+    listed = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
+    for purpose in KEY_NAMES:
+        assert key_variable(purpose) in listed
+    assert listed[key_variable("otp")].endswith(" set")
+    assert "CITIZEN_TERMINALS_PASSWORD" in listed and "CITIZEN_HTTP_PORT" in listed
+    assert secret not in result.stdout
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
