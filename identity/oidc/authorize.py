@@ -149,7 +149,8 @@ async def decide(
 
 
 async def issue_code(provider: Provider, request: AuthRequest, session: SsoSession) -> Response[None]:
-    """Complete the request: consume the pushed request (once), record the grant, send the code."""
+    """Complete the request: consume the pushed request (once), record the grant, send the code.
+    The grant ends with ``session`` unless ``offline_access`` was granted (``GrantStore.lifetime``)."""
     if request.par_key is not None and not await provider.redis.delete(request.par_key):
         raise RedirectError(
             request,
@@ -174,6 +175,7 @@ async def issue_code(provider: Provider, request: AuthRequest, session: SsoSessi
         code_challenge=request.code_challenge,
         nonce=request.nonce,
         sso_clients=(provider.sso.clients_key(session.sid), provider.sso.ttl),
+        session_expires=session.expires_at,
     )
     return redirect(
         _to_client(request.redirect_uri, {"code": code, "state": request.state, "iss": provider.issuer})

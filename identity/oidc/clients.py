@@ -24,6 +24,7 @@ from identity.errors import Conflict, InvalidField, NotFound
 __all__ = [
     "API_SCOPE",
     "GRANT_TYPES",
+    "OFFLINE_ACCESS_SCOPE",
     "ORGANISATIONS_SCOPE",
     "SCOPES",
     "Client",
@@ -41,9 +42,13 @@ GRANT_TYPES: tuple[str, ...] = (
 )
 # openid profile phone: OpenID Connect Core; real_name: verified name, birth date and level of
 # assurance; organisations: the organisations the person acts for (and token exchange for them);
-# offline_access: refresh tokens; api: the city's own API, whose audience a token carries only for
-# a first-party client granted this scope (and which the API's guard requires).
+# offline_access: refresh tokens that outlive the sign-in (Core §11) — the grant keeps the full
+# refresh lifetime; without it a client allowed the refresh grant still gets refresh tokens, but
+# they end with the SSO session they were issued in (``GrantStore.lifetime``); api: the city's own
+# API, whose audience a token carries only for a first-party client granted this scope (and which
+# the API's guard requires).
 API_SCOPE = "api"
+OFFLINE_ACCESS_SCOPE = "offline_access"
 ORGANISATIONS_SCOPE = "organisations"
 SCOPES: tuple[str, ...] = (
     "openid",
@@ -51,7 +56,7 @@ SCOPES: tuple[str, ...] = (
     "phone",
     "real_name",
     ORGANISATIONS_SCOPE,
-    "offline_access",
+    OFFLINE_ACCESS_SCOPE,
     API_SCOPE,
 )
 

@@ -4,7 +4,8 @@ Keys (one Redis; the scripts name keys they derive, which a cluster would not al
 
 ``oidc:grant:<gid>``    hash {c: client id, d: the authentication context (JSON), rt: SHA-256 of the
                         current refresh token, rf: refresh family id}; TTL = the grant's absolute
-                        lifetime. Deleting it ends every token issued from the grant.
+                        lifetime (``GrantStore.lifetime``). Deleting it ends every token issued
+                        from the grant.
 ``oidc:rf:<family>``    the grant id of a refresh-token family (a refresh token is ``<family>.<secret>``)
 ``oidc:code:<sha256>``  an authorization code's record, TTL ≤ 60 s, taken with GETDEL
 ``oidc:code-used:<sha256>``  the record of a redeemed code, so a second use revokes the grant
@@ -12,6 +13,14 @@ Keys (one Redis; the scripts name keys they derive, which a cluster would not al
 
 PostgreSQL keeps ``identity.oidc_grants`` so that consent revocation, logout and account
 listings find the grants of a person, a client or an SSO session.
+
+A grant's lifetime, and so that of every refresh token of its family (OpenID Connect Core §11):
+with ``offline_access`` in its granted scope, the full refresh lifetime (``refresh_token_ttl``),
+so the client keeps access after the person's sign-in has ended; without it, refresh tokens are
+still issued (to a client allowed the refresh grant) but the grant lives no longer than the SSO
+session it was made in: its Redis TTL and its recorded ``expires_at`` are capped at the session's
+remaining life, so its tokens stop when the session expires. Ending a session (logout, a new
+sign-in in that browser, the person ending it) revokes all of its grants, offline or not.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import datetime as dt
 import enum
 import hashlib
 import secrets
+import time
 import uuid
 from typing import Any
 
@@ -27,6 +37,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from identity._db import Connection, Pool
+from identity.oidc.clients import OFFLINE_ACCESS_SCOPE
 from identity.oidc.grant_record import GrantRecorder
 from identity.oidc.redis_channel import ScriptChannel
 from identity.oidc.revocation import RevocationCache
@@ -195,12 +206,16 @@ class GrantStore:
         code_challenge: str,
         nonce: str | None,
         sso_clients: tuple[str, int] | None = None,
+        session_expires: int | None = None,
     ) -> tuple[uuid.UUID, str]:
         """A new grant (recorded in PostgreSQL, live in Redis) and its authorization code, in one
         Redis round trip: (grant id, code). ``sso_clients``: (key, TTL) of the SSO session's set
-        of clients, which gains this one."""
+        of clients, which gains this one. ``session_expires``: when (Unix time) the SSO session the
+        grant is made in ends; without ``offline_access`` the grant ends then too."""
         gid = uuid.uuid4()
-        await self._recorder.record(gid, ctx)  # committed (with the other authorizations of the moment)
+        lifetime = self.lifetime(ctx, session_expires)
+        # committed (with the other authorizations of the moment)
+        await self._recorder.record(gid, ctx, lifetime)
         record = CodeRecord(
             gid=gid,
             client_id=ctx.client_id,
@@ -213,11 +228,21 @@ class GrantStore:
         keys = [f"oidc:grant:{gid}", f"oidc:code:{_digest(code)}"]
         if sso_clients is not None:
             keys.append(sso_clients[0])
-        args: list[str | bytes | int] = [ctx.client_id, _enc.encode(ctx), self.grant_ttl]
+        args: list[str | bytes | int] = [ctx.client_id, _enc.encode(ctx), lifetime]
         value = _binding(ctx.client_id, redirect_uri, code_challenge, ctx.jkt).encode() + str(gid).encode()
         args += [value + _enc.encode(record), self.code_ttl, sso_clients[1] if sso_clients else 0]
         await self._channel.run(self._start, keys, args)
         return gid, code
+
+    def lifetime(self, ctx: AuthContext, session_expires: int | None, now: float | None = None) -> int:
+        """The grant's lifetime in seconds: the full refresh lifetime with ``offline_access``
+        granted (or outside any SSO session); else at most the session's remaining life (at least
+        a second, so a session ending this instant leaves a grant that ends with it, not an
+        EXPIRE of 0 that would read as revoked)."""
+        if session_expires is None or OFFLINE_ACCESS_SCOPE in ctx.scope:
+            return self.grant_ttl
+        remaining = int(session_expires - (time.time() if now is None else now))  # rounded down
+        return max(1, min(self.grant_ttl, remaining))
 
     async def bind_key(self, gid: uuid.UUID, ctx: AuthContext) -> bool:
         """Store ``ctx`` (now carrying its DPoP key) as the live grant's context; False if it ended."""

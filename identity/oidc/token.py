@@ -6,6 +6,10 @@ token exchange (``exchange.py``). Every error is RFC 6749 JSON with ``no-store``
   and revokes the grant, so every token issued from the code stops working.
 * A refresh token rotates on every use (one Lua script); presenting a rotated one revokes the
   whole family. The grant's absolute lifetime bounds every refresh token of the family.
+* A client allowed the refresh grant gets a refresh token with or without ``offline_access``
+  (the app and partners refresh within a sign-in); ``offline_access`` decides how long it lasts:
+  without it the grant, so its refresh tokens, ends with the SSO session it was made in; with it
+  the grant keeps the full refresh lifetime (``GrantStore.lifetime``, OpenID Connect Core §11).
 * DPoP (RFC 9449, ``dpop.py``): with a valid ``DPoP`` proof the access token is bound to the
   proof's key (``cnf.jkt``, ``token_type`` DPoP). A code requested with ``dpop_jkt`` is redeemed
   only with a proof by that key; a public client's grant stays bound to its key, so its refresh
@@ -66,6 +70,7 @@ async def _authorization_code(
         client_id=client.client_id,
         redirect_uri=form.get("redirect_uri", ""),
         challenge=challenge,
+        # Without offline_access too: the grant's lifetime, set at authorization, bounds it.
         with_refresh="refresh_token" in client.grant_types,
         jkt=jkt,
     )

@@ -72,3 +72,15 @@ async def test_a_failed_batch_fails_each_of_its_authorizations(db: Any, bare_acc
     assert later in await _rows(db, [later])
     with pytest.raises(asyncpg.ForeignKeyViolationError):
         await recorder.record(uuid.uuid4(), AuthContext(client_id="no-such-client", scope=("openid",)))
+
+
+async def test_each_row_keeps_its_own_lifetime(db: Any, bare_account: uuid.UUID) -> None:
+    """A grant that ends with its SSO session is recorded with the shorter lifetime, in the same
+    batch as grants with the full one."""
+    recorder = GrantRecorder(db, grant_ttl=3600)
+    ctx = AuthContext(client_id=BARE_CLIENT, scope=("openid",), account_id=bare_account)
+    full, short = uuid.uuid4(), uuid.uuid4()
+    await asyncio.gather(recorder.record(full, ctx), recorder.record(short, ctx, 90))
+    rows = await _rows(db, [full, short])
+    assert rows[full]["life"] == dt.timedelta(hours=1)
+    assert rows[short]["life"] == dt.timedelta(seconds=90)

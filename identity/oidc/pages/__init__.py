@@ -58,7 +58,9 @@ _TEXT: dict[str, dict[str, str]] = {
         "scope_phone": "您的手机号码",
         "scope_real_name": "您的实名信息（姓名、出生日期、性别）与认证等级",
         "scope_organisations": "您代理的单位及角色",
-        "scope_offline_access": "在您离线时保持访问",
+        # Only with offline_access does a grant outlive the sign-in (SSO session) it was made in;
+        # withdrawing consent ends it (``GrantStore.lifetime``, OpenID Connect Core §11).
+        "scope_offline_access": "本次登录结束后仍可访问，直至您撤销此授权",
         "scope_api": "代表您调用市民通接口",
     },
     "en": {
@@ -91,7 +93,7 @@ _TEXT: dict[str, dict[str, str]] = {
         "scope_phone": "your mobile number",
         "scope_real_name": "your verified real name, birth date, gender and level of assurance",
         "scope_organisations": "the organisations you act for, and your roles",
-        "scope_offline_access": "access while you are away",
+        "scope_offline_access": "access after this sign-in ends, until you withdraw this consent",
         "scope_api": "calls to the Citizen API on your behalf",
     },
 }
