@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import datetime as dt
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import pytest_asyncio
@@ -10,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from backend.keyring import Keyring
 from backend.settings import Settings
+from card.blacklist import EntryKind, ListEntry, change_txn
 from card.settings import CardSettings
 from card.terminal.gateway import Gateway, running_gateway
 from card.terminal.host.fleet import issue_test_cards
@@ -50,6 +52,18 @@ class Rig:
         registration = await self.register(terminal_id)
         psam = SoftwarePsam(registration.psam_terminal_no, {c.app_serial: c.dpk for c in cards})
         return BusReader(self.link(registration), psam, registration.tmk)
+
+    async def blacklist(self, adds: Sequence[int] = (), removes: Sequence[int] = ()) -> int:
+        """List (``adds``) and delist (``removes``) card numbers in one change; its version."""
+        async with self.host.pool.acquire() as db, db.transaction():
+            version = await change_txn(
+                db,
+                adds=[ListEntry(EntryKind.CARD, n, reason="lost") for n in adds],
+                removes=[(EntryKind.CARD, n) for n in removes],
+                now=dt.datetime.now(dt.UTC),
+            )
+        assert version is not None
+        return version
 
     async def kiosk(self, terminal_id: str) -> Kiosk:
         registration = await self.register(terminal_id, TerminalKind.KIOSK, operator="kiosk-co")

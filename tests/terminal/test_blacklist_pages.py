@@ -4,16 +4,15 @@ moves while a reader pages is caught up by the delta after."""
 
 from __future__ import annotations
 
-import datetime as dt
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 import msgspec
 import pytest
 
-from card.blacklist import EntryKind, ListEntry, change_txn, current_version
+from card.blacklist import current_version
 from card.terminal.frame import MAX_FRAME_SIZE
 from card.terminal.messages import Blacklist, BlacklistResponse, EncodedBody, Message, Response, seal
 from card.terminal.messages.fields import encode_body
@@ -62,18 +61,6 @@ def tap(bus: BusReader) -> Tap:
     return seen
 
 
-async def change(rig: Rig, adds: Sequence[int] = (), removes: Sequence[int] = ()) -> int:
-    async with rig.host.pool.acquire() as db, db.transaction():
-        version = await change_txn(
-            db,
-            adds=[ListEntry(EntryKind.CARD, n, reason="lost") for n in adds],
-            removes=[(EntryKind.CARD, n) for n in removes],
-            now=dt.datetime.now(dt.UTC),
-        )
-    assert version is not None
-    return version
-
-
 async def listed(rig: Rig) -> tuple[int, set[str]]:
     """The host's head and its listed card numbers."""
     async with rig.host.pool.acquire() as db:
@@ -87,7 +74,7 @@ def page_size(rig: Rig, entries: int) -> None:
 
 
 async def test_a_reader_at_version_0_downloads_a_long_list_in_pages(rig: Rig) -> None:
-    version = await change(rig, adds=[BASE + 7 * i for i in range(10_000)])
+    version = await rig.blacklist(adds=[BASE + 7 * i for i in range(10_000)])
     bus = await rig.bus("BUS-PAGE0", [])
     seen = tap(bus)
     await bus.sync()
@@ -113,13 +100,13 @@ async def test_a_reader_at_version_0_downloads_a_long_list_in_pages(rig: Rig) ->
 
 async def test_a_delta_longer_than_a_page(rig: Rig) -> None:
     old = [BASE + 3 * i for i in range(1_000)]
-    await change(rig, adds=old)
+    await rig.blacklist(adds=old)
     bus = await rig.bus("BUS-PAGED", [])
     await bus.sync()
     start = bus.blacklist_version
 
     page_size(rig, 1_000)
-    version = await change(rig, adds=[BASE + 3 * i + 1 for i in range(4_000)], removes=old[::2])
+    version = await rig.blacklist(adds=[BASE + 3 * i + 1 for i in range(4_000)], removes=old[::2])
     seen = tap(bus)
     await bus.sync()
 
@@ -144,18 +131,17 @@ async def test_the_head_moves_while_a_reader_pages(rig: Rig, from_zero: bool) ->
     bus = await rig.bus("BUS-MOVE", [])
     listed_first = [BASE + 10 * i for i in range(3_000)]
     if not from_zero:
-        await change(rig, adds=[BASE - 1])
+        await rig.blacklist(adds=[BASE - 1])
         await bus.sync()
     page_size(rig, 1_000)
-    version = await change(rig, adds=listed_first)
+    version = await rig.blacklist(adds=listed_first)
     moved: list[int] = []
 
     async def move(request: Blacklist, sent: int) -> None:
         if sent == 1:  # after the first page: cards in the pages sent and in the ones to come
+            # One in, one out of the pages to come: the last page stays one page.
             moved.append(
-                await change(
-                    rig,
-                    # One in, one out of the pages to come: the last page stays one page.
+                await rig.blacklist(
                     adds=[BASE + 5, BASE + 29_995],
                     removes=[listed_first[1], listed_first[2_500]],
                 )
@@ -175,12 +161,12 @@ async def test_the_head_moves_while_a_reader_pages(rig: Rig, from_zero: bool) ->
 
 
 async def test_a_refused_page_leaves_the_old_list_and_version(rig: Rig) -> None:
-    await change(rig, adds=[BASE + 1, BASE + 2])
+    await rig.blacklist(adds=[BASE + 1, BASE + 2])
     bus = await rig.bus("BUS-HALF", [])
     await bus.sync()
     before = (bus.blacklist_version, set(bus.blacklist))
     page_size(rig, 100)
-    await change(rig, adds=[BASE + 10 + i for i in range(250)], removes=[BASE + 1])
+    await rig.blacklist(adds=[BASE + 10 + i for i in range(250)], removes=[BASE + 1])
 
     async def wrong_list(request: Blacklist, sent: int) -> Blacklist | None:
         if sent == 2:  # the third page, of a list version this host never issued
@@ -199,7 +185,7 @@ async def test_a_refused_page_leaves_the_old_list_and_version(rig: Rig) -> None:
 
 
 async def test_continuation_requests_are_checked(rig: Rig) -> None:
-    version = await change(rig, adds=[BASE + i for i in range(5)])
+    version = await rig.blacklist(adds=[BASE + i for i in range(5)])
     bus = await rig.bus("BUS-CONT", [])
 
     async def ask(request: Blacklist) -> BlacklistResponse:

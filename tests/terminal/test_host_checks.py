@@ -8,21 +8,9 @@ import datetime as dt
 import msgspec
 import pytest
 
-from card.blacklist import EntryKind, ListEntry, change_txn
 from card.terminal.spec import Flag, RecordReason, RecordResult, ResultCode
 from mock_terminals.link import LinkError
 from tests.terminal.conftest import Rig
-
-
-async def _list(rig: Rig, numbers: list[int]) -> int:
-    async with rig.host.pool.acquire() as db, db.transaction():
-        version = await change_txn(
-            db,
-            adds=[ListEntry(EntryKind.CARD, n, reason="lost") for n in numbers],
-            now=dt.datetime.now(dt.UTC),
-        )
-    assert version is not None
-    return version
 
 
 async def _flags(rig: Rig, terminal_id: str) -> dict[int, set[Flag]]:
@@ -44,7 +32,7 @@ async def test_blacklist_with_full_length_card_numbers(rig: Rig) -> None:
     bus = await rig.bus("BUS-BLK", cards)
     await bus.sync()
     before = bus.blacklist_version
-    version = await _list(rig, [int(c.card_number) for c in cards])
+    version = await rig.blacklist([int(c.card_number) for c in cards])
     now = dt.datetime.now(dt.UTC)
     bus.blacklist_version = version  # the reader had the list that names card 0, and tapped it anyway
     known = bus.tap(cards[0], 100, now)

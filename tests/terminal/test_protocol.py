@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 import msgspec
 import pytest_asyncio
 
-from card.blacklist import EntryKind, ListEntry, change_txn
 from card.terminal.gateway import Gateway
 from card.terminal.messages import (
     Blacklist,
@@ -123,18 +122,7 @@ async def test_blacklist_delta(rig: Rig) -> None:
     start = bus.blacklist_version
     assert not bus.blacklist & {c.card_number for c in cards}
 
-    async def change(adds: list[int] = [], removes: list[int] = []) -> int:  # noqa: B006 - read only
-        async with rig.host.pool.acquire() as db, db.transaction():
-            version = await change_txn(
-                db,
-                adds=[ListEntry(EntryKind.CARD, n, reason="lost") for n in adds],
-                removes=[(EntryKind.CARD, n) for n in removes],
-                now=dt.datetime.now(dt.UTC),
-            )
-        assert version is not None
-        return version
-
-    v1 = await change(adds=numbers[:2])
+    v1 = await rig.blacklist(adds=numbers[:2])
     delta = await bus.link.request(Blacklist(since_version=start), BlacklistResponse)
     assert delta.result == ResultCode.OK and delta.version == v1
     if start:  # a delta since the reader's version (a reader at 0 gets the full list)
@@ -142,7 +130,7 @@ async def test_blacklist_delta(rig: Rig) -> None:
     await bus.sync()
     assert {cards[0].card_number, cards[1].card_number} <= bus.blacklist
 
-    v2 = await change(adds=[numbers[2]], removes=[numbers[0]])
+    v2 = await rig.blacklist(adds=[numbers[2]], removes=[numbers[0]])
     delta = await bus.link.request(Blacklist(since_version=v1), BlacklistResponse)
     assert (delta.version, delta.full) == (v2, 0)
     assert set(delta.added) == {str(numbers[2])} and set(delta.removed) == {str(numbers[0])}
