@@ -14,7 +14,7 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from card.terminal.host.ports import BlacklistReader, UnknownListVersion
+from card.terminal.host.blacklist_reader import BlacklistReader, UnknownListVersion
 from card.terminal.host.registry import TerminalRecord
 from card.terminal.messages import (
     Blacklist,
