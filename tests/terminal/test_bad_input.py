@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from card.terminal.frame import FrameDecoder
@@ -18,8 +19,25 @@ from tests.terminal.conftest import Rig
 _FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-def _valid_message(key: bytes) -> bytes:
-    return seal(Heartbeat(), terminal_id="BUS-F", sequence=10, time=1, key=key)
+# Per rig (hypothesis runs every example on the same function-scoped rig): a signed-on terminal's
+# id, session key and next unused sequence number.
+_SIGNED_ON: dict[int, tuple[str, bytes, int]] = {}
+
+
+async def _signed_on(rig: Rig) -> tuple[str, bytes, int]:
+    """A terminal signed on for real, so that a mutated message reaches the MAC check (an unknown
+    terminal would be refused before it), and a control: its own message unmutated is accepted."""
+    found = _SIGNED_ON.get(id(rig))
+    if found is None:
+        registration = await rig.register("BUS-F")
+        link = rig.link(registration)
+        await link.sign_on()
+        assert link.session_key is not None
+        control = seal(Heartbeat(), terminal_id="BUS-F", sequence=link.sequence + 1, time=int(time.time()),
+                       key=link.session_key)  # fmt: skip
+        assert _result(await rig.gateway.answer(Link(), control)) == ResultCode.OK
+        found = _SIGNED_ON[id(rig)] = ("BUS-F", link.session_key, link.sequence + 2)
+    return found
 
 
 def _result(frame: bytes) -> int:
@@ -39,7 +57,10 @@ async def test_random_messages_get_an_error(rig: Rig, data: bytes) -> None:
 @_FUZZ
 @given(st.data())
 async def test_mutated_messages_never_pass_or_crash(rig: Rig, data: st.DataObject) -> None:
-    message = bytearray(_valid_message(b"k" * 16))
+    terminal_id, key, sequence = await _signed_on(rig)
+    # Unused sequence: unmutated, this message would be accepted (as the control was).
+    original = seal(Heartbeat(), terminal_id=terminal_id, sequence=sequence, time=int(time.time()), key=key)
+    message = bytearray(original)
     for _ in range(data.draw(st.integers(1, 4))):
         op = data.draw(st.sampled_from(["flip", "cut", "insert"]))
         at = data.draw(st.integers(0, max(0, len(message) - 1)))
@@ -49,8 +70,9 @@ async def test_mutated_messages_never_pass_or_crash(rig: Rig, data: st.DataObjec
             del message[at : at + data.draw(st.integers(1, 8))]
         else:
             message[at:at] = data.draw(st.binary(min_size=1, max_size=8))
+    assume(bytes(message) != original)  # two flips of one byte can undo each other
     answer = await rig.gateway.answer(Link(), bytes(message))
-    assert _result(answer) != ResultCode.OK  # never accepted: no terminal BUS-F, or a broken MAC
+    assert _result(answer) != ResultCode.OK  # never accepted: the MAC covers every byte but its own
 
 
 async def _exchange(rig: Rig, payload: bytes) -> list[bytes] | None:
