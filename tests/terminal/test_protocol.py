@@ -17,7 +17,6 @@ from card.terminal.messages import (
     HeartbeatResponse,
     Settlement,
     SettlementResponse,
-    seal_frame,
 )
 from card.terminal.spec import ResultCode
 from tests.terminal.conftest import Rig
@@ -49,19 +48,31 @@ async def test_idle_connection_is_closed(strict_gateway: tuple[str, int]) -> Non
         writer.close()
 
 
-async def test_slow_frame_is_closed_even_while_bytes_trickle(
-    rig: Rig, strict_gateway: tuple[str, int]
-) -> None:
-    """A frame must complete within ``frame_timeout`` from its first byte; trickling does not extend it."""
-    registration = await rig.register("BUS-SLOW")
-    frame = seal_frame(Heartbeat(), terminal_id=registration.id, sequence=1, time=1, key=b"k" * 16)
-    reader, writer = await asyncio.open_connection(*strict_gateway)
+@pytest_asyncio.fixture
+async def frame_deadline_gateway(rig: Rig) -> AsyncIterator[tuple[str, int]]:
+    """A gateway whose idle timeout never fires during a test (600 s) and frame timeout is 0.5 s:
+    only the frame deadline can close a connection that keeps sending bytes."""
+    settings = msgspec.structs.replace(rig.gateway.settings, idle_timeout=600.0, frame_timeout=0.5)
+    gateway = Gateway(rig.host, settings)
+    address = await gateway.start(host="127.0.0.1", port=0)
+    yield address
+    await gateway.close()
+
+
+async def test_slow_frame_is_closed_even_while_bytes_trickle(frame_deadline_gateway: tuple[str, int]) -> None:
+    """A frame must complete within ``frame_timeout`` from its first byte; trickling does not extend it.
+
+    The frame announces 1,024 bytes and the trickle never sends them all, so no frame ever completes;
+    bytes keep coming, so the idle timeout is never reached either. Only the frame deadline closes the
+    connection (without it, the read below gives up after 30 s and the test fails)."""
+    reader, writer = await asyncio.open_connection(*frame_deadline_gateway)
     closed = asyncio.create_task(_closed_by_gateway(reader))
     try:
-        for byte in frame[:-1]:  # never the last byte
+        writer.write((1024).to_bytes(2, "big"))
+        for _ in range(1022):  # never the whole frame
             if closed.done():
                 break
-            writer.write(bytes((byte,)))
+            writer.write(b"\x00")
             try:
                 await writer.drain()
             except ConnectionError:
