@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import uuid
 from typing import TYPE_CHECKING, Final
 
@@ -29,6 +30,8 @@ import asyncpg
 from card.crypto import LoadInputs
 from card.errors import KeyStoreError, UnknownKeyVersion
 from card.keys import CardKeyRef
+from card.terminal.host.load_evidence import LOAD_COLUMNS, OpenLoad, evidence_for
+from card.terminal.host.load_reversals import reinstate_before
 from card.terminal.host.ports import CARD_COLUMNS, card_info
 from card.terminal.host.registry import TerminalRecord
 from card.terminal.messages import (
@@ -51,9 +54,16 @@ if TYPE_CHECKING:
 
 __all__ = ["LoadService"]
 
+log = logging.getLogger("citizen.terminal")
+
 _MAX_LOAD = 1_000_00  # 1,000 yuan per load (PBOC purses hold at most a few thousand)
+# With the card's reversed loads at the counter before this one that the card has not yet
+# settled (migration 0103's index; almost always none): the counter moved through one of them.
 _LOAD_LOOKUP_SQL: Final = (
-    f"SELECT l.request_digest, l.host_time, l.mac2, l.state, {CARD_COLUMNS} FROM (VALUES (1)) AS one(x) "  # noqa: S608
+    f"SELECT l.request_digest, l.host_time, l.mac2, l.state, {CARD_COLUMNS}, "  # noqa: S608
+    "(SELECT count(*) FROM card.terminal_loads r WHERE r.app_serial = $2 "
+    "AND r.online_counter = $3::integer - 1 AND r.state = 'reversed' AND r.reversal_evidence IS NULL) "
+    "AS reversed_before FROM (VALUES (1)) AS one(x) "
     "LEFT JOIN card.terminal_loads l ON l.load_id = $1 "
     "LEFT JOIN (card.cards c JOIN card.epurses e ON e.card_id = c.id) ON c.app_serial = $2"
 )
@@ -85,6 +95,9 @@ _CONFIRM_SQL: Final = (
     "SET online_counter = GREATEST(e.online_counter, least(this_load.online_counter + 1, 65535)) "
     "FROM this_load WHERE e.card_id = this_load.card_id AND EXISTS (SELECT FROM posted)) "
     "SELECT state, agrees FROM this_load"
+)
+_REVERSAL_LOOKUP_SQL: Final = (
+    f"SELECT {LOAD_COLUMNS} FROM card.terminal_loads WHERE load_id = $1 AND terminal_id = $2"  # noqa: S608
 )
 # The same for a reversal: the ledger's void ({void}: $3…), then the load reversed.
 _REVERSE_SQL: Final = (
@@ -142,7 +155,7 @@ class LoadService:
         digest = _digest(body)
         async with self.host.pool.acquire() as db:
             # One round trip for the card and an earlier LOAD with this id (a repeat after a lost answer).
-            row = await db.fetchrow(_LOAD_LOOKUP_SQL, load_id, body.app_serial)
+            row = await db.fetchrow(_LOAD_LOOKUP_SQL, load_id, body.app_serial, body.online_counter)
             assert row is not None  # the one-row VALUES side of the joins
             if row["state"] is not None:
                 return _repeat(body, row, digest)
@@ -196,7 +209,19 @@ class LoadService:
             if twin is None:
                 raise ProtocolError(ResultCode.LOAD_CONFLICT, "card counter already used")
             return _repeat(body, twin, digest)
+        if row["reversed_before"]:
+            await self._reinstate_before(body)
         return LoadResponse(load_id=body.load_id, host_time=host_time, mac2=mac2)
+
+    async def _reinstate_before(self, body: Load) -> None:
+        """MAC1 showed the card at ``body.online_counter``, past a reversed load at the counter
+        before: the card took that credit after all (``load_reversals``). Settled here so that the
+        ledger follows the card at once; a failure leaves it to the resolution job, never this LOAD."""
+        try:
+            await reinstate_before(self.host.pool, body.app_serial, body.online_counter)
+        except asyncpg.PostgresError:
+            log.exception("reversed loads of %s before online counter %d: left to the resolution job",
+                          body.app_serial.hex(), body.online_counter)  # fmt: skip
 
     async def confirm(self, terminal: TerminalRecord, body: LoadConfirm) -> LoadConfirmResponse:
         load_id = uuid.UUID(bytes=body.load_id)
@@ -225,7 +250,21 @@ class LoadService:
         return LoadConfirmResponse()  # confirmed: a repeated confirmation
 
     async def reverse(self, terminal: TerminalRecord, body: Reversal) -> ReversalResponse:
+        """Void the load's reservation on the kiosk's word that the card was not credited, unless
+        the host already holds the card's evidence that it was (``load_evidence``: a later load at
+        a higher online counter, or an offline record at the credited balance): such a load is
+        refused ``LOAD_STATE`` "credited" and stays authorised, for the kiosk's CONFIRM or the
+        resolution job. Evidence arriving after the void reinstates the load (``load_reversals``)."""
         load_id = uuid.UUID(bytes=body.load_id)
+        async with self.host.pool.acquire() as db:
+            row = await db.fetchrow(_REVERSAL_LOOKUP_SQL, load_id, terminal.id)
+            if row is None:
+                raise ProtocolError(ResultCode.LOAD_NOT_FOUND)
+            if row["state"] == "authorised":
+                evidence = await evidence_for(db, OpenLoad.from_row(row))
+                if evidence is not None and evidence.credited:
+                    log.warning("reversal of load %s refused: %s", load_id, evidence.note)
+                    raise ProtocolError(ResultCode.LOAD_STATE, "credited")
         void = self.host.ledger.resolve_load_call(load_id, post=False, first=3)
         found = await self._ledger_statement(
             ResultCode.LOAD_STATE, _REVERSE_SQL.format(void=void.sql), load_id, terminal.id, *void.args
