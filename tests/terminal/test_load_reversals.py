@@ -1,7 +1,8 @@
 """Reversals against the card's evidence (docs/terminal-protocol.md §6, §6.2): a REVERSAL the
 host's records already contradict is refused; a reversed load the card later shows it took is
 reinstated (by the next LOAD, or by the resolution job), audited; several reversed loads at one
-counter are left doubtful for the operators; a true reversal is upheld."""
+counter are left doubtful for the operators; a true reversal is upheld. The kiosk asks the card
+(GET TRANSACTION PROVE) before it reverses."""
 
 from __future__ import annotations
 
@@ -173,3 +174,20 @@ async def test_two_reversed_loads_at_one_counter_are_doubtful_for_operators(rig:
     assert ("card.terminal.load.post", "success") in actions
     assert ("card.terminal.load.void", "success") in actions
     assert await run(rig) == []
+
+
+async def test_the_kiosk_asks_the_card_before_it_reverses(rig: Rig) -> None:
+    """No answer to CREDIT FOR LOAD: the kiosk sends GET TRANSACTION PROVE for the load (online
+    counter + 1, type 02). The card has it: LOAD CONFIRM with its TAC. ``9406``: REVERSAL."""
+    [card] = await rig.cards(1, balance=0)
+    kiosk = await rig.kiosk("KIOSK-1")
+    torn = await kiosk.load(card, 500, tear_credit=True)  # the card took it; its answer was lost
+    assert (type(torn).__name__, torn.result) == ("LoadConfirmResponse", ResultCode.OK)
+    dropped = await kiosk.load(card, 300, drop_credit=True)  # the card never saw CREDIT FOR LOAD
+    assert (type(dropped).__name__, dropped.result) == ("ReversalResponse", ResultCode.OK)
+    found = await loaded(rig, card)
+    assert (found["ledger"], found["card"], found["counter"], found["check"]) == (500, 500, (1, 1), [])
+    assert sorted(r["state"] for r in found["loads"].values()) == ["confirmed", "reversed"]
+    async with rig.host.pool.acquire() as db:
+        tac = await db.fetchval("SELECT tac FROM card.terminal_loads WHERE state = 'confirmed'")
+    assert tac is not None and bytes(tac) == card._proofs[(0x02, 1)].tac
