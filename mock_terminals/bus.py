@@ -1,4 +1,4 @@
-"""A software PSAM, a bus reader (offline taps, QR scans, store and forward, blacklist) and a kiosk.
+"""A software PSAM and a bus reader (offline taps, QR scans, store and forward, blacklist).
 
 Simplification, said plainly: a real PSAM holds the issuer's purchase master key and diversifies
 the card's DPK inside itself (card-protocol.md §1.3); this software PSAM is handed the DPKs of the
@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,9 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from card.crypto import (
     PurchaseInputs,
     debit_for_purchase_command,
-    initialize_for_load_command,
     initialize_for_purchase_command,
-    parse_load_init_response,
     parse_purchase_init_response,
     purchase_mac1,
     purchase_mac2,
@@ -37,15 +34,9 @@ from card.terminal.messages import (
     Blacklist,
     BlacklistResponse,
     EncodedBody,
-    Load,
-    LoadConfirm,
-    LoadConfirmResponse,
-    LoadResponse,
     OfflineRecord,
     Parameters,
     ParametersResponse,
-    Reversal,
-    ReversalResponse,
     record_key,
     record_mac,
     seal,
@@ -54,14 +45,11 @@ from card.terminal.messages.fields import encode_body
 from card.terminal.records import dt7, qr_account, qr_mac_input
 from card.terminal.spec import DEFAULT_MAX_BATCH_RECORDS, RecordKind, RecordResult, ResultCode, Tag
 from card.terminal.tlv import TLV, encode
-from mock_terminals.card import SW_OK, SoftwareCard
+from mock_terminals.card import SW_OK, SoftwareCard, TapRefused
+from mock_terminals.kiosk import Kiosk
 from mock_terminals.link import LinkError, TerminalLink
 
 __all__ = ["BusReader", "Kiosk", "SoftwarePsam", "TapRefused"]
-
-
-class TapRefused(Exception):
-    pass
 
 
 @dataclass
@@ -335,46 +323,6 @@ class BusReader:
                 self.results[outcome.terminal_serial] = (outcome.result, outcome.reason)
             sent += len(records)
         return sent
-
-
-@dataclass
-class Kiosk:
-    link: TerminalLink
-    terminal_no: bytes
-
-    async def load(
-        self, card: SoftwareCard, amount: int, *, funding: str = "cash", drop_credit: bool = False
-    ) -> LoadConfirmResponse | ReversalResponse:
-        """Online load (圈存): INITIALIZE FOR LOAD → host MAC2 → CREDIT FOR LOAD → confirmation."""
-        card.apdu(bytes.fromhex("00A4040008A000000632010105"))
-        init = card.apdu(
-            initialize_for_load_command(key_index=1, amount=amount, terminal_no=self.terminal_no)
-        )
-        if init[-2:] != SW_OK:
-            raise TapRefused(f"initialize for load {init[-2:].hex()}")
-        info = parse_load_init_response(init[:-2])
-        load_id = uuid.uuid4().bytes
-        answer = await self.link.request(
-            Load(
-                load_id=load_id, app_serial=card.app_serial, issuer_id=card.issuer_id, amount=amount,
-                balance_before=info.balance, online_counter=info.online_counter,
-                key_version=info.key_version, pseudo_random=info.pseudo_random, mac1=info.mac1,
-                psam_terminal_no=self.terminal_no, funding=funding,
-            ),
-            LoadResponse,
-        )  # fmt: skip
-        if answer.result != ResultCode.OK or answer.mac2 is None or answer.host_time is None:
-            raise LinkError(answer.result, answer.detail or "load refused")
-        if drop_credit:  # the card was pulled away before CREDIT FOR LOAD: reverse
-            return await self.link.request(Reversal(load_id=load_id, reason=1), ReversalResponse)
-        from card.crypto import credit_for_load_command
-
-        credit = card.apdu(credit_for_load_command(transaction_time=answer.host_time, mac2=answer.mac2))
-        if credit[-2:] != SW_OK:
-            return await self.link.request(Reversal(load_id=load_id, reason=2), ReversalResponse)
-        return await self.link.request(
-            LoadConfirm(load_id=load_id, tac=credit[:4], new_balance=card.balance), LoadConfirmResponse
-        )
 
 
 async def pause() -> None:

@@ -37,11 +37,15 @@ from card.crypto import (
 )
 from card.qr.payload import verify_raw
 
-__all__ = ["SW_OK", "SoftwareCard", "open_personalisation"]
+__all__ = ["SW_OK", "SoftwareCard", "TapRefused", "open_personalisation"]
 
 SW_OK = b"\x90\x00"
 _AID = bytes.fromhex("A000000632010105")
 _PERSO_FORMAT = "citizen-card-perso/1"
+
+
+class TapRefused(Exception):
+    """The card (or the terminal, on the card's answer) refused the transaction."""
 
 
 @dataclass

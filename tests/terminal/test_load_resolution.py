@@ -102,7 +102,7 @@ async def test_credited_then_a_later_load_posts_it(rig: Rig) -> None:
     assert await epurse(rig, card) == (800, 2)
     assert await run(rig) == []  # again: nothing left to do
     # The kiosk's late word: a confirmation is a repeat; a reversal comes too late.
-    assert (await confirm(kiosk, first.bytes)).result == ResultCode.OK
+    assert (await confirm(kiosk, first.bytes, 500)).result == ResultCode.OK
     late = await reverse(kiosk, first.bytes)
     assert (late.result, late.detail) == (ResultCode.LOAD_STATE, "confirmed")
 
@@ -146,7 +146,7 @@ async def test_not_credited_then_offline_taps_void_it(rig: Rig) -> None:
     found = await state(rig, dropped)
     assert (found["state"], found["pending"], found["check"]) == ("reversed", "voided", [])
     assert await epurse(rig, card) == (700, 0)
-    late = await confirm(kiosk, dropped.bytes)  # the session is gone: the card cannot take MAC2
+    late = await confirm(kiosk, dropped.bytes, 1_200)  # the session is gone: the card cannot take MAC2
     assert (late.result, late.detail) == (ResultCode.LOAD_STATE, "reversed")
     # The counter is free again: the card loads.
     assert (await kiosk.load(card, 300)).result == ResultCode.OK
@@ -252,8 +252,9 @@ async def test_the_job_races_the_kiosk_cleanly(rig: Rig) -> None:
     kiosk = await rig.kiosk("KIOSK-1")
     for _ in range(5):
         load_id = await unconfirmed(kiosk, card, 100, credited=True)
+        credited = card.balance
         assert (await kiosk.load(card, 100)).result == ResultCode.OK  # the evidence
-        answer, outcomes = await asyncio.gather(confirm(kiosk, load_id.bytes), run(rig))
+        answer, outcomes = await asyncio.gather(confirm(kiosk, load_id.bytes, credited), run(rig))
         assert answer.result == ResultCode.OK
         assert [o.result for o in outcomes if o.load.load_id == load_id] in ([], ["confirmed"], ["resolved"])
         found = await state(rig, load_id)

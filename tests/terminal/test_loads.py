@@ -50,9 +50,10 @@ def credit(card: SoftwareCard, answer: LoadResponse) -> None:
     card.apdu(credit_for_load_command(transaction_time=answer.host_time, mac2=answer.mac2))
 
 
-async def confirm(kiosk: Kiosk, load_id: bytes) -> LoadConfirmResponse:
+async def confirm(kiosk: Kiosk, load_id: bytes, new_balance: int) -> LoadConfirmResponse:
+    """LOAD CONFIRM with the new balance the card reports (the TAC is not checked: card-protocol §1.6)."""
     return await kiosk.link.request(
-        LoadConfirm(load_id=load_id, tac=b"\x01\x02\x03\x04", new_balance=1), LoadConfirmResponse
+        LoadConfirm(load_id=load_id, tac=b"\x01\x02\x03\x04", new_balance=new_balance), LoadConfirmResponse
     )
 
 
@@ -96,7 +97,7 @@ async def test_confirm_and_reversal_follow_the_load_state(rig: Rig) -> None:
     [card] = await rig.cards(1, balance=0)
     kiosk = await rig.kiosk("KIOSK-1")
     other = await rig.kiosk("KIOSK-2")
-    assert (await confirm(kiosk, uuid.uuid4().bytes)).result == ResultCode.LOAD_NOT_FOUND
+    assert (await confirm(kiosk, uuid.uuid4().bytes, 0)).result == ResultCode.LOAD_NOT_FOUND
     assert (await reverse(kiosk, uuid.uuid4().bytes)).result == ResultCode.LOAD_NOT_FOUND
 
     confirmed = initialise(kiosk, card, 500)
@@ -104,9 +105,9 @@ async def test_confirm_and_reversal_follow_the_load_state(rig: Rig) -> None:
     assert answer.result == ResultCode.OK
     credit(card, answer)
     assert card.balance == 500
-    assert (await confirm(other, confirmed.load_id)).result == ResultCode.LOAD_NOT_FOUND  # not its load
-    assert (await confirm(kiosk, confirmed.load_id)).result == ResultCode.OK
-    assert (await confirm(kiosk, confirmed.load_id)).result == ResultCode.OK  # a repeat
+    assert (await confirm(other, confirmed.load_id, 500)).result == ResultCode.LOAD_NOT_FOUND  # not its load
+    assert (await confirm(kiosk, confirmed.load_id, 500)).result == ResultCode.OK
+    assert (await confirm(kiosk, confirmed.load_id, 500)).result == ResultCode.OK  # a repeat
     refused = await reverse(kiosk, confirmed.load_id)
     assert (refused.result, refused.detail) == (ResultCode.LOAD_STATE, "confirmed")
     assert (await rows(rig))["counter"] == confirmed.online_counter + 1
@@ -115,7 +116,7 @@ async def test_confirm_and_reversal_follow_the_load_state(rig: Rig) -> None:
     assert (await kiosk.link.request(reversed_, LoadResponse)).result == ResultCode.OK
     assert (await reverse(kiosk, reversed_.load_id)).result == ResultCode.OK
     assert (await reverse(kiosk, reversed_.load_id)).result == ResultCode.OK  # a repeat
-    late = await confirm(kiosk, reversed_.load_id)
+    late = await confirm(kiosk, reversed_.load_id, 800)
     assert (late.result, late.detail) == (ResultCode.LOAD_STATE, "reversed")
     repeat = await kiosk.link.request(reversed_, LoadResponse)
     assert (repeat.result, repeat.detail) == (ResultCode.LOAD_STATE, "reversed")
@@ -210,7 +211,7 @@ async def test_a_ledger_refusal_leaves_no_load(rig: Rig) -> None:
     async with rig.host.pool.acquire() as db:
         await db.execute("UPDATE payments.accounts SET flags = 0 WHERE id = $1", cash)
     assert (await kiosk.link.request(load, LoadResponse)).result == ResultCode.OK
-    assert (await confirm(kiosk, load.load_id)).result == ResultCode.OK
+    assert (await confirm(kiosk, load.load_id, load.balance_before + load.amount)).result == ResultCode.OK
 
 
 async def test_a_ledger_refusal_of_the_post_changes_nothing(rig: Rig) -> None:
@@ -228,7 +229,7 @@ async def test_a_ledger_refusal_of_the_post_changes_nothing(rig: Rig) -> None:
             db, [Transfer(id=uuid.uuid4(), pending_id=uuid.UUID(bytes=load.load_id), flags=void)]
         )
     before = await rows(rig)
-    refused = await confirm(kiosk, load.load_id)
+    refused = await confirm(kiosk, load.load_id, load.balance_before + load.amount)
     assert (refused.result, refused.detail) == (ResultCode.LOAD_STATE, "pending_transfer_already_voided")
     assert await rows(rig) == before
 
@@ -267,3 +268,43 @@ async def test_what_a_load_costs_in_round_trips(rig: Rig) -> None:
         answer = await kiosk.load(card, 100)
     assert answer.result == ResultCode.OK
     assert len(sent) == 3, sent
+
+
+async def test_the_same_load_twice_at_once_gets_the_same_mac2(rig: Rig) -> None:
+    """A kiosk's retry racing its first LOAD (same id, same fields): the second waits for the
+    first's row and answers its MAC2 and host time, as a repeat after a lost answer (docs §6)."""
+    [card] = await rig.cards(1, balance=0)
+    kiosk = await rig.kiosk("KIOSK-1")
+    terminal = await rig.host.registry.get("KIOSK-1")
+    assert terminal is not None
+    load = initialise(kiosk, card, 500)
+    answers = await asyncio.gather(*(rig.host.loads.load(terminal, load) for _ in range(2)))
+    assert [a.result for a in answers] == [ResultCode.OK, ResultCode.OK]
+    assert answers[0].mac2 == answers[1].mac2 and answers[0].host_time == answers[1].host_time
+    credit(card, answers[1])
+    assert card.balance == 500  # the MAC2 either answer carried is the one the card takes
+    state = await rows(rig)
+    assert state["loads"] == [(uuid.UUID(bytes=load.load_id), "authorised")] and state["transfers"] == 1
+    # Another id at the same card counter at once is still a conflict.
+    other = msgspec.structs.replace(load, load_id=uuid.uuid4().bytes)
+    with pytest.raises(Exception, match="LOAD_CONFLICT"):
+        await rig.host.loads.load(terminal, other)
+
+
+async def test_confirm_refuses_a_new_balance_the_load_cannot_give(rig: Rig) -> None:
+    """The card credits exactly the amount onto the balance MAC1 covered (card-protocol §1.6): a
+    CONFIRM reporting another new balance moves nothing; the load stays authorised."""
+    [card] = await rig.cards(1, balance=200)
+    kiosk = await rig.kiosk("KIOSK-1")
+    load = initialise(kiosk, card, 500)
+    assert (await kiosk.link.request(load, LoadResponse)).result == ResultCode.OK
+    before = await rows(rig)
+    for wrong in (1, 500, 701):
+        refused = await confirm(kiosk, load.load_id, wrong)
+        assert refused.result == ResultCode.BAD_FIELD_VALUE
+    assert await rows(rig) == before
+    assert (await confirm(kiosk, load.load_id, 700)).result == ResultCode.OK
+    assert (await confirm(kiosk, load.load_id, 701)).result == ResultCode.BAD_FIELD_VALUE  # nor on a repeat
+    async with rig.host.pool.acquire() as db:
+        found = await db.fetchrow("SELECT state, new_balance FROM card.terminal_loads")
+    assert found is not None and tuple(found) == ("confirmed", 700)

@@ -1,31 +1,19 @@
-"""Loads the kiosk left 'authorised' (docs/terminal-protocol.md §6): resolved on the card's evidence.
+"""Loads the kiosk left 'authorised' (docs/terminal-protocol.md §6.1): resolved on the card's evidence.
 
 A kiosk that got MAC2, credited the card and died before LOAD CONFIRM (or that never sent its
 REVERSAL) leaves the load 'authorised': its money reserved in the ledger (a pending transfer,
 with no timeout) and the card's online counter taken. The host never guesses: it resolves such a
-load only on what the card itself later showed.
+load only on what the card itself later showed (``load_evidence``):
 
-* **Credited** — a later LOAD of the card at a higher online counter (MAC1 under the card's key
-  covers the counter, and a card's online counter moves only with CREDIT FOR LOAD, card-protocol
-  §1.6: the counter this load held was used), or the card's first offline record after the load
-  whose balance before is the load's balance before plus its amount. → the reservation is
-  posted, the load 'confirmed' (new balance: before + amount, no TAC), the counter moved on.
-* **Not credited** — the card's first offline record after the load whose balance before is the
-  load's balance before, when no record can be missing in between: the record before it by the
-  card's counter was uploaded, dated before the load and ended at that balance (or it is the
-  card's first purchase, counter 0). MAC2 is good only in the load's own session, which the
-  purchase ended, so the card can no longer be credited with it. → the reservation is voided,
-  the load 'reversed' (its counter free for the card's next load).
-
-Offline records count as evidence when their TAC was verified: accepted ones, and those
-suspended after that check (the ledger refused the debit, which is exactly what a pending credit
-causes; the card was listed). "After the load" is by the record's time against the host's, to the
-second; a record's predecessor must end at the load's balance before, which catches a reader
-whose clock ran ahead (a record before the load dated after it continues its own chain instead).
+* **Credited** → the reservation is posted, the load 'confirmed' (new balance: before + amount,
+  no TAC), the counter moved on.
+* **Not credited** → the reservation is voided, the load 'reversed' (its counter free for the
+  card's next load; ``reversal_evidence`` keeps the evidence, so the reversal needs no second look).
 
 Without evidence a load stays 'authorised'; past ``doubtful_after`` it is **doubtful**: listed for
 the operators (admin API), who resolve it explicitly (post or void, audited), never contrary to
-evidence found meanwhile.
+evidence found meanwhile. The same job and list cover the reversed loads the card's later
+evidence contradicts (``load_reversals``, §6.2).
 
 Each resolution is one statement with the locks of LOAD CONFIRM in the same order (the load's
 row, then the ledger's): a kiosk's CONFIRM or REVERSAL arriving at the same moment is either
@@ -37,16 +25,20 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from dataclasses import dataclass
 from typing import Final
 
 import asyncpg
 
 from card._db import Connection, Pool
 from card.audit import Actor, DetailValue
+from card.terminal.host.load_evidence import LOAD_COLUMNS, Evidence, OpenLoad, Outcome, evidence_for
+from card.terminal.host.load_reversals import (
+    DOUBTFUL_SQL,
+    check_reversed_loads,
+    resolve_reversed_by_operator,
+)
 from card.terminal.host.ports import LedgerPostings
 from card.terminal.host.registry import audit_terminal
-from card.terminal.spec import RecordReason
 
 __all__ = [
     "Evidence",
@@ -61,30 +53,9 @@ __all__ = [
     "settle_load",
 ]
 
-# Records suspended only after their TAC was verified: the card's own word on its balance.
-TRUSTED_SUSPENDED: Final = [int(RecordReason.LEDGER_REFUSED), int(RecordReason.BLACKLISTED)]
-
-_LOAD_COLUMNS: Final = (
-    "load_id, terminal_id, app_serial, amount, balance_before, online_counter, created_at, state"
-)
 _OPEN_SQL: Final = (
-    f"SELECT {_LOAD_COLUMNS} FROM card.terminal_loads WHERE state = 'authorised' "  # noqa: S608
+    f"SELECT {LOAD_COLUMNS} FROM card.terminal_loads WHERE state = 'authorised' "  # noqa: S608
     "AND created_at <= $1 ORDER BY created_at LIMIT $2"
-)
-_LATER_LOAD_SQL: Final = (
-    "SELECT load_id, online_counter FROM card.terminal_loads WHERE app_serial = $1 "
-    "AND online_counter > $2 AND state <> 'reversed' ORDER BY online_counter LIMIT 1"
-)
-# The card's trusted records from ``$3`` (the card counter) on, dated from ``$2``: the first one.
-_RECORD_COLUMNS: Final = "card_counter, balance_before, amount, txn_time, terminal_id, terminal_serial"
-_FIRST_RECORD_SQL: Final = (
-    f"SELECT * FROM ((SELECT {_RECORD_COLUMNS} FROM card.terminal_records "  # noqa: S608
-    "WHERE app_serial = $1 AND status = 'accepted' AND txn_time >= $2 AND card_counter >= $3 "
-    "AND balance_before IS NOT NULL ORDER BY card_counter LIMIT 1) UNION ALL "
-    f"(SELECT {_RECORD_COLUMNS} FROM card.terminal_records "
-    "WHERE app_serial = $1 AND status = 'suspended' AND reason = ANY($4::smallint[]) AND txn_time >= $2 "
-    "AND card_counter >= $3 AND balance_before IS NOT NULL ORDER BY card_counter LIMIT 1)) r "
-    "ORDER BY card_counter LIMIT 1"
 )
 # The load locked, then the ledger's post or void ({call}: $3…) if it is still authorised, then
 # the load resolved (and, posted, the card's online counter moved on): LOAD CONFIRM's order.
@@ -101,120 +72,47 @@ _POST_SQL: Final = (
     "FROM this_load WHERE e.card_id = this_load.card_id AND EXISTS (SELECT FROM posted)) "
     "SELECT state FROM this_load"
 )
+# A void on the card's evidence ($3: the same note) needs no second look (load_reversals); one
+# by an operator without evidence ($3 NULL) is looked at again as the card shows more.
 _VOID_SQL: Final = (
     "WITH this_load AS MATERIALIZED (SELECT state FROM card.terminal_loads WHERE load_id = $1 FOR UPDATE), "
     "voided AS MATERIALIZED (SELECT {call} AS result FROM this_load WHERE state = 'authorised'), "
-    "reversed AS (UPDATE card.terminal_loads SET state = 'reversed', resolved_at = now(), resolution = $2 "
-    "WHERE load_id = $1 AND EXISTS (SELECT FROM voided)) "
+    "reversed AS (UPDATE card.terminal_loads SET state = 'reversed', resolved_at = now(), resolution = $2, "
+    "reversal_evidence = $3 WHERE load_id = $1 AND EXISTS (SELECT FROM voided)) "
     "SELECT state FROM this_load"
 )
 
 
-@dataclass(frozen=True, slots=True)
-class OpenLoad:
-    load_id: uuid.UUID
-    terminal_id: str
-    app_serial: bytes
-    amount: int
-    balance_before: int
-    online_counter: int
-    created_at: dt.datetime
-    state: str
-
-    @classmethod
-    def from_row(cls, r: asyncpg.Record) -> OpenLoad:
-        return cls(
-            load_id=r["load_id"],
-            terminal_id=str(r["terminal_id"]),
-            app_serial=bytes(r["app_serial"]),
-            amount=int(r["amount"]),
-            balance_before=int(r["balance_before"]),
-            online_counter=int(r["online_counter"]),
-            created_at=r["created_at"],
-            state=str(r["state"]),
-        )
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "load_id": str(self.load_id),
-            "terminal_id": self.terminal_id,
-            "app_serial": self.app_serial.hex(),
-            "amount": self.amount,
-            "balance_before": self.balance_before,
-            "online_counter": self.online_counter,
-            "created_at": self.created_at.isoformat(),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Evidence:
-    credited: bool
-    note: str  # what the card showed, kept in card.terminal_loads.resolution
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    load: OpenLoad
-    result: str  # confirmed, reversed (by this run), resolved (already, meanwhile), refused, doubtful, open
-    detail: str
-
-    def as_dict(self) -> dict[str, object]:
-        return {**self.load.as_dict(), "result": self.result, "detail": self.detail}
-
-
-async def evidence_for(db: Pool | Connection, load: OpenLoad) -> Evidence | None:
-    """What the card's later activity says of ``load`` (module doc); None: nothing yet."""
-    later = await db.fetchrow(_LATER_LOAD_SQL, load.app_serial, load.online_counter)
-    if later is not None:
-        return Evidence(
-            True,
-            f"evidence: the card's load {later['load_id']} at online counter {later['online_counter']} "
-            f"(this load's was {load.online_counter})",
-        )
-    since = load.created_at.replace(microsecond=0)  # records are dated to the second
-    first = await db.fetchrow(_FIRST_RECORD_SQL, load.app_serial, since, 0, TRUSTED_SUSPENDED)
-    if first is None:
-        return None
-    counter, before = int(first["card_counter"]), int(first["balance_before"])
-    previous = None
-    if counter > 0:
-        previous = await db.fetchrow(
-            _FIRST_RECORD_SQL, load.app_serial, dt.datetime.min.replace(tzinfo=dt.UTC), counter - 1,
-            TRUSTED_SUSPENDED,
-        )  # fmt: skip
-        if previous is not None and int(previous["card_counter"]) != counter - 1:
-            previous = None  # not uploaded (yet)
-    # The record before: ended at this load's balance before, and dated before the load.
-    joined = previous is not None and (
-        int(previous["balance_before"]) - int(previous["amount"]) == load.balance_before
-        and previous["txn_time"] < since
-    )
-    record = f"record {first['terminal_id']}/{first['terminal_serial']} (card counter {counter})"
-    if before == load.balance_before + load.amount and (previous is None or joined):
-        return Evidence(True, f"evidence: {record} has balance before {before}, this load's plus its amount")
-    complete = joined or (counter == 0 and previous is None)
-    if before == load.balance_before and int(first["amount"]) > 0 and complete:
-        return Evidence(False, f"evidence: {record} has balance before {before}, this load's: not credited")
-    return None
-
-
 async def settle_load(
-    db: Pool | Connection, ledger: LedgerPostings, load_id: uuid.UUID, *, post: bool, resolution: str
+    db: Pool | Connection,
+    ledger: LedgerPostings,
+    load_id: uuid.UUID,
+    *,
+    post: bool,
+    resolution: str,
+    on_evidence: bool = False,
 ) -> str | None:
     """Post or void the load's reservation and resolve it, if it is still authorised once locked.
     The load's state as locked ('authorised': resolved now), None for no such load; a ledger
-    refusal raises (``LedgerPostings.refusal`` reads it) and the statement changes nothing."""
-    call = ledger.resolve_load_call(load_id, post=post, first=3)
-    sql = (_POST_SQL if post else _VOID_SQL).format(call=call.sql)
-    state = await db.fetchval(sql, load_id, resolution, *call.args)
+    refusal raises (``LedgerPostings.refusal`` reads it) and the statement changes nothing.
+    ``on_evidence``: ``resolution`` is the card's evidence (a void then settles the reversal)."""
+    if post:
+        call = ledger.resolve_load_call(load_id, post=True, first=3)
+        state = await db.fetchval(_POST_SQL.format(call=call.sql), load_id, resolution, *call.args)
+    else:
+        call = ledger.resolve_load_call(load_id, post=False, first=4)
+        evidence = resolution if on_evidence else None
+        state = await db.fetchval(_VOID_SQL.format(call=call.sql), load_id, resolution, evidence, *call.args)
     return None if state is None else str(state)
 
 
 async def doubtful_loads(
     db: Pool | Connection, *, older_than: dt.datetime, limit: int = 500
 ) -> list[OpenLoad]:
-    """Authorised loads created before ``older_than`` (the oldest first)."""
-    return [OpenLoad.from_row(r) for r in await db.fetch(_OPEN_SQL, older_than, limit)]
+    """Authorised loads created before ``older_than`` (the oldest first), then the reversed loads
+    whose reversal the card's evidence put in doubt (``load_reversals``)."""
+    rows = [*await db.fetch(_OPEN_SQL, older_than, limit), *await db.fetch(DOUBTFUL_SQL, limit)]
+    return [OpenLoad.from_row(r) for r in rows]
 
 
 async def resolve_open_loads(
@@ -227,9 +125,11 @@ async def resolve_open_loads(
     limit: int = 10_000,
 ) -> list[Outcome]:
     """One pass over the loads authorised for longer than ``resolve_after``: each resolved on
-    evidence, or reported doubtful (past ``doubtful_after``) or still open. Re-runnable."""
+    evidence, or reported doubtful (past ``doubtful_after``) or still open; then over the reversed
+    loads, those the card's evidence settled or put in doubt (``load_reversals``). Re-runnable."""
     outcomes: list[Outcome] = []
-    for load in await doubtful_loads(pool, older_than=now - resolve_after, limit=limit):
+    for row in await pool.fetch(_OPEN_SQL, now - resolve_after, limit):
+        load = OpenLoad.from_row(row)
         evidence = await evidence_for(pool, load)
         if evidence is None:
             doubtful = load.created_at <= now - doubtful_after
@@ -237,7 +137,7 @@ async def resolve_open_loads(
             continue
         try:
             state = await settle_load(
-                pool, ledger, load.load_id, post=evidence.credited, resolution=evidence.note
+                pool, ledger, load.load_id, post=evidence.credited, resolution=evidence.note, on_evidence=True
             )
         except asyncpg.PostgresError as exc:
             reason = ledger.refusal(exc)
@@ -249,7 +149,7 @@ async def resolve_open_loads(
             outcomes.append(Outcome(load, "confirmed" if evidence.credited else "reversed", evidence.note))
         else:
             outcomes.append(Outcome(load, "resolved", f"{state} meanwhile"))
-    return outcomes
+    return outcomes + await check_reversed_loads(pool, older_than=now - resolve_after, limit=limit)
 
 
 class LoadNotFound(LookupError):
@@ -277,14 +177,15 @@ async def resolve_by_operator(
     doubtful_after: dt.timedelta,
 ) -> OpenLoad:
     """An operator's post (``post``) or void of a doubtful load, audited (``card.terminal.load.post``
-    or ``.void``, target the kiosk) in the resolution's transaction; a refusal is audited too.
+    or ``.void``, target the kiosk) in the resolution's transaction; a refusal is audited too. A
+    doubtful reversed load is reinstated (post) or its reversal upheld (void).
     Refused: no such load (``LoadNotFound``); not authorised, not yet doubtful, or contrary to the
     card's evidence (``LoadNotDoubtful``); a ledger refusal (``LoadNotDoubtful``, its reason)."""
     verb = "load.post" if post else "load.void"
     details: dict[str, DetailValue] = {"load_id": str(load_id), "note": note}
     async with pool.acquire() as db:
         row = await db.fetchrow(
-            f"SELECT {_LOAD_COLUMNS}, now() AS now FROM card.terminal_loads WHERE load_id = $1",  # noqa: S608
+            f"SELECT {LOAD_COLUMNS}, now() AS now FROM card.terminal_loads WHERE load_id = $1",  # noqa: S608
             load_id,
         )
         load = None if row is None else OpenLoad.from_row(row)
@@ -294,12 +195,16 @@ async def resolve_by_operator(
         else:
             details["amount"] = load.amount
             assert row is not None
-            evidence = await evidence_for(db, load)
-            if load.state != "authorised":
+            if load.state == "reversed":  # a reversal the card's evidence put in doubt (load_reversals)
+                reason = await resolve_reversed_by_operator(
+                    db, load, post=post, actor=actor, verb=verb, details=details
+                )
+                refused = None if reason is None else LoadNotDoubtful(reason)
+            elif load.state != "authorised":
                 refused = LoadNotDoubtful(f"the load is {load.state}")
             elif load.created_at > row["now"] - doubtful_after:
                 refused = LoadNotDoubtful("the load is not yet doubtful: the kiosk may still confirm it")
-            elif evidence is not None and evidence.credited != post:
+            elif (evidence := await evidence_for(db, load)) is not None and evidence.credited != post:
                 refused = LoadNotDoubtful(f"contrary to the card's {evidence.note}")
             else:
                 refused = await _operator_settle(
