@@ -118,8 +118,14 @@ class _Link(asyncio.Protocol):
         self.lost = True
         self._fail(RedisConnectionError("Connection closed by server." if exc is None else str(exc)))
 
+    @property
+    def usable(self) -> bool:
+        """Not lost and not closing: a transport that has seen the server's EOF is closing a turn
+        of the loop before ``connection_lost`` marks it lost."""
+        return not self.lost and self.transport is not None and not self.transport.is_closing()
+
     def send(self, payload: bytes, count: int) -> list[asyncio.Future[Any]]:
-        if self.lost or self.transport is None or self.transport.is_closing():
+        if not self.usable:
             raise RedisConnectionError("Redis connection is closed")
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in range(count)]
@@ -213,7 +219,7 @@ class LeanReads:
 
     async def _once(self, payload: bytes, count: int) -> list[Any]:
         link = self._link
-        if link is None or link.lost:
+        if link is None or not link.usable:  # nothing was sent on it: a new one is safe, even once
             if self.closed:
                 raise RedisConnectionError("the lean Redis connection is closed")
             link = await self._connect()
