@@ -11,6 +11,7 @@ from card.applications import HolderDetails
 from card.audit import Actor
 from card.blacklist import EntryKind, build_delta, is_listed
 from card.errors import CardClosed, CardExists, InvalidTransition, NotEligible
+from card.lifecycle.issuance import expiry_date
 from card.lifecycle.service import CardService
 from card.lifecycle.states import TRANSITIONS, Action, Status, transition
 from identity.checks import validate_luhn
@@ -120,3 +121,22 @@ async def test_ensure_card_is_idempotent(service: CardService, holder: HolderDet
     assert first.id == again.id
     with pytest.raises(NotEligible):
         await service.ensure_card(HolderDetails(person_id=uuid.uuid4(), loa=1), citizen, now=NOW)
+
+
+async def test_issue_and_reissue_on_29_february(
+    service: CardService, holder: HolderDetails, citizen: Actor
+) -> None:
+    # 2028 is a leap year, 2038 is not: the card expires on 28 February, not a day later.
+    leap_day = dt.datetime(2028, 2, 29, 9, 0, tzinfo=dt.UTC)
+    card = await service.issue(holder, citizen, now=leap_day)
+    assert card.issued_on == dt.date(2028, 2, 29)
+    assert card.expires_on == dt.date(2028 + service.settings.validity_years, 2, 28)
+    new = await service.reissue(card.id, citizen, now=leap_day)
+    assert new.expires_on == dt.date(2028 + service.settings.validity_years, 2, 28)
+    assert (await service.view(new.id)).expires_on == new.expires_on
+
+
+def test_expiry_date_keeps_the_day_when_it_exists() -> None:
+    assert expiry_date(dt.date(2025, 6, 1), 10) == dt.date(2035, 6, 1)
+    assert expiry_date(dt.date(2028, 2, 29), 4) == dt.date(2032, 2, 29)  # leap year to leap year
+    assert expiry_date(dt.date(2028, 2, 29), 10) == dt.date(2038, 2, 28)
