@@ -25,6 +25,7 @@ from card.settings import CardSettings
 
 __all__ = [
     "CardRow",
+    "cancel_physical_request_txn",
     "card_view",
     "history",
     "key_ref_for",
@@ -124,6 +125,18 @@ async def record_event_txn(
     )
     assert isinstance(event_id, int)
     return event_id
+
+
+async def cancel_physical_request_txn(connection: Connection, card_id: uuid.UUID) -> uuid.UUID | None:
+    """Cancel the card's open physical card request, if any; returns its id. A card that is lost,
+    replaced or closed must never be sent to the bureau under its number."""
+    request_id = await connection.fetchval(
+        "UPDATE card.physical_requests SET status = 'cancelled'"
+        " WHERE card_id = $1 AND status = 'requested' RETURNING id",
+        card_id,
+    )
+    assert request_id is None or isinstance(request_id, uuid.UUID)
+    return request_id
 
 
 async def key_ref_for(connection: Connection, card: uuid.UUID | str, settings: CardSettings) -> CardKeyRef:

@@ -248,9 +248,11 @@ class CardService:
     async def _effects_txn(
         self, connection: Connection, card: repo.CardRow, action: Action, target: Status, now: dt.datetime
     ) -> dict[str, DetailValue]:
-        """Blacklist and device effects of a status change; returns details for the history."""
+        """Blacklist, device and physical card request effects of a status change; returns details
+        for the history."""
         adds: list[ListEntry] = []
         removes: list[tuple[EntryKind, int]] = []
+        details: dict[str, DetailValue] = {}
         if target in (Status.FROZEN, Status.LOST, Status.REPLACED, Status.CLOSED):
             adds.append(ListEntry(EntryKind.CARD, card.card_number_int, card.id, target.value))
         if action is Action.UNFREEZE:
@@ -259,6 +261,10 @@ class CardService:
             revoked = await revoke_active_txn(connection, card.id, reason=action.value, now=now)
             if revoked is not None:
                 adds.append(ListEntry(EntryKind.AUTHORISATION, revoked, card.id, action.value))
+            # The bureau must never print a card under a number that is lost, replaced or closed.
+            cancelled = await repo.cancel_physical_request_txn(connection, card.id)
+            if cancelled is not None:
+                details["physical_request_cancelled"] = str(cancelled)
         if target is Status.CLOSED:
             await connection.execute(
                 "UPDATE card.applications SET status = 'closed', updated_at = $2 WHERE card_id = $1",
@@ -272,13 +278,10 @@ class CardService:
                 card.id,
                 now + dt.timedelta(days=self.settings.settlement_window_days),
             )
-            await connection.execute(
-                "UPDATE card.physical_requests SET status = 'cancelled'"
-                " WHERE card_id = $1 AND status = 'requested'",
-                card.id,
-            )
         version = await change_txn(connection, adds=adds, removes=removes, now=now)
-        return {"blacklist_version": version} if version is not None else {}
+        if version is not None:
+            details["blacklist_version"] = version
+        return details
 
     # --- reissue and physical cards -----------------------------------------------------------------------
 
