@@ -1,4 +1,4 @@
-"""The operators' card API: search, look at a card and its lifecycle history, freeze, close."""
+"""The operators' card API: search, look at a card and its lifecycle history, freeze, unfreeze, close."""
 
 from __future__ import annotations
 
@@ -59,6 +59,22 @@ class AdminCardController(Controller):
         card_id: FromPath[uuid.UUID],
     ) -> CardView:
         return await card.cards.freeze(card_id, card.actor(principal, request))
+
+    @post(
+        "/{card_id:uuid}/unfreeze",
+        operation_id="AdminUnfreezeCard",
+        guards=[_WRITERS],
+        status_code=HTTP_200_OK,
+    )
+    async def unfreeze(
+        self,
+        request: Req,
+        principal: NamedDependency[Principal],
+        card: NamedDependency[CardServices],
+        card_id: FromPath[uuid.UUID],
+    ) -> CardView:
+        """Lift a freeze, the holder's or the card service's (the holder may lift only their own)."""
+        return await card.cards.unfreeze(card_id, card.actor(principal, request))
 
     @post("/{card_id:uuid}/close", operation_id="AdminCloseCard", guards=[_WRITERS], status_code=HTTP_200_OK)
     async def close(
