@@ -9,6 +9,11 @@ Social security and health data come from upstreams through an :class:`Applicati
 number). A look-up that fails never fails the card: the application stays ``pending`` with a
 ``pending_reason`` (:data:`PENDING_REASONS`) and the identifiers it was given, and a later refresh
 (``CardService.refresh_applications``) fills it in.
+
+The social security number is the holder's resident ID number. The card keeps it only masked
+(``440***********1230``, :func:`identity.checks.mask_resident_id`), which is all it shows the holder
+or an operator: the full number stays with identity, encrypted, where the directory reads it for
+each look-up. Nothing the card does needs it in full, so it is never written in clear.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
 import msgspec
+
+from identity.checks import mask_resident_id
 
 __all__ = [
     "APPLICATION_TYPES",
@@ -76,7 +83,7 @@ class EpurseAttributes(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
 class SocialSecurityAttributes(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Third-generation social security card (第三代社保卡)."""
 
-    social_security_number: str | None = None
+    social_security_number: str | None = None  # masked: 3 leading and 4 trailing characters
     insurance_status: str = "unknown"  # contributing / receiving / suspended, from the connector
     pending_reason: str | None = None  # a key of PENDING_REASONS while the application is pending
 
@@ -165,11 +172,17 @@ async def _social_security(
 ) -> tuple[AppStatus, msgspec.Struct]:
     record, reason = await _look_up("social security", directory, lambda d: d.social_security(holder))
     if record is None:
-        number = holder.social_security_number
+        number = _masked(holder.social_security_number)
         return "pending", SocialSecurityAttributes(social_security_number=number, pending_reason=reason)
     return "active", SocialSecurityAttributes(
-        social_security_number=record.social_security_number, insurance_status=record.insurance_status
+        social_security_number=_masked(record.social_security_number),
+        insurance_status=record.insurance_status,
     )
+
+
+def _masked(number: str | None) -> str | None:
+    """The resident ID number as the card keeps it (see the module's docstring)."""
+    return None if number is None else mask_resident_id(number)
 
 
 async def _health(

@@ -31,12 +31,14 @@ SYSTEM = Actor(kind="system", id="card")
 
 
 class AuditSink(Protocol):
+    """``card_id``: the card acted on or read; None for what concerns no one card (a search)."""
+
     async def __call__(
         self,
         connection: Connection,
         actor: Actor,
         action: str,
-        card_id: uuid.UUID,
+        card_id: uuid.UUID | None,
         details: dict[str, DetailValue],
     ) -> None: ...
 
@@ -49,7 +51,7 @@ def identity_audit_sink() -> AuditSink:
         connection: Connection,
         actor: Actor,
         action: str,
-        card_id: uuid.UUID,
+        card_id: uuid.UUID | None,
         details: dict[str, DetailValue],
     ) -> None:
         await record(
@@ -58,8 +60,8 @@ def identity_audit_sink() -> AuditSink:
                 action=f"card.{action}",
                 actor_kind=actor.kind,
                 actor_id=actor.id,
-                target_kind="card",
-                target_id=str(card_id),
+                target_kind="card" if card_id is not None else None,
+                target_id=str(card_id) if card_id is not None else None,
                 client_address=actor.client_address,
                 client_id=actor.client_id,
                 request_id=actor.request_id,

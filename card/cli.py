@@ -18,7 +18,7 @@ from card.audit import identity_audit_sink
 from card.keys.software import SoftwareKeyStore
 from card.ledger import PaymentsEpurseLedger
 from card.lifecycle.aftercare import run_due_refunds
-from card.lifecycle.settlement import export_requested, run_balance_transfers
+from card.lifecycle.settlement import Export, export_requested, run_balance_transfers
 from card.refunds import payments_refunder
 
 __all__ = ["keys_rotate", "keys_status", "personalise", "refund_closed", "resolve_loads", "settle"]
@@ -83,14 +83,23 @@ async def personalise(
         return ["the transport key must be a P-256 public key (PEM)"]
     store = _store(pool, keyring)
     await store.ensure_initialised()
-    exports = await export_requested(
-        pool, store, settings.card, key, now=dt.datetime.now(dt.UTC), audit=identity_audit_sink()
-    )
-    lines = []
-    for export in exports:
+    lines: list[str] = []
+
+    async def write(export: Export) -> None:
+        # As each export commits: a failure later in the run must not lose the files already made.
         path = out / f"{export.card_number}.perso.json"
         await asyncio.to_thread(_write, path, export.document)
         lines.append(f"wrote {path}")
+
+    await export_requested(
+        pool,
+        store,
+        settings.card,
+        key,
+        now=dt.datetime.now(dt.UTC),
+        audit=identity_audit_sink(),
+        on_export=write,
+    )
     return lines or ["no physical card requests are waiting"]
 
 

@@ -14,6 +14,7 @@ __all__ = [
     "CardExists",
     "CardForbidden",
     "CardNotFound",
+    "FrozenByOperator",
     "InvalidTransition",
     "KeyStoreError",
     "NotEligible",
@@ -70,6 +71,19 @@ class InvalidTransition(CardError):
 class CardClosed(InvalidTransition):
     problem_type = "card-closed"
     problem_title = "The card is closed"
+
+
+class FrozenByOperator(CardError):
+    """The holder tried to lift a freeze the city's card service made: only an operator may."""
+
+    problem_type = "card-frozen-by-operator"
+    problem_title = "The card was frozen by the card service"
+    problem_status = 403
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the city's card service froze this card; only the service can unfreeze it (call the card desk)"
+        )
 
 
 class NotEligible(CardError):

@@ -95,6 +95,7 @@ class CitizenCardController(Controller):
     async def unfreeze(
         self, request: Req, principal: NamedDependency[Principal], card: NamedDependency[CardServices]
     ) -> CardView:
+        """Lift your own freeze. 403 ``card-frozen-by-operator`` if the card service froze the card."""
         return await self._act("unfreeze", request, principal, card)
 
     @post("/me/loss", operation_id="ReportMyCardLost", status_code=HTTP_200_OK)

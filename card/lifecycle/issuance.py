@@ -20,7 +20,7 @@ from card.lifecycle.views import ApplicationView, CardView, EpurseView
 from card.qr import Concession
 from card.settings import CardSettings
 
-__all__ = ["insert_card_txn"]
+__all__ = ["expiry_date", "insert_card_txn"]
 
 _INSERT = """
 WITH card AS (
@@ -38,6 +38,15 @@ INSERT INTO card.lifecycle_events (card_id, occurred_at, action, from_status, to
                                    details)
 VALUES ($1, $9, 'issue', NULL, 'active', $17, $18, $19)
 """
+
+
+def expiry_date(issued_on: dt.date, validity_years: int) -> dt.date:
+    """The same day ``validity_years`` later; a card issued on 29 February expires on 28 February
+    when that year has none (the card must not outlive its validity by a day)."""
+    try:
+        return issued_on.replace(year=issued_on.year + validity_years)
+    except ValueError:  # 29 February into a common year
+        return issued_on.replace(year=issued_on.year + validity_years, day=28)
 
 
 async def insert_card_txn(
@@ -67,7 +76,7 @@ async def insert_card_txn(
     if ledger is not None:
         account = await ledger.open_account_txn(connection, card_id=card_id, overdraft_limit=overdraft_limit)
     today = now.date()
-    expires = today.replace(year=today.year + settings.validity_years)
+    expires = expiry_date(today, settings.validity_years)
     details = {"replaces_id": str(replaces_id)} if replaces_id else {}
     await connection.execute(
         _INSERT,

@@ -51,7 +51,8 @@ def due_for_refresh(rows: Iterable[Any], *, transient_only: bool) -> dict[str, d
 
 
 def holder_for_refresh(holder_id: uuid.UUID, loa: int, due: dict[str, dict[str, Any]]) -> HolderDetails:
-    """The holder as issuance saw them: the identifiers kept on the pending applications."""
+    """The holder as issuance saw them: the identifiers kept on the pending applications (the social
+    security number masked: the directory asks the upstreams with the full one, from identity)."""
     return HolderDetails(
         person_id=holder_id,
         loa=loa,

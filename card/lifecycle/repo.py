@@ -25,6 +25,7 @@ from card.settings import CardSettings
 
 __all__ = [
     "CardRow",
+    "cancel_physical_request_txn",
     "card_view",
     "history",
     "key_ref_for",
@@ -36,8 +37,8 @@ __all__ = [
 ]
 
 _LOCK_CARD = (
-    "SELECT id, card_number, card_number_int, app_serial, holder_id, status, issued_on, expires_on"
-    " FROM card.cards WHERE id = $1 FOR UPDATE"
+    "SELECT id, card_number, card_number_int, app_serial, holder_id, status, issued_on, expires_on,"
+    " frozen_by FROM card.cards WHERE id = $1 FOR UPDATE"
 )
 _KEY_REF = (
     "SELECT c.app_serial, e.key_version FROM card.cards c JOIN card.epurses e ON e.card_id = c.id"
@@ -55,6 +56,7 @@ class CardRow:
     status: Status
     issued_on: dt.date
     expires_on: dt.date
+    frozen_by: str | None = None  # "holder" or "operator" while frozen
 
     @classmethod
     def of(cls, row: Any) -> CardRow:
@@ -67,6 +69,7 @@ class CardRow:
             Status(row["status"]),
             row["issued_on"],
             row["expires_on"],
+            row.get("frozen_by"),
         )
 
 
@@ -91,10 +94,20 @@ async def latest_card_id_for_holder(connection: Connection, holder_id: uuid.UUID
 
 
 async def set_status_txn(
-    connection: Connection, card_id: uuid.UUID, status: Status, now: dt.datetime
+    connection: Connection,
+    card_id: uuid.UUID,
+    status: Status,
+    now: dt.datetime,
+    *,
+    frozen_by: str | None = None,
 ) -> None:
+    """``frozen_by`` ("holder" or "operator"): who froze it, kept only while the card is frozen."""
     await connection.execute(
-        "UPDATE card.cards SET status = $2, status_changed_at = $3 WHERE id = $1", card_id, status.value, now
+        "UPDATE card.cards SET status = $2, status_changed_at = $3, frozen_by = $4 WHERE id = $1",
+        card_id,
+        status.value,
+        now,
+        frozen_by if status is Status.FROZEN else None,
     )
 
 
@@ -124,6 +137,18 @@ async def record_event_txn(
     )
     assert isinstance(event_id, int)
     return event_id
+
+
+async def cancel_physical_request_txn(connection: Connection, card_id: uuid.UUID) -> uuid.UUID | None:
+    """Cancel the card's open physical card request, if any; returns its id. A card that is lost,
+    replaced or closed must never be sent to the bureau under its number."""
+    request_id = await connection.fetchval(
+        "UPDATE card.physical_requests SET status = 'cancelled'"
+        " WHERE card_id = $1 AND status = 'requested' RETURNING id",
+        card_id,
+    )
+    assert request_id is None or isinstance(request_id, uuid.UUID)
+    return request_id
 
 
 async def key_ref_for(connection: Connection, card: uuid.UUID | str, settings: CardSettings) -> CardKeyRef:
@@ -179,6 +204,7 @@ async def card_view(connection: Connection, card_id: uuid.UUID, *, balance: int 
         expires_on=row["expires_on"],
         physical=row["physical"],
         replaces_id=row["replaces_id"],
+        frozen_by=row["frozen_by"],
         applications=[
             ApplicationView(type=a["app_type"], status=a["status"], attributes=a["attributes"]) for a in apps
         ],

@@ -1,8 +1,11 @@
 """Card lifecycle service: issue, look up, freeze/unfreeze, report loss, reissue, close, physical card.
 
 Every change runs in one transaction that locks the card row, checks the transition
-(``states.transition``), applies its effects (blacklist version, device revocation, ledger), writes
-the lifecycle event, the holder's inbox message (``card.notices``) and, last, the audit entry.
+(``states.transition``), applies its effects (``card.lifecycle.effects``: blacklist version, device
+revocation, physical card request; the ledger), writes the lifecycle event, the holder's inbox
+message (``card.notices``) and, last, the audit entry. A freeze records whose it is
+(``frozen_by``): the holder may lift only their own; the card service's (an operator's, a job's)
+only an operator lifts, and the service freezing a card the holder froze makes the freeze its own.
 Upstream look-ups (applications) and refunds (closing) run outside any transaction. Times come
 from ``now`` (default: the clock), so tests drive the settlement window without waiting.
 """
@@ -17,13 +20,12 @@ import asyncpg
 from card._db import Connection, Pool
 from card.applications import ApplicationDirectory, HolderDetails
 from card.audit import Actor, AuditSink, DetailValue
-from card.blacklist.store import EntryKind, ListEntry, change_txn
-from card.devices.repo import revoke_active_txn
-from card.errors import CardExists, CardNotFound, NotEligible
+from card.errors import CardExists, CardNotFound, FrozenByOperator, NotEligible
 from card.keys.api import CardKeyStore
 from card.ledger import EpurseLedger
 from card.lifecycle import repo
 from card.lifecycle.aftercare import refresh_card_applications
+from card.lifecycle.effects import status_effects_txn
 from card.lifecycle.issuance import insert_card_txn
 from card.lifecycle.provisioning import provision
 from card.lifecycle.states import IDEMPOTENT, Action, Status, transition
@@ -40,6 +42,12 @@ MIN_LOA = 2
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def _freezer(actor: Actor) -> str:
+    """Whose freeze it would be: the holder's own (the citizen API acts only on the holder's own
+    card), else the card service's (an operator, or a system job)."""
+    return "holder" if actor.kind == "person" else "operator"
 
 
 class CardService:
@@ -207,15 +215,24 @@ class CardService:
         self, card_id: uuid.UUID, action: Action, actor: Actor, now: dt.datetime | None
     ) -> CardView:
         now = now or _utcnow()
+        freezer = _freezer(actor)
         async with self.pool.acquire() as connection, connection.transaction():
             card = await repo.lock_card_txn(connection, card_id)
             target = transition(action, card.status)
-            if target is card.status and action in IDEMPOTENT:
+            service_frozen = card.status is Status.FROZEN and card.frozen_by != "holder"
+            if action is Action.UNFREEZE and service_frozen and freezer == "holder":
+                raise FrozenByOperator
+            # The service freezing a card the holder froze makes it the service's freeze: the
+            # holder must not lift it, so that is a change (recorded, audited), not a no-op.
+            taken_over = action is Action.FREEZE and freezer == "operator" and card.frozen_by == "holder"
+            if target is card.status and action in IDEMPOTENT and not taken_over:
                 return await repo.card_view(
                     connection, card_id, balance=await self._balance(connection, card_id)
                 )
-            await repo.set_status_txn(connection, card_id, target, now)
-            details = await self._effects_txn(connection, card, action, target, now)
+            await repo.set_status_txn(connection, card_id, target, now, frozen_by=freezer)
+            details: dict[str, DetailValue] = {"frozen_by": freezer} if target is Status.FROZEN else {}
+            if target is not card.status:  # a freeze taken over changes no list and no device
+                details.update(await status_effects_txn(connection, self.settings, card, action, target, now))
             event_id = await repo.record_event_txn(
                 connection,
                 card_id,
@@ -245,41 +262,6 @@ class CardService:
             )
             return await repo.card_view(connection, card_id, balance=await self._balance(connection, card_id))
 
-    async def _effects_txn(
-        self, connection: Connection, card: repo.CardRow, action: Action, target: Status, now: dt.datetime
-    ) -> dict[str, DetailValue]:
-        """Blacklist and device effects of a status change; returns details for the history."""
-        adds: list[ListEntry] = []
-        removes: list[tuple[EntryKind, int]] = []
-        if target in (Status.FROZEN, Status.LOST, Status.REPLACED, Status.CLOSED):
-            adds.append(ListEntry(EntryKind.CARD, card.card_number_int, card.id, target.value))
-        if action is Action.UNFREEZE:
-            removes.append((EntryKind.CARD, card.card_number_int))
-        if target in (Status.LOST, Status.REPLACED, Status.CLOSED):
-            revoked = await revoke_active_txn(connection, card.id, reason=action.value, now=now)
-            if revoked is not None:
-                adds.append(ListEntry(EntryKind.AUTHORISATION, revoked, card.id, action.value))
-        if target is Status.CLOSED:
-            await connection.execute(
-                "UPDATE card.applications SET status = 'closed', updated_at = $2 WHERE card_id = $1",
-                card.id,
-                now,
-            )
-            # Readers still upload taps made before the close until the window ends (aftercare).
-            await connection.execute(
-                "INSERT INTO card.close_refunds (card_id, due_at, status) VALUES ($1, $2, 'scheduled') "
-                "ON CONFLICT DO NOTHING",
-                card.id,
-                now + dt.timedelta(days=self.settings.settlement_window_days),
-            )
-            await connection.execute(
-                "UPDATE card.physical_requests SET status = 'cancelled'"
-                " WHERE card_id = $1 AND status = 'requested'",
-                card.id,
-            )
-        version = await change_txn(connection, adds=adds, removes=removes, now=now)
-        return {"blacklist_version": version} if version is not None else {}
-
     # --- reissue and physical cards -----------------------------------------------------------------------
 
     async def reissue(self, card_id: uuid.UUID, actor: Actor, *, now: dt.datetime | None = None) -> CardView:
@@ -290,7 +272,7 @@ class CardService:
             old = await repo.lock_card_txn(connection, card_id)
             target = transition(Action.REISSUE, old.status)
             await repo.set_status_txn(connection, card_id, target, now)
-            details = await self._effects_txn(connection, old, Action.REISSUE, target, now)
+            details = await status_effects_txn(connection, self.settings, old, Action.REISSUE, target, now)
             rows = await connection.fetch(
                 "SELECT app_type, status, attributes FROM card.applications WHERE card_id = $1", card_id
             )

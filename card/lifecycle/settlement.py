@@ -6,23 +6,29 @@ gateway debits the old account) to the new card, then close the old card. Each c
 own transaction, rows locked with ``SKIP LOCKED`` so two runners never settle one card twice, and
 the ledger transfer id is derived from the card id, so a retry cannot pay twice either.
 ``citizen card settle [--now ISO]`` runs it; tests pass ``now`` instead of waiting.
+
+``export_requested``: the signed personalisation file of every open physical card request, each
+claimed with ``SKIP LOCKED`` in its own transaction (two runs never export one request twice); a
+request whose card is no longer active is cancelled rather than stopping everyone else's.
+``citizen card personalise`` runs it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Awaitable, Callable
 
 import msgspec
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from card._db import Pool
+from card._db import Connection, Pool
 from card.audit import SYSTEM, Actor, AuditSink, DetailValue
 from card.keys.api import CardKeyStore, PersonalisationCard
 from card.keys.personalisation import recipient_kid
 from card.ledger import EpurseLedger
 from card.lifecycle import repo
-from card.lifecycle.states import Action, transition
+from card.lifecycle.states import Action, Status, transition
 from card.qr import Concession
 from card.settings import CardSettings
 
@@ -92,6 +98,10 @@ async def run_balance_transfers(
             )
             await repo.set_status_txn(connection, old_id, target, now)
             details: dict[str, DetailValue] = {"new_card_id": str(new_id), "amount": amount}
+            # Reissue cancelled it already; a request left from before that rule is cancelled here.
+            cancelled = await repo.cancel_physical_request_txn(connection, old_id)
+            if cancelled is not None:
+                details["physical_request_cancelled"] = str(cancelled)
             await repo.record_event_txn(
                 connection,
                 old_id,
@@ -108,6 +118,15 @@ async def run_balance_transfers(
     return settled
 
 
+# One open request at a time, with its card, both locked; rows another run holds are left to it, so
+# two runs never export one request twice. A frozen card's request waits (a freeze is undone).
+_CLAIM_REQUEST = """
+SELECT p.id, p.card_id FROM card.physical_requests p JOIN card.cards c ON c.id = p.card_id
+WHERE p.status = 'requested' AND c.status <> 'frozen'
+ORDER BY p.requested_at, p.id LIMIT 1 FOR UPDATE OF p, c SKIP LOCKED
+"""
+
+
 async def export_requested(
     pool: Pool,
     keys: CardKeyStore,
@@ -117,54 +136,31 @@ async def export_requested(
     now: dt.datetime,
     actor: Actor = SYSTEM,
     audit: AuditSink | None = None,
+    on_export: Callable[[Export], Awaitable[None]] | None = None,
+    limit: int = 10_000,
 ) -> list[Export]:
-    """Personalise every requested physical card: a signed record per card, stored and returned."""
+    """Personalise every requested physical card: a signed record per card, stored and returned.
+
+    Each request is claimed and exported in its own transaction. A request whose card is no longer
+    active (lost, replaced or closed before that cancelled requests) is cancelled, recorded and
+    audited, instead of stopping the run; a frozen card's request stays open until the card is
+    unfrozen. ``on_export`` runs after each export has committed (the CLI writes the file there),
+    so an error later in the run never loses the files of the exports already made."""
     exports: list[Export] = []
     kid = recipient_kid(transport_key)
-    async with pool.acquire() as connection:
-        pending = await connection.fetch(
-            "SELECT id, card_id FROM card.physical_requests WHERE status = 'requested' ORDER BY requested_at"
-        )
-    for request in pending:
+    for _ in range(limit):
         async with pool.acquire() as connection, connection.transaction():
-            card = await repo.lock_card_txn(connection, request["card_id"])
-            transition(Action.REQUEST_PHYSICAL, card.status)
-            purse = await connection.fetchrow(
-                "SELECT concession, overdraft_limit FROM card.epurses WHERE card_id = $1", card.id
+            request = await connection.fetchrow(_CLAIM_REQUEST)
+            if request is None:
+                break
+            card = await repo.lock_card_txn(connection, request["card_id"])  # ours already
+            if card.status is not Status.ACTIVE:
+                await _cancel_request_txn(connection, card, request["id"], actor, audit, now)
+                continue
+            export = await _export_txn(
+                connection, keys, settings, transport_key, kid, card, request["id"], now
             )
-            assert purse is not None
-            key_ref = await repo.key_ref_for(connection, card.id, settings)
-            document = await keys.export_personalisation(
-                PersonalisationCard(
-                    card_number=card.card_number,
-                    key=key_ref,
-                    issued_on=card.issued_on,
-                    expires_on=card.expires_on,
-                    concession=Concession(purse["concession"]),
-                    overdraft_limit=purse["overdraft_limit"],
-                ),
-                transport_key,
-            )
-            encoded = msgspec.json.encode(document)
-            export_id = uuid.uuid4()
-            await connection.execute(
-                "INSERT INTO card.personalisation_exports (id, card_id, request_id, key_version,"
-                " recipient_kid, document, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                export_id,
-                card.id,
-                request["id"],
-                key_ref.key_version,
-                kid,
-                encoded,
-                now,
-            )
-            await connection.execute(
-                "UPDATE card.physical_requests SET status = 'exported', exported_at = $2 WHERE id = $1",
-                request["id"],
-                now,
-            )
-            await connection.execute("UPDATE card.cards SET physical = true WHERE id = $1", card.id)
-            details: dict[str, DetailValue] = {"export_id": str(export_id), "recipient_kid": kid}
+            details: dict[str, DetailValue] = {"export_id": str(export.export_id), "recipient_kid": kid}
             await repo.record_event_txn(
                 connection,
                 card.id,
@@ -177,5 +173,81 @@ async def export_requested(
             )
             if audit is not None:
                 await audit(connection, actor, "personalise", card.id, details)
-        exports.append(Export(export_id=export_id, card_number=card.card_number, document=encoded))
+        exports.append(export)
+        if on_export is not None:
+            await on_export(export)
     return exports
+
+
+async def _export_txn(  # noqa: PLR0917 - one private call site
+    connection: Connection,
+    keys: CardKeyStore,
+    settings: CardSettings,
+    transport_key: ec.EllipticCurvePublicKey,
+    kid: str,
+    card: repo.CardRow,
+    request_id: uuid.UUID,
+    now: dt.datetime,
+) -> Export:
+    purse = await connection.fetchrow(
+        "SELECT concession, overdraft_limit FROM card.epurses WHERE card_id = $1", card.id
+    )
+    assert purse is not None
+    key_ref = await repo.key_ref_for(connection, card.id, settings)
+    document = await keys.export_personalisation(
+        PersonalisationCard(
+            card_number=card.card_number,
+            key=key_ref,
+            issued_on=card.issued_on,
+            expires_on=card.expires_on,
+            concession=Concession(purse["concession"]),
+            overdraft_limit=purse["overdraft_limit"],
+        ),
+        transport_key,
+    )
+    encoded = msgspec.json.encode(document)
+    export_id = uuid.uuid4()
+    await connection.execute(
+        "INSERT INTO card.personalisation_exports (id, card_id, request_id, key_version,"
+        " recipient_kid, document, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        export_id,
+        card.id,
+        request_id,
+        key_ref.key_version,
+        kid,
+        encoded,
+        now,
+    )
+    await connection.execute(
+        "UPDATE card.physical_requests SET status = 'exported', exported_at = $2 WHERE id = $1",
+        request_id,
+        now,
+    )
+    await connection.execute("UPDATE card.cards SET physical = true WHERE id = $1", card.id)
+    return Export(export_id=export_id, card_number=card.card_number, document=encoded)
+
+
+async def _cancel_request_txn(  # noqa: PLR0917 - one private call site
+    connection: Connection,
+    card: repo.CardRow,
+    request_id: uuid.UUID,
+    actor: Actor,
+    audit: AuditSink | None,
+    now: dt.datetime,
+) -> None:
+    await connection.execute(
+        "UPDATE card.physical_requests SET status = 'cancelled' WHERE id = $1", request_id
+    )
+    details: dict[str, DetailValue] = {"request_id": str(request_id), "card_status": card.status.value}
+    await repo.record_event_txn(
+        connection,
+        card.id,
+        action="cancel_physical",
+        from_status=card.status,
+        to_status=card.status,
+        actor=actor,
+        now=now,
+        details=details,
+    )
+    if audit is not None:
+        await audit(connection, actor, "cancel_physical", card.id, details)

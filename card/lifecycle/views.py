@@ -72,6 +72,8 @@ class CardView(msgspec.Struct, frozen=True, kw_only=True):
     applications: list[ApplicationView]
     epurse: EpurseView | None
     device: DeviceView | None
+    # While frozen: "holder" (the holder may unfreeze it) or "operator" (only the card service may).
+    frozen_by: str | None = None
     physical_request: str | None = None  # status of the open request, if any
     balance_transfer: str | None = None  # "scheduled"/"done" after a reissue
     # After closing: "scheduled" (until ``refund_due_at``, the end of the offline settlement

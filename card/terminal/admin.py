@@ -10,7 +10,8 @@ Only the city's operators (identity's operator sessions) reach it, by role:
   void its reservation: money moves) ``support`` or ``security_admin``, with a note.
 
 Every action is written to identity's audit log (``card.terminal.<verb>``): a change in the same
-transaction as the change, a read or a refused change (unknown terminal, id taken) on its own.
+transaction as the change, a read or a refused change (unknown terminal, id taken, a field the
+database would refuse: a 422 naming the field) on its own.
 A registration or re-key answers the terminal master key once (hex): it is the key-injection step
 and is never shown again (the audit entry holds its key check value only). In development,
 ``POST /api/v1/admin/terminals/test-fleet`` issues funded test cards and returns their signed
@@ -40,6 +41,7 @@ from card.terminal.host.fleet import issue_test_cards
 from card.terminal.host.load_resolution import doubtful_loads, resolve_by_operator
 from card.terminal.host.ports import LedgerPostings
 from card.terminal.host.registry import (
+    InvalidRegistration,
     Registration,
     TerminalExists,
     TerminalNotFound,
@@ -115,17 +117,22 @@ async def _audited(  # noqa: PLR0917 - one call shape, all positional
     """Run a change that audits itself on success; a refused change is audited here."""
     try:
         return await action
-    except (TerminalNotFound, TerminalExists, InvalidRequest) as exc:
+    except (TerminalNotFound, TerminalExists, InvalidRequest, InvalidRegistration) as exc:
         async with registry.pool.acquire() as db:
             await audit_terminal(
                 db,
                 actor,
                 verb,
                 terminal_id,
-                {**(details or {}), "refused": exc.problem_type},
+                {**(details or {}), "refused": exc.problem_type, **_refused_field(exc)},
                 outcome="failure",
             )
         raise
+
+
+def _refused_field(exc: Exception) -> dict[str, DetailValue]:
+    """The field a refused registration named (never its value: the audit keeps no input as given)."""
+    return {"field": exc.field} if isinstance(exc, InvalidRegistration) else {}
 
 
 class InvalidRequest(ValueError):
@@ -160,8 +167,7 @@ class TerminalAdminController(Controller):
         actor = _actor(principal, request)
 
         async def register() -> Registration:
-            if not _TERMINAL_ID.match(data.id):
-                raise InvalidRequest("id: 1 to 16 of A-Z 0-9 -")
+            # The id, operator, line and site are checked by the registry before anything is written.
             try:
                 kind = TerminalKind[data.kind.upper()]
             except KeyError:
@@ -170,7 +176,7 @@ class TerminalAdminController(Controller):
                 data.id, operator=data.operator, kind=kind, line=data.line, site=data.site, actor=actor
             )
 
-        terminal_id = data.id if _TERMINAL_ID.match(data.id) else None
+        terminal_id = data.id if _TERMINAL_ID.fullmatch(data.id) else None  # never log a bad id
         return _key(
             await _audited(terminal_registry, actor, "register", terminal_id, register(), {"kind": data.kind})
         )

@@ -1,12 +1,16 @@
-"""Card fixtures: a pool on the test's own database, the software key store, the card service."""
+"""Card fixtures: a pool on the test's own database, the software key store, the card service; for the
+API tests (each module brings its ``app``), a verified citizen's and a support operator's headers."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
 
 from backend.db import Pool, create_pool
 from backend.keyring import Keyring
@@ -17,6 +21,10 @@ from card.keys import SoftwareKeyStore
 from card.ledger import PaymentsEpurseLedger
 from card.lifecycle.service import CardService
 from card.settings import CardSettings
+from identity.admin.operators import create_operator
+from identity.passwords import PasswordHasher
+from integrations.simulators.seed import PEOPLE
+from tests.identity.conftest import Flows, bearer
 
 
 @pytest_asyncio.fixture
@@ -55,3 +63,35 @@ def citizen(holder: HolderDetails) -> Actor:
 
 
 OPERATOR = Actor(kind="operator", id=str(uuid.UUID(int=1)))
+
+
+async def operator_headers(
+    client: AsyncTestClient[Litestar], settings: Settings, db: Any, role: str
+) -> dict[str, str]:
+    """Sign in a new operator with ``role``; their bearer headers."""
+    username = f"card-{role.replace('_', '-')}"
+    await create_operator(
+        db,
+        PasswordHasher(settings.identity),
+        username=username,
+        display_name=username,
+        roles=[role],
+        password="a long operator password 1",
+    )
+    response = await client.post(
+        "/api/v1/identity/operator-sessions",
+        json={"username": username, "password": "a long operator password 1"},
+    )
+    assert response.status_code == 201, response.text
+    return bearer(response.json()["token"])
+
+
+@pytest_asyncio.fixture
+async def citizen_headers(client: AsyncTestClient[Litestar]) -> dict[str, str]:
+    session = await Flows(client).verified(PEOPLE[0])
+    return bearer(session["token"])
+
+
+@pytest_asyncio.fixture
+async def operator(client: AsyncTestClient[Litestar], settings: Settings, db: Any) -> dict[str, str]:
+    return await operator_headers(client, settings, db, "support")

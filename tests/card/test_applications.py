@@ -22,6 +22,7 @@ from card.lifecycle.service import CardService
 from card.lifecycle.views import CardView
 from card.settings import CardSettings
 from card.summary import card_summary
+from identity.checks import mask_resident_id
 from integrations.simulators.control import SimulatorControl
 from integrations.simulators.seed import PEOPLE
 from integrations.wiring import Connectors
@@ -70,7 +71,7 @@ async def test_issuance_fills_social_security_and_health(
     assert apps["social_security"] == (
         "active",
         {
-            "social_security_number": ZHANG.social_security_number,
+            "social_security_number": mask_resident_id(ZHANG.social_security_number),  # never in clear
             "insurance_status": "contributing",
             "pending_reason": None,
         },
@@ -112,7 +113,7 @@ async def test_no_record_no_id_number_and_no_directory_stay_pending(
     assert plain["social_security"] == (
         "pending",
         {
-            "social_security_number": "440300199001011234",
+            "social_security_number": "440***********1234",
             "insurance_status": "unknown",
             "pending_reason": "no_directory",
         },

@@ -25,6 +25,7 @@ from card.lifecycle.views import BalanceRefund
 from card.refunds import payments_refunder
 from card.summary import card_summary
 from card.wiring import build_card_services
+from identity.checks import mask_resident_id
 from integrations.simulators.process import SimulatorsProcess
 from integrations.simulators.seed import PEOPLE
 from payments.cli import channel_connectors
@@ -79,7 +80,8 @@ async def test_my_card_is_issued_on_first_look_with_its_upstream_applications(
         "health": "active",
     }
     # From the simulators, by the ID number identity holds for this person.
-    assert apps["social_security"]["attributes"]["social_security_number"] == ZHANG.social_security_number
+    masked = mask_resident_id(ZHANG.social_security_number)  # the holder sees their own number masked
+    assert apps["social_security"]["attributes"]["social_security_number"] == masked
     assert apps["social_security"]["attributes"]["insurance_status"] == "contributing"
     assert apps["health"]["attributes"]["health_card_id"] == ZHANG.health_card_id
     assert apps["health"]["attributes"]["health_record_link"].endswith(f"/v1/records/{ZHANG.health_card_id}")

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from importlib import resources
 
 import pytest
 
 from card.applications import HolderDetails
 from card.audit import Actor
 from card.blacklist import EntryKind, build_delta, is_listed
-from card.errors import CardClosed, CardExists, InvalidTransition, NotEligible
+from card.errors import CardClosed, CardExists, FrozenByOperator, InvalidTransition, NotEligible
+from card.lifecycle.issuance import expiry_date
 from card.lifecycle.service import CardService
 from card.lifecycle.states import TRANSITIONS, Action, Status, transition
 from identity.checks import validate_luhn
+from tests.card.conftest import OPERATOR
 
 NOW = dt.datetime(2025, 6, 1, 8, 0, tzinfo=dt.UTC)
 
@@ -120,3 +123,89 @@ async def test_ensure_card_is_idempotent(service: CardService, holder: HolderDet
     assert first.id == again.id
     with pytest.raises(NotEligible):
         await service.ensure_card(HolderDetails(person_id=uuid.uuid4(), loa=1), citizen, now=NOW)
+
+
+async def test_issue_and_reissue_on_29_february(
+    service: CardService, holder: HolderDetails, citizen: Actor
+) -> None:
+    # 2028 is a leap year, 2038 is not: the card expires on 28 February, not a day later.
+    leap_day = dt.datetime(2028, 2, 29, 9, 0, tzinfo=dt.UTC)
+    card = await service.issue(holder, citizen, now=leap_day)
+    assert card.issued_on == dt.date(2028, 2, 29)
+    assert card.expires_on == dt.date(2028 + service.settings.validity_years, 2, 28)
+    new = await service.reissue(card.id, citizen, now=leap_day)
+    assert new.expires_on == dt.date(2028 + service.settings.validity_years, 2, 28)
+    assert (await service.view(new.id)).expires_on == new.expires_on
+
+
+def test_expiry_date_keeps_the_day_when_it_exists() -> None:
+    assert expiry_date(dt.date(2025, 6, 1), 10) == dt.date(2035, 6, 1)
+    assert expiry_date(dt.date(2028, 2, 29), 4) == dt.date(2032, 2, 29)  # leap year to leap year
+    assert expiry_date(dt.date(2028, 2, 29), 10) == dt.date(2038, 2, 28)
+
+
+async def test_the_holder_may_lift_only_their_own_freeze(
+    service: CardService, holder: HolderDetails, citizen: Actor
+) -> None:
+    card = await service.issue(holder, citizen, now=NOW)
+    assert (await service.freeze(card.id, citizen, now=NOW)).frozen_by == "holder"
+    lifted = await service.unfreeze(card.id, citizen, now=NOW)
+    assert (lifted.status, lifted.frozen_by) == ("active", None)
+
+    assert (await service.freeze(card.id, OPERATOR, now=NOW)).frozen_by == "operator"
+    with pytest.raises(FrozenByOperator):
+        await service.unfreeze(card.id, citizen, now=NOW)
+    # Freezing it again changes nothing: the freeze stays the service's.
+    assert (await service.freeze(card.id, citizen, now=NOW)).frozen_by == "operator"
+    assert (await service.view(card.id)).status == "frozen"
+    lifted = await service.unfreeze(card.id, OPERATOR, now=NOW)
+    assert (lifted.status, lifted.frozen_by) == ("active", None)
+    assert [(e.action, e.actor_kind, e.details.get("frozen_by")) for e in await service.history(card.id)] == [
+        ("issue", "person", None),
+        ("freeze", "person", "holder"),
+        ("unfreeze", "person", None),
+        ("freeze", "operator", "operator"),
+        ("unfreeze", "operator", None),
+    ]
+
+
+async def test_an_operator_freezing_a_card_the_holder_froze_makes_it_theirs(
+    service: CardService, holder: HolderDetails, citizen: Actor
+) -> None:
+    card = await service.issue(holder, citizen, now=NOW)
+    await service.freeze(card.id, citizen, now=NOW)
+    taken = await service.freeze(card.id, OPERATOR, now=NOW)
+    assert (taken.status, taken.frozen_by) == ("frozen", "operator")
+    with pytest.raises(FrozenByOperator):
+        await service.unfreeze(card.id, citizen, now=NOW)
+    *_, first, second = await service.history(card.id)
+    assert (second.action, second.from_status, second.to_status) == ("freeze", "frozen", "frozen")
+    assert "blacklist_version" in first.details and "blacklist_version" not in second.details  # listed once
+    # Other changes from an operator's freeze remain the holder's to make (a loss report).
+    assert (await service.report_loss(card.id, citizen, now=NOW)).frozen_by is None
+
+
+async def test_a_freeze_nobody_recorded_is_not_the_holders_to_lift(
+    service: CardService, holder: HolderDetails, citizen: Actor
+) -> None:
+    # What the migration leaves on a frozen card whose freeze has no history: the service's.
+    card = await service.issue(holder, citizen, now=NOW)
+    await service.freeze(card.id, citizen, now=NOW)
+    await service.pool.execute("UPDATE card.cards SET frozen_by = NULL WHERE id = $1", card.id)
+    with pytest.raises(FrozenByOperator):
+        await service.unfreeze(card.id, citizen, now=NOW)
+
+
+async def test_the_migration_takes_who_froze_from_the_history(
+    service: CardService, holder: HolderDetails, citizen: Actor
+) -> None:
+    mine = await service.issue(holder, citizen, now=NOW)
+    other = HolderDetails(person_id=uuid.uuid4(), loa=2)
+    theirs = await service.issue(other, Actor(kind="person", id=str(other.person_id)), now=NOW)
+    await service.freeze(mine.id, citizen, now=NOW)
+    await service.freeze(theirs.id, OPERATOR, now=NOW)
+    await service.pool.execute("UPDATE card.cards SET frozen_by = NULL")
+    migration = (resources.files("card") / "migrations" / "0110_frozen_by.sql").read_text()
+    await service.pool.execute(migration[migration.index("UPDATE") :])  # the backfill, as applied
+    assert (await service.view(mine.id)).frozen_by == "holder"
+    assert (await service.view(theirs.id)).frozen_by == "operator"

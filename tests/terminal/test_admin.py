@@ -3,6 +3,7 @@ re-key end the terminal's session on a running gateway."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -169,3 +170,39 @@ async def test_disable_and_rekey_end_the_terminal_session(
         ("card.terminal.rekey", "success"),
     ]
     assert (await verify_chain(db)).ok
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"operator": "Bad Operator"}, "operator"),
+        ({"operator": ""}, "operator"),
+        ({"line": "b1"}, "line"),
+        ({"site": "x" * 101}, "site"),
+        ({"id": "BUS-A1\n"}, "id"),
+    ],
+)
+async def test_a_registration_the_database_would_refuse_is_a_422_and_audited(
+    client: AsyncTestClient[Litestar], settings: Settings, db: Any, change: dict[str, str], field: str
+) -> None:
+    admin = await _operator(client, settings, db, "security_admin")
+    response = await client.post(API, json={**_REGISTER, **change}, headers=admin)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert problem["type"] == "/problems/validation-error"
+    assert [e["field"] for e in problem["errors"]] == [field]
+    assert await db.fetchval("SELECT count(*) FROM card.terminals") == 0
+    refused = await db.fetch(
+        "SELECT outcome, target_id, details FROM identity.audit_events"
+        " WHERE action = 'card.terminal.register'"
+    )
+    assert [(r["outcome"], r["target_id"], json.loads(r["details"])) for r in refused] == [
+        (
+            "failure",
+            None if field == "id" else "BUS-A1",
+            {"kind": "bus", "refused": "validation-error", "field": field},
+        )
+    ]
+    # A valid registration still goes through afterwards.
+    assert (await client.post(API, json=_REGISTER, headers=admin)).status_code == 201

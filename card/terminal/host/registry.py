@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -37,12 +38,14 @@ from card.terminal.messages import key_check_value
 from card.terminal.spec import TerminalKind
 
 __all__ = [
+    "InvalidRegistration",
     "Registration",
     "TerminalExists",
     "TerminalNotFound",
     "TerminalRecord",
     "TerminalRegistry",
     "audit_terminal",
+    "check_registration",
 ]
 
 _AAD: Final = b"citizen-tmk/1|"
@@ -53,6 +56,38 @@ class TerminalNotFound(LookupError):
     problem_type = "terminal-not-found"
     problem_title = "No such terminal"
     problem_status = 404
+
+
+class InvalidRegistration(ValueError):
+    """A registration the ``card.terminals`` CHECK constraints would refuse, found before the insert."""
+
+    problem_type = "validation-error"
+    problem_title = "The request is not valid"
+    problem_status = 422
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.problem_extra = {"errors": [{"field": field, "message": message}]}
+
+
+# The CHECK constraints of card.terminals (0100_terminals.sql), so a bad value is a 422, not a 500.
+_TERMINAL_ID: Final = re.compile(r"^[0-9A-Z-]{1,16}$")
+_OPERATOR: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+_LINE: Final = _TERMINAL_ID
+_SITE_MAX: Final = 100  # no CHECK on site; it is a label on the console, kept to a line
+
+
+def check_registration(terminal_id: str, operator: str, line: str | None, site: str | None) -> None:
+    """Raise :class:`InvalidRegistration` naming the first field the database would refuse."""
+    if not _TERMINAL_ID.fullmatch(terminal_id):
+        raise InvalidRegistration("id", "1 to 16 of A-Z 0-9 -")
+    if not _OPERATOR.fullmatch(operator):
+        raise InvalidRegistration("operator", "1 to 40 of a-z 0-9 _ -, starting with a letter or digit")
+    if line is not None and not _LINE.fullmatch(line):
+        raise InvalidRegistration("line", "1 to 16 of A-Z 0-9 -")
+    if site is not None and not (0 < len(site) <= _SITE_MAX and site.isprintable()):
+        raise InvalidRegistration("site", f"1 to {_SITE_MAX} printable characters")
 
 
 class TerminalExists(ValueError):
@@ -174,6 +209,8 @@ class TerminalRegistry:
         site: str | None = None,
         actor: Actor | None = None,
     ) -> Registration:
+        """:class:`InvalidRegistration` before anything is written if a field is not valid."""
+        check_registration(terminal_id, operator, line, site)
         tmk = os.urandom(16)
         async with self._pool.acquire() as db, db.transaction():
             seq = int(await db.fetchval("SELECT nextval('card.terminal_psam_seq')"))
