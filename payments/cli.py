@@ -138,7 +138,8 @@ async def channel_connectors(settings: Any, keyring: Any) -> AsyncIterator[dict[
 
 
 async def reconcile_day(pool: Pool, settings: Any, keyring: Any, day: dt.date) -> tuple[int, list[str]]:
-    """``citizen reconcile --date D``: every configured channel's statement against our paid orders."""
+    """``citizen reconcile --date D``: every configured channel's statement against our paid orders
+    and refunds."""
     async with channel_connectors(settings, keyring) as connectors:
         if not connectors:
             return 1, [
@@ -153,13 +154,15 @@ async def reconcile_day(pool: Pool, settings: Any, keyring: Any, day: dt.date) -
                 lines.append(f"{name}: statement unavailable: {exc}")
                 continue
             lines.append(
-                f"{name}: {result.matched} matched, {result.count('channel_only')} channel-only, "
-                f"{result.count('platform_only')} platform-only, {result.count('amount_mismatch')} amount "
-                "mismatches"
+                f"{name}: {result.matched} matched, {result.refunds_matched} refunds matched "
+                f"({result.refunds_pending} awaiting an outcome), {result.count('channel_only')} "
+                f"channel-only, {result.count('platform_only')} platform-only, "
+                f"{result.count('amount_mismatch')} amount mismatches"
             )
             lines += [
-                f"  {i.kind} {i.order_no}: platform {i.platform_amount} fen, channel {i.channel_amount} fen "
-                "(suspense item open)"
+                f"  {i.kind} {i.order_no}"
+                + (f" refund {i.refund_no} (ours: {i.platform_state or 'none'})" if i.refund_no else "")
+                + f": platform {i.platform_amount} fen, channel {i.channel_amount} fen (suspense item open)"
                 for i in result.items
             ]
         return code, lines
