@@ -6,6 +6,8 @@ channel shows money moving that our records do not); platform-only (短款: our 
 moving that the channel does not list); amount mismatches. Every item that is not matched opens a
 suspense item (one per day, channel, order number and refund number, so a re-run adds nothing);
 nothing is ever corrected silently: the ledger is not touched here, people resolve suspense items.
+Each run is audited (who ran it, the counts, how many suspense items it opened) in the transaction
+that stores it.
 
 **Payments.** Ours: every order paid through the channel that day (``paid_at``); theirs: the
 statement's payment lines, by order number.
@@ -34,6 +36,7 @@ import msgspec
 
 from payments._db import Pool
 from payments.channels import ChannelConnector, StatementEntry
+from payments.clearing.audit import CLEARING, Actor, audit_clearing_txn
 
 __all__ = ["Item", "Reconciliation", "reconcile_channel"]
 
@@ -142,7 +145,9 @@ async def _refund_items(
     return matched, pending, items
 
 
-async def reconcile_channel(pool: Pool, connector: ChannelConnector, day: dt.date) -> Reconciliation:
+async def reconcile_channel(
+    pool: Pool, connector: ChannelConnector, day: dt.date, *, actor: Actor = CLEARING
+) -> Reconciliation:
     statement = await connector.statement(day)  # no connection held across the call
     theirs: dict[str, int] = {}
     for entry in statement:
@@ -168,11 +173,11 @@ async def reconcile_channel(pool: Pool, connector: ChannelConnector, day: dt.dat
         refunds_matched=refunds_matched,
         refunds_pending=refunds_pending,
     )
-    await _store(pool, result)
+    await _store(pool, result, actor)
     return result
 
 
-async def _store(pool: Pool, result: Reconciliation) -> None:
+async def _store(pool: Pool, result: Reconciliation, actor: Actor) -> None:
     counts = {k: result.count(k) for k in ("channel_only", "platform_only", "amount_mismatch")}
     async with pool.acquire() as connection, connection.transaction():
         await connection.execute(
@@ -193,15 +198,28 @@ async def _store(pool: Pool, result: Reconciliation) -> None:
             result.refunds_matched,
             result.refunds_pending,
         )
-        await connection.executemany(
-            "INSERT INTO payments.suspense_items (id, business_date, channel, order_no, kind, "
-            "platform_amount, channel_amount, refund_no, platform_state) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
-            [
-                (
-                    uuid.uuid4(), result.business_date, result.channel, i.order_no, i.kind,
-                    i.platform_amount, i.channel_amount, i.refund_no, i.platform_state,
-                )
-                for i in result.items
-            ],
-        )  # fmt: skip
+        opened = 0  # new suspense items: a re-run finds its items already open
+        for i in result.items:
+            inserted = await connection.fetchval(
+                "INSERT INTO payments.suspense_items (id, business_date, channel, order_no, kind, "
+                "platform_amount, channel_amount, refund_no, platform_state) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING true",
+                uuid.uuid4(), result.business_date, result.channel, i.order_no, i.kind,
+                i.platform_amount, i.channel_amount, i.refund_no, i.platform_state,
+            )  # fmt: skip
+            opened += inserted is not None
+        await audit_clearing_txn(
+            connection,
+            actor,
+            "reconciliation.run",
+            ("reconciliation", f"{result.channel}:{result.business_date.isoformat()}"),
+            {
+                "channel": result.channel,
+                "business_date": result.business_date.isoformat(),
+                "matched": result.matched,
+                "refunds_matched": result.refunds_matched,
+                "refunds_pending": result.refunds_pending,
+                **counts,
+                "suspense_opened": opened,
+            },
+        )

@@ -21,6 +21,11 @@ longer agrees (a different amount under the same id) the run stops and changes n
 
 **Terminal totals.** The totals terminals reported against the host's in the window, per
 operator, with the differences (``payments.clearing.terminals``).
+
+**Audit.** Each run is recorded as ``payments.settlement.run`` with who ran it, the window, each
+operator's net and whether it settled the day or found it already settled, in the transaction
+that posts the transfers (so the log and the ledger cannot disagree); a refused run, which moves
+nothing, is recorded as a failure on its own.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from typing import Any
 import msgspec
 
 from payments._db import Connection, Pool
+from payments.clearing.audit import CLEARING, Actor, DetailValue, audit_clearing_txn
 from payments.clearing.files import DetailLine, FileTotals, build_file
 from payments.clearing.rebates import EPOCH, SERVICE_DAY_SQL, Rebate, compute_rebates
 from payments.clearing.terminals import TerminalTotals, terminal_totals
@@ -168,8 +174,34 @@ async def settle(
     fee_bps: int,
     progress: Progress | None = None,
     now: dt.datetime | None = None,
+    actor: Actor = CLEARING,
 ) -> SettlementReport:
     """Settle business date ``day`` (see the module docstring); safe to run again."""
+    try:
+        return await _settle(pool, day, key=key, fee_bps=fee_bps, progress=progress, now=now, actor=actor)
+    except (SettlementRefused, SettlementChanged) as refused:
+        async with pool.acquire() as connection, connection.transaction():
+            await audit_clearing_txn(
+                connection,
+                actor,
+                "settlement.run",
+                ("settlement", day.isoformat()),
+                {"business_date": day.isoformat(), "refused": str(refused)[:300]},
+                "failure",
+            )
+        raise
+
+
+async def _settle(
+    pool: Pool,
+    day: dt.date,
+    *,
+    key: bytes,
+    fee_bps: int,
+    progress: Progress | None,
+    now: dt.datetime | None,
+    actor: Actor,
+) -> SettlementReport:
     steps = 6
     tell = progress or (lambda _done, _total, _label: None)
     tell(0, steps, "platform accounts")
@@ -246,16 +278,31 @@ async def settle(
                 )
             )
         await _store_txn(connection, day, results)
+        report = SettlementReport(
+            business_date=day,
+            window_from=window_from,
+            window_to=window_to,
+            rerun=rerun,
+            operators=results,
+            created=sum(r is TransferResult.OK for r in outcome),
+        )
+        await audit_clearing_txn(
+            connection, actor, "settlement.run", ("settlement", day.isoformat()), _audit_details(report)
+        )
     tell(6, steps, "done")
-    created = sum(r is TransferResult.OK for r in outcome)
-    return SettlementReport(
-        business_date=day,
-        window_from=window_from,
-        window_to=window_to,
-        rerun=rerun,
-        operators=results,
-        created=created,
-    )
+    return report
+
+
+def _audit_details(report: SettlementReport) -> dict[str, DetailValue]:
+    return {
+        "business_date": report.business_date.isoformat(),
+        "window_from": report.window_from.isoformat(),
+        "window_to": report.window_to.isoformat(),
+        "net": [f"{op.operator}={op.net}" for op in report.operators],  # fen, per operator
+        "transfers_created": report.created,
+        # A re-run that found every transfer in the ledger moved nothing: "already settled".
+        "result": "already settled" if report.rerun and report.created == 0 else "settled",
+    }
 
 
 async def _store_txn(connection: Connection, day: dt.date, results: list[OperatorSettlement]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from typing import Any
 
@@ -13,6 +14,7 @@ from litestar.testing import AsyncTestClient
 from backend.keyring import Keyring
 from backend.settings import Settings
 from integrations.simulators.process import SimulatorsProcess
+from payments.clearing.audit import Actor
 from payments.clearing.reconcile import reconcile_channel
 from tests.payments.channel_helpers import channel_faults
 from tests.payments.test_topup import app, citizen, client, own_service, pay_and_notify  # noqa: F401
@@ -101,12 +103,13 @@ async def test_refunds_are_reconciled_into_the_four_buckets(
         if mine is not None:
             await _our_refund(db, order["id"], f"RF{tag}{name}", *mine)
     today = dt.datetime.now(CHINA).date()
+    clerk = Actor(kind="operator", id="os:clerk")
     async with own_service(settings_with_upstreams, keyring) as service:
         connector = service.connectors["wechatpay"]
         for name, amount in theirs.items():
             assert await connector.refund(order["order_no"], f"RF{tag}{name}", amount, 5000)
-        result = await reconcile_channel(service.pool, connector, today)
-        again = await reconcile_channel(service.pool, connector, today)
+        result = await reconcile_channel(service.pool, connector, today, actor=clerk)
+        again = await reconcile_channel(service.pool, connector, today, actor=clerk)
     found = {
         (i.refund_no or "").removeprefix(f"RF{tag}"): (
             i.kind,
@@ -143,3 +146,40 @@ async def test_refunds_are_reconciled_into_the_four_buckets(
         today,
     )
     assert tuple(row.values()) == (1, 3, 1, 1, 1, 1)
+
+
+async def test_each_reconciliation_run_is_audited_with_its_counts(
+    client: AsyncTestClient[Litestar],  # noqa: F811
+    citizen: dict[str, str],  # noqa: F811
+    simulators: SimulatorsProcess,
+    settings_with_upstreams: Settings,
+    keyring: Keyring,
+    db: Any,
+) -> None:
+    await pay_and_notify(client, citizen, simulators.urls, "alipay", 5000)  # paid, never notified
+    today = dt.datetime.now(CHINA).date()
+    clerk = Actor(kind="operator", id="os:clerk")
+    async with own_service(settings_with_upstreams, keyring) as service:
+        await reconcile_channel(service.pool, service.connectors["alipay"], today, actor=clerk)
+        await reconcile_channel(service.pool, service.connectors["alipay"], today, actor=clerk)
+    events = await db.fetch(
+        "SELECT actor_kind, actor_id, target_kind, target_id, outcome, details FROM identity.audit_events "
+        "WHERE action = 'payments.reconciliation.run' ORDER BY occurred_at"
+    )
+    assert [(e["actor_kind"], e["actor_id"], e["target_kind"], e["outcome"]) for e in events] == [
+        ("operator", "os:clerk", "reconciliation", "success")
+    ] * 2
+    assert events[0]["target_id"] == f"alipay:{today.isoformat()}"
+    first, second = (json.loads(e["details"]) for e in events)
+    assert first == {
+        "channel": "alipay",
+        "business_date": today.isoformat(),
+        "matched": 0,
+        "refunds_matched": 0,
+        "refunds_pending": 0,
+        "channel_only": 1,  # the channel took the money; we never heard (no personal data logged)
+        "platform_only": 0,
+        "amount_mismatch": 0,
+        "suspense_opened": 1,
+    }
+    assert second == first | {"suspense_opened": 0}  # a re-run finds its suspense item already open
