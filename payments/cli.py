@@ -2,12 +2,15 @@
 
 ``citizen ledger check``, ``citizen settle --date D``, ``citizen reconcile --date D`` and
 ``citizen payments sweep``. Each returns (exit code, lines for stdout); progress goes to stderr.
+Settling and reconciling are audited under the person running the command (:func:`cli_actor`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import getpass
+import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,18 +21,32 @@ import httpx
 from payments._db import Pool
 from payments.channels import ChannelConnector, ChannelError, build_connectors
 from payments.channels.config import channel_configs
+from payments.clearing.audit import Actor
 from payments.clearing.reconcile import reconcile_channel
 from payments.clearing.settlement import SettlementChanged, SettlementRefused, settle
 from payments.ledger.check import check_ledger
 from payments.settings import PaymentsSettings
 from payments.topup.service import TopupService
 
-__all__ = ["ledger_check", "reconcile_day", "settle_day", "sweep_once", "yuan"]
+__all__ = ["cli_actor", "ledger_check", "reconcile_day", "settle_day", "sweep_once", "yuan"]
 
 
 def yuan(fen: int) -> str:
     sign = "-" if fen < 0 else ""
     return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
+
+
+def cli_actor(name: str | None = None) -> Actor:
+    """Who runs a payments command, for the audit log: ``name`` when given, else the login behind
+    ``sudo`` (whose own user is root), else the OS user. ``os:`` marks a login on the machine, not
+    an account of the platform's operators."""
+    who = name or os.environ.get("SUDO_USER")
+    if not who:
+        try:
+            who = getpass.getuser()
+        except (OSError, KeyError):  # no login name and no passwd entry (some containers)
+            who = f"uid {os.getuid()}"
+    return Actor(kind="operator", id=f"os:{who}")
 
 
 async def ledger_check(pool: Pool) -> int:
@@ -80,11 +97,17 @@ async def settle_day(
     fee_bps: int,
     out_dir: Path | None,
     stream: TextIO = sys.stderr,
+    actor: Actor | None = None,
 ) -> tuple[int, list[str]]:
     """``citizen settle --date D``: settle, write the files, describe; safe to run again."""
     try:
         report = await settle(
-            pool, day, key=key, fee_bps=fee_bps, progress=ProgressLine(f"settle {day}", stream)
+            pool,
+            day,
+            key=key,
+            fee_bps=fee_bps,
+            progress=ProgressLine(f"settle {day}", stream),
+            actor=actor or cli_actor(),
         )
     except (SettlementRefused, SettlementChanged) as exc:
         return 1, [f"settlement of {day} refused: {exc}"]
@@ -137,8 +160,12 @@ async def channel_connectors(settings: Any, keyring: Any) -> AsyncIterator[dict[
         yield build_connectors(channel_configs(settings.integrations, key), client)
 
 
-async def reconcile_day(pool: Pool, settings: Any, keyring: Any, day: dt.date) -> tuple[int, list[str]]:
-    """``citizen reconcile --date D``: every configured channel's statement against our paid orders."""
+async def reconcile_day(
+    pool: Pool, settings: Any, keyring: Any, day: dt.date, actor: Actor | None = None
+) -> tuple[int, list[str]]:
+    """``citizen reconcile --date D``: every configured channel's statement against our paid orders
+    and refunds."""
+    actor = actor or cli_actor()
     async with channel_connectors(settings, keyring) as connectors:
         if not connectors:
             return 1, [
@@ -147,19 +174,21 @@ async def reconcile_day(pool: Pool, settings: Any, keyring: Any, day: dt.date) -
         code, lines = 0, []
         for name, connector in sorted(connectors.items()):
             try:
-                result = await reconcile_channel(pool, connector, day)
+                result = await reconcile_channel(pool, connector, day, actor=actor)
             except ChannelError as exc:
                 code = 1
                 lines.append(f"{name}: statement unavailable: {exc}")
                 continue
             lines.append(
-                f"{name}: {result.matched} matched, {result.count('channel_only')} channel-only, "
-                f"{result.count('platform_only')} platform-only, {result.count('amount_mismatch')} amount "
-                "mismatches"
+                f"{name}: {result.matched} matched, {result.refunds_matched} refunds matched "
+                f"({result.refunds_pending} awaiting an outcome), {result.count('channel_only')} "
+                f"channel-only, {result.count('platform_only')} platform-only, "
+                f"{result.count('amount_mismatch')} amount mismatches"
             )
             lines += [
-                f"  {i.kind} {i.order_no}: platform {i.platform_amount} fen, channel {i.channel_amount} fen "
-                "(suspense item open)"
+                f"  {i.kind} {i.order_no}"
+                + (f" refund {i.refund_no} (ours: {i.platform_state or 'none'})" if i.refund_no else "")
+                + f": platform {i.platform_amount} fen, channel {i.channel_amount} fen (suspense item open)"
                 for i in result.items
             ]
         return code, lines

@@ -1,11 +1,29 @@
-"""Daily reconciliation of top-ups against each channel's statement (reference §4.4, T+1).
+"""Daily reconciliation of top-ups and their refunds against each channel's statement (reference
+§4.4, T+1).
 
-For a business day (China time) and a channel, the platform's side is every order paid through
-that channel that day (``paid_at``); the channel's side is its statement's payments. Four buckets:
-matched; channel-only (长款: the channel took money we have no paid order for); platform-only
-(短款: we credited money the channel does not list); amount mismatches. Every item that is not
-matched opens a suspense item (one per day, channel and order number, so a re-run adds nothing);
+For a business day (China time) and a channel, four buckets: matched; channel-only (长款: the
+channel shows money moving that our records do not); platform-only (短款: our records show money
+moving that the channel does not list); amount mismatches. Every item that is not matched opens a
+suspense item (one per day, channel, order number and refund number, so a re-run adds nothing);
 nothing is ever corrected silently: the ledger is not touched here, people resolve suspense items.
+Each run is audited (who ran it, the counts, how many suspense items it opened) in the transaction
+that stores it.
+
+**Payments.** Ours: every order paid through the channel that day (``paid_at``); theirs: the
+statement's payment lines, by order number.
+
+**Refunds** (by refund number, which the channels list as the refund line's trade number). Ours:
+the refunds of the channel's orders that we asked for that day (``created_at``: the channel dates
+its refund from our request, while our outcome may be settled later when its answer was lost), and
+any refund the statement names whatever its day. A refund the channel lists is matched only when
+ours *succeeded* for the same amount; when ours failed, is missing, or is still open (requested,
+or any other state that is not final) it is channel-only: by T+1 an outcome we still do not know
+while the channel has paid the money back is for a person to look at, and ``platform_state`` says
+which. A succeeded refund of the day that the channel does not list is platform-only. One of ours
+still open that the channel does not list is pending (counted, not a mismatch: neither side has
+moved money yet); a failed one it does not list agrees with the channel and is not counted.
+A refund asked for just before midnight that the channel dates the next day shows as
+platform-only on the first day and matched on the second, as payments do.
 """
 
 from __future__ import annotations
@@ -17,11 +35,13 @@ import uuid
 import msgspec
 
 from payments._db import Pool
-from payments.channels import ChannelConnector
+from payments.channels import ChannelConnector, StatementEntry
+from payments.clearing.audit import CLEARING, Actor, audit_clearing_txn
 
-__all__ = ["Reconciliation", "reconcile_channel"]
+__all__ = ["Item", "Reconciliation", "reconcile_channel"]
 
 _CHINA = dt.timezone(dt.timedelta(hours=8))
+_FINAL_REFUND_STATES = ("succeeded", "failed")
 
 
 class Item(msgspec.Struct, frozen=True, kw_only=True):
@@ -29,33 +49,23 @@ class Item(msgspec.Struct, frozen=True, kw_only=True):
     kind: str  # channel_only, platform_only, amount_mismatch
     platform_amount: int | None
     channel_amount: int | None
+    refund_no: str | None = None  # set when the item is about a refund of the order
+    platform_state: str | None = None  # our refund's state then (refund items only; None: no refund)
 
 
 class Reconciliation(msgspec.Struct, frozen=True, kw_only=True):
     business_date: dt.date
     channel: str
-    matched: int
+    matched: int  # payments
     items: list[Item]
+    refunds_matched: int = 0
+    refunds_pending: int = 0  # ours without an outcome yet, which the channel does not list
 
     def count(self, kind: str) -> int:
         return sum(1 for i in self.items if i.kind == kind)
 
 
-async def reconcile_channel(pool: Pool, connector: ChannelConnector, day: dt.date) -> Reconciliation:
-    statement = await connector.statement(day)  # no connection held across the call
-    theirs: dict[str, int] = {}
-    for entry in statement:
-        if entry.kind == "payment":
-            theirs[entry.order_no] = theirs.get(entry.order_no, 0) + entry.amount
-    start = dt.datetime.combine(day, dt.time(), _CHINA)
-    rows = await pool.fetch(
-        "SELECT order_no, amount FROM payments.topup_orders "
-        "WHERE channel = $1 AND paid_at >= $2 AND paid_at < $3",
-        connector.name,
-        start,
-        start + dt.timedelta(days=1),
-    )
-    ours = {r["order_no"]: int(r["amount"]) for r in rows}
+def _payment_items(ours: dict[str, int], theirs: dict[str, int]) -> tuple[int, list[Item]]:
     items: list[Item] = []
     matched = 0
     for order_no in sorted(ours.keys() | theirs.keys()):
@@ -74,28 +84,142 @@ async def reconcile_channel(pool: Pool, connector: ChannelConnector, day: dt.dat
             items.append(
                 Item(order_no=order_no, kind="amount_mismatch", platform_amount=mine, channel_amount=their)
             )
-    result = Reconciliation(business_date=day, channel=connector.name, matched=matched, items=items)
+    return matched, items
+
+
+async def _refund_items(
+    pool: Pool, channel: str, start: dt.datetime, statement: list[StatementEntry]
+) -> tuple[int, int, list[Item]]:
+    """(matched, pending, items) of the day's refunds; see the module docstring."""
+    theirs: dict[str, tuple[str, int]] = {}
+    for entry in statement:
+        if entry.kind == "refund":
+            _, amount = theirs.get(entry.trade_no, (entry.order_no, 0))
+            theirs[entry.trade_no] = (entry.order_no, amount + entry.amount)
+    rows = await pool.fetch(
+        "SELECT r.refund_no, r.amount, r.state, o.order_no, "
+        "r.created_at >= $2 AND r.created_at < $3 AS of_day "
+        "FROM payments.refunds r JOIN payments.topup_orders o ON o.id = r.order_id "
+        "WHERE o.channel = $1 AND r.id IN (SELECT id FROM payments.refunds WHERE created_at >= $2 "
+        "AND created_at < $3 UNION SELECT id FROM payments.refunds WHERE refund_no = ANY($4::text[]))",
+        channel,
+        start,
+        start + dt.timedelta(days=1),
+        list(theirs),
+    )
+    ours = {r["refund_no"]: r for r in rows}
+    matched = pending = 0
+    items: list[Item] = []
+    for refund_no in sorted(theirs.keys() | {r["refund_no"] for r in rows if r["of_day"]}):
+        mine = ours.get(refund_no)
+        state = None if mine is None else str(mine["state"])
+        if refund_no not in theirs:
+            assert mine is not None
+            if state == "succeeded":
+                items.append(
+                    Item(
+                        order_no=mine["order_no"], kind="platform_only", platform_amount=int(mine["amount"]),
+                        channel_amount=None, refund_no=refund_no, platform_state=state,
+                    )
+                )  # fmt: skip
+            elif state not in _FINAL_REFUND_STATES:
+                pending += 1
+            continue
+        order_no, their = theirs[refund_no]
+        if mine is not None and state == "succeeded" and int(mine["amount"]) == their:
+            matched += 1
+        elif mine is not None and state == "succeeded":
+            items.append(
+                Item(
+                    order_no=mine["order_no"], kind="amount_mismatch", platform_amount=int(mine["amount"]),
+                    channel_amount=their, refund_no=refund_no, platform_state=state,
+                )
+            )  # fmt: skip
+        else:  # the channel paid it back; our books show no refund (failed, open or none at all)
+            items.append(
+                Item(
+                    order_no=order_no if mine is None else mine["order_no"], kind="channel_only",
+                    platform_amount=None, channel_amount=their, refund_no=refund_no, platform_state=state,
+                )
+            )  # fmt: skip
+    return matched, pending, items
+
+
+async def reconcile_channel(
+    pool: Pool, connector: ChannelConnector, day: dt.date, *, actor: Actor = CLEARING
+) -> Reconciliation:
+    statement = await connector.statement(day)  # no connection held across the call
+    theirs: dict[str, int] = {}
+    for entry in statement:
+        if entry.kind == "payment":
+            theirs[entry.order_no] = theirs.get(entry.order_no, 0) + entry.amount
+    start = dt.datetime.combine(day, dt.time(), _CHINA)
+    rows = await pool.fetch(
+        "SELECT order_no, amount FROM payments.topup_orders "
+        "WHERE channel = $1 AND paid_at >= $2 AND paid_at < $3",
+        connector.name,
+        start,
+        start + dt.timedelta(days=1),
+    )
+    matched, items = _payment_items({r["order_no"]: int(r["amount"]) for r in rows}, theirs)
+    refunds_matched, refunds_pending, refund_items = await _refund_items(
+        pool, connector.name, start, statement
+    )
+    result = Reconciliation(
+        business_date=day,
+        channel=connector.name,
+        matched=matched,
+        items=items + refund_items,
+        refunds_matched=refunds_matched,
+        refunds_pending=refunds_pending,
+    )
+    await _store(pool, result, actor)
+    return result
+
+
+async def _store(pool: Pool, result: Reconciliation, actor: Actor) -> None:
+    counts = {k: result.count(k) for k in ("channel_only", "platform_only", "amount_mismatch")}
     async with pool.acquire() as connection, connection.transaction():
         await connection.execute(
             "INSERT INTO payments.reconciliations (business_date, channel, matched, channel_only, "
-            "platform_only, mismatched, report) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) "
+            "platform_only, mismatched, report, refunds_matched, refunds_pending) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9) "
             "ON CONFLICT (business_date, channel) DO UPDATE SET matched = EXCLUDED.matched, "
             "channel_only = EXCLUDED.channel_only, platform_only = EXCLUDED.platform_only, "
-            "mismatched = EXCLUDED.mismatched, report = EXCLUDED.report",
-            day,
-            connector.name,
-            matched,
-            result.count("channel_only"),
-            result.count("platform_only"),
-            result.count("amount_mismatch"),
-            json.dumps([msgspec.to_builtins(i) for i in items]),
+            "mismatched = EXCLUDED.mismatched, report = EXCLUDED.report, "
+            "refunds_matched = EXCLUDED.refunds_matched, refunds_pending = EXCLUDED.refunds_pending",
+            result.business_date,
+            result.channel,
+            result.matched,
+            counts["channel_only"],
+            counts["platform_only"],
+            counts["amount_mismatch"],
+            json.dumps([msgspec.to_builtins(i) for i in result.items]),
+            result.refunds_matched,
+            result.refunds_pending,
         )
-        await connection.executemany(
-            "INSERT INTO payments.suspense_items (id, business_date, channel, order_no, kind, "
-            "platform_amount, channel_amount) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-            [
-                (uuid.uuid4(), day, connector.name, i.order_no, i.kind, i.platform_amount, i.channel_amount)
-                for i in items
-            ],
+        opened = 0  # new suspense items: a re-run finds its items already open
+        for i in result.items:
+            inserted = await connection.fetchval(
+                "INSERT INTO payments.suspense_items (id, business_date, channel, order_no, kind, "
+                "platform_amount, channel_amount, refund_no, platform_state) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING true",
+                uuid.uuid4(), result.business_date, result.channel, i.order_no, i.kind,
+                i.platform_amount, i.channel_amount, i.refund_no, i.platform_state,
+            )  # fmt: skip
+            opened += inserted is not None
+        await audit_clearing_txn(
+            connection,
+            actor,
+            "reconciliation.run",
+            ("reconciliation", f"{result.channel}:{result.business_date.isoformat()}"),
+            {
+                "channel": result.channel,
+                "business_date": result.business_date.isoformat(),
+                "matched": result.matched,
+                "refunds_matched": result.refunds_matched,
+                "refunds_pending": result.refunds_pending,
+                **counts,
+                "suspense_opened": opened,
+            },
         )
-    return result

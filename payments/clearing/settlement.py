@@ -19,9 +19,13 @@ settlement (payable → the settlement bank account). Every id is derived from (
 e-purse, day]), so a re-run finds them all ``exists`` and moves nothing; when the ledger no
 longer agrees (a different amount under the same id) the run stops and changes nothing.
 
-**Terminal totals.** The totals terminals reported with the protocol's settlement message
-against the host's (``card.terminal_settlements``, read only) in the window, per operator,
-with the differences.
+**Terminal totals.** The totals terminals reported against the host's in the window, per
+operator, with the differences (``payments.clearing.terminals``).
+
+**Audit.** Each run is recorded as ``payments.settlement.run`` with who ran it, the window, each
+operator's net and whether it settled the day or found it already settled, in the transaction
+that posts the transfers (so the log and the ledger cannot disagree); a refused run, which moves
+nothing, is recorded as a failure on its own.
 """
 
 from __future__ import annotations
@@ -36,14 +40,17 @@ from typing import Any
 import msgspec
 
 from payments._db import Connection, Pool
+from payments.clearing.audit import CLEARING, Actor, DetailValue, audit_clearing_txn
 from payments.clearing.files import DetailLine, FileTotals, build_file
 from payments.clearing.rebates import EPOCH, SERVICE_DAY_SQL, Rebate, compute_rebates
+from payments.clearing.terminals import TerminalTotals, terminal_totals
+from payments.clearing.transfers import settlement_ids, settling_transfers
 from payments.clearing.window import SettlementRefused, cut_off, settlement_window
-from payments.demo import ensure_platform_accounts, platform_account_id
+from payments.demo import ensure_platform_accounts
 from payments.errors import PaymentsError
 from payments.fares import FareTable, current_fare_table
 from payments.ledger import AccountCode, Transfer, TransferResult, create_transfers_txn
-from payments.posting import TRANSFER_CODES, operator_account_id
+from payments.posting import operator_account_id
 
 __all__ = [
     "OperatorSettlement",
@@ -57,7 +64,6 @@ __all__ = [
 ]
 
 Progress = Callable[[int, int, str], None]
-_NAMESPACE = uuid.UUID("6f7a4f0a-4d0a-4b51-9d8e-1f0c5a2e9b33")  # settlement ids, fixed forever
 _CONCESSIONS = (2, 3, 5)  # card.epurses.concession: student, senior, military
 
 
@@ -67,20 +73,6 @@ class SettlementChanged(PaymentsError):
     problem_type = "settlement-changed"
     problem_title = "The settled window no longer matches the ledger"
     problem_status = 409
-
-
-class TerminalTotals(msgspec.Struct, frozen=True, kw_only=True):
-    terminal_id: str
-    batch_from: int
-    batch_to: int
-    terminal_count: int
-    terminal_amount: int
-    host_count: int
-    host_amount: int
-
-    @property
-    def matched(self) -> bool:
-        return self.terminal_count == self.host_count and self.terminal_amount == self.host_amount
 
 
 class OperatorSettlement(msgspec.Struct, frozen=True, kw_only=True):
@@ -110,20 +102,6 @@ class SettlementReport(msgspec.Struct, frozen=True, kw_only=True):
     rerun: bool
     operators: list[OperatorSettlement]
     created: int  # ledger transfers made by this run (0 on a re-run)
-
-
-def settlement_ids(operator: str, day: dt.date) -> tuple[uuid.UUID, uuid.UUID]:
-    """(fee transfer id, settlement transfer id) of an operator's settlement for ``day``."""
-    return (
-        uuid.uuid5(_NAMESPACE, f"fee:{operator}:{day.isoformat()}"),
-        uuid.uuid5(_NAMESPACE, f"settlement:{operator}:{day.isoformat()}"),
-    )
-
-
-def _rebate_id(operator: str, rebate: Rebate, day: dt.date) -> uuid.UUID:
-    return uuid.uuid5(
-        _NAMESPACE, f"rebate:{operator}:{rebate.epurse}:{rebate.service_day.isoformat()}:{day.isoformat()}"
-    )
 
 
 class _Totals:
@@ -179,26 +157,6 @@ async def _aggregate(
     return totals
 
 
-async def _terminal_totals(
-    pool: Pool, window_from: dt.datetime, window_to: dt.datetime
-) -> dict[str, list[TerminalTotals]]:
-    if not await pool.fetchval("SELECT to_regclass('card.terminal_settlements') IS NOT NULL"):
-        return {}
-    rows = await pool.fetch(
-        "SELECT t.operator, s.terminal_id, s.batch_from, s.batch_to, s.terminal_count, s.terminal_amount, "
-        "s.host_count, s.host_amount FROM card.terminal_settlements s "
-        "JOIN card.terminals t ON t.id = s.terminal_id "
-        "WHERE s.created_at >= $1 AND s.created_at < $2 ORDER BY s.terminal_id, s.id",
-        window_from,
-        window_to,
-    )
-    found: dict[str, list[TerminalTotals]] = defaultdict(list)
-    for r in rows:
-        values = dict(r.items())
-        found[values.pop("operator")].append(TerminalTotals(**values))
-    return found
-
-
 async def _fare_tables(pool: Pool, operators: list[str], day: dt.date) -> dict[uuid.UUID, FareTable]:
     tables = {}
     for operator in operators:
@@ -206,53 +164,6 @@ async def _fare_tables(pool: Pool, operators: list[str], day: dt.date) -> dict[u
         if table is not None:
             tables[operator_account_id(operator)] = table
     return tables
-
-
-def _transfers(
-    *, operator: str, account: uuid.UUID, day: dt.date, rebates: list[Rebate], fee: int, net: int
-) -> tuple[list[Transfer], uuid.UUID | None]:
-    day_n = (day - EPOCH).days
-    transfers = [
-        Transfer(
-            id=_rebate_id(operator, r, day),
-            debit_account_id=account,
-            credit_account_id=r.epurse,
-            amount=r.amount,
-            code=TRANSFER_CODES["rebate"],
-            user_data_32=(r.service_day - EPOCH).days,
-            user_data_64=day_n,
-            reference=f"rebate:{operator}:{r.service_day.isoformat()}",
-        )
-        for r in rebates
-    ]
-    fee_id, settlement_id = settlement_ids(operator, day)
-    if fee > 0:
-        transfers.append(
-            Transfer(
-                id=fee_id,
-                debit_account_id=account,
-                credit_account_id=platform_account_id("fees"),
-                amount=fee,
-                code=TRANSFER_CODES["fee"],
-                user_data_64=day_n,
-                reference=f"fee:{operator}:{day.isoformat()}",
-            )
-        )
-    if net == 0:
-        return transfers, None
-    bank = platform_account_id("settlement")
-    transfers.append(
-        Transfer(
-            id=settlement_id,
-            debit_account_id=account if net > 0 else bank,
-            credit_account_id=bank if net > 0 else account,
-            amount=abs(net),
-            code=TRANSFER_CODES["settlement"],
-            user_data_64=day_n,
-            reference=f"settlement:{operator}:{day.isoformat()}",
-        )
-    )
-    return transfers, settlement_id
 
 
 async def settle(
@@ -263,8 +174,34 @@ async def settle(
     fee_bps: int,
     progress: Progress | None = None,
     now: dt.datetime | None = None,
+    actor: Actor = CLEARING,
 ) -> SettlementReport:
     """Settle business date ``day`` (see the module docstring); safe to run again."""
+    try:
+        return await _settle(pool, day, key=key, fee_bps=fee_bps, progress=progress, now=now, actor=actor)
+    except (SettlementRefused, SettlementChanged) as refused:
+        async with pool.acquire() as connection, connection.transaction():
+            await audit_clearing_txn(
+                connection,
+                actor,
+                "settlement.run",
+                ("settlement", day.isoformat()),
+                {"business_date": day.isoformat(), "refused": str(refused)[:300]},
+                "failure",
+            )
+        raise
+
+
+async def _settle(
+    pool: Pool,
+    day: dt.date,
+    *,
+    key: bytes,
+    fee_bps: int,
+    progress: Progress | None,
+    now: dt.datetime | None,
+    actor: Actor,
+) -> SettlementReport:
     steps = 6
     tell = progress or (lambda _done, _total, _label: None)
     tell(0, steps, "platform accounts")
@@ -273,7 +210,7 @@ async def settle(
     window_from, window_to, rerun = await settlement_window(pool, day, now)
     tell(2, steps, "aggregating the window's taps")
     totals = await _aggregate(pool, window_from, window_to, day)
-    terminals = await _terminal_totals(pool, window_from, window_to)
+    terminals = await terminal_totals(pool, window_from, window_to)
     for operator in terminals:
         totals.setdefault(operator, _Totals(operator_account_id(operator)))
     tell(3, steps, "cap rebates")
@@ -291,7 +228,7 @@ async def settle(
         rebate_total = sum(r.amount for r in rebates)
         fee = max(0, t.gross - rebate_total) * fee_bps // 10_000
         net = t.gross - rebate_total - fee
-        made, settlement_id = _transfers(
+        made, settlement_id = settling_transfers(
             operator=operator, account=t.account, day=day, rebates=rebates, fee=fee, net=net
         )
         transfers += made
@@ -341,16 +278,31 @@ async def settle(
                 )
             )
         await _store_txn(connection, day, results)
+        report = SettlementReport(
+            business_date=day,
+            window_from=window_from,
+            window_to=window_to,
+            rerun=rerun,
+            operators=results,
+            created=sum(r is TransferResult.OK for r in outcome),
+        )
+        await audit_clearing_txn(
+            connection, actor, "settlement.run", ("settlement", day.isoformat()), _audit_details(report)
+        )
     tell(6, steps, "done")
-    created = sum(r is TransferResult.OK for r in outcome)
-    return SettlementReport(
-        business_date=day,
-        window_from=window_from,
-        window_to=window_to,
-        rerun=rerun,
-        operators=results,
-        created=created,
-    )
+    return report
+
+
+def _audit_details(report: SettlementReport) -> dict[str, DetailValue]:
+    return {
+        "business_date": report.business_date.isoformat(),
+        "window_from": report.window_from.isoformat(),
+        "window_to": report.window_to.isoformat(),
+        "net": [f"{op.operator}={op.net}" for op in report.operators],  # fen, per operator
+        "transfers_created": report.created,
+        # A re-run that found every transfer in the ledger moved nothing: "already settled".
+        "result": "already settled" if report.rerun and report.created == 0 else "settled",
+    }
 
 
 async def _store_txn(connection: Connection, day: dt.date, results: list[OperatorSettlement]) -> None:

@@ -105,8 +105,20 @@ async def test_settle_writes_signed_files_shows_progress_and_is_safe_to_rerun(
     ]
     assert all(r.ok for r in await post_purchases(db, postings))
     day = service_day(now).isoformat()
-    first = _citizen(settings, "settle", "--date", day, "--out", str(tmp_path))
+    first = _citizen(
+        settings, "settle", "--date", day, "--out", str(tmp_path), extra={"SUDO_USER": "clerk-7"}
+    )
     assert first.returncode == 0, first.stderr
+    # audited under the person behind sudo, with the operator's net (fen)
+    event = await db.fetchrow(
+        "SELECT actor_kind, actor_id, details->'net' AS net FROM identity.audit_events "
+        "WHERE action = 'payments.settlement.run'"
+    )
+    assert (event["actor_kind"], event["actor_id"], event["net"]) == (
+        "operator",
+        "os:clerk-7",
+        '["metro=796"]',
+    )
     assert f"settle {day} [####################] 6/6 done" in first.stderr
     assert "metro: 2 taps (0 late, 0 concession), gross 8.00, rebates 0.00 (0 transfers), fees 0.04, " in (
         first.stdout
@@ -124,13 +136,22 @@ async def test_settle_writes_signed_files_shows_progress_and_is_safe_to_rerun(
     assert refused.returncode == 1 and "settle the days in order" in refused.stdout
 
 
-async def test_reconcile_and_sweep_commands(settings: Settings, simulators: SimulatorsProcess) -> None:
+async def test_reconcile_and_sweep_commands(
+    db: Any, settings: Settings, simulators: SimulatorsProcess
+) -> None:
     urls = upstream_variables(simulators.urls)
     day = service_day(dt.datetime.now(dt.UTC)).isoformat()
-    done = _citizen(settings, "reconcile", "--date", day, extra=urls)
+    done = _citizen(settings, "reconcile", "--date", day, extra=urls | {"SUDO_USER": "clerk-7"})
     assert done.returncode == 0, done.stderr + done.stdout
     for channel in ("alipay", "unionpay", "wechatpay"):
         assert f"{channel}: " in done.stdout and " matched, " in done.stdout
+    audited = await db.fetch(
+        "SELECT actor_id, target_id FROM identity.audit_events WHERE action = 'payments.reconciliation.run' "
+        "ORDER BY target_id"
+    )
+    assert [(e["actor_id"], e["target_id"]) for e in audited] == [
+        ("os:clerk-7", f"{channel}:{day}") for channel in ("alipay", "unionpay", "wechatpay")
+    ]
     nothing = _citizen(settings, "reconcile", "--date", day)
     assert nothing.returncode == 1 and "no payment channel is configured" in nothing.stdout
     sweep = _citizen(settings, "payments", "sweep", extra=urls)
