@@ -69,7 +69,8 @@ async def test_parallel_redemption_of_one_code_succeeds_once(kit: Kit) -> None:
     assert sorted(r.status_code for r in results) == [200] + [400] * 7
 
 
-async def test_code_is_bound_to_client_and_redirect_uri_and_expires_within_a_minute(kit: Kit) -> None:
+async def test_code_is_bound_to_client_and_redirect_uri(kit: Kit) -> None:
+    """(Its sixty-second life: ``test_code_record_lives_at_most_sixty_seconds``.)"""
     await kit.flows.register(ZHANG.mobile)
     partner = await kit.register()
     other = await kit.register(name="Partner B")
