@@ -253,15 +253,21 @@ class SessionStore:
             return 0
         return int(await self._clear_org(keys=[_key(d) for d in digests], args=[str(org) if org else "*"]))
 
-    async def revoke_all(self, connection: Connection, account_id: uuid.UUID, reason: str) -> int:
+    async def revoke_all(
+        self, connection: Connection, account_id: uuid.UUID, reason: str, *, keep: uuid.UUID | None = None
+    ) -> int:
+        """End every live session of the account but ``keep`` (the caller's, after a change of its
+        own credentials), and every provider grant through the hooks, in the caller's transaction."""
         rows = await connection.fetch(
             """
             UPDATE identity.sessions SET revoked_at = now(), revoked_reason = $2
             WHERE account_id = $1 AND revoked_at IS NULL AND expires_at > now()
+              AND id IS DISTINCT FROM $3
             RETURNING token_hash
             """,
             account_id,
             reason,
+            keep,
         )
         if rows:
             await self._redis.delete(*[_key(r["token_hash"]) for r in rows])

@@ -12,11 +12,12 @@ from identity.auth import Principal
 from identity.checks import mask_mobile, mask_resident_id
 from identity.context import ClientInfo
 from identity.core import IdentityCore, code_error, unique_as
-from identity.errors import Conflict, DuplicateRegistration, InsufficientAssurance, InvalidCredentials
+from identity.errors import Conflict, DuplicateRegistration, InsufficientAssurance
 from identity.limits import CodeOutcome
 from identity.passwords import check_password_policy
 from identity.persons import validation
 from identity.persons.models import CodeSent, Profile
+from identity.persons.reauth import check_password, end_other_sessions
 from identity.persons.service import _SMS
 
 __all__ = ["AccountService", "mask_name"]
@@ -63,13 +64,9 @@ class AccountService:
         if principal.loa < min(row["level"], 2):
             raise InsufficientAssurance(min(row["level"], 2), principal.loa)
         if row["password_hash"] is not None:
-            subject = str(principal.account_id)
-            await self.core.limiter.reserve(subject, client.address)
-            if current is None or not await self.core.hasher.verify(row["password_hash"], current):
-                raise InvalidCredentials("the current password is not correct")
-            await self.core.limiter.release(subject, client.address)
+            await check_password(self.core, principal, row["password_hash"], current, client)
         new_hash = await self.core.hasher.hash(password)
-        async with self.core.pool.acquire() as conn:
+        async with self.core.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 """
                 UPDATE identity.accounts
@@ -79,12 +76,15 @@ class AccountService:
                 principal.account_id,
                 new_hash,
             )
+            # Whoever signed in with the old password is signed out with it (ASVS 7.4.3).
+            ended = await end_other_sessions(self.core, conn, principal, "password changed")
             await self.core.audit(
                 "identity.password.set",
                 client=client,
                 principal=principal,
                 target_kind="account",
                 target_id=principal.account_id,
+                details={"sessions_ended": ended},
                 connection=conn,
             )
 
