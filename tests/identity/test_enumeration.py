@@ -1,0 +1,73 @@
+"""Nothing tells an outsider which mobile numbers are registered: not the time a request takes
+(ASVS 6.3.8)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from backend.keyring import Keyring
+from backend.settings import Settings
+from identity.context import ClientInfo
+from identity.persons.service import PersonService
+from identity.wiring import build_core
+from tests.identity.conftest import LI, ZHANG
+
+
+class _Registries:
+    population: Any = None
+    enterprise: Any = None
+
+
+class _HeldGateway:
+    """An SMS gateway that delivers nothing until released: a request that awaited it would hang."""
+
+    def __init__(self) -> None:
+        self.released = asyncio.Event()
+        self.delivered: list[str] = []
+
+    async def send(self, mobile: str, text: str) -> None:
+        await self.released.wait()
+        self.delivered.append(mobile)
+
+
+async def test_sending_a_sign_in_code_never_waits_for_the_gateway(
+    database_url: str, redis_client: aioredis.Redis, settings: Settings, keyring: Keyring
+) -> None:
+    """Only registered numbers get a sign-in code; were the gateway awaited in the request, they
+    would be answered a network call later than unknown numbers. The code is queued instead."""
+    pool: Any = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    try:
+        gateway = _HeldGateway()
+        core = build_core(
+            pool=pool,
+            redis=redis_client,
+            settings=settings.identity,
+            keyring=keyring,
+            registries=_Registries(),
+            development=True,
+            sms=gateway,
+        )
+        persons = PersonService(core)
+        aid = uuid.uuid4()
+        await pool.execute(
+            "INSERT INTO identity.accounts (id, mobile_enc, mobile_index) VALUES ($1, $2, $3)",
+            aid,
+            core.seal("mobile", aid, ZHANG.mobile),
+            core.index.mobile(ZHANG.mobile),
+        )
+        client = ClientInfo(address="10.0.0.9")
+        # The timeout only keeps a regression from hanging the run: nothing here is timed.
+        registered = await asyncio.wait_for(persons.send_code("login", ZHANG.mobile, client), 60)
+        unknown = await asyncio.wait_for(persons.send_code("login", LI.mobile, client), 60)
+        assert registered.expires_in == unknown.expires_in
+        assert gateway.delivered == []  # both answered while the gateway still holds the message
+        gateway.released.set()
+        await core.outbox.settle()
+        assert gateway.delivered == [ZHANG.mobile]  # and it is delivered after the answer
+    finally:
+        await pool.close()
