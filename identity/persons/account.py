@@ -1,4 +1,4 @@
-"""The account's lifecycle: profile, password, change of mobile number, deactivation, data export."""
+"""The account's lifecycle: profile, password, deactivation, data export (the mobile: mobile.py)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,11 @@ from identity.audit import entries_for
 from identity.auth import Principal
 from identity.checks import mask_mobile, mask_resident_id
 from identity.context import ClientInfo
-from identity.core import IdentityCore, code_error, unique_as
-from identity.errors import Conflict, DuplicateRegistration, InsufficientAssurance
-from identity.limits import CodeOutcome
+from identity.core import IdentityCore
+from identity.errors import Conflict, InsufficientAssurance
 from identity.passwords import check_password_policy
-from identity.persons import validation
-from identity.persons.models import CodeSent, Profile
+from identity.persons.models import Profile
 from identity.persons.reauth import check_password, end_other_sessions
-from identity.persons.service import _SMS
 
 __all__ = ["AccountService", "mask_name"]
 
@@ -87,55 +84,6 @@ class AccountService:
                 details={"sessions_ended": ended},
                 connection=conn,
             )
-
-    def _mobile_purpose(self, principal: Principal) -> str:
-        return f"change_mobile:{principal.account_id}"
-
-    async def send_mobile_code(self, principal: Principal, raw_mobile: str, client: ClientInfo) -> CodeSent:
-        mobile = validation.mobile(raw_mobile)
-        subject = self.core.index.mobile(mobile).hex()
-        issued = await self.core.codes.issue(self._mobile_purpose(principal), subject, client.address)
-        await self.core.sms.send(mobile, _SMS.format(code=issued.code, minutes=issued.expires_in // 60))
-        return CodeSent(mobile=mask_mobile(mobile), expires_in=issued.expires_in)
-
-    async def change_mobile(
-        self, principal: Principal, raw_mobile: str, raw_code: str, client: ClientInfo
-    ) -> Profile:
-        mobile = validation.mobile(raw_mobile)
-        code = validation.code_format(raw_code)
-        index = self.core.index.mobile(mobile)
-        outcome = await self.core.codes.verify(
-            self._mobile_purpose(principal),
-            index.hex(),
-            code,
-            lock_subject=str(principal.account_id),
-            address=client.address,
-        )
-        if outcome is not CodeOutcome.OK:
-            raise code_error(outcome)
-        aid = principal.account_id
-        with unique_as(
-            "accounts_mobile_index", DuplicateRegistration("another account uses this mobile number")
-        ):
-            async with self.core.pool.acquire() as conn, conn.transaction():
-                await conn.execute(
-                    """
-                    UPDATE identity.accounts SET mobile_enc = $2, mobile_index = $3, updated_at = now()
-                    WHERE id = $1
-                    """,
-                    aid,
-                    self.core.seal("mobile", aid, mobile),
-                    index,
-                )
-                await self.core.audit(
-                    "identity.mobile.change",
-                    client=client,
-                    principal=principal,
-                    target_kind="account",
-                    target_id=aid,
-                    connection=conn,
-                )
-        return await self.profile(principal)
 
     async def deactivate(self, principal: Principal, client: ClientInfo) -> None:
         """Close the account: sessions end, agent roles end; the mobile and ID number become free."""

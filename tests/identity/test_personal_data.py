@@ -102,12 +102,21 @@ async def test_change_of_mobile_needs_a_code_sent_to_the_new_number(
     new = "13811112222"
     sent = await client.post(f"{API}/me/mobile/code", json={"mobile": new}, headers=headers)
     assert sent.status_code == 202 and sent.json()["mobile"] == "138****2222"
-    code = await flows.latest_code(new)
+    code, current = await flows.latest_code(new), await flows.latest_code(ZHANG.mobile)
     wrong = await client.put(
-        f"{API}/me/mobile", json={"mobile": new, "code": f"{(int(code) + 1) % 10**6:06d}"}, headers=headers
+        f"{API}/me/mobile",
+        json={"mobile": new, "code": f"{(int(code) + 1) % 10**6:06d}", "current_mobile_code": current},
+        headers=headers,
     )
     assert wrong.status_code == 422
-    changed = await client.put(f"{API}/me/mobile", json={"mobile": new, "code": code}, headers=headers)
+    # The current number's code was right, and spent: a new pair is needed.
+    await client.post(f"{API}/me/mobile/code", json={"mobile": new}, headers=headers)
+    code, current = await flows.latest_code(new), await flows.latest_code(ZHANG.mobile)
+    changed = await client.put(
+        f"{API}/me/mobile",
+        json={"mobile": new, "code": code, "current_mobile_code": current},
+        headers=headers,
+    )
     assert changed.status_code == 200 and changed.json()["mobile"] == "138****2222"
     # The old number no longer signs in (no code is sent to it); the new one does.
     before = len((await client.get(f"{API}/dev/sms", params={"mobile": ZHANG.mobile, "limit": 50})).json())
@@ -118,9 +127,11 @@ async def test_change_of_mobile_needs_a_code_sent_to_the_new_number(
     # Another account cannot take a number in use.
     other = await flows.register(WANG.mobile)
     await client.post(f"{API}/me/mobile/code", json={"mobile": new}, headers=bearer(other["token"]))
-    code = await flows.latest_code(new)
+    code, current = await flows.latest_code(new), await flows.latest_code(WANG.mobile)
     taken = await client.put(
-        f"{API}/me/mobile", json={"mobile": new, "code": code}, headers=bearer(other["token"])
+        f"{API}/me/mobile",
+        json={"mobile": new, "code": code, "current_mobile_code": current},
+        headers=bearer(other["token"]),
     )
     assert taken.status_code == 409
 
