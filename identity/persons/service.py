@@ -257,9 +257,8 @@ class PersonService:
         assert row is not None
         if row["verified_at"] is not None:
             raise Conflict("this account is already verified")
-        if row["taken"]:
-            raise DuplicateRegistration("another account is registered with this ID number")
-        # Each registry answer is an oracle on names and ID numbers: it counts as an attempt.
+        # Each answer is an oracle on names and ID numbers: it counts as an attempt, reserved before
+        # anything is looked at (ASVS 6.3.1), "taken" included.
         await self.core.limiter.reserve(str(aid), client.address)
         try:
             answer = await self.core.population.verify_person(name, id_number)
@@ -282,6 +281,20 @@ class PersonService:
                 details={"rule": answer.result.value},
             )
             raise InvalidField(field, f"registry_{answer.result.value}", message)
+        if row["taken"]:
+            # Said only to whoever gave the name that goes with the ID number (the registry matched
+            # both), so the answer cannot enumerate registered ID numbers (ASVS 6.3.8). The attempt
+            # stays counted: it is still a probe.
+            await self.core.audit(
+                "identity.person.verify",
+                client=client,
+                principal=principal,
+                target_kind="account",
+                target_id=aid,
+                outcome="failure",
+                details={"rule": "id_number_taken"},
+            )
+            raise DuplicateRegistration("another account is registered with this ID number")
         await self.core.limiter.release(str(aid), client.address)
         attributes = msgspec.json.encode(
             {"birth_date": answer.birth_date, "gender": answer.gender, "region_code": answer.region_code}

@@ -1,5 +1,5 @@
-"""Nothing tells an outsider which mobile numbers are registered: not the time a request takes
-(ASVS 6.3.8)."""
+"""Nothing tells an outsider (or any citizen with an L1 account) which mobile or ID numbers are
+registered: not the answers, not the time a request takes (ASVS 6.3.8)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,45 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
 
 from backend.keyring import Keyring
 from backend.settings import Settings
 from identity.context import ClientInfo
 from identity.persons.service import PersonService
 from identity.wiring import build_core
-from tests.identity.conftest import LI, ZHANG
+from tests.identity.conftest import API, LI, WANG, ZHANG, Flows, bearer
+
+Client = AsyncTestClient[Litestar]
+
+
+async def test_a_taken_id_number_is_told_only_to_whoever_knows_the_name(
+    client: Client, flows: Flows, db: Any
+) -> None:
+    await flows.verified(ZHANG)  # ZHANG's ID number is registered
+    prober = await flows.register(LI.mobile)
+    guess = {"name": "某某", "id_number": ZHANG.id_number}  # any name
+    statuses = [
+        (await client.post(f"{API}/me/verification", json=guess, headers=bearer(prober["token"]))).status_code
+        for _ in range(6)
+    ]
+    # The same answers as for an ID number nobody registered: the registry's, and limited.
+    assert statuses == [422] * 5 + [429]
+    unregistered = await flows.register(WANG.mobile)
+    other = {"name": "某某", "id_number": LI.id_number}
+    answer = await client.post(f"{API}/me/verification", json=other, headers=bearer(unregistered["token"]))
+    assert answer.status_code == 422 and answer.json()["errors"][0]["rule"] == "registry_name_mismatch"
+    # With the name that goes with it (the registry matches both), "taken" is said, and counted.
+    right = {"name": ZHANG.name, "id_number": ZHANG.id_number}
+    taken = await client.post(f"{API}/me/verification", json=right, headers=bearer(unregistered["token"]))
+    assert taken.status_code == 409
+    failures = await db.fetch(
+        "SELECT details->>'rule' AS rule FROM identity.audit_events"
+        " WHERE action = 'identity.person.verify' AND outcome = 'failure' AND target_id = $1",
+        unregistered["account_id"],
+    )
+    assert [f["rule"] for f in failures] == ["name_mismatch", "id_number_taken"]
 
 
 class _Registries:
