@@ -85,8 +85,16 @@ class PersonService:
             self.core.outbox.send(mobile, _SMS.format(code=issued.code, minutes=issued.expires_in // 60))
         return CodeSent(mobile=mask_mobile(mobile), expires_in=issued.expires_in)
 
+    def _lock_subjects(self, mobile: str, account_id: uuid.UUID | None) -> tuple[str, ...]:
+        """What a failed sign-in or registration counts against: always the mobile number, and its
+        account when it has one. The number's counter is the same in every flow, so whether a number
+        is locked never depends on whether it is registered (ASVS 6.3.8, no enumeration through
+        lockout state); the account's counter keeps the lockout across a change of number."""
+        by_mobile = "m:" + self.core.index.mobile(mobile).hex()
+        return (by_mobile,) if account_id is None else (by_mobile, str(account_id))
+
     async def _check_code(
-        self, purpose: str, mobile: str, code: str, lock_subject: str, client: ClientInfo
+        self, purpose: str, mobile: str, code: str, lock_subject: tuple[str, ...], client: ClientInfo
     ) -> None:
         subject = self.core.index.mobile(mobile).hex()
         outcome = await self.core.codes.verify(
@@ -103,7 +111,7 @@ class PersonService:
         if password is not None:
             check_password_policy(password)
         mobile_index = self.core.index.mobile(mobile)
-        await self._check_code("register", mobile, code, "m:" + mobile_index.hex(), client)
+        await self._check_code("register", mobile, code, self._lock_subjects(mobile, None), client)
         password_hash = await self.core.hasher.hash(password) if password else None
         account_id = uuid.uuid4()
         duplicate = DuplicateRegistration("an account with this mobile number exists; sign in instead")
@@ -195,7 +203,7 @@ class PersonService:
         mobile = validation.mobile(raw_mobile)
         code = validation.code_format(raw_code)
         account = await self._account_by_mobile(mobile)
-        lock_subject = str(account[0]) if account else "m:" + self.core.index.mobile(mobile).hex()
+        lock_subject = self._lock_subjects(mobile, account[0] if account else None)
         try:
             await self._check_code("login", mobile, code, lock_subject, client)
         except InvalidField as exc:
@@ -209,7 +217,7 @@ class PersonService:
     async def login_with_password(self, raw_mobile: str, password: str, client: ClientInfo) -> SessionIssued:
         mobile = validation.mobile(raw_mobile)
         account = await self._account_by_mobile(mobile)
-        lock_subject = str(account[0]) if account else "m:" + self.core.index.mobile(mobile).hex()
+        lock_subject = self._lock_subjects(mobile, account[0] if account else None)
         await self.core.limiter.reserve(lock_subject, client.address)
         if not await self.core.hasher.verify(account[3] if account else None, password[:1024]):
             await self._login_failed(client, account[0] if account else None, "pwd", "mismatch")

@@ -1,5 +1,5 @@
 """Nothing tells an outsider (or any citizen with an L1 account) which mobile or ID numbers are
-registered: not the answers, not the time a request takes (ASVS 6.3.8)."""
+registered: not the answers, not the lockout state, not the time a request takes (ASVS 6.3.8)."""
 
 from __future__ import annotations
 
@@ -48,6 +48,25 @@ async def test_a_taken_id_number_is_told_only_to_whoever_knows_the_name(
         unregistered["account_id"],
     )
     assert [f["rule"] for f in failures] == ["name_mismatch", "id_number_taken"]
+
+
+async def test_lockout_does_not_depend_on_whether_the_number_is_registered(
+    client: Client, flows: Flows
+) -> None:
+    await flows.register(ZHANG.mobile)  # registered; LI's number is not
+
+    async def locked_after_wrong_registration_codes(mobile: str) -> list[int]:
+        for _ in range(5):
+            wrong = await client.post(f"{API}/registrations", json={"mobile": mobile, "code": "000000"})
+            assert wrong.status_code == 422, wrong.text
+        sign_in = await client.post(f"{API}/sessions/code", json={"mobile": mobile, "code": "000000"})
+        password = await client.post(
+            f"{API}/sessions/password", json={"mobile": mobile, "password": "x" * 12}
+        )
+        return [sign_in.status_code, password.status_code]
+
+    assert await locked_after_wrong_registration_codes(ZHANG.mobile) == [429, 429]
+    assert await locked_after_wrong_registration_codes(LI.mobile) == [429, 429]
 
 
 class _Registries:
