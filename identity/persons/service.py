@@ -233,15 +233,42 @@ class PersonService:
         return await self.open_session(account_id, session_loa(level, False), ("pwd",), client)
 
     async def logout(self, principal: Principal, client: ClientInfo) -> None:
+        """End what the bearer token stands for: identity's session, or, for an OpenID provider
+        access token, its grant (every token of it, the refresh token included). Termination must
+        prevent further use (ASVS 7.4.1), and the audit says what really ended."""
+        if principal.scopes is not None:  # a provider access token: its session id is its grant's
+            await self._end_grant(principal, client)
+            return
         async with self.core.pool.acquire() as conn:
-            await self.core.sessions.revoke(conn, principal.session_id, "logout")
+            ended = await self.core.sessions.revoke(conn, principal.session_id, "logout")
             await self.core.audit(
                 "identity.session.end",
                 client=client,
                 principal=principal,
                 target_kind="session",
                 target_id=principal.session_id,
+                outcome="success" if ended else "failure",
+                details=None if ended else {"rule": "already_ended"},
                 connection=conn,
+            )
+
+    async def _end_grant(self, principal: Principal, client: ClientInfo) -> None:
+        """Revoke the token's grant through the provider (none revoked: it ended meanwhile, in a
+        concurrent sign-out, and stays ended; the audit says so)."""
+        revoked = await self.core.sessions.revoke_grant(principal.session_id, "logout")
+        await self.core.audit(
+            "identity.session.end",
+            client=client,
+            principal=principal,
+            target_kind="oidc_grant",
+            target_id=principal.session_id,
+            outcome="success" if revoked else "failure",
+            details={"token": "provider_access_token", "grants_revoked": revoked or 0},
+        )
+        if revoked is None:
+            raise Conflict(
+                "this access token was issued by the OpenID provider, which is not running here;"
+                " revoke it at the provider (RFC 7009) instead"
             )
 
     async def verify_real_name(

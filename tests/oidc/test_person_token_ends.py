@@ -1,5 +1,5 @@
-"""The provider's access tokens at identity's own endpoints: a change of the person's credentials
-ends every grant (ASVS 7.4.3)."""
+"""The provider's access tokens at identity's own endpoints: signing out with one ends its grant,
+and a change of the person's credentials ends every grant (ASVS 7.4.1, 7.4.3)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,23 @@ async def _refresh(kit: Kit, app: dict[str, Any], token: str) -> Any:
         data={"grant_type": "refresh_token", "refresh_token": token},
         headers=basic(app["client_id"], app["client_secret"]),
     )
+
+
+async def test_signing_out_with_a_provider_access_token_ends_its_grant(kit: Kit) -> None:
+    await kit.flows.register(ZHANG.mobile)
+    app, tokens = await _city_app_tokens(kit)
+    headers = bearer(tokens["access_token"])
+    assert (await kit.client.get(f"{API}/me", headers=headers)).status_code == 200
+    out = await kit.client.delete(f"{API}/sessions/current", headers=headers)
+    assert out.status_code == 204
+    assert (await kit.client.get(f"{API}/me", headers=headers)).status_code == 401
+    refreshed = await _refresh(kit, app, tokens["refresh_token"])
+    assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
+    audited = await kit.db.fetch(
+        "SELECT outcome, target_kind, details->>'grants_revoked' AS n FROM identity.audit_events"
+        " WHERE action = 'identity.session.end'"
+    )
+    assert [(a["outcome"], a["target_kind"], a["n"]) for a in audited] == [("success", "oidc_grant", "1")]
 
 
 async def test_a_password_change_ends_the_persons_grants(kit: Kit) -> None:
