@@ -14,6 +14,7 @@ from identity.context import ClientInfo
 from identity.core import IdentityCore
 from identity.errors import Conflict, InsufficientAssurance
 from identity.passwords import check_password_policy
+from identity.persons.export import for_export
 from identity.persons.models import Profile
 from identity.persons.reauth import check_password, end_other_sessions
 
@@ -147,7 +148,7 @@ class AccountService:
                 """,
                 aid,
             )
-            audit = await entries_for(conn, aid, limit=10_000)
+            audit = [for_export(e, aid) for e in await entries_for(conn, aid, limit=10_000)]
             await self.core.audit(
                 "identity.person.export",
                 client=client,
