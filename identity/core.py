@@ -22,7 +22,7 @@ from identity.limits import AttemptLimiter, CodeOutcome, CodeStore
 from identity.passwords import PasswordHasher
 from identity.sessions import SessionStore
 from identity.settings import IdentitySettings
-from identity.sms import SmsGateway
+from identity.sms import SmsGateway, SmsOutbox
 from integrations.registries import EnterpriseRegistry, PopulationRegistry
 
 __all__ = ["CHINA", "IdentityCore", "code_error", "is_unique_violation", "unique_as"]
@@ -58,6 +58,7 @@ class IdentityCore:
         self.population = population
         self.enterprise = enterprise
         self.sms = sms
+        self.outbox = SmsOutbox(sms)  # what requests send through: never awaited in the request
         self.request_id = request_id
         self.development = development
 

@@ -24,4 +24,7 @@ async def dev_sms(
     if not 1 <= limit <= 200:
         raise InvalidField("limit", "range", "1 to 200")
     number = validation.mobile(mobile) if mobile else None
+    # Codes are sent in the background (identity.sms.SmsOutbox): what this worker queued is in the
+    # log before it is read.
+    await identity.core.outbox.settle()
     return await read_messages(identity.core.redis, limit, number)

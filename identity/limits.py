@@ -6,7 +6,8 @@ consumed in the same script, so it can succeed once only even under concurrent s
 
 Keys (a single Redis, not a cluster: one script touches several keys):
 ``identity:code:<purpose>:<subject>``  hash {h: code MAC, exp: unix expiry, used: unix time}
-``identity:fail:<subject>``             failed attempts of one account (or one unregistered mobile)
+``identity:fail:<subject>``             failed attempts against one subject: ``m:<mobile index>`` for a
+                                       mobile number, the account id for an account
 ``identity:fail-addr:<address>``        failed attempts from one client address
 ``identity:sends:<subject>`` / ``identity:sends-addr:<address>``  codes sent in the last hour
 """
@@ -18,6 +19,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Sequence
 
 import msgspec
 import redis.asyncio as aioredis
@@ -43,6 +45,9 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 return {1, 0}
 """
 
+# KEYS[first .. #KEYS-1] are the subjects' failure counters (ARGV[1] is their limit), KEYS[#KEYS] the
+# address's (ARGV[2]). An attempt may count against several subjects at once: a sign-in counts
+# against the mobile number and, when it is registered, against its account too.
 _LOCKED = """
 local function locked(key, limit)
   local n = tonumber(redis.call('GET', key) or '0')
@@ -53,15 +58,24 @@ local function locked(key, limit)
   end
   return false
 end
-local function fail(key, window)
-  if redis.call('INCR', key) == 1 then redis.call('EXPIRE', key, window) end
+local function any_locked(first, subject_limit, address_limit)
+  for i = first, #KEYS - 1 do
+    local t = locked(KEYS[i], subject_limit)
+    if t then return t end
+  end
+  return locked(KEYS[#KEYS], address_limit)
+end
+local function fail_all(first, window)
+  for i = first, #KEYS do
+    if redis.call('INCR', KEYS[i]) == 1 then redis.call('EXPIRE', KEYS[i], window) end
+  end
 end
 """
 
 _VERIFY = (
     _LOCKED
     + """
-local t = locked(KEYS[2], ARGV[3]) or locked(KEYS[3], ARGV[4])
+local t = any_locked(2, ARGV[3], ARGV[4])
 if t then return {'locked', t} end
 local c = redis.call('HMGET', KEYS[1], 'h', 'exp', 'used')
 local outcome
@@ -74,8 +88,7 @@ else
   redis.call('HSET', KEYS[1], 'used', ARGV[2])
   return {'ok', 0}
 end
-fail(KEYS[2], ARGV[5])
-fail(KEYS[3], ARGV[5])
+fail_all(2, ARGV[5])
 return {outcome, 0}
 """
 )
@@ -83,10 +96,9 @@ return {outcome, 0}
 _RESERVE = (
     _LOCKED
     + """
-local t = locked(KEYS[1], ARGV[1]) or locked(KEYS[2], ARGV[2])
+local t = any_locked(1, ARGV[1], ARGV[2])
 if t then return {'locked', t} end
-fail(KEYS[1], ARGV[3])
-fail(KEYS[2], ARGV[3])
+fail_all(1, ARGV[3])
 return {'ok', 0}
 """
 )
@@ -112,8 +124,14 @@ class IssuedCode(msgspec.Struct, frozen=True):
     expires_in: int
 
 
-def _fail_keys(subject: str, address: str) -> list[str]:
-    return [f"identity:fail:{subject}", f"identity:fail-addr:{address}"]
+Subjects = str | Sequence[str]
+
+
+def _fail_keys(subjects: Subjects, address: str) -> list[str]:
+    """The subjects' failure counters, then the address's (the order the scripts expect)."""
+    named = (subjects,) if isinstance(subjects, str) else tuple(subjects)
+    assert named, "an attempt counts against at least one subject"
+    return [*(f"identity:fail:{s}" for s in named), f"identity:fail-addr:{address}"]
 
 
 class AttemptLimiter:
@@ -125,7 +143,8 @@ class AttemptLimiter:
         self._reserve = redis.register_script(_RESERVE)
         self._release = redis.register_script(_RELEASE)
 
-    async def reserve(self, subject: str, address: str) -> None:
+    async def reserve(self, subject: Subjects, address: str) -> None:
+        """Count an attempt against every subject and the address; refused if any is locked."""
         s = self._settings
         outcome, ttl = await self._reserve(
             keys=_fail_keys(subject, address),
@@ -134,7 +153,7 @@ class AttemptLimiter:
         if outcome != b"ok":
             raise TooManyAttempts("too many failed attempts; try again later", int(ttl))
 
-    async def release(self, subject: str, address: str) -> None:
+    async def release(self, subject: Subjects, address: str) -> None:
         await self._release(keys=_fail_keys(subject, address))
 
     async def failures(self, subject: str) -> int:
@@ -179,7 +198,7 @@ class CodeStore:
         return IssuedCode(code, s.code_ttl)
 
     async def verify(
-        self, purpose: str, subject: str, code: str, *, lock_subject: str, address: str
+        self, purpose: str, subject: str, code: str, *, lock_subject: Subjects, address: str
     ) -> CodeOutcome:
         """Compare and consume in one step. Failures count against ``lock_subject`` and ``address``."""
         s = self._settings

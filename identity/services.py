@@ -12,6 +12,7 @@ from identity.core import IdentityCore
 from identity.organisations.service import OrganisationService
 from identity.persons.account import AccountService
 from identity.persons.factors import FactorService
+from identity.persons.mobile import MobileService
 from identity.persons.service import PersonService
 
 __all__ = ["IdentityServices"]
@@ -23,6 +24,7 @@ class IdentityServices:
         self.persons = PersonService(core)
         self.factors = FactorService(core)
         self.accounts = AccountService(core)
+        self.mobile = MobileService(core, self.accounts)
         self.organisations = OrganisationService(core)
         self.admin = AdminService(core)
 

@@ -90,6 +90,10 @@ class SessionStore:
         # Called by revoke_all in its transaction (freeze, deactivation): the OpenID provider
         # revokes the account's grants there, so refresh tokens need no account check per use.
         self.revoke_all_hooks: list[Callable[[Connection, uuid.UUID, str], Awaitable[object]]] = []
+        # Ends OpenID provider grants by id (the provider's GrantStore.revoke, plugged in by its
+        # wiring): a provider access token's session id is its grant's, so signing out with one
+        # ends the grant. Empty when the provider is not running.
+        self.grant_revokers: list[Callable[[list[uuid.UUID], str], Awaitable[int]]] = []
         self._rotate = redis.register_script(_ROTATE)
         self._set_context = redis.register_script(_SET_CONTEXT)
         self._clear_org = redis.register_script(_CLEAR_ORG)
@@ -253,21 +257,33 @@ class SessionStore:
             return 0
         return int(await self._clear_org(keys=[_key(d) for d in digests], args=[str(org) if org else "*"]))
 
-    async def revoke_all(self, connection: Connection, account_id: uuid.UUID, reason: str) -> int:
+    async def revoke_all(
+        self, connection: Connection, account_id: uuid.UUID, reason: str, *, keep: uuid.UUID | None = None
+    ) -> int:
+        """End every live session of the account but ``keep`` (the caller's, after a change of its
+        own credentials), and every provider grant through the hooks, in the caller's transaction."""
         rows = await connection.fetch(
             """
             UPDATE identity.sessions SET revoked_at = now(), revoked_reason = $2
             WHERE account_id = $1 AND revoked_at IS NULL AND expires_at > now()
+              AND id IS DISTINCT FROM $3
             RETURNING token_hash
             """,
             account_id,
             reason,
+            keep,
         )
         if rows:
             await self._redis.delete(*[_key(r["token_hash"]) for r in rows])
         for hook in self.revoke_all_hooks:
             await hook(connection, account_id, reason)
         return len(rows)
+
+    async def revoke_grant(self, grant_id: uuid.UUID, reason: str) -> int | None:
+        """End one provider grant; how many ended (0 if it was not live), None with no provider."""
+        if not self.grant_revokers:
+            return None
+        return sum([await revoke([grant_id], reason) for revoke in self.grant_revokers])
 
     async def revoke(self, connection: Connection, session_id: uuid.UUID, reason: str) -> uuid.UUID | None:
         """End one session; returns its account id, or None if it was not live."""

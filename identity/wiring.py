@@ -120,6 +120,7 @@ class IdentityRuntime:
         try:
             async with sealer.running():
                 yield
+                await core.outbox.settle()  # messages queued by the last requests, while Redis is open
         finally:
             self._services = None
 

@@ -112,6 +112,7 @@ class OidcRuntime:
             app.state[PROVIDER_STATE_KEY] = self._provider
             sessions = self._provider.core.sessions
             sessions.revoke_all_hooks.append(self._provider.grants.revoke_account)
+            sessions.grant_revokers.append(self._provider.grants.revoke)
             listener = asyncio.create_task(self._provider.revocations.run(), name="oidc-invalidation")
             authenticator = app.state.get(APP_STATE_KEY)
             if isinstance(authenticator, Authenticator):
@@ -123,6 +124,7 @@ class OidcRuntime:
                 yield
             finally:
                 sessions.revoke_all_hooks.remove(self._provider.grants.revoke_account)
+                sessions.grant_revokers.remove(self._provider.grants.revoke)
                 self._provider.grants.close()
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

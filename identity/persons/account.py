@@ -1,4 +1,4 @@
-"""The account's lifecycle: profile, password, change of mobile number, deactivation, data export."""
+"""The account's lifecycle: profile, password, deactivation, data export (the mobile: mobile.py)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,12 @@ from identity.audit import entries_for
 from identity.auth import Principal
 from identity.checks import mask_mobile, mask_resident_id
 from identity.context import ClientInfo
-from identity.core import IdentityCore, code_error, unique_as
-from identity.errors import Conflict, DuplicateRegistration, InsufficientAssurance, InvalidCredentials
-from identity.limits import CodeOutcome
+from identity.core import IdentityCore
+from identity.errors import Conflict, InsufficientAssurance
 from identity.passwords import check_password_policy
-from identity.persons import validation
-from identity.persons.models import CodeSent, Profile
-from identity.persons.service import _SMS
+from identity.persons.export import for_export
+from identity.persons.models import Profile
+from identity.persons.reauth import check_password, end_other_sessions
 
 __all__ = ["AccountService", "mask_name"]
 
@@ -63,13 +62,9 @@ class AccountService:
         if principal.loa < min(row["level"], 2):
             raise InsufficientAssurance(min(row["level"], 2), principal.loa)
         if row["password_hash"] is not None:
-            subject = str(principal.account_id)
-            await self.core.limiter.reserve(subject, client.address)
-            if current is None or not await self.core.hasher.verify(row["password_hash"], current):
-                raise InvalidCredentials("the current password is not correct")
-            await self.core.limiter.release(subject, client.address)
+            await check_password(self.core, principal, row["password_hash"], current, client)
         new_hash = await self.core.hasher.hash(password)
-        async with self.core.pool.acquire() as conn:
+        async with self.core.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 """
                 UPDATE identity.accounts
@@ -79,63 +74,17 @@ class AccountService:
                 principal.account_id,
                 new_hash,
             )
+            # Whoever signed in with the old password is signed out with it (ASVS 7.4.3).
+            ended = await end_other_sessions(self.core, conn, principal, "password changed")
             await self.core.audit(
                 "identity.password.set",
                 client=client,
                 principal=principal,
                 target_kind="account",
                 target_id=principal.account_id,
+                details={"sessions_ended": ended},
                 connection=conn,
             )
-
-    def _mobile_purpose(self, principal: Principal) -> str:
-        return f"change_mobile:{principal.account_id}"
-
-    async def send_mobile_code(self, principal: Principal, raw_mobile: str, client: ClientInfo) -> CodeSent:
-        mobile = validation.mobile(raw_mobile)
-        subject = self.core.index.mobile(mobile).hex()
-        issued = await self.core.codes.issue(self._mobile_purpose(principal), subject, client.address)
-        await self.core.sms.send(mobile, _SMS.format(code=issued.code, minutes=issued.expires_in // 60))
-        return CodeSent(mobile=mask_mobile(mobile), expires_in=issued.expires_in)
-
-    async def change_mobile(
-        self, principal: Principal, raw_mobile: str, raw_code: str, client: ClientInfo
-    ) -> Profile:
-        mobile = validation.mobile(raw_mobile)
-        code = validation.code_format(raw_code)
-        index = self.core.index.mobile(mobile)
-        outcome = await self.core.codes.verify(
-            self._mobile_purpose(principal),
-            index.hex(),
-            code,
-            lock_subject=str(principal.account_id),
-            address=client.address,
-        )
-        if outcome is not CodeOutcome.OK:
-            raise code_error(outcome)
-        aid = principal.account_id
-        with unique_as(
-            "accounts_mobile_index", DuplicateRegistration("another account uses this mobile number")
-        ):
-            async with self.core.pool.acquire() as conn, conn.transaction():
-                await conn.execute(
-                    """
-                    UPDATE identity.accounts SET mobile_enc = $2, mobile_index = $3, updated_at = now()
-                    WHERE id = $1
-                    """,
-                    aid,
-                    self.core.seal("mobile", aid, mobile),
-                    index,
-                )
-                await self.core.audit(
-                    "identity.mobile.change",
-                    client=client,
-                    principal=principal,
-                    target_kind="account",
-                    target_id=aid,
-                    connection=conn,
-                )
-        return await self.profile(principal)
 
     async def deactivate(self, principal: Principal, client: ClientInfo) -> None:
         """Close the account: sessions end, agent roles end; the mobile and ID number become free."""
@@ -199,7 +148,7 @@ class AccountService:
                 """,
                 aid,
             )
-            audit = await entries_for(conn, aid, limit=10_000)
+            audit = [for_export(e, aid) for e in await entries_for(conn, aid, limit=10_000)]
             await self.core.audit(
                 "identity.person.export",
                 client=client,

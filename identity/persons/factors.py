@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import base64
-import time
 
 from identity.auth import Principal
 from identity.checks import mask_mobile
 from identity.context import ClientInfo
-from identity.core import IdentityCore, code_error
+from identity.core import IdentityCore
 from identity.errors import Conflict, InsufficientAssurance
-from identity.limits import CodeOutcome
 from identity.persons import validation
 from identity.persons.models import SessionIssued, TotpEnrolment
-from identity.totp import matching_step, new_secret, otpauth_uri
+from identity.persons.reauth import consume_totp_step, end_other_sessions, match_totp
+from identity.totp import new_secret, otpauth_uri
 
 __all__ = ["FactorService"]
 
@@ -47,37 +46,19 @@ class FactorService:
             secret=base64.b32encode(secret).decode().rstrip("="), otpauth_uri=otpauth_uri(secret, label)
         )
 
-    async def _match(self, principal: Principal, secret: bytes, code: str, client: ClientInfo) -> int:
-        """The matching time step; a wrong code counts as a failed attempt (atomically reserved)."""
-        subject = str(principal.account_id)
-        await self.core.limiter.reserve(subject, client.address)
-        step = matching_step(secret, code, time.time())
-        if step is None:
-            await self.core.audit(
-                "identity.totp.check",
-                client=client,
-                principal=principal,
-                target_kind="account",
-                target_id=principal.account_id,
-                outcome="failure",
-            )
-            raise code_error(CodeOutcome.INCORRECT)
-        await self.core.limiter.release(subject, client.address)
-        return step
-
     async def confirm_totp(
         self, principal: Principal, token: str, raw_code: str, client: ClientInfo
     ) -> SessionIssued:
         code = validation.code_format(raw_code)
         aid = principal.account_id
         row = await self.core.pool.fetchrow(
-            "SELECT level, totp_pending_enc FROM identity.accounts WHERE id = $1", aid
+            "SELECT level, totp_pending_enc, totp_enabled_at FROM identity.accounts WHERE id = $1", aid
         )
         assert row is not None
         if row["totp_pending_enc"] is None:
             raise Conflict("no TOTP enrolment is pending; start one first")
         secret = self.core.open_bytes("totp_pending", aid, row["totp_pending_enc"])
-        step = await self._match(principal, secret, code, client)
+        step = await match_totp(self.core, principal, secret, code, client)
         async with self.core.pool.acquire() as conn, conn.transaction():
             done = await conn.execute(
                 """
@@ -95,13 +76,20 @@ class FactorService:
                 raise Conflict("the enrolment changed meanwhile; start again")
             amr = tuple(sorted({*principal.amr, "otp"}))
             new_token = await self.core.sessions.raise_level(conn, principal, token, loa=3, amr=amr)
+            details: dict[str, object] = {"level": 3}
+            if row["totp_enabled_at"] is not None:
+                # A replaced second factor shuts out whoever held the old one (ASVS 7.4.3).
+                details["replaced"] = True
+                details["sessions_ended"] = await end_other_sessions(
+                    self.core, conn, principal, "second factor replaced"
+                )
             await self.core.audit(
                 "identity.totp.enable",
                 client=client,
                 principal=principal,
                 target_kind="account",
                 target_id=aid,
-                details={"level": 3},
+                details=details,
                 connection=conn,
             )
         return SessionIssued(
@@ -125,15 +113,9 @@ class FactorService:
         if row["level"] < 3 or row["totp_secret_enc"] is None:
             raise Conflict("this account has no second factor; enrol TOTP first")
         secret = self.core.open_bytes("totp", aid, row["totp_secret_enc"])
-        step = await self._match(principal, secret, code, client)
+        step = await match_totp(self.core, principal, secret, code, client)
         async with self.core.pool.acquire() as conn, conn.transaction():
-            fresh = await conn.execute(
-                "UPDATE identity.accounts SET totp_last_step = $2 WHERE id = $1 AND totp_last_step < $2",
-                aid,
-                step,
-            )
-            if fresh != "UPDATE 1":
-                raise code_error(CodeOutcome.ALREADY_USED)
+            await consume_totp_step(conn, principal, step, "code")
             amr = tuple(sorted({*principal.amr, "otp"}))
             new_token = await self.core.sessions.raise_level(conn, principal, token, loa=3, amr=amr)
             await self.core.audit(

@@ -103,8 +103,14 @@ class MobileChangeCode(_Request):
 
 
 class MobileChange(_Request):
+    """The new number and its code, with fresh proof of the account's factors (identity.persons.mobile):
+    the code sent to the current number, or the current password; and the TOTP code if it has one."""
+
     mobile: str
     code: str
+    current_mobile_code: str | None = None
+    current_password: str | None = None
+    totp_code: str | None = None
 
 
 class ContextRequest(_Request):

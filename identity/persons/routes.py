@@ -151,7 +151,8 @@ class AccountController(Controller):
         principal: NamedDependency[Principal],
         data: JSONBody[MobileChangeCode],
     ) -> CodeSent:
-        return await identity.accounts.send_mobile_code(principal, data.mobile, identity.client(request))
+        """A code to the new number, and one to the current number (the proof that the change needs)."""
+        return await identity.mobile.send_codes(principal, data.mobile, identity.client(request))
 
     @put("/mobile", operation_id="ChangeMobile")
     async def change_mobile(
@@ -161,9 +162,9 @@ class AccountController(Controller):
         principal: NamedDependency[Principal],
         data: JSONBody[MobileChange],
     ) -> Profile:
-        return await identity.accounts.change_mobile(
-            principal, data.mobile, data.code, identity.client(request)
-        )
+        """Change the number: its code, and the current number's code or the current password (and
+        the TOTP code when the account has a second factor). Every other session ends."""
+        return await identity.mobile.change(principal, data, identity.client(request))
 
     @post("/deactivation", status_code=HTTP_204_NO_CONTENT, operation_id="DeactivateAccount")
     async def deactivate(

@@ -73,17 +73,28 @@ class PersonService:
         return found
 
     async def send_code(self, purpose: str, raw_mobile: str, client: ClientInfo) -> CodeSent:
-        """Send a one-time code; for "login" to an unknown number nothing is sent, with the same answer."""
+        """Send a one-time code; for "login" to an unknown number nothing is sent, with the same answer.
+
+        The message goes through the outbox, never awaited here: awaiting the gateway for
+        registered numbers only would answer them later and tell them apart (ASVS 6.3.8).
+        """
         mobile = validation.mobile(raw_mobile)
         subject = self.core.index.mobile(mobile).hex()
         issued = await self.core.codes.issue(purpose, subject, client.address)
         if purpose == "register" or await self._account_by_mobile(mobile) is not None:
-            text = _SMS.format(code=issued.code, minutes=issued.expires_in // 60)
-            await self.core.sms.send(mobile, text)
+            self.core.outbox.send(mobile, _SMS.format(code=issued.code, minutes=issued.expires_in // 60))
         return CodeSent(mobile=mask_mobile(mobile), expires_in=issued.expires_in)
 
+    def _lock_subjects(self, mobile: str, account_id: uuid.UUID | None) -> tuple[str, ...]:
+        """What a failed sign-in or registration counts against: always the mobile number, and its
+        account when it has one. The number's counter is the same in every flow, so whether a number
+        is locked never depends on whether it is registered (ASVS 6.3.8, no enumeration through
+        lockout state); the account's counter keeps the lockout across a change of number."""
+        by_mobile = "m:" + self.core.index.mobile(mobile).hex()
+        return (by_mobile,) if account_id is None else (by_mobile, str(account_id))
+
     async def _check_code(
-        self, purpose: str, mobile: str, code: str, lock_subject: str, client: ClientInfo
+        self, purpose: str, mobile: str, code: str, lock_subject: tuple[str, ...], client: ClientInfo
     ) -> None:
         subject = self.core.index.mobile(mobile).hex()
         outcome = await self.core.codes.verify(
@@ -100,7 +111,7 @@ class PersonService:
         if password is not None:
             check_password_policy(password)
         mobile_index = self.core.index.mobile(mobile)
-        await self._check_code("register", mobile, code, "m:" + mobile_index.hex(), client)
+        await self._check_code("register", mobile, code, self._lock_subjects(mobile, None), client)
         password_hash = await self.core.hasher.hash(password) if password else None
         account_id = uuid.uuid4()
         duplicate = DuplicateRegistration("an account with this mobile number exists; sign in instead")
@@ -192,7 +203,7 @@ class PersonService:
         mobile = validation.mobile(raw_mobile)
         code = validation.code_format(raw_code)
         account = await self._account_by_mobile(mobile)
-        lock_subject = str(account[0]) if account else "m:" + self.core.index.mobile(mobile).hex()
+        lock_subject = self._lock_subjects(mobile, account[0] if account else None)
         try:
             await self._check_code("login", mobile, code, lock_subject, client)
         except InvalidField as exc:
@@ -206,7 +217,7 @@ class PersonService:
     async def login_with_password(self, raw_mobile: str, password: str, client: ClientInfo) -> SessionIssued:
         mobile = validation.mobile(raw_mobile)
         account = await self._account_by_mobile(mobile)
-        lock_subject = str(account[0]) if account else "m:" + self.core.index.mobile(mobile).hex()
+        lock_subject = self._lock_subjects(mobile, account[0] if account else None)
         await self.core.limiter.reserve(lock_subject, client.address)
         if not await self.core.hasher.verify(account[3] if account else None, password[:1024]):
             await self._login_failed(client, account[0] if account else None, "pwd", "mismatch")
@@ -222,15 +233,42 @@ class PersonService:
         return await self.open_session(account_id, session_loa(level, False), ("pwd",), client)
 
     async def logout(self, principal: Principal, client: ClientInfo) -> None:
+        """End what the bearer token stands for: identity's session, or, for an OpenID provider
+        access token, its grant (every token of it, the refresh token included). Termination must
+        prevent further use (ASVS 7.4.1), and the audit says what really ended."""
+        if principal.scopes is not None:  # a provider access token: its session id is its grant's
+            await self._end_grant(principal, client)
+            return
         async with self.core.pool.acquire() as conn:
-            await self.core.sessions.revoke(conn, principal.session_id, "logout")
+            ended = await self.core.sessions.revoke(conn, principal.session_id, "logout")
             await self.core.audit(
                 "identity.session.end",
                 client=client,
                 principal=principal,
                 target_kind="session",
                 target_id=principal.session_id,
+                outcome="success" if ended else "failure",
+                details=None if ended else {"rule": "already_ended"},
                 connection=conn,
+            )
+
+    async def _end_grant(self, principal: Principal, client: ClientInfo) -> None:
+        """Revoke the token's grant through the provider (none revoked: it ended meanwhile, in a
+        concurrent sign-out, and stays ended; the audit says so)."""
+        revoked = await self.core.sessions.revoke_grant(principal.session_id, "logout")
+        await self.core.audit(
+            "identity.session.end",
+            client=client,
+            principal=principal,
+            target_kind="oidc_grant",
+            target_id=principal.session_id,
+            outcome="success" if revoked else "failure",
+            details={"token": "provider_access_token", "grants_revoked": revoked or 0},
+        )
+        if revoked is None:
+            raise Conflict(
+                "this access token was issued by the OpenID provider, which is not running here;"
+                " revoke it at the provider (RFC 7009) instead"
             )
 
     async def verify_real_name(
@@ -254,9 +292,8 @@ class PersonService:
         assert row is not None
         if row["verified_at"] is not None:
             raise Conflict("this account is already verified")
-        if row["taken"]:
-            raise DuplicateRegistration("another account is registered with this ID number")
-        # Each registry answer is an oracle on names and ID numbers: it counts as an attempt.
+        # Each answer is an oracle on names and ID numbers: it counts as an attempt, reserved before
+        # anything is looked at (ASVS 6.3.1), "taken" included.
         await self.core.limiter.reserve(str(aid), client.address)
         try:
             answer = await self.core.population.verify_person(name, id_number)
@@ -279,6 +316,20 @@ class PersonService:
                 details={"rule": answer.result.value},
             )
             raise InvalidField(field, f"registry_{answer.result.value}", message)
+        if row["taken"]:
+            # Said only to whoever gave the name that goes with the ID number (the registry matched
+            # both), so the answer cannot enumerate registered ID numbers (ASVS 6.3.8). The attempt
+            # stays counted: it is still a probe.
+            await self.core.audit(
+                "identity.person.verify",
+                client=client,
+                principal=principal,
+                target_kind="account",
+                target_id=aid,
+                outcome="failure",
+                details={"rule": "id_number_taken"},
+            )
+            raise DuplicateRegistration("another account is registered with this ID number")
         await self.core.limiter.release(str(aid), client.address)
         attributes = msgspec.json.encode(
             {"birth_date": answer.birth_date, "gender": answer.gender, "region_code": answer.region_code}

@@ -9,9 +9,11 @@ import redis.asyncio as aioredis
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from identity.admin.operators import create_operator
+from identity.passwords import PasswordHasher
 from identity.sms import DEV_SMS_KEY
 from integrations.simulators.seed import ENTERPRISES
-from tests.identity.conftest import API, LI, WANG, ZHANG, Flows, bearer
+from tests.identity.conftest import API, LI, SUN, WANG, ZHANG, Flows, bearer
 
 
 async def _everything_in_identity_as_text(db: Any) -> str:
@@ -94,6 +96,36 @@ async def test_export_holds_everything_about_the_person(
     assert "password_hash" not in str(data) and "totp_secret" not in str(data)
 
 
+async def test_export_holds_no_one_elses_data(
+    client: AsyncTestClient[Litestar], flows: Flows, db: Any, identity_settings: Any
+) -> None:
+    """An operator who looked at the account appears by role only: not their account id, nor
+    their workstation's address, nor the request id; the person's own entries keep their address."""
+    person = await flows.verified(SUN)
+    hasher = PasswordHasher(identity_settings.identity)
+    await create_operator(
+        db, hasher, username="op-support", display_name="op", roles=["support"], password="operator pass 1"
+    )
+    signed_in = await client.post(
+        f"{API}/operator-sessions", json={"username": "op-support", "password": "operator pass 1"}
+    )
+    operator = signed_in.json()
+    viewed = await client.get(
+        f"{API}/admin/accounts/{person['account_id']}", headers=bearer(operator["token"])
+    )
+    assert viewed.status_code == 200
+    export = (await client.get(f"{API}/me/export", headers=bearer(person["token"]))).json()
+    entries = export["audit_entries"]
+    by_operator = [e for e in entries if e["actor_kind"] == "operator"]
+    assert by_operator
+    for entry in by_operator:
+        assert entry["actor_id"] is None and entry["client_address"] is None
+    assert operator["account_id"] not in str(export)
+    assert all("request_id" not in e and "hash" not in e for e in entries)
+    own = [e for e in entries if e["action"] == "identity.person.verify"]
+    assert own[0]["actor_id"] == person["account_id"] and own[0]["client_address"]
+
+
 async def test_change_of_mobile_needs_a_code_sent_to_the_new_number(
     client: AsyncTestClient[Litestar], flows: Flows
 ) -> None:
@@ -102,12 +134,21 @@ async def test_change_of_mobile_needs_a_code_sent_to_the_new_number(
     new = "13811112222"
     sent = await client.post(f"{API}/me/mobile/code", json={"mobile": new}, headers=headers)
     assert sent.status_code == 202 and sent.json()["mobile"] == "138****2222"
-    code = await flows.latest_code(new)
+    code, current = await flows.latest_code(new), await flows.latest_code(ZHANG.mobile)
     wrong = await client.put(
-        f"{API}/me/mobile", json={"mobile": new, "code": f"{(int(code) + 1) % 10**6:06d}"}, headers=headers
+        f"{API}/me/mobile",
+        json={"mobile": new, "code": f"{(int(code) + 1) % 10**6:06d}", "current_mobile_code": current},
+        headers=headers,
     )
     assert wrong.status_code == 422
-    changed = await client.put(f"{API}/me/mobile", json={"mobile": new, "code": code}, headers=headers)
+    # The current number's code was right, and spent: a new pair is needed.
+    await client.post(f"{API}/me/mobile/code", json={"mobile": new}, headers=headers)
+    code, current = await flows.latest_code(new), await flows.latest_code(ZHANG.mobile)
+    changed = await client.put(
+        f"{API}/me/mobile",
+        json={"mobile": new, "code": code, "current_mobile_code": current},
+        headers=headers,
+    )
     assert changed.status_code == 200 and changed.json()["mobile"] == "138****2222"
     # The old number no longer signs in (no code is sent to it); the new one does.
     before = len((await client.get(f"{API}/dev/sms", params={"mobile": ZHANG.mobile, "limit": 50})).json())
@@ -118,9 +159,11 @@ async def test_change_of_mobile_needs_a_code_sent_to_the_new_number(
     # Another account cannot take a number in use.
     other = await flows.register(WANG.mobile)
     await client.post(f"{API}/me/mobile/code", json={"mobile": new}, headers=bearer(other["token"]))
-    code = await flows.latest_code(new)
+    code, current = await flows.latest_code(new), await flows.latest_code(WANG.mobile)
     taken = await client.put(
-        f"{API}/me/mobile", json={"mobile": new, "code": code}, headers=bearer(other["token"])
+        f"{API}/me/mobile",
+        json={"mobile": new, "code": code, "current_mobile_code": current},
+        headers=bearer(other["token"]),
     )
     assert taken.status_code == 409
 
