@@ -53,8 +53,7 @@ async def _token(page: Page, *, force_refresh: bool = False) -> str:
     if force_refresh or s.expires_at - 30 < time.time():
         tokens = await page.web.rp.refresh(s.refresh_token) if s.refresh_token else None
         if tokens is None:
-            s.sign_out()
-            page.changed()
+            page.sign_out()
             raise SignInRequired
         s.access_token = tokens.access_token
         s.refresh_token = tokens.refresh_token or s.refresh_token
@@ -140,8 +139,8 @@ async def callback(request: Req, web: NamedDependency[WebRuntime]) -> Response[A
         return await page.render(
             "message.html", status=400, message=page.t("login_failed", detail=exc), retry=True
         )
+    page.sign_out()  # a new session id and CSRF token, nothing left of an earlier sign-in
     s = page.session
-    s.sign_out()  # a fresh CSRF token and nothing left of an earlier sign-in
     s.kind = "citizen"
     s.access_token, s.refresh_token, s.id_token = tokens.access_token, tokens.refresh_token, tokens.id_token
     s.expires_at = tokens.expires_at
@@ -158,7 +157,7 @@ async def logout(request: Req, web: NamedDependency[WebRuntime]) -> Response[Any
     id_token, refresh = page.session.id_token, page.session.refresh_token
     if refresh:
         await web.rp.revoke(refresh)
-    page.session.sign_out()
+    page.sign_out()
     return await page.redirect(await web.rp.logout_url(id_token))
 
 
