@@ -26,7 +26,7 @@ from identity.persons.models import ContextState
 from identity.sessions import ActingContext
 from integrations.registries import UpstreamError
 
-__all__ = ["OrganisationService"]
+__all__ = ["ContextNotCarried", "OrganisationService"]
 
 _NO_ROLE = "you hold no role in this organisation"
 
@@ -45,6 +45,20 @@ def _end(ends_on: dt.date, today: dt.date) -> dt.datetime:
     if ends_on < today:
         raise InvalidField("ends_on", "in_the_past", "the end date is in the past")
     return dt.datetime.combine(ends_on + dt.timedelta(days=1), dt.time(0), tzinfo=CHINA)
+
+
+class ContextNotCarried(Conflict):
+    """The token is not one of identity's sessions (an OpenID provider's access token): it has no
+    place for an acting context. OpenID clients act for an organisation by token exchange."""
+
+    problem_type = "context-not-carried"
+    problem_title = "This token cannot act for an organisation"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "only a session signed in with identity carries an acting context; an OpenID client "
+            "acts for an organisation through token exchange (RFC 8693)"
+        )
 
 
 class OrganisationService:
@@ -184,32 +198,40 @@ class OrganisationService:
     async def switch_context(
         self, principal: Principal, token: str, org_id: uuid.UUID | None, client: ClientInfo
     ) -> ContextState:
-        """Act for ``org_id`` (or for oneself with None). No active role there: 403, always."""
+        """Act for ``org_id`` (or for oneself with None). No active role there: 403, always. A token
+        that is not an identity session (an OpenID access token) cannot carry the context: 409,
+        audited as a failure, rather than an answer that claims a switch that did not happen."""
         if org_id is None:
-            await self.core.sessions.set_context(token, None)
+            switched = await self.core.sessions.set_context(token, None)
             await self.core.audit(
                 "identity.context.switch",
                 client=client,
                 principal=principal,
                 acting_for=None,
-                details={"to": "self"},
+                outcome="success" if switched else "failure",
+                details={"to": "self"} if switched else {"to": "self", "rule": "not_an_identity_session"},
             )
+            if not switched:
+                raise ContextNotCarried
             return ContextState(account_id=principal.account_id, acting_for=None, roles=[])
+        switched = False
         async with self.core.pool.acquire() as conn, conn.transaction():
             # Share-locked until the session carries the context: a concurrent suspension either
             # waits and then clears it, or is seen here.
             row = await self._agent_row(conn, org_id, principal.account_id)
             if row is not None:
                 context = ActingContext(org=org_id, roles=frozenset(row["roles"]), until=row["valid_until"])
-                await self.core.sessions.set_context(token, context)
+                switched = await self.core.sessions.set_context(token, context)
+                details = {"roles": sorted(row["roles"])}
                 await self.core.audit(
                     "identity.context.switch",
                     client=client,
                     principal=principal,
-                    acting_for=org_id,
+                    acting_for=org_id if switched else principal.acting_for,
                     target_kind="organisation",
                     target_id=org_id,
-                    details={"roles": sorted(row["roles"])},
+                    outcome="success" if switched else "failure",
+                    details=details if switched else {**details, "rule": "not_an_identity_session"},
                     connection=conn,
                 )
         if row is None:
@@ -222,6 +244,8 @@ class OrganisationService:
                 target_id=org_id,
             )
             raise Forbidden(_NO_ROLE)
+        if not switched:
+            raise ContextNotCarried
         return ContextState(
             account_id=principal.account_id,
             acting_for=org_id,
