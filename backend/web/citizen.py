@@ -204,7 +204,8 @@ async def _card_page(
         qr_ok=qr_ok,
         qr_seconds=max(10, int(page.web.settings.card.qr_validity_seconds) // 2),
         topups=(topups or [])[:10],
-        organisations=organisations or [],
+        # Only roles held: an invitation not yet accepted gives none.
+        organisations=[m for m in organisations or [] if m.get("status") == "active"],
         home=home,
         errors=errors or {},
         values=values,
@@ -306,7 +307,14 @@ async def act_for(request: Req, web: NamedDependency[WebRuntime]) -> Response[An
         s.org_expires_at = 0.0
         if chosen:
             memberships = await _call(page, "GET", "/api/v1/identity/organisations")
-            match = next((m for m in memberships if str(m.get("organisation_id")) == chosen), None)
+            match = next(
+                (
+                    m
+                    for m in memberships
+                    if str(m.get("organisation_id")) == chosen and m.get("status") == "active"
+                ),
+                None,
+            )
             if match is None:
                 s.flash = page.t("err_generic", detail="organisation")
                 return await page.redirect(AREA)

@@ -24,8 +24,8 @@ _ACCOUNTS_BY = {
     "id_number_index": "SELECT * FROM identity.accounts WHERE id_number_index = $1 ORDER BY created_at",
 }
 _ORGANISATIONS = """
-SELECT o.*, (SELECT count(*) FROM identity.agents g
-             WHERE g.organisation_id = o.id AND g.status <> 'removed') AS agents
+SELECT o.*, (SELECT count(*) FROM identity.agents g  -- invitations not accepted are no agents
+             WHERE g.organisation_id = o.id AND g.status IN ('active', 'suspended')) AS agents
 FROM identity.organisations o
 WHERE o.credit_code = $1
    OR o.id IN (SELECT g.organisation_id FROM identity.agents g JOIN identity.accounts a ON a.id = g.account_id
