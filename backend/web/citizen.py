@@ -53,8 +53,7 @@ async def _token(page: Page, *, force_refresh: bool = False) -> str:
     if force_refresh or s.expires_at - 30 < time.time():
         tokens = await page.web.rp.refresh(s.refresh_token) if s.refresh_token else None
         if tokens is None:
-            s.sign_out()
-            page.changed()
+            page.sign_out()
             raise SignInRequired
         s.access_token = tokens.access_token
         s.refresh_token = tokens.refresh_token or s.refresh_token
@@ -140,8 +139,8 @@ async def callback(request: Req, web: NamedDependency[WebRuntime]) -> Response[A
         return await page.render(
             "message.html", status=400, message=page.t("login_failed", detail=exc), retry=True
         )
+    page.sign_out()  # a new session id and CSRF token, nothing left of an earlier sign-in
     s = page.session
-    s.sign_out()  # a fresh CSRF token and nothing left of an earlier sign-in
     s.kind = "citizen"
     s.access_token, s.refresh_token, s.id_token = tokens.access_token, tokens.refresh_token, tokens.id_token
     s.expires_at = tokens.expires_at
@@ -158,7 +157,7 @@ async def logout(request: Req, web: NamedDependency[WebRuntime]) -> Response[Any
     id_token, refresh = page.session.id_token, page.session.refresh_token
     if refresh:
         await web.rp.revoke(refresh)
-    page.session.sign_out()
+    page.sign_out()
     return await page.redirect(await web.rp.logout_url(id_token))
 
 
@@ -205,7 +204,8 @@ async def _card_page(
         qr_ok=qr_ok,
         qr_seconds=max(10, int(page.web.settings.card.qr_validity_seconds) // 2),
         topups=(topups or [])[:10],
-        organisations=organisations or [],
+        # Only roles held: an invitation not yet accepted gives none.
+        organisations=[m for m in organisations or [] if m.get("status") == "active"],
         home=home,
         errors=errors or {},
         values=values,
@@ -307,7 +307,14 @@ async def act_for(request: Req, web: NamedDependency[WebRuntime]) -> Response[An
         s.org_expires_at = 0.0
         if chosen:
             memberships = await _call(page, "GET", "/api/v1/identity/organisations")
-            match = next((m for m in memberships if str(m.get("organisation_id")) == chosen), None)
+            match = next(
+                (
+                    m
+                    for m in memberships
+                    if str(m.get("organisation_id")) == chosen and m.get("status") == "active"
+                ),
+                None,
+            )
             if match is None:
                 s.flash = page.t("err_generic", detail="organisation")
                 return await page.redirect(AREA)

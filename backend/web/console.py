@@ -53,8 +53,7 @@ async def _call(page: Page, method: str, path: str, **kwargs: Any) -> Any:
         return await page.web.api.call(method, path, token=s.operator_token, **kwargs)
     except ApiError as exc:
         if exc.unauthenticated:
-            s.sign_out()
-            page.changed()
+            page.sign_out()
             raise SignInRequired from exc
         raise
 
@@ -116,8 +115,8 @@ async def login(request: Req, web: NamedDependency[WebRuntime]) -> Response[Any]
                 else page.t("err_generic", detail=exc)
             )
         else:
+            page.sign_out()  # a new session id: a planted pre-login cookie gets nothing
             s = page.session
-            s.sign_out()
             s.kind = "operator"
             s.operator_token = issued["token"]
             s.operator_name = username
@@ -138,7 +137,7 @@ async def logout(request: Req, web: NamedDependency[WebRuntime]) -> Response[Any
                 "DELETE", "/api/v1/identity/sessions/current", token=page.session.operator_token
             )
         finally:
-            page.session.sign_out()
+            page.sign_out()
     return await page.redirect("/console/login")
 
 

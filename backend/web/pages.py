@@ -18,7 +18,7 @@ from litestar.types import ControllerRouterHandler
 
 from backend.web.i18n import Lang, choose, text
 from backend.web.oidc import RelyingParty
-from backend.web.sessions import SessionStore, WebSession
+from backend.web.sessions import SessionStore, WebSession, new_session_id
 from backend.web.upstream import Api
 from identity.oidc.wiring import api_audience_of
 
@@ -132,6 +132,7 @@ class Page:
         self.session: WebSession = web.sessions.new("zh-CN")
         self._dirty = False
         self._is_new = True
+        self._retired: list[str] = []  # ids this request moved the session away from
 
     @classmethod
     async def open(cls, web: WebRuntime, request: Req, cookie: str, path: str) -> Page:
@@ -159,6 +160,16 @@ class Page:
     def changed(self) -> None:
         self._dirty = True
 
+    def sign_out(self) -> None:
+        """Drops the sign-in and moves the session to a new id. Called before a sign-in stores its
+        tokens too: whoever knew the old id (one planted in the browser beforehand: session
+        fixation) is left with an id that no longer exists. The language and a flash stay."""
+        self.session.forget_sign_in()
+        if not self._is_new:
+            self._retired.append(self.session.id)
+        self.session.id = new_session_id()
+        self._dirty = True
+
     async def form(self) -> dict[str, str]:
         data = await self.request.form()
         return {k: str(v) for k, v in data.items()}
@@ -168,6 +179,9 @@ class Page:
 
     async def _finish(self, response: Response[Any]) -> Response[Any]:
         await self.web.sessions.save(self.session)
+        for old in self._retired:  # after the save: a failed save leaves the old session usable
+            await self.web.sessions.retire(old)
+        self._retired.clear()
         flags = "; HttpOnly; SameSite=Lax" + ("; Secure" if self.web.secure_cookies else "")
         response.headers["Set-Cookie"] = (
             f"{self.cookie}={self.session.id}; Path={self.path.rstrip('/')}{flags}"

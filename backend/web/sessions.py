@@ -4,7 +4,9 @@ The browser holds one random id per area in an HttpOnly, SameSite=Lax cookie (``
 public URL is https): ``citizen_web`` for ``/web`` and ``citizen_console`` for ``/console``, so a
 citizen and an operator can be signed in side by side. Redis holds the rest under the id's
 SHA-256 (a Redis dump gives no usable cookie): the tokens, the CSRF token of the session's forms,
-the language. Sessions slide: each use extends them up to ``IDLE`` seconds.
+the language. Sessions slide: each use extends them up to ``IDLE`` seconds. Signing in or out
+moves the session to a new id and forgets the old one, so an id planted in a browser before the
+sign-in (session fixation) never becomes a signed-in session.
 
 A sign-in in progress (OpenID state, nonce, PKCE verifier, where to return) is kept apart under
 its ``state`` for ``LOGIN_TTL`` seconds, bound to the session that started it.
@@ -28,6 +30,7 @@ __all__ = [
     "PendingLogin",
     "SessionStore",
     "WebSession",
+    "new_session_id",
 ]
 
 WEB_COOKIE: Final = "citizen_web"
@@ -61,7 +64,9 @@ class WebSession(msgspec.Struct, kw_only=True):
     def csrf_ok(self, submitted: str | None) -> bool:
         return bool(submitted) and hmac.compare_digest(self.csrf, submitted or "")
 
-    def sign_out(self) -> None:
+    def forget_sign_in(self) -> None:
+        """Drops the tokens and renews the CSRF token; the id stays, so pages call
+        ``Page.sign_out``, which also moves the session to a new id."""
         for field in (
             "kind", "access_token", "refresh_token", "id_token", "name", "org_id", "org_name",
             "org_token", "operator_token", "operator_name",
@@ -98,7 +103,7 @@ class SessionStore:
         return session
 
     def new(self, lang: str) -> WebSession:
-        return WebSession(id=secrets.token_urlsafe(32), csrf=secrets.token_urlsafe(24), lang=lang)
+        return WebSession(id=new_session_id(), csrf=secrets.token_urlsafe(24), lang=lang)
 
     async def save(self, session: WebSession) -> None:
         stored = msgspec.structs.replace(session, id="")
@@ -106,6 +111,10 @@ class SessionStore:
 
     async def delete(self, session: WebSession) -> None:
         await self._redis.delete(_key(session.id))
+
+    async def retire(self, session_id: str) -> None:
+        """Forgets an id the session has moved away from (see ``Page.sign_out``)."""
+        await self._redis.delete(_key(session_id))
 
     async def start_login(self, session: WebSession, login: PendingLogin, state: str) -> None:
         await self._redis.set("web:login:" + state, msgspec.json.encode(login), ex=LOGIN_TTL)
@@ -119,6 +128,10 @@ class SessionStore:
             return None
         login = msgspec.json.decode(raw, type=PendingLogin)
         return login if hmac.compare_digest(login.session, session_hash(session)) else None
+
+
+def new_session_id() -> str:
+    return secrets.token_urlsafe(32)
 
 
 def session_hash(session: WebSession) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from identity._db import Connection
 from identity.audit import AuditEntry, ChainReport, entries_for, verify_chain
 from identity.auth import Principal
 from identity.checks import mask_mobile, mask_resident_id
@@ -23,14 +24,18 @@ _ACCOUNTS_BY = {
     "id_number_index": "SELECT * FROM identity.accounts WHERE id_number_index = $1 ORDER BY created_at",
 }
 _ORGANISATIONS = """
-SELECT o.*, (SELECT count(*) FROM identity.agents g
-             WHERE g.organisation_id = o.id AND g.status <> 'removed') AS agents
+SELECT o.*, (SELECT count(*) FROM identity.agents g  -- invitations not accepted are no agents
+             WHERE g.organisation_id = o.id AND g.status IN ('active', 'suspended')) AS agents
 FROM identity.organisations o
 WHERE o.credit_code = $1
    OR o.id IN (SELECT g.organisation_id FROM identity.agents g JOIN identity.accounts a ON a.id = g.account_id
                WHERE g.status <> 'removed' AND (a.mobile_index = $2 OR a.id_number_index = $3))
 ORDER BY o.name
 """
+_PEOPLE_BY = {
+    "mobile_index": "SELECT id FROM identity.accounts WHERE mobile_index = $1",
+    "id_number_index": "SELECT id FROM identity.accounts WHERE id_number_index = $1",
+}
 
 
 class AdminService:
@@ -52,6 +57,33 @@ class AdminService:
             frozen_reason=row["frozen_reason"],
         )
 
+    async def _audit_search(
+        self,
+        conn: Connection,
+        action: str,
+        principal: Principal,
+        client: ClientInfo,
+        *,
+        details: dict[str, Any],
+        targets: list[tuple[str, uuid.UUID]],
+    ) -> None:
+        """One event per account or organisation found, each naming it as the target: a trail is
+        queried by target, so a person (and their export) sees every lookup that found them. The
+        events of one search share its id; a search that found nothing is one event, no target."""
+        search = str(uuid.uuid4())
+        named: list[tuple[str | None, uuid.UUID | None]] = list(targets) or [(None, None)]
+        async with conn.transaction():
+            for kind, target in named:
+                await self.core.audit(
+                    action,
+                    client=client,
+                    principal=principal,
+                    target_kind=kind,
+                    target_id=target,
+                    details={**details, "search": search},
+                    connection=conn,
+                )
+
     def _criterion(self, mobile: str | None, id_number: str | None) -> tuple[str, str, bytes]:
         if (mobile is None) == (id_number is None):
             raise InvalidField("query", "one_of", "search by exactly one of mobile or id_number")
@@ -68,12 +100,13 @@ class AdminService:
         by, column, digest = self._criterion(mobile, id_number)
         async with self.core.pool.acquire() as conn:
             rows = await conn.fetch(_ACCOUNTS_BY[column], digest)
-            await self.core.audit(
+            await self._audit_search(
+                conn,
                 "identity.admin.account.search",
-                client=client,
-                principal=principal,
+                principal,
+                client,
                 details={"by": by, "found": len(rows)},
-                connection=conn,
+                targets=[("account", r["id"]) for r in rows],
             )
         return [self._summary(r) for r in rows]
 
@@ -89,18 +122,24 @@ class AdminService:
         """By credit code, or by the mobile or ID number of any of its agents."""
         async with self.core.pool.acquire() as conn:
             code, by_mobile, by_id = None, None, None
+            targets: list[tuple[str, uuid.UUID]] = []
             if credit_code is not None:
                 by, code = "credit_code", validation.credit_code(credit_code)
             else:
                 by, column, digest = self._criterion(mobile, id_number)
                 by_mobile, by_id = (digest, None) if column == "mobile_index" else (None, digest)
+                # The person whose number was looked up, agent of anything or not, sees it too.
+                people = await conn.fetch(_PEOPLE_BY[column], digest)
+                targets += [("account", r["id"]) for r in people]
             rows = await conn.fetch(_ORGANISATIONS, code, by_mobile, by_id)
-            await self.core.audit(
+            targets += [("organisation", r["id"]) for r in rows]
+            await self._audit_search(
+                conn,
                 "identity.admin.organisation.search",
-                client=client,
-                principal=principal,
+                principal,
+                client,
                 details={"by": by, "found": len(rows)},
-                connection=conn,
+                targets=targets,
             )
         return [
             OrganisationSummary(

@@ -36,7 +36,8 @@ class OrganisationView(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class AgentAppointment(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    # The person is named by ID number and name; they must hold a verified (L2) account.
+    # The person is named by ID number and name; they must hold a verified (L2) account, and they
+    # accept the invitation before the roles are theirs.
     id_number: str
     name: str
     roles: list[str]
@@ -57,7 +58,7 @@ class AgentView(msgspec.Struct, frozen=True, kw_only=True):
     id_number: str  # masked
     roles: list[str]
     is_legal_representative: bool
-    status: str
+    status: str  # invited, active, suspended, declined, removed
     valid_until: dt.datetime | None
     created_at: dt.datetime
 

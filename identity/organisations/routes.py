@@ -65,7 +65,7 @@ class OrganisationController(Controller):
         principal: NamedDependency[Principal],
         organisation_id: FromPath[uuid.UUID],
     ) -> list[AgentView]:
-        return await identity.organisations.agents(principal, organisation_id)
+        return await identity.organisations.appointments.agents(principal, organisation_id)
 
     @post("/{organisation_id:uuid}/agents", operation_id="AppointAgent", guards=[requires_loa(2)])
     async def appoint(
@@ -76,9 +76,45 @@ class OrganisationController(Controller):
         organisation_id: FromPath[uuid.UUID],
         data: JSONBody[AgentAppointment],
     ) -> AgentView:
-        """The legal representative appoints a verified person with roles and an end date."""
-        return await identity.organisations.appoint(
+        """The legal representative invites a verified person with roles and an end date; the
+        person holds the roles once they accept (status "invited" until then)."""
+        return await identity.organisations.appointments.invite(
             principal, organisation_id, data, identity.client(request)
+        )
+
+    @post(
+        "/{organisation_id:uuid}/invitation/accept",
+        status_code=HTTP_200_OK,
+        operation_id="AcceptAgentInvitation",
+        guards=[requires_loa(2)],
+    )
+    async def accept(
+        self,
+        request: Req,
+        identity: NamedDependency[IdentityServices],
+        principal: NamedDependency[Principal],
+        organisation_id: FromPath[uuid.UUID],
+    ) -> Membership:
+        """The invited person accepts the organisation's invitation and holds its roles."""
+        return await identity.organisations.appointments.answer(
+            principal, organisation_id, True, identity.client(request)
+        )
+
+    @post(
+        "/{organisation_id:uuid}/invitation/decline",
+        status_code=HTTP_200_OK,
+        operation_id="DeclineAgentInvitation",
+    )
+    async def decline(
+        self,
+        request: Req,
+        identity: NamedDependency[IdentityServices],
+        principal: NamedDependency[Principal],
+        organisation_id: FromPath[uuid.UUID],
+    ) -> Membership:
+        """The invited person declines; the representative sees the invitation as declined."""
+        return await identity.organisations.appointments.answer(
+            principal, organisation_id, False, identity.client(request)
         )
 
     @patch(
@@ -94,8 +130,9 @@ class OrganisationController(Controller):
         agent_id: FromPath[uuid.UUID],
         data: JSONBody[AgentChange],
     ) -> AgentView:
-        """Change an agent's roles or end date, or suspend / reinstate them."""
-        return await identity.organisations.change_agent(
+        """Change an agent's roles or end date, or suspend / reinstate them (not an invitation
+        still waiting for the person's answer: withdraw it with DELETE instead)."""
+        return await identity.organisations.appointments.change(
             principal, organisation_id, agent_id, data, identity.client(request)
         )
 
@@ -113,7 +150,7 @@ class OrganisationController(Controller):
         organisation_id: FromPath[uuid.UUID],
         agent_id: FromPath[uuid.UUID],
     ) -> AgentView:
-        return await identity.organisations.change_agent(
+        return await identity.organisations.appointments.change(
             principal, organisation_id, agent_id, None, identity.client(request)
         )
 

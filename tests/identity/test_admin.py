@@ -192,3 +192,50 @@ async def test_operator_sign_in_is_rate_limited(
         for i in range(6)
     ]
     assert statuses == [401] * 5 + [429]
+
+
+async def test_a_search_shows_in_the_trail_of_each_person_and_organisation_found(
+    client: AsyncTestClient[Litestar], flows: Flows, operator: OperatorFactory, db: Any
+) -> None:
+    person = await flows.verified(ZHANG)
+    company = ENTERPRISES[0]
+    org = await client.post(
+        f"{API}/organisations",
+        json={"credit_code": company.credit_code, "name": company.name, "kind": company.kind},
+        headers=bearer(person["token"]),
+    )
+    org_id = org.json()["id"]
+    headers = bearer(await operator(["auditor"]))
+    found = await client.get(f"{ADMIN}/accounts", params={"id_number": ZHANG.id_number}, headers=headers)
+    assert [a["account_id"] for a in found.json()] == [person["account_id"]]
+    by_agent = await client.get(f"{ADMIN}/organisations", params={"mobile": ZHANG.mobile}, headers=headers)
+    assert [o["id"] for o in by_agent.json()] == [org_id]
+    nobody = await client.get(f"{ADMIN}/accounts", params={"mobile": LI.mobile}, headers=headers)
+    assert nobody.json() == []
+
+    # The person's trail (what an auditor reads, and what their own export holds) shows both lookups.
+    trail = (await client.get(f"{ADMIN}/audit/{person['account_id']}", headers=headers)).json()
+    searches = {e["action"] for e in trail if e["target_id"] == person["account_id"]}
+    assert {"identity.admin.account.search", "identity.admin.organisation.search"} <= searches
+    export = (await client.get(f"{API}/me/export", headers=bearer(person["token"]))).json()
+    assert {"identity.admin.account.search", "identity.admin.organisation.search"} <= {
+        e["action"] for e in export["audit_entries"]
+    }
+    org_trail = (await client.get(f"{ADMIN}/audit/{org_id}", headers=headers)).json()
+    assert "identity.admin.organisation.search" in {e["action"] for e in org_trail}
+
+    await seal_all(db)
+    rows = await db.fetch(
+        "SELECT action, target_kind, target_id, details->>'search' AS search, details->>'by' AS by,"
+        " (details->>'found')::int AS found FROM identity.audit_log"
+        " WHERE action LIKE 'identity.admin.%.search' ORDER BY seq"
+    )
+    events = [(r["action"], r["target_kind"], r["target_id"]) for r in rows]
+    assert events == [
+        ("identity.admin.account.search", "account", person["account_id"]),
+        ("identity.admin.organisation.search", "account", person["account_id"]),
+        ("identity.admin.organisation.search", "organisation", org_id),
+        ("identity.admin.account.search", None, None),  # found nothing: one event, no target
+    ]
+    assert rows[1]["search"] == rows[2]["search"] != rows[0]["search"]  # one search, two targets
+    assert rows[0]["by"] == "id_number" and rows[3]["found"] == 0

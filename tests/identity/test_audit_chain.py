@@ -312,6 +312,10 @@ async def test_done_when_scenario_is_in_the_chain_and_citizen_audit_verify_passe
         headers=bearer(l3["token"]),
     )
     assert appointed.status_code == 201
+    accepted = await client.post(
+        f"{API}/organisations/{org_id}/invitation/accept", headers=bearer(agent["token"])
+    )
+    assert accepted.status_code == 200
     assert (await flows.act_for(agent["token"], org_id)).status_code == 200
 
     redis_url = identity_settings.redis.url.reveal()
@@ -323,7 +327,8 @@ async def test_done_when_scenario_is_in_the_chain_and_citizen_audit_verify_passe
         "identity.person.verify",
         "identity.totp.enable",
         "identity.organisation.register",
-        "identity.agent.appoint",
+        "identity.agent.invite",
+        "identity.agent.accept",
         "identity.context.switch",
     ):
         assert step in actions

@@ -1,4 +1,5 @@
-"""Legal persons: the legal representative claims the organisation, appoints agents, who act for it."""
+"""Legal persons: the legal representative claims the organisation and invites agents, who accept
+and then act for it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.testing import AsyncTestClient
 
+from identity.audit import seal_all
 from identity.auth import Principal, requires_org_role
 from integrations.simulators.seed import ENTERPRISES
 from tests.identity.conftest import API, LI, SUN, ZHANG, ZHAO, Flows, bearer
@@ -50,6 +52,10 @@ async def _company_with_agent(
         headers=bearer(boss["token"]),
     )
     assert appointed.status_code == 201, appointed.text
+    accepted = await client.post(
+        f"{API}/organisations/{org.json()['id']}/invitation/accept", headers=bearer(agent["token"])
+    )
+    assert accepted.status_code == 200, accepted.text
     return org.json()["id"], boss, agent, appointed.json()["id"]
 
 
@@ -194,14 +200,136 @@ async def test_appointment_rules(client: AsyncTestClient[Litestar], flows: Flows
         data = {"id_number": LI.id_number, "name": LI.name, "roles": ["filings"], "ends_on": ENDS, **body}
         return await client.post(url, json=data, headers=bearer(token))
 
-    assert (await appoint(boss["token"])).json()["errors"][0]["rule"] == "no_verified_account"
+    unverified = await appoint(boss["token"])
     li = await flows.verify((await flows.login_code(LI.mobile))["token"], LI)
     assert (await appoint(boss["token"], roles=["root"])).json()["errors"][0]["rule"] == "unknown_role"
     assert (await appoint(boss["token"], ends_on="2000-01-01")).json()["errors"][0]["rule"] == "in_the_past"
-    assert (await appoint(boss["token"], name="李五")).json()["errors"][0]["rule"] == "mismatch"
+    wrong_name = await appoint(boss["token"], name="李五")
+    # No verified account and another name: one answer, so the form tells nothing about who holds one.
+    assert unverified.status_code == wrong_name.status_code == 422
+    assert unverified.json()["errors"] == wrong_name.json()["errors"]
+    assert unverified.json()["detail"] == wrong_name.json()["detail"]
+    assert wrong_name.json()["errors"][0]["rule"] == "no_matching_account"
     assert (await appoint(li["token"])).status_code == 403  # only the legal representative appoints
     assert (await appoint(boss["token"])).status_code == 201
     assert (await appoint(boss["token"])).status_code == 409
     agents = (await client.get(url, headers=bearer(boss["token"]))).json()
     assert sorted(a["is_legal_representative"] for a in agents) == [False, True]
     assert all("*" in a["id_number"] for a in agents)
+
+
+async def test_an_invited_person_holds_no_role_until_they_accept(
+    app: Litestar, client: AsyncTestClient[Litestar], flows: Flows, db: Any
+) -> None:
+    app.register(probe_cards)
+    boss = await flows.verified(ZHANG)
+    org_id = (await _register_company(client, boss["token"])).json()["id"]
+    agent = await flows.verified(LI)
+    invited = await client.post(
+        f"{API}/organisations/{org_id}/agents",
+        json={"id_number": LI.id_number, "name": LI.name, "roles": ["card_admin"], "ends_on": ENDS},
+        headers=bearer(boss["token"]),
+    )
+    assert invited.status_code == 201 and invited.json()["status"] == "invited"
+    agent_id = invited.json()["id"]
+    mine = (await client.get(f"{API}/organisations", headers=bearer(agent["token"]))).json()
+    assert [(m["organisation_id"], m["status"]) for m in mine] == [(org_id, "invited")]
+    assert (await flows.act_for(agent["token"], org_id)).status_code == 403
+    assert (
+        await client.get(f"/probe/orgs/{org_id}/cards", headers=bearer(agent["token"]))
+    ).status_code == 403
+    # The representative cannot make the invitation an appointment on the person's behalf.
+    forced = await client.patch(
+        f"{API}/organisations/{org_id}/agents/{agent_id}",
+        json={"status": "active"},
+        headers=bearer(boss["token"]),
+    )
+    assert forced.status_code == 409
+    # Nor can anyone else accept it.
+    outsider = await flows.verified(SUN)
+    stranger = await client.post(
+        f"{API}/organisations/{org_id}/invitation/accept", headers=bearer(outsider["token"])
+    )
+    assert stranger.status_code == 404
+
+    accepted = await client.post(
+        f"{API}/organisations/{org_id}/invitation/accept", headers=bearer(agent["token"])
+    )
+    assert accepted.status_code == 200 and accepted.json()["status"] == "active"
+    assert accepted.json()["roles"] == ["card_admin"]
+    assert (await flows.act_for(agent["token"], org_id)).status_code == 200
+    assert (
+        await client.get(f"/probe/orgs/{org_id}/cards", headers=bearer(agent["token"]))
+    ).status_code == 200
+    again = await client.post(
+        f"{API}/organisations/{org_id}/invitation/accept", headers=bearer(agent["token"])
+    )
+    assert again.status_code == 404  # nothing pending any more
+    await seal_all(db)
+    actions = [
+        (r["action"], r["actor_id"], r["target_id"])
+        for r in await db.fetch(
+            "SELECT action, actor_id, target_id FROM identity.audit_log"
+            " WHERE action LIKE 'identity.agent.%' AND outcome = 'success' ORDER BY seq"
+        )
+    ]
+    assert actions == [
+        ("identity.agent.invite", boss["account_id"], agent["account_id"]),
+        ("identity.agent.accept", agent["account_id"], agent["account_id"]),
+    ]
+
+
+async def test_a_declined_invitation_gives_no_role_and_may_be_renewed(
+    client: AsyncTestClient[Litestar], flows: Flows, db: Any
+) -> None:
+    boss = await flows.verified(ZHANG)
+    org_id = (await _register_company(client, boss["token"])).json()["id"]
+    agent = await flows.verified(LI)
+    url = f"{API}/organisations/{org_id}/agents"
+    body = {"id_number": LI.id_number, "name": LI.name, "roles": ["filings"], "ends_on": ENDS}
+    assert (await client.post(url, json=body, headers=bearer(boss["token"]))).status_code == 201
+    declined = await client.post(
+        f"{API}/organisations/{org_id}/invitation/decline", headers=bearer(agent["token"])
+    )
+    assert declined.status_code == 200 and declined.json()["status"] == "declined"
+    late = await client.post(
+        f"{API}/organisations/{org_id}/invitation/accept", headers=bearer(agent["token"])
+    )
+    assert late.status_code == 404
+    assert (await flows.act_for(agent["token"], org_id)).status_code == 403
+    assert (await client.get(f"{API}/organisations", headers=bearer(agent["token"]))).json() == []
+    listed = (await client.get(url, headers=bearer(boss["token"]))).json()
+    assert sorted(a["status"] for a in listed) == ["active", "declined"]  # the representative sees it
+    await seal_all(db)
+    declines = "SELECT count(*) FROM identity.audit_log WHERE action = 'identity.agent.decline'"
+    assert await db.fetchval(declines) == 1
+    # A new invitation is possible after a refusal.
+    assert (await client.post(url, json=body, headers=bearer(boss["token"]))).status_code == 201
+
+
+async def test_the_invitation_form_is_rate_limited_per_representative(
+    client: AsyncTestClient[Litestar], flows: Flows, db: Any
+) -> None:
+    boss = await flows.verified(ZHANG)
+    org_id = (await _register_company(client, boss["token"])).json()["id"]
+    await flows.verified(LI)
+    url = f"{API}/organisations/{org_id}/agents"
+
+    async def invite(id_number: str, name: str) -> Any:
+        body = {"id_number": id_number, "name": name, "roles": ["filings"], "ends_on": ENDS}
+        return await client.post(url, json=body, headers=bearer(boss["token"]))
+
+    # Wrong names for an account that exists, and an ID number without an account: one answer.
+    probes = [await invite(LI.id_number, "某某") for _ in range(4)] + [await invite(ZHAO.id_number, "某某")]
+    assert {(p.status_code, p.json()["errors"][0]["rule"]) for p in probes} == {(422, "no_matching_account")}
+    # Then the representative is stopped, even with the right name.
+    limited = await invite(LI.id_number, LI.name)
+    assert limited.status_code == 429 and "retry-after" in limited.headers
+    await seal_all(db)
+    failures = await db.fetchval(
+        "SELECT count(*) FROM identity.audit_log"
+        " WHERE action = 'identity.agent.invite' AND outcome = 'failure'"
+    )
+    assert failures == 5
+    # Their own sign-in is not locked by it.
+    assert (await flows.login_code(ZHANG.mobile))["token"]

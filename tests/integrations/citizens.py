@@ -66,7 +66,10 @@ class Citizens:
         org_id: str = response.json()["id"]
         return org_id
 
-    async def appoint(self, token: str, org_id: str, person: SeedPerson, roles: list[str]) -> None:
+    async def appoint(
+        self, token: str, org_id: str, person: SeedPerson, roles: list[str], agent_token: str
+    ) -> None:
+        """The representative (``token``) invites the person, who (``agent_token``) accepts."""
         ends = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=90)).isoformat()
         response = await self.client.post(
             f"{API}/organisations/{org_id}/agents",
@@ -74,6 +77,10 @@ class Citizens:
             headers=bearer(token),
         )
         assert response.status_code == 201, response.text
+        accepted = await self.client.post(
+            f"{API}/organisations/{org_id}/invitation/accept", headers=bearer(agent_token)
+        )
+        assert accepted.status_code == 200, accepted.text
 
     async def act_for(self, token: str, org_id: str | None) -> Any:
         return await self.client.put(

@@ -200,7 +200,7 @@ async def test_an_agent_without_a_role_for_the_organisations_services_gets_403(
     agent = await citizens.verified(LI)
     # No role at all: identity refuses the context itself.
     assert (await citizens.act_for(agent["token"], org_id)).status_code == 403
-    await citizens.appoint(boss["token"], org_id, LI, ["card_admin"])  # not "filings"
+    await citizens.appoint(boss["token"], org_id, LI, ["card_admin"], agent["token"])  # not "filings"
     assert (await citizens.act_for(agent["token"], org_id)).status_code == 200
     response = await entrance_client.get("/api/v1/home", headers=bearer(agent["token"]))
     assert response.status_code == 403
