@@ -19,6 +19,7 @@ from litestar.di import Provide
 from integrations.connectors.base import Connector, ConnectorOptions, ConnectorPolicy
 from integrations.connectors.cache import GetBatcher
 from integrations.connectors.city import BusConnector, GovServicesConnector, UtilitiesConnector
+from integrations.connectors.idempotency import IdempotencyKeys
 from integrations.connectors.medical import HealthConnector, MedicalInsuranceConnector
 from integrations.connectors.registries import EnterpriseRegistryConnector, PopulationRegistryConnector
 from integrations.connectors.social_security import SocialSecurityConnector
@@ -45,6 +46,8 @@ class Connectors:
         bus: BusConnector,
         gov_services: GovServicesConnector,
         utilities: UtilitiesConnector,
+        *,
+        idempotency: IdempotencyKeys,
     ) -> None:
         self.population = population
         self.enterprise = enterprise
@@ -54,6 +57,7 @@ class Connectors:
         self.bus = bus
         self.gov_services = gov_services
         self.utilities = utilities
+        self.idempotency = idempotency  # the Idempotency-Keys sent upstream for our callers
 
     @property
     def all(self) -> tuple[Connector, ...]:
@@ -85,8 +89,8 @@ def build_connectors(
     """``simulator_key``: outside production, unset credentials derive from it (the simulators').
     ``pii_key``: the keyring's ``pii-encryption``, sealing personal data in the cache entries of
     the registries and the personal upstreams (without it those are not cached).
-    ``connectors_key``: the keyring's ``connectors``, the HMAC key of the cache's Redis keys (and
-    of any other secret the connectors derive from it). It is required outside
+    ``connectors_key``: the keyring's ``connectors``, the HMAC key of the cache's Redis keys and
+    of the Idempotency-Keys sent upstream (``IdempotencyKeys``). It is required outside
     development: under an empty or known key, a cache key is a plain hash of an ID number, found
     again by hashing every candidate. In development it may derive from ``simulator_key`` (tools
     and tests that build connectors without the keyring)."""
@@ -144,6 +148,7 @@ def build_connectors(
         bus=BusConnector(api_key=credential("bus"), **common("bus")),
         gov_services=GovServicesConnector(signing_key=credential("gov_services"), **common("gov_services")),
         utilities=UtilitiesConnector(api_key=credential("utilities"), **common("utilities")),
+        idempotency=IdempotencyKeys(redis, _subkey(connectors_key, "idempotency-keys")),
     )
 
 
