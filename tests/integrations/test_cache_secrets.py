@@ -33,23 +33,30 @@ def test_production_refuses_connectors_without_a_cache_key() -> None:
 
 async def test_cache_keys_are_keyed_by_the_connectors_key() -> None:
     settings = Settings.from_env()
-    connectors = build_connectors(
-        settings.integrations,
-        aioredis.Redis(),  # never connected: construction only
-        simulator_key=None,
-        development=False,
-        pii_key=b"k" * 32,
-        connectors_key=b"c" * 32,
-    )
-    try:
-        key = connectors.social_security.key_of(social_security.record_by_id_number(ZHANG.id_number))
-        message = f"insured_record_of_person\x00{ZHANG.id_number}".encode()
-        unkeyed = hmac.new(b"", message, hashlib.sha256).hexdigest()[:40]
-        keyed = hmac.new(b"c" * 32, message, hashlib.sha256).hexdigest()[:40]
-        assert key == f"citizen:cache:social_security:insured_record_of_person:{keyed}"
-        assert unkeyed not in (key or "")
-    finally:
-        await connectors.aclose()
+    lookup = social_security.record_by_id_number(ZHANG.id_number)
+
+    async def key_under(connectors_key: bytes) -> str | None:
+        connectors = build_connectors(
+            settings.integrations,
+            aioredis.Redis(),  # never connected: construction only
+            simulator_key=None,
+            development=False,
+            pii_key=b"k" * 32,
+            connectors_key=connectors_key,
+        )
+        try:
+            return connectors.social_security.key_of(lookup)
+        finally:
+            await connectors.aclose()
+
+    key = await key_under(b"c" * 32)
+    message = f"insured_record_of_person\x00{ZHANG.id_number}".encode()
+    unkeyed = hmac.new(b"", message, hashlib.sha256).hexdigest()[:40]
+    assert key is not None
+    assert key.startswith("citizen:cache:social_security:insured_record_of_person:")
+    assert unkeyed not in key
+    assert await key_under(b"c" * 32) == key  # every worker finds the same entry
+    assert await key_under(b"d" * 32) != key  # and without the key nobody does
 
 
 async def test_a_personal_entry_is_sealed_and_bound_to_its_key(redis_client: aioredis.Redis) -> None:
