@@ -27,6 +27,7 @@ KEY_NAMES: tuple[str, ...] = (
     "oidc-kek",  # wraps OpenID provider signing keys at rest (identity.oidc)
     "session",  # SSO cookie and CSRF token MACs (identity)
     "simulator",  # shared secrets of the development upstream simulators (integrations)
+    "connectors",  # HMAC of the connectors' Redis cache keys and upstream Idempotency-Keys (integrations)
     "settlement",  # HMAC-SHA256 signature of the operators' settlement files (payments)
 )
 _KEY_BYTES = 32

@@ -18,6 +18,7 @@ __all__ = [
     "BillAmountMismatch",
     "CircuitOpen",
     "EntranceError",
+    "IdempotencyKeyReused",
     "InvalidQuery",
     "MessageNotFound",
     "NotConfigured",
@@ -79,6 +80,14 @@ class EntranceError(Exception):
 class InvalidQuery(EntranceError):
     problem_type = "invalid-query"
     problem_title = "A query parameter is not valid"
+
+
+class IdempotencyKeyReused(EntranceError):
+    """The caller's Idempotency-Key was first used with another request (not replayed)."""
+
+    problem_type = "idempotency-key-reused"
+    problem_title = "This Idempotency-Key was used for another request"
+    problem_status = 422
 
 
 class MessageNotFound(EntranceError):

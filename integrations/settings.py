@@ -74,8 +74,8 @@ class EntranceSettings(msgspec.Struct, frozen=True, kw_only=True):
 class IntegrationsSettings(msgspec.Struct, frozen=True, kw_only=True):
     upstreams: dict[str, UpstreamSettings] = msgspec.field(default_factory=dict)
     entrance: EntranceSettings = msgspec.field(default_factory=EntranceSettings)
-    breaker_threshold: int = 5  # failures within the window that open the breaker
-    breaker_window: float = 30.0  # seconds
+    breaker_threshold: int = 5  # failures in a row (none older than the window) that open the breaker
+    breaker_window: float = 30.0  # seconds; also the window of the failure ratio (``CircuitBreaker``)
     breaker_cooldown: float = 15.0  # seconds open before one probe is let through
 
     def upstream(self, name: str) -> UpstreamSettings:

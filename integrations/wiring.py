@@ -8,6 +8,8 @@ connectors once Redis is open (and closes them), and the named dependencies
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
@@ -17,6 +19,7 @@ from litestar.di import Provide
 from integrations.connectors.base import Connector, ConnectorOptions, ConnectorPolicy
 from integrations.connectors.cache import GetBatcher
 from integrations.connectors.city import BusConnector, GovServicesConnector, UtilitiesConnector
+from integrations.connectors.idempotency import IdempotencyKeys
 from integrations.connectors.medical import HealthConnector, MedicalInsuranceConnector
 from integrations.connectors.registries import EnterpriseRegistryConnector, PopulationRegistryConnector
 from integrations.connectors.social_security import SocialSecurityConnector
@@ -27,7 +30,7 @@ __all__ = ["ConfigurationError", "Connectors", "IntegrationsRuntime", "build_con
 
 
 class ConfigurationError(RuntimeError):
-    """An upstream has a URL but no credential, in production."""
+    """An upstream has a URL but no credential, or the connectors have no key, in production."""
 
 
 class Connectors:
@@ -43,6 +46,8 @@ class Connectors:
         bus: BusConnector,
         gov_services: GovServicesConnector,
         utilities: UtilitiesConnector,
+        *,
+        idempotency: IdempotencyKeys,
     ) -> None:
         self.population = population
         self.enterprise = enterprise
@@ -52,6 +57,7 @@ class Connectors:
         self.bus = bus
         self.gov_services = gov_services
         self.utilities = utilities
+        self.idempotency = idempotency  # the Idempotency-Keys sent upstream for our callers
 
     @property
     def all(self) -> tuple[Connector, ...]:
@@ -78,10 +84,16 @@ def build_connectors(
     simulator_key: bytes | None,
     development: bool,
     pii_key: bytes | None = None,
+    connectors_key: bytes | None = None,
 ) -> Connectors:
     """``simulator_key``: outside production, unset credentials derive from it (the simulators').
-    ``pii_key``: the keyring's ``pii-encryption``, sealing personal data in the enterprise
-    registry's cache entries (without it they are not cached)."""
+    ``pii_key``: the keyring's ``pii-encryption``, sealing personal data in the cache entries of
+    the registries and the personal upstreams (without it those are not cached).
+    ``connectors_key``: the keyring's ``connectors``, the HMAC key of the cache's Redis keys and
+    of the Idempotency-Keys sent upstream (``IdempotencyKeys``). It is required outside
+    development: under an empty or known key, a cache key is a plain hash of an ID number, found
+    again by hashing every candidate. In development it may derive from ``simulator_key`` (tools
+    and tests that build connectors without the keyring)."""
 
     def policy(name: str) -> ConnectorPolicy:
         return ConnectorPolicy(
@@ -101,7 +113,11 @@ def build_connectors(
             raise ConfigurationError(f"CITIZEN_UPSTREAM_{name.upper()}_CREDENTIAL: required in production")
         return ""
 
-    cache_secret = dev_credential(simulator_key, "cache-keys").encode() if simulator_key else b""
+    if connectors_key is None and development and simulator_key is not None:
+        connectors_key = dev_credential(simulator_key, "cache-keys").encode()
+    if not connectors_key:
+        raise ConfigurationError("CITIZEN_KEY_CONNECTORS: the connectors' cache keys need a secret key")
+    cache_secret = _subkey(connectors_key, "cache-keys")
     batcher = GetBatcher(redis)  # the cache reads of every connector, one MGET per loop turn
 
     def common(name: str) -> ConnectorOptions:
@@ -111,6 +127,7 @@ def build_connectors(
             "policy": policy(name),
             "cache_secret": cache_secret,
             "batcher": batcher,
+            "pii_key": pii_key,
         }
 
     return Connectors(
@@ -120,9 +137,7 @@ def build_connectors(
             redis=redis,
             policy=policy("population"),
         ),
-        enterprise=EnterpriseRegistryConnector(
-            api_key=credential("enterprise"), pii_key=pii_key, **common("enterprise")
-        ),
+        enterprise=EnterpriseRegistryConnector(api_key=credential("enterprise"), **common("enterprise")),
         social_security=SocialSecurityConnector(
             signing_key=credential("social_security"), **common("social_security")
         ),
@@ -133,7 +148,13 @@ def build_connectors(
         bus=BusConnector(api_key=credential("bus"), **common("bus")),
         gov_services=GovServicesConnector(signing_key=credential("gov_services"), **common("gov_services")),
         utilities=UtilitiesConnector(api_key=credential("utilities"), **common("utilities")),
+        idempotency=IdempotencyKeys(redis, _subkey(connectors_key, "idempotency-keys")),
     )
+
+
+def _subkey(key: bytes, purpose: str) -> bytes:
+    """One key per use of the keyring's ``connectors`` key."""
+    return hmac.new(key, f"citizen-connectors:{purpose}".encode(), hashlib.sha256).digest()
 
 
 class _Resources(Protocol):  # backend.app.Resources, without importing the shell
@@ -166,6 +187,7 @@ class IntegrationsRuntime:
             simulator_key=resources.keyring.get("simulator") if settings.is_development else None,
             development=settings.is_development,
             pii_key=resources.keyring.get("pii-encryption"),
+            connectors_key=resources.keyring.get("connectors"),
         )
         try:
             yield

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from backend.cli._common import Commands, announce_upstreams, no_args, settings_from
 from backend.keyring import KEY_NAMES, Keyring, key_variable
@@ -211,14 +212,29 @@ def cmd_services(args: argparse.Namespace) -> int:
     with resolved_services(settings) as services:
         s = services.settings
         assert s.database.url is not None and s.redis.url is not None
-        print(f"CITIZEN_DATABASE_URL={s.database.url.reveal()}")
-        print(f"CITIZEN_REDIS_URL={s.redis.url.reveal()}", flush=True)
+        # In full only the URLs of the servers started here (for another terminal to use); a URL
+        # that was given may be a production server's, and its password has no place in a log.
+        print(f"CITIZEN_DATABASE_URL={shown_url(s.database.url.reveal(), services.postgres is not None)}")
+        print(f"CITIZEN_REDIS_URL={shown_url(s.redis.url.reveal(), services.redis is not None)}", flush=True)
         if services.postgres is None and services.redis is None:
             print("both URLs are set: nothing to start")
             return 0
         print("serving until Ctrl-C or SIGTERM", file=sys.stderr, flush=True)
         _wait_for_signal()
     return 0
+
+
+def shown_url(url: str, started_here: bool) -> str:
+    """``url`` as ``citizen services`` prints it: with its password masked unless ``started_here``."""
+    if started_here:
+        return url
+    parts = urlsplit(url)
+    # By hand, not .hostname/.port: a PostgreSQL URL may name several hosts ("h1:5432,h2:5432").
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    user, colon, _password = userinfo.partition(":")
+    if not at or not colon:
+        return url
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hosts}"))
 
 
 def _wait_for_signal() -> None:

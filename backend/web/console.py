@@ -179,10 +179,28 @@ async def dashboard(request: Req, web: NamedDependency[WebRuntime]) -> Response[
     )
 
 
+async def _reader_now(page: Page) -> bool:
+    """Whether the signed-in operator may read the console now, as identity says: the token
+    checked (a revoked session raises ``SignInRequired``) and the roles it holds now, not those
+    saved at sign-in. The chart and the settlement files read PostgreSQL directly, so no API call
+    would refuse them otherwise."""
+    if page.session.kind != "operator" or not _roles(page) & READERS:
+        return False
+    try:
+        me = await _call(page, "GET", "/api/v1/identity/session")
+    except ApiError:  # identity cannot say now: the files stay closed
+        return False
+    return bool(frozenset(me.get("operator_roles") or ()) & READERS)
+
+
 @get("/chart.svg", operation_id="WebConsoleChart", include_in_schema=False)
 async def chart(request: Req, web: NamedDependency[WebRuntime]) -> Response[Any]:
     page = await _page(web, request)
-    if page.session.kind != "operator" or not _roles(page) & READERS:
+    try:
+        allowed = await _reader_now(page)
+    except SignInRequired:
+        allowed = False
+    if not allowed:
         return Response(b"", status_code=401)
     data = await reports.activity(web.pool)
     svg = reports.activity_chart(
@@ -207,7 +225,11 @@ async def settlement_file(
     page = await _page(web, request)
     if page.session.kind != "operator":
         return await page.redirect(_login_redirect(request))
-    if not _roles(page) & READERS:
+    try:
+        allowed = await _reader_now(page)
+    except SignInRequired:  # revoked or expired: signed out (``_call``), and asked to sign in again
+        return await page.redirect(_login_redirect(request))
+    if not allowed:
         return await page.render("message.html", status=403, message=page.t("forbidden"))
     found = await reports.settlement_file(web.pool, business_date, operator)
     if found is None:

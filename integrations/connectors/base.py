@@ -27,12 +27,13 @@ import random
 import time
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import httpx
 import msgspec
 import redis.asyncio as aioredis
 
+from identity.crypto import PiiCipher
 from integrations.connectors import metrics
 from integrations.connectors.auth import Auth
 from integrations.connectors.breaker import CircuitBreaker
@@ -92,6 +93,9 @@ class _Retryable(Exception):  # an internal signal between an attempt and the re
 
 
 class Connector:
+    # Its answers are personal data: cache entries sealed with ``pii_key``, or not cached at all.
+    personal_data: ClassVar[bool] = False
+
     def __init__(
         self,
         *,
@@ -103,6 +107,7 @@ class Connector:
         cache_secret: bytes = b"",
         transport: httpx.AsyncBaseTransport | None = None,
         batcher: GetBatcher | None = None,
+        pii_key: bytes | None = None,
     ) -> None:
         self.name = name
         self.base_url = base_url
@@ -116,7 +121,10 @@ class Connector:
             cooldown=policy.breaker_cooldown,
             probe_timeout=max(policy.budget * 2, 1.0),
         )
-        self.cache = ResponseCache(redis, name, cache_secret, batcher)
+        self.cipher = PiiCipher(pii_key) if pii_key is not None else None
+        self.cache = ResponseCache(
+            redis, name, cache_secret, batcher, personal=self.personal_data, cipher=self.cipher
+        )
         limits = httpx.Limits(
             max_connections=policy.max_connections, max_keepalive_connections=policy.max_connections
         )
@@ -182,7 +190,8 @@ class Connector:
         if seen is not None and seen[0] == raw:  # the entry read last time: decoded already
             entry, value = seen[1], seen[2]
         else:
-            read = self.cache.decode(raw)
+            cache_key = self.key_of(lookup)
+            read = None if cache_key is None else self.cache.decode(raw, cache_key)
             decoded = None if read is None else self._decoded(lookup.operation, read)
             if read is None or decoded is None:
                 return None
@@ -218,7 +227,7 @@ class Connector:
         if entry is UNREAD:
             cached = await self._cached(operation, key)
         else:
-            read = self.cache.decode(entry)
+            read = self.cache.decode(entry, key)
             cached = None if read is None else self._decoded(operation, read)
         labels = (self.name, operation.name)
         if cached is not None and cached.age < policy.ttl + policy.stale:
@@ -259,8 +268,9 @@ class Connector:
             await self.cache.put(key, body, policy)
 
     def to_cache(self, operation: Operation[T], value: T) -> bytes | None:
-        """The cache entry's body for ``value`` (None: not cached). A connector whose answers
-        hold personal data overrides this and ``from_cache`` to encrypt it."""
+        """The cache entry's body for ``value`` (None: not cached). A connector whose answers are
+        personal data says so (``personal_data``): the cache seals the whole body; one with a
+        personal field among public ones may override this and ``from_cache`` to seal that field."""
         return msgspec.json.encode(value)
 
     def from_cache(self, operation: Operation[T], body: bytes) -> T:

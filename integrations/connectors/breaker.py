@@ -3,12 +3,18 @@
 One hash per connector, ``citizen:breaker:<name>``, changed only by one Lua script, so each
 transition is atomic and uses Redis's clock (``TIME``), the same for every process:
 
-- closed: calls pass; each failure is counted in a window of ``window`` seconds; ``threshold``
-  failures within one window open the breaker;
+- closed: calls pass. The breaker opens on ``threshold`` failures in a row (a success, from any
+  worker, breaks the run; a run older than ``window`` starts again), or when, among at least
+  ``min_calls`` calls in the current ``window``, ``failure_ratio`` or more failed (an upstream
+  that fails every other call). A busy, healthy upstream with a few scattered errors among
+  thousands of successes never opens: counting failures alone, summed over every worker, did;
 - open: calls are refused without touching the upstream until ``cooldown`` has passed;
 - half-open: exactly one call (the probe) is let through; its success closes the breaker, its
   failure opens it again for another ``cooldown``. A probe that never reports (its process died)
   frees the slot after ``probe_timeout``.
+
+``state()`` only reads: an open breaker whose cooldown has passed is reported half-open (the
+next call is the probe), and a read does not extend the hash's life.
 
 If Redis itself fails, the breaker lets calls through (fails open) and says so in the log: a
 Redis outage must not become an outage of every upstream.
@@ -36,11 +42,38 @@ local threshold = tonumber(ARGV[2])
 local window = tonumber(ARGV[3])
 local cooldown = tonumber(ARGV[4])
 local probe = tonumber(ARGV[5])
+local min_calls = tonumber(ARGV[6])
+local ratio = tonumber(ARGV[7])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local state = redis.call('HGET', key, 'state') or 'closed'
 local result = 'pass'
-if op == 'acquire' then
+-- closed: this call's outcome counted in the window (calls, failed), then the failure run (streak)
+local function count(failed)
+  if now - tonumber(redis.call('HGET', key, 'window_start') or '0') >= window then
+    redis.call('HSET', key, 'calls', 0, 'failed', 0, 'window_start', now)
+  end
+  local calls = redis.call('HINCRBY', key, 'calls', 1)
+  if not failed then
+    redis.call('HSET', key, 'streak', 0)
+    return false
+  end
+  local failures = redis.call('HINCRBY', key, 'failed', 1)
+  local streak = 1
+  if now - tonumber(redis.call('HGET', key, 'streak_start') or '0') >= window
+      or tonumber(redis.call('HGET', key, 'streak') or '0') == 0 then
+    redis.call('HSET', key, 'streak', 1, 'streak_start', now)
+  else
+    streak = redis.call('HINCRBY', key, 'streak', 1)
+  end
+  return streak >= threshold or (calls >= min_calls and failures >= ratio * calls)
+end
+if op == 'state' then
+  if state == 'open' and now >= tonumber(redis.call('HGET', key, 'open_until') or '0') then
+    state = 'half_open'  -- the next call is the probe
+  end
+  return {state, result}
+elseif op == 'acquire' then
   if state == 'open' then
     if now < tonumber(redis.call('HGET', key, 'open_until') or '0') then
       result = 'refuse'
@@ -60,24 +93,19 @@ if op == 'acquire' then
 elseif op == 'success' then
   if state == 'half_open' then
     state = 'closed'
-    redis.call('HSET', key, 'state', state, 'failures', 0, 'window_start', now)
+    redis.call('HSET', key, 'state', state, 'calls', 0, 'failed', 0, 'streak', 0, 'window_start', now)
+  elseif state == 'closed' then
+    count(false)
   end
 elseif op == 'failure' then
   if state == 'half_open' then
     state = 'open'
     redis.call('HSET', key, 'state', state, 'open_until', now + cooldown)
-  elseif state == 'closed' then
-    local failures = 1
-    if now - tonumber(redis.call('HGET', key, 'window_start') or '0') >= window then
-      redis.call('HSET', key, 'failures', 1, 'window_start', now)
-    else
-      failures = redis.call('HINCRBY', key, 'failures', 1)
-    end
-    if failures >= threshold then
-      state = 'open'
-      redis.call('HSET', key, 'state', state, 'open_until', now + cooldown, 'failures', 0)
-      redis.call('HINCRBY', key, 'times_opened', 1)
-    end
+  elseif state == 'closed' and count(true) then
+    state = 'open'
+    redis.call('HSET', key, 'state', state, 'open_until', now + cooldown)
+    redis.call('HSET', key, 'calls', 0, 'failed', 0, 'streak', 0)
+    redis.call('HINCRBY', key, 'times_opened', 1)
   end
 end
 redis.call('PEXPIRE', key, 86400000)
@@ -104,10 +132,19 @@ class CircuitBreaker:
         window: float = 30.0,
         cooldown: float = 15.0,
         probe_timeout: float = 10.0,
+        min_calls: int = 20,
+        failure_ratio: float = 0.5,
     ) -> None:
         self.name = name
         self.key = f"citizen:breaker:{name}"
-        self._args = (threshold, int(window * 1000), int(cooldown * 1000), int(probe_timeout * 1000))
+        self._args = (
+            threshold,
+            int(window * 1000),
+            int(cooldown * 1000),
+            int(probe_timeout * 1000),
+            min_calls,
+            failure_ratio,
+        )
         self._script = client.register_script(_SCRIPT)
         self._gauge = metrics.BREAKER_STATE.labels(name)
 

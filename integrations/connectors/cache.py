@@ -4,8 +4,11 @@ An entry is the upstream's answer already mapped to our Struct, JSON-encoded, wi
 was fetched. Within ``ttl`` it is fresh; for ``stale`` seconds more it is served at once, with
 its age, while one process (``SET NX`` refresh lock) fetches a new one in the background (RFC
 5861). With ``keep``, the entry stays that much longer as a last-known value, served only when
-the upstream fails (stale-if-error). Keys are keyed hashes: no ID number or other look-up value
-appears in Redis in the clear.
+the upstream fails (stale-if-error). Keys are keyed hashes (the keyring's ``connectors`` key): no
+ID number or other look-up value appears in Redis in the clear, nor can one be found by hashing
+every candidate. A connector whose answers are personal data (a social security record, a health
+record) has its entries' bodies sealed too, with identity's PII cipher (AES-256-GCM) bound to the
+entry's key, so Redis holds neither who nor what; without a cipher it caches nothing.
 A Redis failure is a cache miss, never an error of the call.
 
 ``GetBatcher`` gathers the look-ups made in the same turn of the event loop (every connector's,
@@ -27,6 +30,8 @@ import msgspec
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from identity.crypto import DecryptionError, PiiCipher
+
 __all__ = ["CachePolicy", "CachedEntry", "GetBatcher", "ResponseCache"]
 
 log = logging.getLogger("citizen.integrations.cache")
@@ -42,7 +47,7 @@ class CachePolicy(msgspec.Struct, frozen=True, kw_only=True):
 
 class CachedEntry(msgspec.Struct, frozen=True, array_like=True):
     fetched_at: float  # Unix time
-    body: bytes  # the mapped value, JSON
+    body: bytes  # the mapped value, JSON (sealed, for a connector of personal data)
 
 
 class GetBatcher:
@@ -86,10 +91,22 @@ class GetBatcher:
 
 
 class ResponseCache:
+    """``personal``: the bodies are personal data, sealed with ``cipher`` (none: not cached)."""
+
     def __init__(
-        self, client: aioredis.Redis, namespace: str, secret: bytes, batcher: GetBatcher | None = None
+        self,
+        client: aioredis.Redis,
+        namespace: str,
+        secret: bytes,
+        batcher: GetBatcher | None = None,
+        *,
+        personal: bool = False,
+        cipher: PiiCipher | None = None,
     ) -> None:
         self._redis = client
+        self._personal = personal
+        self._cipher = cipher if personal else None
+        self.stores = cipher is not None or not personal
         self._batcher = batcher
         self._namespace = namespace
         self._secret = secret
@@ -115,18 +132,31 @@ class ResponseCache:
                 "cache read failed", extra={"cache": self._namespace, "error": exc.__class__.__name__}
             )
             return None
-        return self.decode(raw)
+        return self.decode(raw, key)
 
-    def decode(self, raw: Any) -> CachedEntry | None:
-        """An entry as Redis gave it (None, or not ours: no entry)."""
+    def decode(self, raw: Any, key: str) -> CachedEntry | None:
+        """The entry under ``key`` as Redis gave it (None, not ours, or not sealed for this key: no entry)."""
         if not isinstance(raw, bytes):
             return None
         try:
-            return self._decoder.decode(raw)
+            entry = self._decoder.decode(raw)
         except msgspec.DecodeError:
             return None
+        if not self._personal:
+            return entry
+        if self._cipher is None:
+            return None
+        try:  # a plain entry, another key's entry copied here, or another key: a miss
+            body = self._cipher.decrypt_bytes(entry.body, _aad(key))
+        except DecryptionError:
+            return None
+        return CachedEntry(entry.fetched_at, body)
 
     async def put(self, key: str, body: bytes, policy: CachePolicy) -> None:
+        if not self.stores:
+            return
+        if self._cipher is not None:
+            body = self._cipher.encrypt(body, _aad(key))
         entry = self._encoder.encode(CachedEntry(time.time(), body))
         try:
             lifetime = policy.ttl + policy.stale + policy.keep
@@ -148,3 +178,7 @@ class ResponseCache:
             await self._redis.delete(key + ":refresh")
         except (redis.exceptions.RedisError, OSError):
             return
+
+
+def _aad(key: str) -> str:
+    return f"connector_cache:{key}"

@@ -205,6 +205,8 @@ class BusConnector(Connector):
 
 
 class GovServicesConnector(Connector):
+    personal_data = True  # sealed in the cache (``Connector.personal_data``)
+
     def __init__(self, *, signing_key: str, **options: Unpack[ConnectorOptions]) -> None:
         super().__init__(name="gov_services", auth=SignedRequests(signing_key), **options)
 
@@ -219,6 +221,8 @@ class GovServicesConnector(Connector):
 
 
 class UtilitiesConnector(Connector):
+    personal_data = True  # sealed in the cache (``Connector.personal_data``)
+
     def __init__(self, *, api_key: str, **options: Unpack[ConnectorOptions]) -> None:
         super().__init__(name="utilities", auth=ApiKey(api_key), **options)
 

@@ -136,6 +136,8 @@ def record_by_id_number(id_number: str) -> Lookup[HealthRecord | None]:
 
 
 class MedicalInsuranceConnector(Connector):
+    personal_data = True  # sealed in the cache (``Connector.personal_data``)
+
     def __init__(self, *, signing_key: str, **options: Unpack[ConnectorOptions]) -> None:
         super().__init__(name="medical_insurance", auth=SignedRequests(signing_key), **options)
 
@@ -148,6 +150,8 @@ class MedicalInsuranceConnector(Connector):
 
 
 class HealthConnector(Connector):
+    personal_data = True  # sealed in the cache (``Connector.personal_data``)
+
     def __init__(self, *, client_secret: str, **options: Unpack[ConnectorOptions]) -> None:
         auth = ClientCredentials(f"{options['base_url']}/oauth/token", client_secret)
         super().__init__(name="health", auth=auth, **options)

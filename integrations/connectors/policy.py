@@ -66,3 +66,4 @@ class ConnectorOptions(TypedDict, total=False):
     cache_secret: bytes
     transport: httpx.AsyncBaseTransport | None
     batcher: GetBatcher | None
+    pii_key: bytes | None  # the keyring's ``pii-encryption``: seals personal data in the cache

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import httpx
 import msgspec
 
-from identity.crypto import DecryptionError, PiiCipher
+from identity.crypto import DecryptionError
 from integrations.connectors.auth import ApiKey, ClientCredentials
 from integrations.connectors.base import Connector, ConnectorOptions
 from integrations.connectors.cache import CachePolicy
@@ -145,11 +145,8 @@ class EnterpriseRegistryConnector(Connector):
     ``pii_key``: the keyring's ``pii-encryption`` key, which seals the legal representative's ID
     number in the cache; without it, registrations are not cached at all."""
 
-    def __init__(
-        self, *, api_key: str, pii_key: bytes | None = None, **options: Unpack[ConnectorOptions]
-    ) -> None:
+    def __init__(self, *, api_key: str, **options: Unpack[ConnectorOptions]) -> None:
         super().__init__(name="enterprise", auth=ApiKey(api_key), **options)
-        self._cipher = PiiCipher(pii_key) if pii_key is not None else None
 
     async def find_enterprise(self, credit_code: str) -> RegistryEnterprise | None:
         return (await self.lookup(credit_code)).value
@@ -166,9 +163,9 @@ class EnterpriseRegistryConnector(Connector):
     def to_cache(self, operation: Operation[T], value: T) -> bytes | None:
         if not isinstance(value, RegistryEnterprise):
             return super().to_cache(operation, value)  # "no such enterprise": nothing personal
-        if self._cipher is None:
+        if self.cipher is None:
             return None
-        sealed = self._cipher.encrypt(value.legal_representative_id_number, _aad(value.credit_code))
+        sealed = self.cipher.encrypt(value.legal_representative_id_number, _aad(value.credit_code))
         bare = msgspec.structs.replace(value, legal_representative_id_number="")
         return msgspec.json.encode(_Sealed(enterprise=bare, id_number_enc=sealed))
 
@@ -176,10 +173,10 @@ class EnterpriseRegistryConnector(Connector):
         found: _Sealed | None = msgspec.json.decode(body, type=_Sealed | None)
         if found is None:
             return cast(T, None)
-        if self._cipher is None:
+        if self.cipher is None:
             raise ValueError("no key to open the cached ID number")
         try:
-            id_number = self._cipher.decrypt(found.id_number_enc, _aad(found.enterprise.credit_code))
+            id_number = self.cipher.decrypt(found.id_number_enc, _aad(found.enterprise.credit_code))
         except DecryptionError as exc:  # another key, or moved to another code's entry
             raise ValueError(str(exc)) from None
         return cast(T, msgspec.structs.replace(found.enterprise, legal_representative_id_number=id_number))

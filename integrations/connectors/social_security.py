@@ -82,6 +82,8 @@ def record_by_id_number(id_number: str) -> Lookup[SocialSecurityRecord | None]:
 
 
 class SocialSecurityConnector(Connector):
+    personal_data = True  # sealed in the cache (``Connector.personal_data``)
+
     def __init__(self, *, signing_key: str, **options: Unpack[ConnectorOptions]) -> None:
         super().__init__(name="social_security", auth=SignedRequests(signing_key), **options)
 

@@ -2,15 +2,18 @@
 
 A booking goes to the health upstream (``HealthConnector.book``) with the resident health card ID
 of the person's active card (card's ``health_card_of``), under an ``Idempotency-Key`` the upstream
-honours: the client's, or one derived from the person and the slot, so a booking sent twice is one
-appointment. The booked appointment becomes an inbox message (``health.appointment_booked``,
-once per appointment), and the home's summary of that inbox is invalidated at once.
+honours, so a booking sent twice is one appointment. The key is the client's, or the slot's, but
+never sent as it is: the upstream has one space of keys for our whole app, so it gets the key
+scoped to the person (``IdempotencyKeys.upstream_key``), and the first request made with a key is
+remembered: the same key with another slot is refused (422 ``idempotency-key-reused``). An answer
+that is not the booking asked for (another card or slot) is refused the same way and told to no
+inbox. The booked appointment becomes an inbox message (``health.appointment_booked``, once per
+appointment), and the home's summary of that inbox is invalidated at once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
 import uuid
 from typing import Annotated
@@ -26,7 +29,13 @@ from identity.auth import Principal, requires_person
 from integrations._db import Pool
 from integrations.connectors.medical import Appointment, SlotList
 from integrations.entrance.home import Entrance
-from integrations.errors import EntranceError, InvalidQuery, UnknownAtUpstream
+from integrations.errors import (
+    EntranceError,
+    IdempotencyKeyReused,
+    InvalidQuery,
+    ServiceRefusal,
+    UnknownAtUpstream,
+)
 from integrations.messages.store import Recipient, notify
 from integrations.wiring import Connectors
 
@@ -62,8 +71,19 @@ async def book_appointment(
     health_card_id = await health_card_of(pool, person_id)
     if health_card_id is None:
         raise NoHealthCard("book with an active card whose health application is active")
-    key = key or hashlib.sha256(f"{person_id}:{slot_id}".encode()).hexdigest()[:32]
-    appointment = await connectors.health.book(health_card_id, slot_id, key)
+    keys = connectors.idempotency
+    upstream_key = keys.upstream_key(str(person_id), key or f"slot:{slot_id}")
+    request = msgspec.json.encode(BookAppointment(slot_id=slot_id))
+    if not await keys.claim(upstream_key, request):
+        raise IdempotencyKeyReused("this Idempotency-Key was first used to book another slot")
+    try:
+        appointment = await connectors.health.book(health_card_id, slot_id, upstream_key)
+    except ServiceRefusal:
+        await keys.release(upstream_key, request)  # nothing was booked: the key may book another slot
+        raise
+    if appointment.health_card_id != health_card_id or appointment.slot_id != slot_id:
+        # The upstream replayed a booking made under this key for another request: not this one.
+        raise IdempotencyKeyReused("this Idempotency-Key was first used for another booking")
     when = appointment.starts_at.astimezone(_CHINA)
     await notify(
         pool,
@@ -110,7 +130,8 @@ class AppointmentsController(Controller):
         idempotency_key: IdempotencyKey = None,
     ) -> Appointment:
         """Book a slot with your card's health application; the same request (or the same slot
-        again) gives the same appointment. The inbox tells you once."""
+        again) gives the same appointment, and your Idempotency-Key used with another slot is
+        refused (422). The inbox tells you once."""
         if principal.acting_for is not None:
             raise NoHealthCard("appointments are booked for yourself, not for an organisation")
         if idempotency_key is not None and not 8 <= len(idempotency_key) <= 64:

@@ -31,6 +31,7 @@ async def poll_once(pool: Any, redis: aioredis.Redis, settings: Any, keyring: An
         simulator_key=keyring.get("simulator") if settings.is_development else None,
         development=settings.is_development,
         pii_key=keyring.get("pii-encryption"),
+        connectors_key=keyring.get("connectors"),
     )
     try:
         core = build_core(

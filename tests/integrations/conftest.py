@@ -64,12 +64,13 @@ async def connect(
             "base_url": upstreams.urls[name],
             "redis": redis_client,
             "policy": msgspec.structs.replace(FAST, **policy),
+            "pii_key": pii_key,
         }
         connector: Connector
         if name == "population":
             connector = PopulationRegistryConnector(client_secret=secret, **common)
         elif name == "enterprise":
-            connector = EnterpriseRegistryConnector(api_key=secret, pii_key=pii_key, **common)
+            connector = EnterpriseRegistryConnector(api_key=secret, **common)
         else:
             connector = SocialSecurityConnector(signing_key=secret, **common)
         opened.append(connector)

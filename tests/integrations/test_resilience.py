@@ -105,18 +105,19 @@ async def test_an_outage_opens_the_breaker_and_then_no_call_reaches_the_upstream
 
 
 async def test_after_recovery_one_probe_closes_the_breaker(
-    connect: Callable[..., Any], upstreams: SimulatorControl
+    connect: Callable[..., Any], upstreams: SimulatorControl, redis_client: aioredis.Redis
 ) -> None:
     enterprise = connect("enterprise", attempts=1, breaker_threshold=2, breaker_cooldown=0)
     await upstreams.set("enterprise", outage=True)
     for _ in range(2):
         with pytest.raises(UpstreamUnavailable):
             await enterprise.find_enterprise(CODE)
-    assert await enterprise.breaker.state() is BreakerState.OPEN
-    # Still down: the probe (cool-down 0) fails and the breaker opens again.
+    # Open, and with a cool-down of 0 the next call is already the probe: read as half-open.
+    assert await enterprise.breaker.state() is BreakerState.HALF_OPEN
+    # Still down: the probe fails and the breaker opens again.
     with pytest.raises(UpstreamUnavailable):
         await enterprise.find_enterprise(CODE)
-    assert await enterprise.breaker.state() is BreakerState.OPEN
+    assert await redis_client.hget(enterprise.breaker.key, "state") == b"open"
     await upstreams.set("enterprise", outage=False)
     assert await enterprise.find_enterprise(CODE) is not None  # the probe succeeds
     assert await enterprise.breaker.state() is BreakerState.CLOSED
