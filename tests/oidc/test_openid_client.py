@@ -6,6 +6,7 @@ refresh, UserInfo, and an end-session URL followed to a completed logout. Skippe
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -22,10 +23,20 @@ from tests.oidc.server import running_server
 from tests.oidc.test_authlib_client import REDIRECT, _browser_login, _register
 
 SCRIPT = Path(__file__).with_name("openid_client_run.mjs")
-pytestmark = pytest.mark.skipif(
-    shutil.which("node") is None or shutil.which("npm") is None,
-    reason="Node.js and npm are needed for openid-client",
-)
+
+
+def _or_skip(reason: str) -> None:
+    """Skipped on a developer's machine without Node.js; in CI (``.ci/run`` sets CI and installs
+    Node.js and npm) the one independent OpenID client must run, so there it fails instead."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI must run openid-client)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _node_and_npm() -> None:
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        _or_skip("Node.js and npm are needed for openid-client")
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +52,7 @@ def node_modules(tmp_path_factory: pytest.TempPathFactory) -> Path:
         timeout=300,
     )
     if result.returncode != 0:
-        pytest.skip(f"npm install openid-client failed: {result.stderr[-300:]}")
+        _or_skip(f"npm install openid-client failed: {result.stderr[-300:]}")
     shutil.copy(SCRIPT, folder / SCRIPT.name)
     return folder
 
