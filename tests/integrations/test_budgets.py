@@ -28,7 +28,7 @@ async def test_a_callers_budget_cuts_the_call_short_and_counts_against_the_upstr
 ) -> None:
     enterprise = connect("enterprise", budget=30.0, breaker_threshold=1)
     await upstreams.set("enterprise", latency_ms=20_000)
-    with call_budget(0.1), pytest.raises(UpstreamUnavailable, match=r"within 0\.1"):
+    with call_budget(0.1), pytest.raises(UpstreamUnavailable, match="did not answer within"):
         await enterprise.find_enterprise(CODE)
     assert await enterprise.breaker.state() is BreakerState.OPEN
 
