@@ -288,7 +288,7 @@ class TopupService:
                 return "closed" if moved is not None else "duplicate"
         return "waiting"
 
-    # --- the sweep: query what was never notified, close what expired --------------------------
+    # --- the sweep: query what was never notified, close what expired, settle open refunds -----
 
     async def sweep(self, now: dt.datetime | None = None, *, limit: int = 500) -> dict[str, int]:
         now = now or dt.datetime.now(dt.UTC)
@@ -314,6 +314,10 @@ class TopupService:
             counts["closed"] += outcome == "closed"
             counts["failed"] += outcome == "failed"
             counts["errors"] += outcome == "error"
+        # Imported here: refund_outcome builds on this module (Actor, audit_txn, the service).
+        from payments.topup.refund_outcome import settle_open_refunds
+
+        counts |= await settle_open_refunds(self, now)
         return counts
 
     async def _query(self, order: Any, *, expired: bool) -> str:
