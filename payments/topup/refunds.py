@@ -6,7 +6,8 @@ asks the channel; only the channel's definite answer posts the reservation (refu
 (refused), see ``payments.topup.refund_outcome``: an unknown outcome keeps the money reserved and
 the refund ``processing`` until the sweep finds out.
 
-The e-purse can never go below zero for a refund: the reservation is refused first.
+The e-purse never goes below zero for a refund: the reservation is refused unless the e-purse's
+own money (its overdraft allowance left out) covers it, checked under the ledger's locks.
 
 For card (closing a card): ``refund_card_balance(service, card_id, actor)`` refunds the e-purse's
 available balance to the channels of the card's credited top-ups, newest first; what no top-up
@@ -25,6 +26,7 @@ import msgspec
 from payments._db import Connection
 from payments.demo import platform_account_id
 from payments.ledger import Transfer, TransferFlags, create_transfers_txn, lookup_balances
+from payments.ledger import sql as ledger_sql
 from payments.posting import TRANSFER_CODES
 from payments.topup import orders
 from payments.topup.models import AmountRefused, OrderStateConflict, RefundView
@@ -81,7 +83,7 @@ async def refund_topup(
     try:
         async with service.pool.acquire() as connection, connection.transaction():
             await _reserve_txn(connection, refund, reason, actor)
-    except AmountRefused as exc:  # the ledger refused: recorded too
+    except AmountRefused as exc:  # the e-purse's own money, or the ledger, refused: recorded too
         await service.refuse(actor, "topup.refund", str(order_id), exc)
         raise
     return await ask_channel(service, refund.id, actor)
@@ -105,6 +107,7 @@ async def _reserve_txn(connection: Connection, refund: _Reservation, reason: str
         or locked["state"] != refund.state
     ):
         raise OrderStateConflict("the order changed meanwhile; try again")
+    await _check_own_money_txn(connection, refund.source, refund.clearing, refund.amount)
     [result] = await create_transfers_txn(
         connection,
         [
@@ -133,6 +136,29 @@ async def _reserve_txn(connection: Connection, refund: _Reservation, reason: str
     )
     details = {"amount": refund.amount, "refund_no": refund.refund_no}
     await audit_txn(connection, actor, "topup.refund", str(refund.order_id), details)
+
+
+async def _check_own_money_txn(
+    connection: Connection, source: uuid.UUID, clearing: uuid.UUID, amount: int
+) -> None:
+    """Refuse unless ``source`` holds ``amount`` of its own, overdraft left out.
+
+    The ledger itself would let an e-purse go down to minus its overdraft limit; a refund must not
+    give back money the citizen never put in. Checked under the locks the ledger takes for the
+    reservation (its writer lock shared, then both accounts' rows in id order: the ledger's own
+    order, so no deadlock with it), held until the reservation commits: no tap or load between."""
+    await connection.fetchrow(ledger_sql.LOCK_SHARED, ledger_sql.WRITER_LOCK)
+    rows = await connection.fetch(ledger_sql.LOCK_ACCOUNTS, [source, clearing])
+    account = next((r for r in rows if r["id"] == source), None)
+    own = (
+        0
+        if account is None
+        else account["credits_posted"] - account["debits_posted"] - account["debits_pending"]
+    )
+    if own < amount:
+        raise AmountRefused(
+            f"the e-purse holds {max(own, 0)} fen of its own; it cannot give back {amount} fen"
+        )
 
 
 async def refund_card_balance(service: TopupService, card_id: uuid.UUID, actor: Actor) -> CardRefund:

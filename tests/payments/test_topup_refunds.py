@@ -1,4 +1,5 @@
-"""Refunds of top-ups when the channel's answer is lost, late or still processing."""
+"""Refunds of top-ups when the channel's answer is lost, late or still processing, and the money
+a refund may take (never the overdraft)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from backend.settings import Settings
 from integrations.simulators.process import SimulatorsProcess
 from payments.ledger import lookup_balances
 from payments.ledger.check import check_ledger
+from payments.posting import PurchasePosting, open_operator, post_purchases
 from payments.topup.refunds import refund_topup
 from payments.topup.service import SYSTEM, TopupService
 from tests.payments import test_topup
@@ -196,3 +198,37 @@ async def test_a_refund_left_requested_by_a_crash_is_settled_by_the_sweep(
         assert await channel_refunds(service, "unionpay", order) == [1500]
     assert await refund_rows(db, order) == [("succeeded", 1500)]
     assert await balance_of(db, order["card_id"]) == 3500
+
+
+async def test_a_refund_never_takes_the_e_purse_into_its_overdraft(
+    client: Client, citizen: dict[str, str], simulators: SimulatorsProcess, db: Any
+) -> None:
+    order = await credited(client, citizen, simulators.urls, "alipay")
+    account = await db.fetchval(
+        "SELECT ledger_account_id FROM card.epurses WHERE card_id = $1", uuid.UUID(order["card_id"])
+    )
+    # A card issued with an overdraft allowance (card.settings.default_overdraft_limit_fen).
+    await db.execute("UPDATE payments.accounts SET overdraft_limit = 2000 WHERE id = $1", account)
+    await open_operator(db, "metro")
+    [ride] = await post_purchases(
+        db,
+        [
+            PurchasePosting(
+                card_id=order["card_id"], counter=1, amount=5000, operator="metro",
+                occurred_at=dt.datetime.now(dt.UTC), epurse_account_id=account,
+            )
+        ],
+    )  # fmt: skip
+    assert ride.ok
+    assert await balance_of(db, order["card_id"]) == 0  # everything spent
+    answer = await refund(client, citizen, order, 2000, "refund-overdraft-1")
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["type"].endswith("amount-refused")
+    assert await balance_of(db, order["card_id"]) == 0  # not -2000
+    assert await refund_rows(db, order) == []
+    denied = await db.fetchval(
+        "SELECT count(*) FROM identity.audit_events WHERE action = 'payments.topup.refund' "
+        "AND outcome = 'denied' AND target_id = $1",
+        order["id"],
+    )
+    assert denied == 1
