@@ -1,23 +1,29 @@
 """Refunds of top-ups when the channel's answer is lost, late or still processing, and the money
-a refund may take (never the overdraft)."""
+a refund may take (never the overdraft; a physical card's unloaded top-up only once)."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import importlib.resources
 import uuid
 from typing import Any
 
+import asyncpg
 import httpx
+import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from backend.keyring import Keyring
 from backend.settings import Settings
 from integrations.simulators.process import SimulatorsProcess
-from payments.ledger import lookup_balances
+from payments.demo import platform_account, platform_account_id
+from payments.ledger import AccountFlags, AccountResult, create_accounts, lookup_balances
 from payments.ledger.check import check_ledger
 from payments.posting import PurchasePosting, open_operator, post_purchases
+from payments.topup.kiosk import begin_kiosk_load_txn, held_topups
+from payments.topup.orders import HOLDING_ACCOUNT
 from payments.topup.refunds import refund_topup
 from payments.topup.service import SYSTEM, TopupService
 from tests.payments import test_topup
@@ -232,3 +238,57 @@ async def test_a_refund_never_takes_the_e_purse_into_its_overdraft(
         order["id"],
     )
     assert denied == 1
+
+
+async def test_a_partly_refunded_physical_topup_is_loaded_for_what_is_left(
+    settings_with_upstreams: Settings,
+    keyring: Keyring,
+    client: Client,
+    citizen: dict[str, str],
+    simulators: SimulatorsProcess,
+    db: Any,
+) -> None:
+    await db.execute("UPDATE card.cards SET physical = true")
+    order = await credited(client, citizen, simulators.urls, "wechatpay")
+    card_id = uuid.UUID(order["card_id"])
+    answer = await refund(client, citizen, order, 2000, "refund-phys-0001")
+    assert answer.json()["state"] == "succeeded"
+    [held] = await held_topups(db, card_id)
+    assert held.amount == 3000  # 20 yuan already went back through the channel
+    # A refund whose outcome is open holds the order back from the kiosks until it is settled.
+    async with httpx.AsyncClient() as control:
+        await channel_faults(control, simulators.urls["wechatpay"], refunds_processing=1)
+    assert (await refund(client, citizen, order, 1000, "refund-phys-0002")).json()["state"] == "processing"
+    assert await held_topups(db, card_id) == []
+    async with db.transaction():
+        assert await begin_kiosk_load_txn(db, card_id) is None
+    async with own_service(settings_with_upstreams, keyring) as service:
+        refund_no = await db.fetchval("SELECT refund_no FROM payments.refunds WHERE state = 'processing'")
+        async with httpx.AsyncClient() as control:
+            url = simulators.urls["wechatpay"]
+            await control.post(f"{url}/_control/refunds/{refund_no}", json={"status": "SUCCESS"})
+        await service.sweep(after_query_delay(service))
+    async with db.transaction():
+        began = await begin_kiosk_load_txn(db, card_id)
+    assert began is not None and began.amount == 2000
+    holding = platform_account_id(HOLDING_ACCOUNT)
+    flags = await db.fetchval("SELECT flags FROM payments.accounts WHERE id = $1", holding)
+    assert flags & AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS  # it can never give out more than it holds
+    assert (await lookup_balances(db, [holding]))[holding].available == 2000
+
+
+async def test_an_existing_holding_account_gets_its_balance_rule_by_migration(db: Any) -> None:
+    migration = (
+        importlib.resources.files("payments.migrations") / "0011_holding_account_balance_rule.sql"
+    ).read_text()
+    holding = platform_account(HOLDING_ACCOUNT)
+    assert await create_accounts(db, [holding]) == [AccountResult.OK]
+    # As a database made before the rule holds it: no flags.
+    await db.execute("UPDATE payments.accounts SET flags = 0, credits_posted = 900 WHERE id = $1", holding.id)
+    await db.execute(migration)
+    assert await db.fetchval("SELECT flags FROM payments.accounts WHERE id = $1", holding.id) == holding.flags
+    # One that already gave out more than it held is not silently flagged: the migration stops.
+    await db.execute("UPDATE payments.accounts SET flags = 0, debits_posted = 901 WHERE id = $1", holding.id)
+    with pytest.raises(asyncpg.RaiseError, match="gave out more than it holds"):
+        await db.execute(migration)
+    assert await db.fetchval("SELECT flags FROM payments.accounts WHERE id = $1", holding.id) == 0
