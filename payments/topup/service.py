@@ -24,6 +24,7 @@ from payments.topup.models import (
     CreateTopup,
     OrderNotFound,
     OrderStateConflict,
+    PayingElsewhere,
     TopupView,
     UnknownChannel,
 )
@@ -171,22 +172,29 @@ class TopupService:
         except UnknownChannel as exc:
             await self.refuse(actor, "topup.pay", str(order_id), exc)
             raise
-        if order["channel"] not in (None, channel):
-            error = OrderStateConflict(f"the order is already being paid through {order['channel']}")
+        async with self.pool.acquire() as connection, connection.transaction():
+            # Locked, and checked on the locked row: two /pay calls at once take turns, and the
+            # second one through another channel is refused instead of overwriting the first.
+            locked = await orders.load_txn(connection, order_id, lock=True)
+            assert locked is not None
+            error: OrderStateConflict | None = None
+            if locked["channel"] not in (None, channel):
+                error = PayingElsewhere(f"the order is already being paid through {locked['channel']}")
+            elif locked["state"] not in ("created", "paying"):
+                error = OrderStateConflict(f"the order is {locked['state']}; it cannot be paid now")
+            else:
+                await orders.transition_txn(
+                    connection,
+                    order_id,
+                    ("created", "paying"),
+                    "paying",
+                    f"pay through {channel}",
+                    channel=channel,
+                )
+                await audit_txn(connection, actor, "topup.pay", str(order_id), {"channel": channel})
+        if error is not None:
             await self.refuse(actor, "topup.pay", str(order_id), error)
             raise error
-        async with self.pool.acquire() as connection, connection.transaction():
-            moved = await orders.transition_txn(
-                connection,
-                order_id,
-                ("created", "paying"),
-                "paying",
-                f"pay through {channel}",
-                channel=channel,
-            )
-            if moved is None:
-                raise OrderStateConflict(f"the order is {order['state']}; it cannot be paid now")
-            await audit_txn(connection, actor, "topup.pay", str(order_id), {"channel": channel})
         start = await connector.create(
             order["order_no"], int(order["amount"]), self.notify_url(channel),
             "citizen card top-up",
