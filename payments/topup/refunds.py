@@ -28,7 +28,7 @@ from payments.demo import platform_account_id
 from payments.ledger import Transfer, TransferFlags, create_transfers_txn, lookup_balances
 from payments.ledger import sql as ledger_sql
 from payments.posting import TRANSFER_CODES
-from payments.topup import orders
+from payments.topup import idempotency, orders
 from payments.topup.models import AmountRefused, OrderStateConflict, RefundView
 from payments.topup.refund_outcome import ask_channel
 from payments.topup.service import Actor, TopupService, audit_txn
@@ -50,8 +50,11 @@ async def refund_topup(
     amount: int | None,
     reason: str,
     actor: Actor,
+    claim: idempotency.Claim | None = None,
 ) -> RefundView:
-    """Reserve, ask the channel, settle what it answered (the state: succeeded, failed, processing)."""
+    """Reserve, ask the channel, settle what it answered (the state: succeeded, failed, processing).
+
+    ``claim``: the request's Idempotency-Key, answered with the refund as soon as it is reserved."""
     order = await service._own(person_id, order_id)
     left = int(order["amount"]) - int(order["refunded_amount"])
     amount = left if amount is None else amount
@@ -83,10 +86,19 @@ async def refund_topup(
     try:
         async with service.pool.acquire() as connection, connection.transaction():
             await _reserve_txn(connection, refund, reason, actor)
+            if claim is not None:  # a retry finds this refund, never reserves a second one
+                await claim.store_txn(connection, _requested(refund))
     except AmountRefused as exc:  # the e-purse's own money, or the ledger, refused: recorded too
         await service.refuse(actor, "topup.refund", str(order_id), exc)
         raise
     return await ask_channel(service, refund.id, actor)
+
+
+def _requested(refund: _Reservation) -> RefundView:
+    return RefundView(
+        id=refund.id, refund_no=refund.refund_no, order_id=refund.order_id, amount=refund.amount,
+        state="requested",
+    )  # fmt: skip
 
 
 class _Reservation(msgspec.Struct, frozen=True, kw_only=True):

@@ -17,7 +17,7 @@ import msgspec
 from payments._db import Connection, Pool
 from payments.channels import ChannelConnector, ChannelError, ForgedNotification, PaymentStatus
 from payments.settings import PaymentsSettings
-from payments.topup import orders
+from payments.topup import idempotency, orders
 from payments.topup.models import (
     AmountRefused,
     CardUnavailable,
@@ -117,7 +117,9 @@ class TopupService:
             raise CardUnavailable("you have no active card with an e-purse to top up")
         return card
 
-    async def create(self, person_id: uuid.UUID, data: CreateTopup, actor: Actor) -> TopupView:
+    async def create(
+        self, person_id: uuid.UUID, data: CreateTopup, actor: Actor, *, claim: idempotency.Claim | None = None
+    ) -> TopupView:
         try:
             card = await self._checked_card(person_id, data)
         except (AmountRefused, UnknownChannel, CardUnavailable) as exc:
@@ -145,7 +147,10 @@ class TopupService:
             assert row is not None
             await orders.record_event_txn(connection, order_id, None, "created", "created by the citizen")
             await audit_txn(connection, actor, "topup.create", str(order_id), {"amount": data.amount})
-        return orders.view(row)
+            view = orders.view(row)
+            if claim is not None:  # a retry after a crash finds this order, not a second one
+                await claim.store_txn(connection, view)
+        return view
 
     async def _own(self, person_id: uuid.UUID | None, order_id: uuid.UUID) -> Any:
         row = await orders.load_txn(self.pool, order_id)  # type: ignore[arg-type]
@@ -326,6 +331,7 @@ class TopupService:
         from payments.topup.refund_outcome import settle_open_refunds
 
         counts |= await settle_open_refunds(self, now)
+        counts["keys_pruned"] = await idempotency.prune(self.pool, now)
         return counts
 
     async def _query(self, order: Any, *, expired: bool) -> str:

@@ -1,4 +1,5 @@
-"""Top-up orders under races: two channels at once."""
+"""Top-up orders under races and interruptions: two channels at once, Idempotency-Keys left
+locked or kept too long."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from litestar.testing import AsyncTestClient
 from backend.keyring import Keyring
 from backend.settings import Settings
 from integrations.simulators.process import SimulatorsProcess
-from payments.topup.models import PayingElsewhere
+from payments.topup import idempotency
+from payments.topup.models import CreateTopup, PayingElsewhere
 from payments.topup.service import Actor
 from tests.payments import test_topup
 from tests.payments.test_topup import API, create, own_service
@@ -70,3 +72,67 @@ async def test_two_channels_at_once_one_pays_the_other_is_refused(
         "WHERE action = 'payments.topup.pay' AND outcome = 'denied'"
     )
     assert denied == 2
+
+
+async def key_row(db: Any, key: str) -> Any:
+    return await db.fetchrow("SELECT * FROM payments.idempotency_keys WHERE key = $1", key)
+
+
+async def test_a_key_left_locked_by_an_interrupted_request_is_taken_over_after_90_seconds(
+    client: Client, citizen: dict[str, str], db: Any
+) -> None:
+    await create(client, citizen, 5000, "key-000001")
+    person = await db.fetchval("SELECT person_id FROM payments.topup_orders LIMIT 1")
+    digest = idempotency.request_hash("create", CreateTopup(amount=5000))
+    for key, locked in (("key-crashed", 91), ("key-running", 30)):
+        await db.execute(
+            "INSERT INTO payments.idempotency_keys (scope, key, operation, request_hash, locked_at) "
+            "VALUES ($1, $2, 'create', $3, now() - make_interval(secs => $4))",
+            str(person),
+            key,
+            digest,
+            locked,
+        )
+    running = await create(client, citizen, 5000, "key-running")
+    assert running.status_code == 409  # may still be running: wait
+    taken = await create(client, citizen, 5000, "key-crashed")
+    assert taken.status_code == 201, taken.text
+    replay = await create(client, citizen, 5000, "key-crashed")
+    assert replay.headers["idempotency-replayed"] == "true"
+    assert replay.json() == taken.json()
+    assert await db.fetchval("SELECT count(*) FROM payments.topup_orders") == 2
+
+
+async def test_a_created_order_answers_its_key_even_when_the_request_never_finished(
+    settings_with_upstreams: Settings, keyring: Keyring, client: Client, citizen: dict[str, str], db: Any
+) -> None:
+    await create(client, citizen, 5000, "key-000001")
+    person = await db.fetchval("SELECT person_id FROM payments.topup_orders LIMIT 1")
+    data = CreateTopup(amount=2000)
+    async with own_service(settings_with_upstreams, keyring) as service:
+        assert await idempotency.claim(service.pool, str(person), "key-lost-answer", "create", data) is None
+        claim = idempotency.Claim(str(person), "key-lost-answer", 201)
+        made = await service.create(person, data, Actor(kind="person", id=str(person)), claim=claim)
+        # ... and the process stops here, before finishing the key.
+    await db.execute("UPDATE payments.idempotency_keys SET locked_at = now() - interval '1 hour'")
+    retry = await create(client, citizen, 2000, "key-lost-answer")
+    assert retry.status_code == 201
+    assert retry.headers["idempotency-replayed"] == "true"
+    assert retry.json()["id"] == str(made.id)
+    assert await db.fetchval("SELECT count(*) FROM payments.topup_orders") == 2  # not a third
+
+
+async def test_the_sweep_forgets_keys_after_a_day(
+    settings_with_upstreams: Settings, keyring: Keyring, client: Client, citizen: dict[str, str], db: Any
+) -> None:
+    await create(client, citizen, 5000, "key-yesterday")
+    await create(client, citizen, 5000, "key-today-01")
+    await db.execute(
+        "UPDATE payments.idempotency_keys SET created_at = now() - interval '25 hours' "
+        "WHERE key = 'key-yesterday'"
+    )
+    async with own_service(settings_with_upstreams, keyring) as service:
+        counts = await service.sweep()
+    assert counts["keys_pruned"] == 1
+    assert await key_row(db, "key-yesterday") is None
+    assert await key_row(db, "key-today-01") is not None
