@@ -40,6 +40,11 @@ class Actor(msgspec.Struct, frozen=True, kw_only=True):
 
 
 SYSTEM = Actor(kind="system", id="payments")
+# A notification's outcome (payments.channel_notifications.outcome) and how it is audited: the
+# applied ones by the move itself (topup.paid); verified news that the order is closed or still
+# waiting was accepted (success); everything else was refused (denied).
+_AUDITED_ELSEWHERE = frozenset({"applied", "duplicate", "failed"})
+_ACCEPTED = frozenset({"closed", "waiting"})
 
 
 async def audit_txn(  # noqa: PLR0917 - one audit event
@@ -231,7 +236,7 @@ class TopupService:
                 outcome,
                 detail,
             )
-            if outcome not in ("applied", "duplicate", "failed"):
+            if outcome not in _AUDITED_ELSEWHERE:
                 await audit_txn(
                     connection,
                     Actor(kind="anonymous", id=channel),
@@ -243,7 +248,7 @@ class TopupService:
                         "outcome": outcome,
                         "detail": (detail or "")[:200],
                     },
-                    "denied",
+                    "success" if verified and outcome in _ACCEPTED else "denied",
                 )
 
     async def notification(self, channel: str, headers: Mapping[str, str], body: bytes) -> tuple[int, bytes]:

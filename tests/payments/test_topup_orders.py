@@ -1,18 +1,22 @@
 """Top-up orders under races and interruptions: two channels at once, Idempotency-Keys left
-locked or kept too long."""
+locked or kept too long, and how the channels' notifications are audited."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 from typing import Any
 
+import httpx
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from backend.keyring import Keyring
 from backend.settings import Settings
+from integrations.credentials import dev_credential
 from integrations.simulators.process import SimulatorsProcess
+from payments.channels.crypto import channel_secrets, rsa_sign, sorted_query
 from payments.topup import idempotency
 from payments.topup.models import CreateTopup, PayingElsewhere
 from payments.topup.service import Actor
@@ -136,3 +140,34 @@ async def test_the_sweep_forgets_keys_after_a_day(
     assert counts["keys_pruned"] == 1
     assert await key_row(db, "key-yesterday") is None
     assert await key_row(db, "key-today-01") is not None
+
+
+async def test_verified_news_that_an_order_closed_is_audited_as_accepted(
+    client: Client, citizen: dict[str, str], simulators: SimulatorsProcess, db: Any, keyring: Keyring
+) -> None:
+    order = (await create(client, citizen, 5000, "closed-create-1")).json()
+    paying = await client.post(
+        f"{API}/{order['id']}/pay",
+        json={"channel": "alipay"},
+        headers={**citizen, "Idempotency-Key": "closed-pay-1"},
+    )
+    assert paying.status_code == 200, paying.text
+    secrets = channel_secrets(dev_credential(keyring.get("simulator"), "alipay"))
+    fields = {
+        "app_id": secrets.merchant_id, "out_trade_no": order["order_no"], "trade_no": "AP1",
+        "total_amount": "50.00", "trade_status": "TRADE_CLOSED", "notify_id": uuid.uuid4().hex,
+        "notify_time": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"),
+    }  # fmt: skip
+    fields["sign"] = rsa_sign(secrets.channel_key, sorted_query(fields, exclude=("sign", "sign_type")))
+    fields["sign_type"] = "RSA2"
+    answer = await client.post(
+        "/api/v1/payments/notify/alipay",
+        content=str(httpx.QueryParams(fields)).encode(),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.status_code == 200, answer.text
+    assert (await client.get(f"{API}/{order['id']}", headers=citizen)).json()["state"] == "closed"
+    [event] = await db.fetch(
+        "SELECT outcome, details FROM identity.audit_events WHERE action = 'payments.topup.notification'"
+    )
+    assert event["outcome"] == "success"
