@@ -22,7 +22,9 @@ from payments.demo import platform_account, platform_account_id
 from payments.ledger import AccountFlags, AccountResult, create_accounts, lookup_balances
 from payments.ledger.check import check_ledger
 from payments.posting import PurchasePosting, open_operator, post_purchases
+from payments.topup import idempotency
 from payments.topup.kiosk import begin_kiosk_load_txn, held_topups
+from payments.topup.models import RefundRequest
 from payments.topup.orders import HOLDING_ACCOUNT
 from payments.topup.refunds import refund_topup
 from payments.topup.service import SYSTEM, TopupService
@@ -204,6 +206,39 @@ async def test_a_refund_left_requested_by_a_crash_is_settled_by_the_sweep(
         assert await channel_refunds(service, "unionpay", order) == [1500]
     assert await refund_rows(db, order) == [("succeeded", 1500)]
     assert await balance_of(db, order["card_id"]) == 3500
+
+
+async def test_a_retried_refund_key_after_a_crash_replays_the_reserved_refund(
+    settings_with_upstreams: Settings,
+    keyring: Keyring,
+    client: Client,
+    citizen: dict[str, str],
+    simulators: SimulatorsProcess,
+    db: Any,
+) -> None:
+    order = await credited(client, citizen, simulators.urls, "unionpay")
+    person = await db.fetchval("SELECT person_id FROM payments.topup_orders")
+    request = RefundRequest(amount=1500)
+    async with own_service(settings_with_upstreams, keyring) as service:
+        operation = f"refund:{order['id']}"
+        assert (
+            await idempotency.claim(service.pool, str(person), "refund-crash-01", operation, request) is None
+        )
+
+        async def process_stops(*_: Any) -> Any:
+            raise RuntimeError("the process stopped before asking the channel")
+
+        service.connectors["unionpay"].refund = process_stops  # type: ignore[method-assign]
+        with contextlib.suppress(RuntimeError):
+            await refund_topup(
+                service, uuid.UUID(order["id"]), person_id=person, amount=1500, reason=request.reason,
+                actor=SYSTEM, claim=idempotency.Claim(str(person), "refund-crash-01", 200),
+            )  # fmt: skip
+    retry = await refund(client, citizen, order, 1500, "refund-crash-01")
+    assert retry.status_code == 200, retry.text
+    assert retry.headers["idempotency-replayed"] == "true"
+    assert retry.json()["state"] == "requested"  # the sweep settles it; no second refund
+    assert await refund_rows(db, order) == [("requested", 1500)]
 
 
 async def test_a_refund_never_takes_the_e_purse_into_its_overdraft(
