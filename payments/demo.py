@@ -11,9 +11,15 @@ import uuid
 from typing import Any
 
 from payments._db import Pool
-from payments.ledger import Account, AccountCode, AccountResult, create_accounts
+from payments.ledger import Account, AccountCode, AccountFlags, AccountResult, create_accounts
 
-__all__ = ["PLATFORM_ACCOUNTS", "ensure_platform_accounts", "load_payments_demo", "platform_account_id"]
+__all__ = [
+    "PLATFORM_ACCOUNTS",
+    "ensure_platform_accounts",
+    "load_payments_demo",
+    "platform_account",
+    "platform_account_id",
+]
 
 _NAMESPACE = uuid.UUID("5b0c3f0e-6f1d-4c8e-9a57-2f1f6b8e1a01")
 
@@ -30,6 +36,9 @@ PLATFORM_ACCOUNTS: dict[str, AccountCode] = {
     "control": AccountCode.CONTROL,
     "topups:awaiting-load": AccountCode.CHANNEL_CLEARING,  # physical cards' paid top-ups until loaded
 }
+# The rules some of them keep. The holding account gives out (kiosk loads, refunds) only what
+# it was paid; an existing one got the flag in migration 0011_holding_account_balance_rule.
+_FLAGS: dict[str, AccountFlags] = {"topups:awaiting-load": AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS}
 
 
 def platform_account_id(name: str) -> uuid.UUID:
@@ -38,12 +47,19 @@ def platform_account_id(name: str) -> uuid.UUID:
     return uuid.uuid5(_NAMESPACE, f"account:platform:{name}")
 
 
+def platform_account(name: str) -> Account:
+    """The platform account ``name`` as the ledger keeps it (id, kind, rules, reference)."""
+    return Account(
+        id=platform_account_id(name),
+        code=PLATFORM_ACCOUNTS[name],
+        flags=int(_FLAGS.get(name, AccountFlags.NONE)),
+        reference=f"platform:{name}",
+    )
+
+
 async def ensure_platform_accounts(pool: Pool) -> tuple[int, int]:
     """Create the platform's accounts that are missing (idempotent); (how many, how many new)."""
-    accounts = [
-        Account(id=platform_account_id(name), code=code, reference=f"platform:{name}")
-        for name, code in PLATFORM_ACCOUNTS.items()
-    ]
+    accounts = [platform_account(name) for name in PLATFORM_ACCOUNTS]
     results = await create_accounts(pool, accounts)
     made = sum(r is AccountResult.OK for r in results)
     bad = [f"{a.reference}: {r}" for a, r in zip(accounts, results, strict=True) if not r.succeeded()]

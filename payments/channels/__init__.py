@@ -15,6 +15,7 @@ from payments.channels.base import (
     ForgedNotification,
     Notified,
     PaymentStatus,
+    RefundStatus,
     StatementEntry,
 )
 from payments.channels.unionpay import UnionPayConnector
@@ -30,6 +31,7 @@ __all__ = [
     "ForgedNotification",
     "Notified",
     "PaymentStatus",
+    "RefundStatus",
     "StatementEntry",
     "build_connectors",
 ]

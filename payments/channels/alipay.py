@@ -19,6 +19,7 @@ from payments.channels.base import (
     ForgedNotification,
     Notified,
     PaymentStatus,
+    RefundStatus,
     StatementEntry,
 )
 from payments.channels.crypto import channel_secrets, rsa_sign, rsa_verify, sorted_query
@@ -32,6 +33,9 @@ _STATUS = {
     "WAIT_BUYER_PAY": PaymentStatus.WAITING,
     "TRADE_CLOSED": PaymentStatus.CLOSED,
 }
+# Business failures (code 40004) are refusals, except a system error: Alipay then does not know.
+_UNKNOWN_SUB_CODES = frozenset({"ACQ.SYSTEM_ERROR"})
+_REFUSING_CODES = frozenset({"40001", "40002", "40004", "40006"})
 
 
 def fen_of_yuan(text: str) -> int:
@@ -109,12 +113,33 @@ class AlipayConnector(ChannelConnector):
         answer = await self._call("alipay.trade.close", {"out_trade_no": order_no})
         return answer.get("code") == "10000"
 
-    async def refund(self, order_no: str, refund_no: str, amount: int, total: int) -> bool:
+    async def refund(self, order_no: str, refund_no: str, amount: int, total: int) -> RefundStatus:
         answer = await self._call(
             "alipay.trade.refund",
             {"out_trade_no": order_no, "out_request_no": refund_no, "refund_amount": _yuan(amount)},
         )
-        return answer.get("code") == "10000"
+        code, sub_code = answer.get("code"), answer.get("sub_code")
+        if code == "10000":
+            return RefundStatus.SUCCEEDED  # Alipay refunds synchronously
+        if code in _REFUSING_CODES and sub_code not in _UNKNOWN_SUB_CODES:
+            return RefundStatus.REFUSED
+        return RefundStatus.PROCESSING  # 20000 and system errors: Alipay asks us to query
+
+    async def refund_query(self, order_no: str, refund_no: str) -> RefundStatus:
+        answer = await self._call(
+            "alipay.trade.fastpay.refund.query", {"out_trade_no": order_no, "out_request_no": refund_no}
+        )
+        if answer.get("sub_code") == "ACQ.TRADE_NOT_EXIST":
+            return RefundStatus.NOT_FOUND
+        if answer.get("code") != "10000":
+            raise ChannelError(f"alipay refund query failed: {answer.get('sub_code')}")
+        # Alipay's rule: refund data in the answer (refund_status empty or REFUND_SUCCESS) means
+        # refunded; no data means it never succeeded, and may be sent again under the same number.
+        if answer.get("out_request_no") != refund_no or not answer.get("refund_amount"):
+            return RefundStatus.NOT_FOUND
+        if answer.get("refund_status") in (None, "", "REFUND_SUCCESS"):
+            return RefundStatus.SUCCEEDED
+        return RefundStatus.PROCESSING
 
     async def statement(self, day: dt.date) -> list[StatementEntry]:
         answer = await self._call("alipay.data.bill.download", {"bill_date": day.isoformat()})

@@ -1,7 +1,8 @@
 """What the top-up service needs from a payment channel, whatever its protocol.
 
 A :class:`ChannelConnector` creates a payment for an order (the order number is the channel's
-``out_trade_no``), queries and closes it, refunds, downloads the day's statement, and turns an
+``out_trade_no``), queries and closes it, refunds and queries a refund (the refund number is the
+channel's ``out_refund_no``, on which it deduplicates), downloads the day's statement, and turns an
 asynchronous notification into :class:`Notified` only after verifying its signature (and, for
 WeChat, decrypting it): :class:`ForgedNotification` otherwise. Every answer from a channel is
 verified too; a bad one is a :class:`ChannelError`, never trusted data.
@@ -29,6 +30,7 @@ __all__ = [
     "ForgedNotification",
     "Notified",
     "PaymentStatus",
+    "RefundStatus",
     "StatementEntry",
 ]
 
@@ -50,6 +52,18 @@ class PaymentStatus(enum.StrEnum):
     WAITING = "waiting"
     CLOSED = "closed"
     FAILED = "failed"
+    NOT_FOUND = "not_found"
+
+
+class RefundStatus(enum.StrEnum):
+    """What a channel says of a refund. Only SUCCEEDED and REFUSED are definite: the money went
+    back, or it never will under this refund number. PROCESSING (and a :class:`ChannelError`, no
+    trustworthy answer at all) means ask again; NOT_FOUND (queries only) means the channel never
+    got the request, so it can be sent again under the same number."""
+
+    SUCCEEDED = "succeeded"
+    REFUSED = "refused"
+    PROCESSING = "processing"
     NOT_FOUND = "not_found"
 
 
@@ -120,7 +134,14 @@ class ChannelConnector(abc.ABC):
     async def close(self, order_no: str) -> bool: ...
 
     @abc.abstractmethod
-    async def refund(self, order_no: str, refund_no: str, amount: int, total: int) -> bool: ...
+    async def refund(self, order_no: str, refund_no: str, amount: int, total: int) -> RefundStatus:
+        """Ask for a refund (again, under the same ``refund_no``: the channel deduplicates on it).
+
+        Never NOT_FOUND; a :class:`ChannelError` when the answer is missing or untrustworthy,
+        which leaves the outcome unknown (the channel may have refunded)."""
+
+    @abc.abstractmethod
+    async def refund_query(self, order_no: str, refund_no: str) -> RefundStatus: ...
 
     @abc.abstractmethod
     async def statement(self, day: dt.date) -> list[StatementEntry]: ...

@@ -16,6 +16,7 @@ from payments.channels.base import (
     ForgedNotification,
     Notified,
     PaymentStatus,
+    RefundStatus,
     StatementEntry,
 )
 from payments.channels.crypto import channel_secrets, rsa_sign, rsa_verify, sorted_query
@@ -24,6 +25,16 @@ __all__ = ["UnionPayConnector"]
 
 _CHINA = dt.timezone(dt.timedelta(hours=8))
 _STATUS = {"00": PaymentStatus.PAID, "05": PaymentStatus.WAITING, "12": PaymentStatus.CLOSED}
+# UnionPay's "timed out / state unknown / accepted, query later": not an answer either way.
+_PENDING_CODES = frozenset({"03", "04", "05"})
+
+
+def _refund_status(code: str) -> RefundStatus:
+    if code == "00":
+        return RefundStatus.SUCCEEDED
+    if code in _PENDING_CODES:
+        return RefundStatus.PROCESSING
+    return RefundStatus.REFUSED
 
 
 class UnionPayConnector(ChannelConnector):
@@ -92,12 +103,20 @@ class UnionPayConnector(ChannelConnector):
         )
         return answer.get("respCode") == "00"
 
-    async def refund(self, order_no: str, refund_no: str, amount: int, total: int) -> bool:
+    async def refund(self, order_no: str, refund_no: str, amount: int, total: int) -> RefundStatus:
         answer = await self._call(
             "/gateway/api/frontTransReq.do",
             {"txnType": "04", "orderId": refund_no, "origOrderId": order_no, "txnAmt": str(amount)},
         )
-        return answer.get("respCode") == "00"
+        return _refund_status(answer.get("respCode", ""))
+
+    async def refund_query(self, order_no: str, refund_no: str) -> RefundStatus:
+        answer = await self._call("/gateway/api/queryTrans.do", {"txnType": "00", "orderId": refund_no})
+        if answer.get("respCode") == "34":
+            return RefundStatus.NOT_FOUND
+        if answer.get("respCode") != "00":
+            raise ChannelError(f"unionpay refund query failed: {answer.get('respCode')}")
+        return _refund_status(answer.get("origRespCode", ""))
 
     async def statement(self, day: dt.date) -> list[StatementEntry]:
         answer = await self._call("/gateway/api/fileTransfer.do", {"settleDate": f"{day:%Y%m%d}"})

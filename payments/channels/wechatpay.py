@@ -19,6 +19,7 @@ from payments.channels.base import (
     ForgedNotification,
     Notified,
     PaymentStatus,
+    RefundStatus,
     StatementEntry,
 )
 from payments.channels.crypto import aes_gcm_decrypt, channel_secrets, hmac_b64
@@ -32,6 +33,14 @@ _STATUS = {
     "USERPAYING": PaymentStatus.WAITING,
     "CLOSED": PaymentStatus.CLOSED,
     "PAYERROR": PaymentStatus.FAILED,
+}
+# A refund's ``status``. ABNORMAL (the citizen's account cannot take it, it waits for the
+# merchant's manual handling) is not a refusal: the channel still holds it, so we keep asking.
+_REFUND = {
+    "SUCCESS": RefundStatus.SUCCEEDED,
+    "PROCESSING": RefundStatus.PROCESSING,
+    "ABNORMAL": RefundStatus.PROCESSING,
+    "CLOSED": RefundStatus.REFUSED,
 }
 
 
@@ -121,7 +130,7 @@ class WechatPayConnector(ChannelConnector):
         )
         return response.status_code == httpx.codes.NO_CONTENT
 
-    async def refund(self, order_no: str, refund_no: str, amount: int, total: int) -> bool:
+    async def refund(self, order_no: str, refund_no: str, amount: int, total: int) -> RefundStatus:
         response = await self._call(
             "POST",
             "/v3/refund/domestic/refunds",
@@ -130,7 +139,26 @@ class WechatPayConnector(ChannelConnector):
                 "amount": {"refund": amount, "total": total, "currency": "CNY"},
             },
         )  # fmt: skip
-        return response.status_code == httpx.codes.OK and response.json().get("status") == "SUCCESS"
+        if response.status_code == httpx.codes.TOO_MANY_REQUESTS:
+            raise ChannelError("wechatpay: refund rate-limited; ask again")
+        if httpx.codes.BAD_REQUEST <= response.status_code < httpx.codes.INTERNAL_SERVER_ERROR:
+            return RefundStatus.REFUSED  # signed by wechatpay: this request was not accepted
+        return self._refund_status(response)
+
+    async def refund_query(self, order_no: str, refund_no: str) -> RefundStatus:
+        response = await self._call("GET", f"/v3/refund/domestic/refunds/{refund_no}")
+        if response.status_code == httpx.codes.NOT_FOUND:
+            return RefundStatus.NOT_FOUND
+        return self._refund_status(response)
+
+    @staticmethod
+    def _refund_status(response: httpx.Response) -> RefundStatus:
+        if response.status_code != httpx.codes.OK:
+            raise ChannelError(f"wechatpay refund: HTTP {response.status_code}")
+        try:
+            return _REFUND[str(response.json().get("status"))]
+        except (ValueError, KeyError, AttributeError):
+            raise ChannelError("wechatpay refund: no known status in the answer") from None
 
     async def statement(self, day: dt.date) -> list[StatementEntry]:
         response = await self._call("GET", f"/v3/bill/tradebill?bill_date={day.isoformat()}")

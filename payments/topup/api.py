@@ -2,7 +2,9 @@
 
 Money-moving POSTs take an ``Idempotency-Key`` header (``payments.topup.idempotency``): the same
 key and parameters replay the stored response (``Idempotency-Replayed: true``), other parameters
-422, a request still running 409. Failed requests are not stored, so they can be retried.
+422, a request still running 409 (one interrupted for 90 s is taken over). Failed requests are not
+stored, so they can be retried. Creating an order and reserving a refund store their response in
+the transaction that does the work, so a retry never repeats them.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ async def _idempotent(
     key: str | None,
     operation: str,
     params: Any,
-    work: Callable[[], Awaitable[msgspec.Struct]],
+    work: Callable[[idempotency.Claim], Awaitable[msgspec.Struct]],
     status: int,
 ) -> Response[bytes]:
     stored = await idempotency.claim(service.pool, scope, key, operation, params)
@@ -70,7 +72,7 @@ async def _idempotent(
         )
     assert key is not None
     try:
-        result = await work()
+        result = await work(idempotency.Claim(scope, key, status))
     except BaseException:
         await idempotency.release(service.pool, scope, key)
         raise
@@ -98,7 +100,7 @@ class TopupController(Controller):
         actor = _actor(principal, request)
         return await _idempotent(
             payments, scope=str(person), key=idempotency_key, operation="create", params=data,
-            work=lambda: payments.create(person, data, actor), status=201,
+            work=lambda claim: payments.create(person, data, actor, claim=claim), status=201,
         )  # fmt: skip
 
     @get("", operation_id="ListMyTopups")
@@ -131,7 +133,7 @@ class TopupController(Controller):
         actor = _actor(principal, request)
         return await _idempotent(
             payments, scope=str(person), key=idempotency_key, operation=f"pay:{order_id}", params=data,
-            work=lambda: payments.pay(person, order_id, data.channel, actor), status=200,
+            work=lambda _: payments.pay(person, order_id, data.channel, actor), status=200,
         )  # fmt: skip
 
     @post("/{order_id:uuid}/refund", operation_id="RefundTopup", status_code=200)
@@ -147,10 +149,11 @@ class TopupController(Controller):
         person = _person(principal)
         actor = _actor(principal, request)
 
-        async def work() -> RefundView:
+        async def work(claim: idempotency.Claim) -> RefundView:
             return await refund_topup(
-                payments, order_id, person_id=person, amount=data.amount, reason=data.reason, actor=actor
-            )
+                payments, order_id, person_id=person, amount=data.amount, reason=data.reason, actor=actor,
+                claim=claim,
+            )  # fmt: skip
 
         operation = f"refund:{order_id}"
         return await _idempotent(

@@ -13,6 +13,11 @@ A paid top-up of a physical card sits in ``awaiting_load`` with its money in the
 
 All three run inside the terminal's own transactions (``connection``), so the load row, the ledger
 and the order state commit together. ``held_topups(db, card_id)`` lists what is waiting.
+
+A top-up partly refunded while it waited is loaded for what is left of it (``amount`` minus
+``refunded_amount``). One with a refund still open at its channel (reserved, the outcome not
+known) is not handed out until that refund is settled: if the channel refused, its money would
+belong on the card too, and the load would already have left it behind in the holding account.
 """
 
 from __future__ import annotations
@@ -35,24 +40,27 @@ def _held(row: asyncpg.Record) -> HeldTopup:
     return HeldTopup(
         order_id=row["id"],
         card_id=row["card_id"],
-        amount=int(row["amount"]),
+        amount=int(row["amount"]) - int(row["refunded_amount"]),
         source_account_id=platform_account_id(HOLDING_ACCOUNT),
         epurse_account_id=row["epurse_account_id"],
     )
 
 
+_LOADABLE = (
+    "FROM payments.topup_orders o WHERE o.card_id = $1 AND o.state = 'awaiting_load' "
+    "AND NOT EXISTS (SELECT 1 FROM payments.refunds r "
+    "WHERE r.order_id = o.id AND r.state IN ('requested', 'processing')) "
+)
+
+
 async def held_topups(db: Pool | Connection, card_id: uuid.UUID) -> list[HeldTopup]:
-    rows = await db.fetch(
-        "SELECT * FROM payments.topup_orders WHERE card_id = $1 AND state = 'awaiting_load' ORDER BY paid_at",
-        card_id,
-    )
+    rows = await db.fetch(f"SELECT o.* {_LOADABLE} ORDER BY o.paid_at", card_id)
     return [_held(r) for r in rows]
 
 
 async def begin_kiosk_load_txn(connection: Connection, card_id: uuid.UUID) -> HeldTopup | None:
     row = await connection.fetchrow(
-        "SELECT id FROM payments.topup_orders WHERE card_id = $1 AND state = 'awaiting_load' "
-        "ORDER BY paid_at LIMIT 1 FOR UPDATE SKIP LOCKED",
+        f"SELECT o.id {_LOADABLE} ORDER BY o.paid_at LIMIT 1 FOR UPDATE OF o SKIP LOCKED",
         card_id,
     )
     if row is None:

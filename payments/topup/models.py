@@ -17,6 +17,7 @@ __all__ = [
     "OrderNotFound",
     "OrderStateConflict",
     "PayTopup",
+    "PayingElsewhere",
     "RefundRequest",
     "RefundView",
     "TopupView",
@@ -50,6 +51,13 @@ class OrderStateConflict(PaymentsError):
     problem_type = "topup-state-conflict"
     problem_title = "The order is not in a state that allows this"
     problem_status = 409
+
+
+class PayingElsewhere(OrderStateConflict):
+    """One order, one channel: a second channel could take the citizen's money a second time."""
+
+    problem_type = "topup-paying-elsewhere"
+    problem_title = "The order is being paid through another channel"
 
 
 class CreateTopup(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

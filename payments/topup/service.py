@@ -17,13 +17,14 @@ import msgspec
 from payments._db import Connection, Pool
 from payments.channels import ChannelConnector, ChannelError, ForgedNotification, PaymentStatus
 from payments.settings import PaymentsSettings
-from payments.topup import orders
+from payments.topup import idempotency, orders
 from payments.topup.models import (
     AmountRefused,
     CardUnavailable,
     CreateTopup,
     OrderNotFound,
     OrderStateConflict,
+    PayingElsewhere,
     TopupView,
     UnknownChannel,
 )
@@ -39,6 +40,11 @@ class Actor(msgspec.Struct, frozen=True, kw_only=True):
 
 
 SYSTEM = Actor(kind="system", id="payments")
+# A notification's outcome (payments.channel_notifications.outcome) and how it is audited: the
+# applied ones by the move itself (topup.paid); verified news that the order is closed or still
+# waiting was accepted (success); everything else was refused (denied).
+_AUDITED_ELSEWHERE = frozenset({"applied", "duplicate", "failed"})
+_ACCEPTED = frozenset({"closed", "waiting"})
 
 
 async def audit_txn(  # noqa: PLR0917 - one audit event
@@ -116,7 +122,9 @@ class TopupService:
             raise CardUnavailable("you have no active card with an e-purse to top up")
         return card
 
-    async def create(self, person_id: uuid.UUID, data: CreateTopup, actor: Actor) -> TopupView:
+    async def create(
+        self, person_id: uuid.UUID, data: CreateTopup, actor: Actor, *, claim: idempotency.Claim | None = None
+    ) -> TopupView:
         try:
             card = await self._checked_card(person_id, data)
         except (AmountRefused, UnknownChannel, CardUnavailable) as exc:
@@ -144,7 +152,10 @@ class TopupService:
             assert row is not None
             await orders.record_event_txn(connection, order_id, None, "created", "created by the citizen")
             await audit_txn(connection, actor, "topup.create", str(order_id), {"amount": data.amount})
-        return orders.view(row)
+            view = orders.view(row)
+            if claim is not None:  # a retry after a crash finds this order, not a second one
+                await claim.store_txn(connection, view)
+        return view
 
     async def _own(self, person_id: uuid.UUID | None, order_id: uuid.UUID) -> Any:
         row = await orders.load_txn(self.pool, order_id)  # type: ignore[arg-type]
@@ -171,22 +182,29 @@ class TopupService:
         except UnknownChannel as exc:
             await self.refuse(actor, "topup.pay", str(order_id), exc)
             raise
-        if order["channel"] not in (None, channel):
-            error = OrderStateConflict(f"the order is already being paid through {order['channel']}")
+        async with self.pool.acquire() as connection, connection.transaction():
+            # Locked, and checked on the locked row: two /pay calls at once take turns, and the
+            # second one through another channel is refused instead of overwriting the first.
+            locked = await orders.load_txn(connection, order_id, lock=True)
+            assert locked is not None
+            error: OrderStateConflict | None = None
+            if locked["channel"] not in (None, channel):
+                error = PayingElsewhere(f"the order is already being paid through {locked['channel']}")
+            elif locked["state"] not in ("created", "paying"):
+                error = OrderStateConflict(f"the order is {locked['state']}; it cannot be paid now")
+            else:
+                await orders.transition_txn(
+                    connection,
+                    order_id,
+                    ("created", "paying"),
+                    "paying",
+                    f"pay through {channel}",
+                    channel=channel,
+                )
+                await audit_txn(connection, actor, "topup.pay", str(order_id), {"channel": channel})
+        if error is not None:
             await self.refuse(actor, "topup.pay", str(order_id), error)
             raise error
-        async with self.pool.acquire() as connection, connection.transaction():
-            moved = await orders.transition_txn(
-                connection,
-                order_id,
-                ("created", "paying"),
-                "paying",
-                f"pay through {channel}",
-                channel=channel,
-            )
-            if moved is None:
-                raise OrderStateConflict(f"the order is {order['state']}; it cannot be paid now")
-            await audit_txn(connection, actor, "topup.pay", str(order_id), {"channel": channel})
         start = await connector.create(
             order["order_no"], int(order["amount"]), self.notify_url(channel),
             "citizen card top-up",
@@ -218,7 +236,7 @@ class TopupService:
                 outcome,
                 detail,
             )
-            if outcome not in ("applied", "duplicate", "failed"):
+            if outcome not in _AUDITED_ELSEWHERE:
                 await audit_txn(
                     connection,
                     Actor(kind="anonymous", id=channel),
@@ -230,7 +248,7 @@ class TopupService:
                         "outcome": outcome,
                         "detail": (detail or "")[:200],
                     },
-                    "denied",
+                    "success" if verified and outcome in _ACCEPTED else "denied",
                 )
 
     async def notification(self, channel: str, headers: Mapping[str, str], body: bytes) -> tuple[int, bytes]:
@@ -288,7 +306,7 @@ class TopupService:
                 return "closed" if moved is not None else "duplicate"
         return "waiting"
 
-    # --- the sweep: query what was never notified, close what expired --------------------------
+    # --- the sweep: query what was never notified, close what expired, settle open refunds -----
 
     async def sweep(self, now: dt.datetime | None = None, *, limit: int = 500) -> dict[str, int]:
         now = now or dt.datetime.now(dt.UTC)
@@ -314,6 +332,11 @@ class TopupService:
             counts["closed"] += outcome == "closed"
             counts["failed"] += outcome == "failed"
             counts["errors"] += outcome == "error"
+        # Imported here: refund_outcome builds on this module (Actor, audit_txn, the service).
+        from payments.topup.refund_outcome import settle_open_refunds
+
+        counts |= await settle_open_refunds(self, now)
+        counts["keys_pruned"] = await idempotency.prune(self.pool, now)
         return counts
 
     async def _query(self, order: Any, *, expired: bool) -> str:

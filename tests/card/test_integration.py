@@ -186,7 +186,8 @@ async def test_closing_refunds_the_balance_after_the_window_less_taps_uploaded_m
                 card_id=card["id"],
                 counter=1,
                 amount=700,
-                source_account_id=platform_account_id("topups:awaiting-load"),
+                # Not the top-ups' holding account: that one gives out only paid top-ups.
+                source_account_id=platform_account_id("control"),
                 occurred_at=dt.datetime.now(dt.UTC),
             )
         ],

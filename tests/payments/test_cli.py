@@ -14,19 +14,15 @@ from backend.keyring import Keyring
 from backend.settings import Settings
 from integrations.simulators.process import SimulatorsProcess, upstream_variables
 from payments.clearing.files import verify_file
-from payments.demo import PLATFORM_ACCOUNTS, platform_account_id
+from payments.demo import PLATFORM_ACCOUNTS, platform_account, platform_account_id
 from payments.fares import service_day
-from payments.ledger import Account, Transfer, create_accounts, create_transfers
+from payments.ledger import Transfer, create_accounts, create_transfers
 from payments.posting import PurchasePosting, epurse_account_id, open_epurse, open_operator, post_purchases
 from tests.payments.conftest import Chart
 
 
 async def ensure_platform_accounts_on(db: Any) -> None:
-    accounts = [
-        Account(id=platform_account_id(n), code=c, reference=f"platform:{n}")
-        for n, c in PLATFORM_ACCOUNTS.items()
-    ]
-    await create_accounts(db, accounts)
+    await create_accounts(db, [platform_account(n) for n in PLATFORM_ACCOUNTS])
 
 
 def _run(settings: Settings) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,9 @@ strings (``"50.00"``). The answer is ``{"<method>_response": {...}, "sign": "...
 the channel over the exact text of the ``*_response`` member. Methods:
 ``alipay.trade.precreate`` (``out_trade_no``, ``total_amount``, ``notify_url``),
 ``alipay.trade.query`` (``trade_status`` WAIT_BUYER_PAY / TRADE_SUCCESS / TRADE_CLOSED),
-``alipay.trade.close``, ``alipay.trade.refund`` (``out_request_no``, ``refund_amount``) and
+``alipay.trade.close``, ``alipay.trade.refund`` (``out_request_no``, ``refund_amount``; a refund
+still processing answers ``ACQ.SYSTEM_ERROR``), ``alipay.trade.fastpay.refund.query``
+(``out_request_no``: the refund's data once refunded, none otherwise) and
 ``alipay.data.bill.download`` (``bill_date``: ``bill``, CSV ``out_trade_no,trade_no,kind,amount,time``).
 Notifications: a form signed by the channel the same way; only the body ``success`` stops retries.
 """
@@ -34,6 +36,7 @@ from payments.channels.simulators.core import (
     channel_controls,
     notify,
     statement_lines,
+    take_refund,
 )
 
 __all__ = ["alipay_router", "yuan"]
@@ -165,16 +168,34 @@ def alipay_router(state: UpstreamState, credential: str) -> Router:
         if method == "alipay.trade.refund":
             amount = _fen(str(biz.get("refund_amount", "")))
             refund_no = str(biz.get("out_request_no", ""))
-            left = order.amount - sum(order.refunded.values())
-            if order.status != "SUCCESS" or amount is None or not refund_no or amount > left:
+            status = take_refund(book, order, refund_no, amount)
+            if status is None or status == "CLOSED":
                 return fail(method, "ACQ.TRADE_STATUS_ERROR", "refund not allowed")
-            if refund_no not in order.refunded:
-                order.refunded[refund_no] = amount
-                order.refunded_at[refund_no] = dt.datetime.now(dt.UTC)
+            if status == "PROCESSING":
+                return answer(
+                    method,
+                    {"code": "20000", "msg": "Service Currently Unavailable", "sub_code": "ACQ.SYSTEM_ERROR"},
+                )
             return answer(
                 method,
-                {"code": "10000", "msg": "Success", "out_trade_no": order_no, "refund_fee": yuan(amount)},
+                {
+                    "code": "10000",
+                    "msg": "Success",
+                    "out_trade_no": order_no,
+                    "refund_fee": yuan(amount or 0),
+                },
             )
+        if method == "alipay.trade.fastpay.refund.query":
+            refund_no = str(biz.get("out_request_no", ""))
+            if order.refund_states.get(refund_no) != "SUCCESS":
+                return answer(method, {"code": "10000", "msg": "Success", "out_trade_no": order_no})
+            return answer(
+                method,
+                {
+                    "code": "10000", "msg": "Success", "out_trade_no": order_no, "out_request_no": refund_no,
+                    "refund_amount": yuan(order.refunded[refund_no]), "refund_status": "REFUND_SUCCESS",
+                },
+            )  # fmt: skip
         return fail(method, "ACQ.METHOD_NOT_SUPPORTED", method)
 
     return Router("/alipay", route_handlers=[gateway, channel_controls("alipay", state, paid)])

@@ -11,7 +11,12 @@ forgets it). Beside the framework's own controls each channel serves, under
   (a paid order missing from the statement: platform-only), ``extra`` (a payment we never
   ordered: channel-only), ``amount`` (a paid order with another amount);
 - ``GET /notifications``: every notification built so far, with its delivery attempts (tests
-  replay them when the app is not reachable over HTTP).
+  replay them when the app is not reachable over HTTP);
+- ``POST /refunds/{refund_no}`` ``{"status": "SUCCESS"|"CLOSED"}``: the channel finishes a refund
+  it answered as still processing (the ``refunds_processing`` fault), or gives it up.
+
+Refunds are deduplicated on the refund number, as the real channels do: the same number again
+answers the first request's outcome and moves nothing more.
 
 Notifications are retried at ``notify_delays`` seconds until the app answers the channel's
 success token (like Alipay's ``success`` and WeChat's 2xx).
@@ -41,7 +46,9 @@ __all__ = [
     "StatementLine",
     "book_of",
     "channel_controls",
+    "find_refund",
     "statement_lines",
+    "take_refund",
 ]
 
 CHINA = dt.timezone(dt.timedelta(hours=8))
@@ -57,6 +64,8 @@ class SimOrder(msgspec.Struct, kw_only=True):
     paid_at: dt.datetime | None = None
     refunded: dict[str, int] = msgspec.field(default_factory=dict)  # refund_no -> fen
     refunded_at: dict[str, dt.datetime] = msgspec.field(default_factory=dict)
+    # refund_no -> SUCCESS, PROCESSING or CLOSED; ``refunded`` holds the amounts not CLOSED.
+    refund_states: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class ChannelFaults(msgspec.Struct, kw_only=True):
@@ -66,6 +75,7 @@ class ChannelFaults(msgspec.Struct, kw_only=True):
     drop: int = 0  # statement: paid orders left out
     extra: int = 0  # statement: payments added that no one ordered
     amount: int = 0  # statement: paid orders with the amount changed by +1 yuan
+    refunds_processing: int = 0  # the next refunds stay PROCESSING until /_control/refunds settles them
 
 
 class FaultsPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -75,6 +85,7 @@ class FaultsPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     drop: int | None = None
     extra: int | None = None
     amount: int | None = None
+    refunds_processing: int | None = None
 
 
 class Delivery(msgspec.Struct, kw_only=True):
@@ -139,6 +150,8 @@ def statement_lines(book: Book, day: dt.date) -> list[StatementLine]:
     ]  # fmt: skip
     for order in book.orders.values():
         for refund_no, amount in order.refunded.items():
+            if order.refund_states.get(refund_no, "SUCCESS") != "SUCCESS":
+                continue  # money not (yet) sent back
             at = order.refunded_at[refund_no]
             if at.astimezone(CHINA).date() == day:
                 lines.append(
@@ -147,6 +160,33 @@ def statement_lines(book: Book, day: dt.date) -> list[StatementLine]:
                     )
                 )
     return lines
+
+
+def take_refund(book: Book, order: SimOrder, refund_no: str, amount: int | None) -> str | None:
+    """The refund's state (SUCCESS, PROCESSING, CLOSED) after this request; ``None``: refused.
+
+    A refund number seen before answers its state as it is (another amount is refused)."""
+    if refund_no in order.refund_states:
+        same = order.refunded.get(refund_no, amount) == amount
+        return order.refund_states[refund_no] if same else None
+    left = order.amount - sum(order.refunded.values())
+    if order.status != "SUCCESS" or amount is None or not refund_no or not 0 < amount <= left:
+        return None
+    processing = book.faults.refunds_processing > 0
+    if processing:
+        book.faults.refunds_processing -= 1
+    order.refunded[refund_no] = amount
+    order.refunded_at[refund_no] = dt.datetime.now(dt.UTC)
+    order.refund_states[refund_no] = "PROCESSING" if processing else "SUCCESS"
+    return order.refund_states[refund_no]
+
+
+def find_refund(book: Book, refund_no: str) -> tuple[SimOrder, str] | None:
+    """The order a refund number belongs to, and the refund's state."""
+    for order in book.orders.values():
+        if refund_no in order.refund_states:
+            return order, order.refund_states[refund_no]
+    return None
 
 
 Deliverer = Callable[[SimOrder], Delivery]
@@ -185,6 +225,10 @@ class PayAction(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     fail: bool = False
 
 
+class RefundAction(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    status: str  # SUCCESS or CLOSED
+
+
 def channel_controls(
     name: str, state: UpstreamState, on_paid: Callable[[Book, SimOrder], Awaitable[None] | None]
 ) -> Router:
@@ -218,4 +262,17 @@ def channel_controls(
     async def deliveries() -> list[Delivery]:
         return book_of(state).deliveries
 
-    return Router("/_control", route_handlers=[pay, faults, set_faults, deliveries])
+    @post("/refunds/{refund_no:str}", operation_id=f"SimSettleRefund_{name}", status_code=200)
+    async def settle_refund(refund_no: FromPath[str], data: JSONBody[RefundAction]) -> dict[str, Any]:
+        found = find_refund(book_of(state), refund_no)
+        if found is None or found[1] != "PROCESSING" or data.status not in ("SUCCESS", "CLOSED"):
+            return {"ok": False, "error": "no such refund processing, or an unknown status"}
+        order = found[0]
+        order.refund_states[refund_no] = data.status
+        if data.status == "CLOSED":  # given up: the money stays with the merchant
+            del order.refunded[refund_no]
+        else:
+            order.refunded_at[refund_no] = dt.datetime.now(dt.UTC)
+        return {"ok": True, "status": data.status}
+
+    return Router("/_control", route_handlers=[pay, faults, set_faults, deliveries, settle_refund])

@@ -5,9 +5,10 @@ Form-encoded requests and answers, each signed with RSA-SHA256 over the sorted `
 
 - ``POST /gateway/api/frontTransReq.do``: ``txnType=01`` a purchase (``orderId``, ``txnAmt`` fen,
   ``backUrl``), ``txnType=04`` a refund (``origOrderId``, ``orderId`` the refund number),
-  ``txnType=31`` a close; ``respCode=00`` on success.
-- ``POST /gateway/api/queryTrans.do`` (``orderId``): ``origRespCode`` 00 paid, 05 waiting, 12
-  closed, 01 failed; ``respCode=34`` no such order.
+  ``txnType=31`` a close; ``respCode=00`` on success (a refund: ``05`` still processing),
+  refunds deduplicated on their ``orderId``.
+- ``POST /gateway/api/queryTrans.do`` (``orderId``, an order's or a refund's): ``origRespCode``
+  00 paid (refunded), 05 waiting (processing), 12 closed, 01 failed; ``respCode=34`` no such order.
 - ``POST /gateway/api/fileTransfer.do`` (``settleDate`` YYYYMMDD): ``fileContent``, the day's
   statement, lines ``orderId|queryId|kind|txnAmt|time``.
 - Notifications: a signed form to ``backUrl``; any HTTP 200 is taken as received.
@@ -30,8 +31,10 @@ from payments.channels.simulators.core import (
     SimOrder,
     book_of,
     channel_controls,
+    find_refund,
     notify,
     statement_lines,
+    take_refund,
 )
 
 __all__ = ["unionpay_router"]
@@ -115,14 +118,12 @@ def unionpay_router(state: UpstreamState, credential: str) -> Router:
                 original.status = "CLOSED"
             return answer({"respCode": "00" if original.status == "CLOSED" else "12", "orderId": order_no})
         if kind == "04":
-            amount = int(fields.get("txnAmt", "0") or 0)
-            left = original.amount - sum(original.refunded.values())
-            if original.status != "SUCCESS" or not 0 < amount <= left:
+            asked = fields.get("txnAmt", "")
+            status = take_refund(book, original, order_no, int(asked) if asked.isdigit() else None)
+            if status is None or status == "CLOSED":
                 return answer({"respCode": "12", "respMsg": "refund not allowed", "orderId": order_no})
-            if order_no not in original.refunded:
-                original.refunded[order_no] = amount
-                original.refunded_at[order_no] = dt.datetime.now(dt.UTC)
-            return answer({"respCode": "00", "orderId": order_no, "txnAmt": str(amount)})
+            code = _STATUS[status if status != "PROCESSING" else "WAITING"]
+            return answer({"respCode": code, "orderId": order_no, "txnAmt": asked})
         return answer({"respCode": "40", "respMsg": "unsupported txnType"})
 
     @post("/gateway/api/queryTrans.do", operation_id="UnionPayQuery", status_code=200)
@@ -130,7 +131,19 @@ def unionpay_router(state: UpstreamState, credential: str) -> Router:
         fields = await signed_form(request)
         if fields is None:
             return answer({"respCode": "11", "respMsg": "signature verification failed"})
-        order = book_of(state).orders.get(fields.get("orderId", ""))
+        book = book_of(state)
+        order_no = fields.get("orderId", "")
+        refund = find_refund(book, order_no)
+        if refund is not None:
+            original, status = refund
+            return answer(
+                {
+                    "respCode": "00", "orderId": order_no, "origOrderId": original.order_no, "txnType": "04",
+                    "txnAmt": str(original.refunded.get(order_no, 0)),
+                    "origRespCode": {"SUCCESS": "00", "PROCESSING": "05"}.get(status, "12"),
+                }
+            )  # fmt: skip
+        order = book.orders.get(order_no)
         if order is None:
             return answer({"respCode": "34", "respMsg": "no such order"})
         return answer(

@@ -12,7 +12,9 @@ key (associated data ``transaction``); any 2xx answer stops the retries.
 - ``GET /v3/pay/transactions/out-trade-no/{no}`` → ``{trade_state: NOTPAY|SUCCESS|CLOSED|PAYERROR,
   transaction_id, amount: {total}}``, 404 ``ORDER_NOT_EXIST``;
 - ``POST /v3/pay/transactions/out-trade-no/{no}/close`` → 204;
-- ``POST /v3/refund/domestic/refunds`` ``{out_trade_no, out_refund_no, amount: {refund, total}}``;
+- ``POST /v3/refund/domestic/refunds`` ``{out_trade_no, out_refund_no, amount: {refund, total}}``
+  → ``{status: SUCCESS|PROCESSING|CLOSED}``, deduplicated on ``out_refund_no``;
+- ``GET /v3/refund/domestic/refunds/{out_refund_no}`` → the same, 404 ``RESOURCE_NOT_EXISTS``;
 - ``GET /v3/bill/tradebill?bill_date=YYYY-MM-DD`` → CSV, each value prefixed with a backquote.
 """
 
@@ -36,8 +38,10 @@ from payments.channels.simulators.core import (
     SimOrder,
     book_of,
     channel_controls,
+    find_refund,
     notify,
     statement_lines,
+    take_refund,
 )
 
 __all__ = ["parse_authorization", "wechatpay_router"]
@@ -200,13 +204,26 @@ def wechatpay_router(state: UpstreamState, credential: str) -> Router:
         order = book_of(state).orders.get(order_no)
         if order is None:
             return answer(404, {"code": "ORDER_NOT_EXIST", "message": "no such order"})
-        left = order.amount - sum(order.refunded.values())
-        if order.status != "SUCCESS" or not 0 < amount <= left:
+        status = take_refund(book_of(state), order, refund_no, amount)
+        if status is None:
             return answer(400, {"code": "INVALID_REQUEST", "message": "refund not allowed"})
-        if refund_no not in order.refunded:
-            order.refunded[refund_no] = amount
-            order.refunded_at[refund_no] = dt.datetime.now(dt.UTC)
-        return answer(200, {"out_refund_no": refund_no, "status": "SUCCESS", "amount": {"refund": amount}})
+        return answer(200, {"out_refund_no": refund_no, "status": status, "amount": {"refund": amount}})
+
+    @get("/v3/refund/domestic/refunds/{refund_no:str}", operation_id="WechatRefundQuery")
+    async def refund_query(refund_no: FromPath[str], request: Request[Any, Any, Any]) -> Response[bytes]:
+        if await authorised(request) is None:
+            return denied()
+        found = find_refund(book_of(state), refund_no)
+        if found is None:
+            return answer(404, {"code": "RESOURCE_NOT_EXISTS", "message": "no such refund"})
+        order, status = found
+        return answer(
+            200,
+            {
+                "out_refund_no": refund_no, "out_trade_no": order.order_no, "status": status,
+                "amount": {"refund": order.refunded.get(refund_no, 0), "total": order.amount},
+            },
+        )  # fmt: skip
 
     @get("/v3/bill/tradebill", operation_id="WechatBill")
     async def bill(bill_date: FromQuery[str], request: Request[Any, Any, Any]) -> Response[bytes]:
@@ -225,5 +242,13 @@ def wechatpay_router(state: UpstreamState, credential: str) -> Router:
 
     return Router(
         "/wechatpay",
-        route_handlers=[native, query, close, refund, bill, channel_controls("wechatpay", state, paid)],
+        route_handlers=[
+            native,
+            query,
+            close,
+            refund,
+            refund_query,
+            bill,
+            channel_controls("wechatpay", state, paid),
+        ],
     )
