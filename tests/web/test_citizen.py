@@ -162,6 +162,27 @@ async def test_freeze_unfreeze_and_report_loss(client: Client, citizen_password:
     assert (await client.get("/web/qr.svg")).status_code != 200
 
 
+async def test_a_card_the_service_froze_offers_no_unfreeze(
+    client: Client, citizen_password: str, database_url: str
+) -> None:
+    """Only the card service may lift its own freeze (the API refuses the holder): the page says
+    so instead of offering a button that would fail."""
+    page = await sign_in(client, citizen_password)
+    frozen = await client.post("/web/card/freeze", data={"csrf": csrf_of(page.text)})
+    assert 'id="unfreeze"' in frozen.text
+    connection = await asyncpg.connect(database_url)
+    try:  # as an operator's freeze leaves it (card.lifecycle: frozen_by)
+        assert (
+            await connection.execute("UPDATE card.cards SET frozen_by = 'operator' WHERE status = 'frozen'")
+            != "UPDATE 0"
+        )
+    finally:
+        await connection.close()
+    again = await client.get("/web/")
+    assert 'class="status-frozen"' in again.text
+    assert 'id="unfreeze"' not in again.text and 'id="frozen-by-operator"' in again.text
+
+
 async def _expire(redis_client: aioredis.Redis) -> None:
     """What an idle night does to a sign-in: the access token expired and the refresh token gone."""
     keys = [k async for k in redis_client.scan_iter("web:s:*")]
