@@ -26,7 +26,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy $(wildcard backend identity card payments integrations mock_terminals)
+	$(BIN)/mypy $(wildcard backend identity card payments integrations mock_terminals tests bench)
 
 unit: install
 	CITIZEN_ENV=test $(BIN)/python -m pytest

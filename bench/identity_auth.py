@@ -94,13 +94,14 @@ async def main() -> None:
     with services() as resolved:
         settings = resolved.settings.replace(identity=settings_id)
         await migrate_database(settings)
-        assert settings.database.url is not None and settings.redis.url is not None
+        assert settings.redis.url is not None
         import redis.asyncio as aioredis
 
         db = settings.database
+        assert db.url is not None
         pool = await create_pool(
             type(db)(url=db.url, pool_min=CONCURRENCY // 2, pool_max=CONCURRENCY),
-            db.url.reveal(),  # type: ignore[arg-type]
+            db.url.reveal(),
         )
         redis = aioredis.from_url(settings.redis.url.reveal())
         sms = RecordingSms()

@@ -17,6 +17,7 @@ Run: ``python -m bench.payments_ledger`` (``BENCH_SCALE=0.2`` for a quick run).
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import random
 import time
@@ -222,7 +223,7 @@ async def _run(pool: asyncpg.Pool, context: dict[str, Any]) -> None:
         async def via_batcher(t: Transfer, batcher: TransferBatcher = batcher) -> None:
             await batcher.submit([t])
 
-        rate = await _timed(N_BATCHER, lambda r=requests, f=via_batcher: _in_lanes(r, CALLERS, f))
+        rate = await _timed(N_BATCHER, functools.partial(_in_lanes, requests, CALLERS, via_batcher))
         await batcher.close()
         emit(
             BENCH,

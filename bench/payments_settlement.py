@@ -69,7 +69,15 @@ async def _seed(pool: Any, now: dt.datetime) -> dt.datetime:
                 for o in operators
             ],
         )
-    columns = ("id", "debit_account_id", "credit_account_id", "amount", "ledger", "code", "flags")
+    columns: tuple[str, ...] = (
+        "id",
+        "debit_account_id",
+        "credit_account_id",
+        "amount",
+        "ledger",
+        "code",
+        "flags",
+    )
     columns += ("user_data_64", "user_data_32", "reference", "timestamp")
     start = now - dt.timedelta(hours=3)
     span = 3 * 3600 - 60

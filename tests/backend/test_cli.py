@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import signal
@@ -9,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -23,7 +24,8 @@ pytestmark = pytest.mark.slow
 
 def test_every_subcommand_has_help() -> None:
     parser = build_parser()
-    names = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    (subcommands,) = (action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    names = subcommands.choices
     assert {"serve", "migrate", "demo", "services"} <= set(names)
     for name in names:
         result = subprocess.run(
@@ -79,8 +81,11 @@ def _wait_ready(process: subprocess.Popen[str], port: int) -> httpx.Response:
     raise AssertionError("serve never became ready")
 
 
+Serve = Callable[..., subprocess.Popen[str]]  # serve(env, port, *extra arguments)
+
+
 @pytest.fixture
-def serve() -> Iterator[object]:
+def serve() -> Iterator[Serve]:
     started: list[subprocess.Popen[str]] = []
 
     def start(env: dict[str, str], port: int, *extra: str) -> subprocess.Popen[str]:
@@ -101,35 +106,35 @@ def serve() -> Iterator[object]:
             process.wait()
 
 
-def test_serve_twice_keeps_the_data_and_stops_cleanly(tmp_path: Path, serve: object) -> None:
+def test_serve_twice_keeps_the_data_and_stops_cleanly(tmp_path: Path, serve: Serve) -> None:
     env = _environment(tmp_path / "var")
     outputs = []
+    session_keys = []  # the session key on disk after each run
     for _ in range(2):
         port = _free_port()
-        process = serve(env, port)  # type: ignore[operator]
+        process = serve(env, port)
         status = _wait_ready(process, port)
         assert status.json()["status"] == "ready"
         process.send_signal(signal.SIGINT)  # what Ctrl-C sends
         output, _ = process.communicate(timeout=60)
         assert process.returncode == 0, output
         outputs.append(output)
-        if len(outputs) == 1:
-            keys_after_first = (tmp_path / "var" / "keys" / "session.key").read_bytes()
+        session_keys.append((tmp_path / "var" / "keys" / "session.key").read_bytes())
         assert f"http://127.0.0.1:{port}" in output
     assert migrations.discover()
     assert "applied" in outputs[0]  # the first run built the schema...
     assert "applied" not in outputs[1]  # ...the second found it in the data directory
-    assert keys_after_first == (tmp_path / "var" / "keys" / "session.key").read_bytes()
+    assert session_keys[0] == session_keys[1]  # the second run kept the first run's keys
     assert not (tmp_path / "var" / "postgres" / "postmaster.pid").exists()  # PostgreSQL was stopped
     assert not (tmp_path / "var" / "redis" / "redis.sock").exists()  # and Redis
 
 
-def test_serve_demo_tops_up_through_the_simulators_it_started(tmp_path: Path, serve: object) -> None:
+def test_serve_demo_tops_up_through_the_simulators_it_started(tmp_path: Path, serve: Serve) -> None:
     # `make run`: the demo day needs the payment channel simulators, so serve must start them
     # before it loads the demo (it once loaded the demo first and every top-up was skipped).
     port = _free_port()
     env = _environment(tmp_path / "var", CITIZEN_TERMINAL_PORT=str(_free_port()))
-    process = serve(env, port, "--demo")  # type: ignore[operator]
+    process = serve(env, port, "--demo")
     _wait_ready(process, port)
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=60)
@@ -145,7 +150,7 @@ def test_serve_demo_tops_up_through_the_simulators_it_started(tmp_path: Path, se
         assert f"{application} active" in card_line, card_line
 
 
-def test_serve_uses_external_servers_when_given(tmp_path: Path, serve: object) -> None:
+def test_serve_uses_external_servers_when_given(tmp_path: Path, serve: Serve) -> None:
     services = subprocess.Popen(
         [sys.executable, "-m", "backend.cli", "services"],
         env=_environment(tmp_path / "external"),
@@ -159,7 +164,7 @@ def test_serve_uses_external_servers_when_given(tmp_path: Path, serve: object) -
         assert set(urls) == {"CITIZEN_DATABASE_URL", "CITIZEN_REDIS_URL"}
         port = _free_port()
         own_dir = tmp_path / "app"
-        process = serve(_environment(own_dir, **urls), port)  # type: ignore[operator]
+        process = serve(_environment(own_dir, **urls), port)
         _wait_ready(process, port)
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=60)

@@ -78,6 +78,7 @@ async def test_operators_see_the_social_security_number_masked_and_every_read_is
     db: Any,
 ) -> None:
     number = PEOPLE[0].social_security_number
+    assert number is not None  # the seeded citizen has a social security record
     card = (await client.post(API, headers=citizen_headers)).json()
     auditor = await operator_headers(client, settings, db, "auditor")
     found = await client.get(ADMIN, params={"card_number": card["card_number"]}, headers=auditor)
@@ -112,6 +113,7 @@ async def test_the_migration_masks_the_numbers_kept_in_clear(
     client: AsyncTestClient[Litestar], citizen_headers: dict[str, str], db: Any
 ) -> None:
     number = PEOPLE[0].social_security_number
+    assert number is not None  # the seeded citizen has a social security record
     card = (await client.post(API, headers=citizen_headers)).json()
     # A row as written before: the number in clear.
     await db.execute(

@@ -68,6 +68,7 @@ async def test_issuance_fills_social_security_and_health(
     holder = _holder(id_numbers, ZHANG.id_number)
     card = await directed.issue(holder, Actor(kind="person", id=str(holder.person_id)), now=NOW)
     apps = _apps(card)
+    assert ZHANG.social_security_number is not None
     assert apps["social_security"] == (
         "active",
         {

@@ -80,6 +80,7 @@ async def test_my_card_is_issued_on_first_look_with_its_upstream_applications(
         "health": "active",
     }
     # From the simulators, by the ID number identity holds for this person.
+    assert ZHANG.social_security_number is not None
     masked = mask_resident_id(ZHANG.social_security_number)  # the holder sees their own number masked
     assert apps["social_security"]["attributes"]["social_security_number"] == masked
     assert apps["social_security"]["attributes"]["insurance_status"] == "contributing"
@@ -128,7 +129,7 @@ async def _pay_topup(
         topups, json={"amount": amount}, headers={**headers, "Idempotency-Key": f"c-{uuid.uuid4()}"}
     )
     assert created.status_code == 201, created.text
-    order = created.json()
+    order: dict[str, Any] = created.json()
     paying = await client.post(
         f"{topups}/{order['id']}/pay",
         json={"channel": "alipay"},

@@ -26,10 +26,15 @@ class Audited:
     """An audit sink that keeps what it was given."""
 
     def __init__(self) -> None:
-        self.entries: list[tuple[str, uuid.UUID, dict[str, DetailValue]]] = []
+        self.entries: list[tuple[str, uuid.UUID | None, dict[str, DetailValue]]] = []
 
     async def __call__(
-        self, connection: Connection, actor: Actor, action: str, card_id: uuid.UUID, details: dict[str, Any]
+        self,
+        connection: Connection,
+        actor: Actor,
+        action: str,
+        card_id: uuid.UUID | None,
+        details: dict[str, DetailValue],
     ) -> None:
         self.entries.append((action, card_id, details))
 

@@ -39,7 +39,8 @@ async def test_balance_moves_after_the_window_less_offline_taps(
         ],
     )
     assert loaded.ok
-    assert (await service.view(card.id)).epurse.balance == 10_000  # type: ignore[union-attr]
+    loaded_purse = (await service.view(card.id)).epurse
+    assert loaded_purse is not None and loaded_purse.balance == 10_000
 
     await service.report_loss(card.id, citizen, now=NOW)
     new = await service.reissue(card.id, citizen, now=NOW + dt.timedelta(hours=1))
@@ -55,7 +56,8 @@ async def test_balance_moves_after_the_window_less_offline_taps(
     assert await run_balance_transfers(pool, service.ledger, now=NOW + window) == []  # not due yet
     (settled,) = await run_balance_transfers(pool, service.ledger, now=NOW + window + dt.timedelta(hours=2))
     assert settled.amount == 9_700
-    assert (await service.view(new.id)).epurse.balance == 9_700  # type: ignore[union-attr]
+    new_purse = (await service.view(new.id)).epurse
+    assert new_purse is not None and new_purse.balance == 9_700
     old = await service.view(card.id)
     assert old.status == "closed"
     assert old.balance_transfer == "done"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
 from litestar import Litestar
@@ -12,9 +13,9 @@ from litestar.testing import AsyncTestClient
 from tests.identity.conftest import API, LI, ZHANG, Flows, bearer
 
 
-def _rule(response: object) -> tuple[str, str]:
-    body = response.json()  # type: ignore[attr-defined]
-    assert response.headers["content-type"] == "application/problem+json"  # type: ignore[attr-defined]
+def _rule(response: httpx.Response) -> tuple[str, str]:
+    body = response.json()
+    assert response.headers["content-type"] == "application/problem+json"
     error = body["errors"][0]
     return error["field"], error["rule"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
 from litestar import Litestar
@@ -11,7 +12,7 @@ from integrations.simulators.control import SimulatorControl
 from tests.identity.conftest import API, LI, QIAN, WANG, ZHANG, Flows, bearer
 
 
-async def _verify(client: AsyncTestClient[Litestar], token: str, name: str, id_number: str) -> object:
+async def _verify(client: AsyncTestClient[Litestar], token: str, name: str, id_number: str) -> httpx.Response:
     return await client.post(
         f"{API}/me/verification", json={"name": name, "id_number": id_number}, headers=bearer(token)
     )
@@ -33,8 +34,8 @@ async def test_lowercase_x_is_accepted_and_normalised(
 ) -> None:
     l1 = await flows.register(WANG.mobile)
     response = await _verify(client, l1["token"], WANG.name, WANG.id_number.lower())
-    assert response.status_code == 200, response.text  # type: ignore[attr-defined]
-    me = (await client.get(f"{API}/me", headers=bearer(response.json()["token"]))).json()  # type: ignore[attr-defined]
+    assert response.status_code == 200, response.text
+    me = (await client.get(f"{API}/me", headers=bearer(response.json()["token"]))).json()
     assert me["id_number"].endswith("002X")
 
 
@@ -58,19 +59,19 @@ async def test_invalid_id_numbers_are_422_with_the_rule(
         id_number = id_number[:17] + resident_id_check_char(id_number[:17])
     l1 = await flows.register(ZHANG.mobile)
     response = await _verify(client, l1["token"], ZHANG.name, id_number)
-    assert response.status_code == 422  # type: ignore[attr-defined]
-    error = response.json()["errors"][0]  # type: ignore[attr-defined]
+    assert response.status_code == 422
+    error = response.json()["errors"][0]
     assert (error["field"], error["rule"]) == ("id_number", rule)
-    assert id_number not in response.text  # type: ignore[attr-defined]
+    assert id_number not in response.text
 
 
 async def test_registry_disagreements_are_422(client: AsyncTestClient[Litestar], flows: Flows) -> None:
     l1 = await flows.register(ZHANG.mobile)
     response = await _verify(client, l1["token"], "张四", ZHANG.id_number)
-    assert response.status_code == 422  # type: ignore[attr-defined]
-    assert response.json()["errors"][0]["rule"] == "registry_name_mismatch"  # type: ignore[attr-defined]
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["rule"] == "registry_name_mismatch"
     response = await _verify(client, l1["token"], QIAN.name, QIAN.id_number)
-    assert response.json()["errors"][0]["rule"] == "registry_deceased"  # type: ignore[attr-defined]
+    assert response.json()["errors"][0]["rule"] == "registry_deceased"
     me = (await client.get(f"{API}/me", headers=bearer(l1["token"]))).json()
     assert me["level"] == 1
 
@@ -79,10 +80,10 @@ async def test_one_id_number_one_account(client: AsyncTestClient[Litestar], flow
     await flows.verified(ZHANG)
     other = await flows.register(LI.mobile)
     response = await _verify(client, other["token"], ZHANG.name, ZHANG.id_number)
-    assert response.status_code == 409  # type: ignore[attr-defined]
+    assert response.status_code == 409
     again = await flows.login_code(ZHANG.mobile)
     response = await _verify(client, again["token"], ZHANG.name, ZHANG.id_number)
-    assert response.status_code == 409  # type: ignore[attr-defined]  # already verified
+    assert response.status_code == 409  # already verified
 
 
 async def test_registry_outage_is_503_and_costs_no_attempt(
@@ -92,7 +93,7 @@ async def test_registry_outage_is_503_and_costs_no_attempt(
     await upstreams.set("population", outage=True)
     for _ in range(6):
         response = await _verify(client, l1["token"], ZHANG.name, ZHANG.id_number)
-        assert response.status_code == 503  # type: ignore[attr-defined]
+        assert response.status_code == 503
     assert int(await redis_client.get(f"identity:fail:{l1['account_id']}") or 0) == 0
 
 

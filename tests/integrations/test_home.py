@@ -170,7 +170,9 @@ async def _age_cache_entries(client: aioredis.Redis, connector: str, *, days: in
     keys = [k async for k in client.scan_iter(f"citizen:cache:{connector}:*") if not k.endswith(b":refresh")]
     assert keys
     for key in keys:
-        entry = msgspec.msgpack.decode(await client.get(key), type=CachedEntry)
+        raw = await client.get(key)
+        assert isinstance(raw, bytes)
+        entry = msgspec.msgpack.decode(raw, type=CachedEntry)
         older = CachedEntry(entry.fetched_at - days * 86_400, entry.body)
         await client.set(key, msgspec.msgpack.encode(older), keepttl=True)
 

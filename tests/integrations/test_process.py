@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from integrations.simulators.process import SimulatorsProcess, start_simulators
+from integrations.simulators.process import start_simulators
 
 pytestmark = pytest.mark.slow
 
@@ -116,4 +116,3 @@ def test_a_process_that_fails_to_start_is_reported(tmp_path: Path) -> None:
     env["CITIZEN_ENV"] = "production"  # no simulator key in production: it refuses to start
     with pytest.raises(RuntimeError, match="exited"):
         start_simulators(env, startup_timeout=60)
-    assert SimulatorsProcess  # the type the fixtures yield

@@ -148,6 +148,7 @@ async def test_the_legal_representatives_id_number_is_sealed_in_the_cache(
     stored = [await redis_client.get(k) async for k in redis_client.scan_iter("citizen:cache:enterprise:*")]
     assert stored
     for raw in stored:
+        assert isinstance(raw, bytes)  # the entry is there (and the client does not decode replies)
         assert company.legal_representative_id_number.encode() not in raw.upper()
         assert company.name.encode() in raw  # the public register data is there in the clear
     await upstreams.set("enterprise", outage=True)  # the answer below can only come from the cache

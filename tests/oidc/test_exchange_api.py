@@ -194,6 +194,7 @@ async def test_the_api_audience_needs_the_api_scope(
         redirect_uris=["cn.city.app:/callback"],
         scopes=["openid", "api", "phone"],
     )
+    genuine: dict[str, str] = {}  # granted scope -> the access token the provider issued for it
     pool: Any = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
     try:
         keys = key_store(pool, keyring, kit.settings.oidc)
@@ -215,6 +216,7 @@ async def test_the_api_audience_needs_the_api_scope(
                     redirect_uri="cn.city.app:/callback",
                 )
             ).json()
+            genuine[granted] = issued["access_token"]
             claims = claims_of(issued["access_token"])
             assert (api in claims["aud"]) == ("api" in granted.split())
             # Signed with the provider's own key, on the live grant: only aud and scope differ.
@@ -228,7 +230,8 @@ async def test_the_api_audience_needs_the_api_scope(
             assert answer.status_code == status, (granted, minted, answer.text)
     finally:
         await pool.close()
-    assert (await kit.client.get(f"{API}/me", headers=bearer(issued["access_token"]))).status_code == 401
+    # The provider's own token for a grant without api, unforged, is refused too.
+    assert (await kit.client.get(f"{API}/me", headers=bearer(genuine["openid"]))).status_code == 401
 
 
 async def test_introspection_and_revocation(kit: Kit) -> None:
@@ -407,8 +410,8 @@ async def test_token_exchange_audience_for_the_api(kit: Kit) -> None:
         ).status_code == 403
     both = await exchange(("audience", api), ("audience", web["client_id"]))
     assert claims_of(both.json()["access_token"])["aud"] == [api, web["client_id"]]
-    for refused in (("audience", "https://elsewhere.example/api"), ("resource", ISSUER + "/other")):
-        answer = await exchange(refused)
+    for target in (("audience", "https://elsewhere.example/api"), ("resource", ISSUER + "/other")):
+        answer = await exchange(target)
         assert answer.status_code == 400 and answer.json()["error"] == "invalid_target", answer.text
     # A partner that is not first-party may not name the API, even holding (and granted) the api scope.
     partner = await kit.register(

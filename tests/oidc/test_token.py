@@ -14,8 +14,8 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from tests.identity.conftest import ZHANG
-from tests.oidc.conftest import API, ISSUER, REDIRECT, Kit, basic, bearer
+from tests.identity.conftest import API, ZHANG, bearer
+from tests.oidc.conftest import ISSUER, REDIRECT, Kit, basic
 
 TOKEN = "/oidc/token"
 

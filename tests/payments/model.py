@@ -24,6 +24,17 @@ TRANSIENT = {R.EXCEEDS_CREDITS, R.PENDING_TRANSFER_NOT_FOUND, R.PENDING_TRANSFER
 
 
 @dataclass
+class Reservation:
+    """A pending transfer's hold, as the model keeps it."""
+
+    debit: uuid.UUID
+    credit: uuid.UUID
+    amount: int
+    expires: dt.datetime | None
+    state: str = "pending"  # then posted, voided or expired
+
+
+@dataclass
 class Model:
     limits: dict[uuid.UUID, int | None]  # None: no balance rule; n: overdraft limit in fen
     dp: dict[uuid.UUID, int] = field(default_factory=dict)
@@ -32,9 +43,7 @@ class Model:
     cpo: dict[uuid.UUID, int] = field(default_factory=dict)
     done: dict[uuid.UUID, tuple[object, ...]] = field(default_factory=dict)  # id -> resolved fields
     failed: set[uuid.UUID] = field(default_factory=set)
-    reserved: dict[uuid.UUID, list[object]] = field(
-        default_factory=dict
-    )  # [debit, credit, amount, expires, state]
+    reserved: dict[uuid.UUID, Reservation] = field(default_factory=dict)
     plain: set[uuid.UUID] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -95,8 +104,8 @@ class Model:
         debit, credit, amount = t.debit_account_id, t.credit_account_id, t.amount
         r = self.reserved.get(t.pending_id) if resolving and t.pending_id else None
         if r is not None:
-            debit, credit = debit or r[0], credit or r[1]
-            amount = r[2] if amount is None else amount
+            debit, credit = debit or r.debit, credit or r.credit
+            amount = r.amount if amount is None else amount
         fields = (debit, credit, amount, t.pending_id, t.flags, t.timeout, t.user_data_64)
         if t.id in self.done:
             return R.EXISTS if self.done[t.id] == fields else R.EXISTS_WITH_DIFFERENT_FIELDS
@@ -110,16 +119,16 @@ class Model:
                     else R.PENDING_TRANSFER_NOT_FOUND
                 )
             assert isinstance(amount, int)
-            if r[4] == "posted":
+            if r.state == "posted":
                 return R.PENDING_TRANSFER_ALREADY_POSTED
-            if r[4] == "voided":
+            if r.state == "voided":
                 return R.PENDING_TRANSFER_ALREADY_VOIDED
-            if r[4] == "expired":
+            if r.state == "expired":
                 return R.PENDING_TRANSFER_EXPIRED
-            d, c, reserved = r[0], r[1], r[2]
-            assert isinstance(d, uuid.UUID) and isinstance(c, uuid.UUID) and isinstance(reserved, int)
-            if r[3] is not None and r[3] <= now:  # type: ignore[operator]
-                self.expire(t.pending_id)  # type: ignore[arg-type]
+            d, c, reserved = r.debit, r.credit, r.amount
+            if r.expires is not None and r.expires <= now:
+                assert t.pending_id is not None  # r was found by it
+                self.expire(t.pending_id)
                 return R.PENDING_TRANSFER_EXPIRED
             if t.flags & POST and amount > reserved:
                 return R.EXCEEDS_PENDING_TRANSFER_AMOUNT
@@ -130,7 +139,7 @@ class Model:
             if t.flags & POST:
                 self.dpo[d] += amount
                 self.cpo[c] += amount
-            r[4] = "posted" if t.flags & POST else "voided"
+            r.state = "posted" if t.flags & POST else "voided"
             self.done[t.id] = fields
             return R.OK
         assert debit is not None and credit is not None and amount is not None
@@ -145,7 +154,7 @@ class Model:
             self.dp[debit] += amount
             self.cp[credit] += amount
             expires = now + dt.timedelta(seconds=t.timeout) if t.timeout else None
-            self.reserved[t.id] = [debit, credit, amount, expires, "pending"]
+            self.reserved[t.id] = Reservation(debit, credit, amount, expires)
         else:
             self.dpo[debit] += amount
             self.cpo[credit] += amount
@@ -155,14 +164,16 @@ class Model:
 
     def expire(self, pending_id: uuid.UUID) -> None:
         r = self.reserved[pending_id]
-        d, c, amount = r[0], r[1], r[2]
-        assert isinstance(d, uuid.UUID) and isinstance(c, uuid.UUID) and isinstance(amount, int)
-        self.dp[d] -= amount
-        self.cp[c] -= amount
-        r[4] = "expired"
+        self.dp[r.debit] -= r.amount
+        self.cp[r.credit] -= r.amount
+        r.state = "expired"
 
     def expire_due(self, now: dt.datetime) -> int:
-        due = [k for k, r in self.reserved.items() if r[4] == "pending" and r[3] is not None and r[3] <= now]  # type: ignore[operator]
+        due = [
+            k
+            for k, r in self.reserved.items()
+            if r.state == "pending" and r.expires is not None and r.expires <= now
+        ]
         for k in due:
             self.expire(k)
         return len(due)

@@ -18,8 +18,8 @@ from payments.ledger import (
 )
 from payments.ledger import TransferResult as R
 from payments.ledger.store import SERIAL_BATCH_MIN
-from tests.payments.conftest import Chart
-from tests.payments.test_ledger import T0, assert_clean, balances, fund, tr
+from tests.payments.conftest import T0, Chart
+from tests.payments.test_ledger import assert_clean, balances, fund, tr
 
 
 async def test_a_large_batch_runs_as_the_single_writer_with_the_same_rules(db: Any, chart: Chart) -> None:

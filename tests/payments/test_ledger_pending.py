@@ -210,7 +210,7 @@ def build(item: Any, history: list[Transfer], reserved: list[Transfer]) -> Trans
         return None
     # Counted from the latest (hypothesis draws small numbers most): mostly a recent transfer, and
     # for a post or void mostly a recent reservation that was made.
-    target = history[-1 - item[1] % len(history)]
+    target: Transfer = history[-1 - item[1] % len(history)]
     if kind in ("post", "void") and reserved and item[1] % 4 != 3:
         target = reserved[-1 - item[1] % len(reserved)]
     if kind == "post":

@@ -229,12 +229,12 @@ async def test_bad_input_is_refused_recorded_and_moves_nothing(
         headers={**citizen, "Idempotency-Key": "pay-good-1"},
     )
     secrets = channel_secrets(dev_credential(keyring.get("simulator"), "unionpay"))
-    for order_no, amount, status in ((("TU" + "0" * 20), "5000", 404), (order["order_no"], "4000", 422)):
+    for order_no, txn_amount, status in ((("TU" + "0" * 20), "5000", 404), (order["order_no"], "4000", 422)):
         fields = {
             "merId": secrets.merchant_id,
             "orderId": order_no,
             "queryId": "Q1",
-            "txnAmt": amount,
+            "txnAmt": txn_amount,
             "respCode": "00",
         }
         fields["signature"] = rsa_sign(secrets.channel_key, sorted_query(fields, exclude=("signature",)))

@@ -71,8 +71,8 @@ async def test_more_terminals_than_connections_on_a_cold_key_store(
             sent = await asyncio.gather(*uploads)
             answers = await asyncio.gather(*loads)
         finally:
-            for terminal in [*readers, *kiosks]:
-                await terminal.link.close()
+            for link in [*(r.link for r in readers), *(k.link for k in kiosks)]:
+                await link.close()
     assert sent == [3] * READERS
     assert all(r.counts == {"accepted": 3, "duplicate": 0, "rejected": 0} for r in readers)
     assert [a.result for a in answers] == [ResultCode.OK] * KIOSKS

@@ -22,6 +22,7 @@ from backend.runtime import migrate_database
 from backend.settings import Secret, Settings
 from card.terminal.gateway import running_gateway
 from mock_terminals.bus import BusReader
+from mock_terminals.card import SoftwareCard
 from tests.terminal.conftest import Rig
 
 pytestmark = pytest.mark.slow
@@ -33,24 +34,23 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def _taps(rig: Rig, terminal_id: str, cards: int, taps: int) -> BusReader:
+async def _taps(rig: Rig, terminal_id: str, cards: int, taps: int) -> tuple[BusReader, list[SoftwareCard]]:
     fleet = await rig.cards(cards, balance=100_000)
     bus = await rig.bus(terminal_id, fleet)
     now = dt.datetime.now(dt.UTC)
     for i in range(taps):
         bus.tap(fleet[i % cards], 100, now)
     bus.batch_size = 100
-    bus.cards = fleet  # type: ignore[attr-defined]
-    return bus
+    return bus, fleet
 
 
-async def _assert_exactly_once(rig: Rig, bus: BusReader, taps: int) -> None:
+async def _assert_exactly_once(rig: Rig, bus: BusReader, fleet: list[SoftwareCard], taps: int) -> None:
     assert not bus.queue
     async with rig.host.pool.acquire() as db:
         assert (
             await db.fetchval("SELECT count(*) FROM card.terminal_records WHERE status = 'accepted'") == taps
         )
-        for card in bus.cards:  # type: ignore[attr-defined]
+        for card in fleet:
             info = (await rig.host.cards.by_app_serial(db, [card.app_serial]))[card.app_serial]
             assert info.ledger_account_id is not None
             assert await rig.host.ledger.balance(db, info.ledger_account_id) == card.balance
@@ -89,7 +89,7 @@ def _gateway_process(settings: Settings, port: int) -> subprocess.Popen[bytes]:
 
 
 async def test_gateway_sigkill_mid_upload(rig: Rig, settings: Settings) -> None:
-    bus = await _taps(rig, "BUS-K", cards=20, taps=1000)
+    bus, fleet = await _taps(rig, "BUS-K", cards=20, taps=1000)
     port = _free_port()
     bus.link.port = port
     first = _gateway_process(settings, port)
@@ -101,7 +101,7 @@ async def test_gateway_sigkill_mid_upload(rig: Rig, settings: Settings) -> None:
         first.wait()
         second = _gateway_process(settings, port)
         await upload
-        await _assert_exactly_once(rig, bus, 1000)
+        await _assert_exactly_once(rig, bus, fleet, 1000)
         assert bus.link.reconnects >= 1
     finally:
         for process in (first, second):
@@ -113,13 +113,13 @@ async def test_gateway_sigkill_mid_upload(rig: Rig, settings: Settings) -> None:
 
 
 async def test_lost_acknowledgement_resend(rig: Rig) -> None:
-    bus = await _taps(rig, "BUS-L", cards=5, taps=300)
+    bus, fleet = await _taps(rig, "BUS-L", cards=5, taps=300)
     records = dict(bus.queue)
     await bus.upload()
     bus.queue = records  # every acknowledgement "lost": the reader sends it all again
     await bus.upload()
     assert bus.counts == {"accepted": 300, "duplicate": 300, "rejected": 0}
-    await _assert_exactly_once(rig, bus, 300)
+    await _assert_exactly_once(rig, bus, fleet, 300)
 
 
 @pytest_asyncio.fixture
@@ -151,7 +151,7 @@ async def test_postgres_and_redis_restart_mid_upload(
     async with running_gateway(own, keyring, port=0) as (gateway, address):
         rig = Rig(gateway, gateway.host, address, ec.generate_private_key(ec.SECP256R1()), [])
         try:
-            bus = await _taps(rig, "BUS-P", cards=10, taps=1000)
+            bus, fleet = await _taps(rig, "BUS-P", cards=10, taps=1000)
             await bus.link.sign_on()
             upload = asyncio.create_task(bus.upload())
             await _wait_for_batches(rig, 2)
@@ -161,7 +161,7 @@ async def test_postgres_and_redis_restart_mid_upload(
             pg.ensure_running()
             await upload
             assert bus.link.sign_ons >= 2  # it signed on again after Redis lost the session
-            await _assert_exactly_once(rig, bus, 1000)
+            await _assert_exactly_once(rig, bus, fleet, 1000)
         finally:
             for link in rig.links:
                 await link.close()

@@ -8,6 +8,7 @@ import datetime as dt
 import msgspec
 import pytest
 
+from card.keys import SoftwareKeyStore
 from card.terminal.spec import Flag, RecordReason, RecordResult, ResultCode
 from mock_terminals.link import LinkError
 from tests.terminal.conftest import Rig
@@ -153,8 +154,10 @@ async def test_card_keys_come_from_this_platforms_issuer(rig: Rig) -> None:
     await bus.upload()
     assert bus.results[record.terminal_serial] == (RecordResult.REJECTED, RecordReason.BAD_TAC)
 
-    def derived_for_other() -> list[object]:
-        return [k for k in rig.host.keys._card_keys if k[3] == other]  # type: ignore[attr-defined]
+    def derived_for_other() -> list[tuple[str, int, bytes, bytes]]:
+        keys = rig.host.keys
+        assert isinstance(keys, SoftwareKeyStore)  # its cache of derived card keys
+        return [k for k in keys._card_keys if k[3] == other]
 
     assert derived_for_other() == []
     kiosk = await rig.kiosk("KIOSK-ISS")

@@ -263,16 +263,16 @@ async def test_the_job_races_the_kiosk_cleanly(rig: Rig) -> None:
         )  # fmt: skip
     for _ in range(5):  # a post against a reversal: exactly one wins
         load_id = await unconfirmed(kiosk, other, 100, credited=False)
-        answer, settled = await asyncio.gather(
+        reversal, settled = await asyncio.gather(
             reverse(kiosk, load_id.bytes),
             settle_load(rig.host.pool, LedgerPostings(), load_id, post=True, resolution="test"),
         )
         found = await state(rig, load_id)
         if settled == "authorised":
-            assert (answer.result, answer.detail) == (ResultCode.LOAD_STATE, "confirmed")
+            assert (reversal.result, reversal.detail) == (ResultCode.LOAD_STATE, "confirmed")
             assert (found["state"], found["pending"]) == ("confirmed", "posted")
             break  # the card's counter moved on the host: the next loads of ``other`` differ
-        assert answer.result == ResultCode.OK and settled == "reversed"
+        assert reversal.result == ResultCode.OK and settled == "reversed"
         assert (found["state"], found["pending"], found["transfers"], found["check"]) == (
             "reversed", "voided", 2, [],
         )  # fmt: skip

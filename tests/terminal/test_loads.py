@@ -239,7 +239,8 @@ def statements() -> Iterator[list[str]]:
     """The statements sent to PostgreSQL by this process meanwhile (BEGIN/COMMIT included)."""
     sent: list[str] = []
     connection = asyncpg.connection.Connection
-    do_execute, execute = connection._do_execute, connection.execute
+    do_execute = connection._do_execute  # type: ignore[attr-defined]  # private to asyncpg: not in asyncpg-stubs
+    execute = connection.execute
 
     async def counted_do_execute(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
         sent.append(query)

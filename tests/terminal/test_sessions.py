@@ -187,7 +187,7 @@ async def test_rotated_qr_key_reaches_terminals_and_host(quick: Rig, keyring: Ke
     await bus.sync()
     phone = ec.generate_private_key(ec.SECP256R1())
 
-    async def ride(bus: BusReader) -> tuple[RecordResult, RecordReason]:
+    async def ride(bus: BusReader) -> tuple[int, int]:
         now = dt.datetime.now(dt.UTC)
         authorisation = await host.keys.sign_qr_authorisation(
             issuer_id=host.card_settings.issuer_code,

@@ -188,7 +188,9 @@ async def _expire(redis_client: aioredis.Redis) -> None:
     keys = [k async for k in redis_client.scan_iter("web:s:*")]
     assert keys
     for key in keys:
-        session: dict[str, Any] = msgspec.json.decode(await redis_client.get(key))
+        raw = await redis_client.get(key)
+        assert raw is not None
+        session: dict[str, Any] = msgspec.json.decode(raw)
         if session.get("kind") == "citizen":
             session.update(expires_at=0.0, refresh_token="revoked-" + "x" * 40)
             await redis_client.set(key, msgspec.json.encode(session), keepttl=True)

@@ -20,6 +20,12 @@ from tests.web.conftest import csrf_of, demo_operator, operator_sign_in
 Client = AsyncTestClient[Litestar]
 
 
+def _first_group(pattern: str, text: str) -> str:
+    found = re.search(pattern, text)
+    assert found, pattern
+    return found.group(1)
+
+
 async def test_operator_sign_in_errors_are_next_to_the_field(client: Client, operator_password: str) -> None:
     page = await client.get("/console/login?lang=en")
     wrong = await client.post(
@@ -61,7 +67,7 @@ async def test_terminals_chart_and_settlements(
     assert console.url.path == "/console/", console.text[:1000]
     assert 'data-terminal="BUS-0001"' in console.text
     assert "citybus-20250603.csv" in console.text and "¥24.00" in console.text
-    chart = await client.get(re.search(r'src="(/console/chart\.svg[^"]*)"', console.text).group(1))  # type: ignore[union-attr]
+    chart = await client.get(_first_group(r'src="(/console/chart\.svg[^"]*)"', console.text))
     assert chart.status_code == 200 and b"<svg" in chart.content
     assert b'href="http' not in chart.content and b"//fonts." not in chart.content  # nothing from outside
     assert "script-src 'none'" in chart.headers["content-security-policy"]  # pygal's config script is inert
@@ -78,11 +84,11 @@ async def test_search_never_shows_an_unmasked_id_number(client: Client, operator
         assert found.status_code == 200
         assert 'class="person"' in found.text and 'class="card-row"' in found.text
         pages.append(found.text)
-    card_number = re.search(r'<tr class="card-row"><td class="mono">(\d+)</td>', pages[0]).group(1)  # type: ignore[union-attr]
+    card_number = _first_group(r'<tr class="card-row"><td class="mono">(\d+)</td>', pages[0])
     by_card = await client.get("/console/search", params={"q": card_number})
     assert 'class="card-row"' in by_card.text
     pages.append(by_card.text)
-    account = re.search(r"/console/audit\?subject=([0-9a-f-]{36})", pages[0]).group(1)  # type: ignore[union-attr]
+    account = _first_group(r"/console/audit\?subject=([0-9a-f-]{36})", pages[0])
     audit = await client.get("/console/audit", params={"subject": account})
     assert 'class="audit-entry"' in audit.text
     pages.append(audit.text)

@@ -64,8 +64,15 @@ def test_mutated_batches_are_refused_or_read_alike(batch: BatchUpload, edits: li
 
 
 def test_a_nested_template_inside_a_record_is_refused() -> None:
-    fields = {"kind": 1, "terminal_serial": 1, "card_counter": 0, "amount": 1}
-    item = OfflineRecord(app_serial=bytes(10), txn_time=bytes(7), tac=bytes(4), **fields)
+    item = OfflineRecord(
+        kind=1,
+        terminal_serial=1,
+        card_counter=0,
+        amount=1,
+        app_serial=bytes(10),
+        txn_time=bytes(7),
+        tac=bytes(4),
+    )
     record = encode(encode_body(item))
     nested = bytes.fromhex("E3") + bytes((len(record) + 2,)) + record + bytes.fromhex("E300")
     with pytest.raises(ProtocolError):

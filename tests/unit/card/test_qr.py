@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Container
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -23,6 +24,7 @@ from card.qr import (
     sign_authorisation,
 )
 from card.qr import payload as payload_module
+from card.qr.verifier import DEFAULT_CACHE_SIZE
 from identity.checks import luhn_check_digit
 
 R = RejectReason
@@ -68,13 +70,15 @@ def qr(auth: bytes = AUTH, generated_at: datetime = NOW - timedelta(seconds=5)) 
     return build_qr_payload(auth, DEVICE_KEY, generated_at)
 
 
-def verifier(blacklist: object = frozenset(), **kwargs: int) -> OfflineVerifier:
+def verifier(
+    blacklist: Callable[[str], bool] | Container[str] = frozenset(), *, cache_size: int = DEFAULT_CACHE_SIZE
+) -> OfflineVerifier:
     return OfflineVerifier(
         {KEY_ID: PLATFORM_KEY.public_key(), KEY_ID + 1: OTHER_PLATFORM_KEY.public_key()},
         issuers={ISSUER, 1},
-        blacklist=blacklist,  # type: ignore[arg-type]
+        blacklist=blacklist,
         validity_seconds=VALIDITY,
-        **kwargs,
+        cache_size=cache_size,
     )
 
 
