@@ -18,6 +18,7 @@ from litestar.testing import AsyncTestClient
 from backend.keyring import Keyring
 from backend.settings import Settings
 from integrations.simulators.process import SimulatorsProcess
+from payments.channels.base import RefundStatus
 from payments.demo import platform_account, platform_account_id
 from payments.ledger import AccountFlags, AccountResult, create_accounts, lookup_balances
 from payments.ledger.check import check_ledger
@@ -190,7 +191,7 @@ async def test_a_refund_left_requested_by_a_crash_is_settled_by_the_sweep(
     async with own_service(settings_with_upstreams, keyring) as service:
         connector = service.connectors["unionpay"]
 
-        async def process_stops(*_: Any) -> Any:
+        async def process_stops(order_no: str, refund_no: str, amount: int, total: int) -> RefundStatus:
             raise RuntimeError("the process stopped before asking the channel")
 
         connector.refund = process_stops  # type: ignore[method-assign]
@@ -225,7 +226,7 @@ async def test_a_retried_refund_key_after_a_crash_replays_the_reserved_refund(
             await idempotency.claim(service.pool, str(person), "refund-crash-01", operation, request) is None
         )
 
-        async def process_stops(*_: Any) -> Any:
+        async def process_stops(order_no: str, refund_no: str, amount: int, total: int) -> RefundStatus:
             raise RuntimeError("the process stopped before asking the channel")
 
         service.connectors["unionpay"].refund = process_stops  # type: ignore[method-assign]
