@@ -74,7 +74,8 @@ class CardClosed(InvalidTransition):
 
 
 class FrozenByOperator(CardError):
-    """The holder tried to lift a freeze the city's card service made: only an operator may."""
+    """The holder tried to act on a card the city's card service froze (unfreeze, report lost,
+    reissue, close): a service hold, which only an operator may lift or act on."""
 
     problem_type = "card-frozen-by-operator"
     problem_title = "The card was frozen by the card service"
@@ -82,7 +83,8 @@ class FrozenByOperator(CardError):
 
     def __init__(self) -> None:
         super().__init__(
-            "the city's card service froze this card; only the service can unfreeze it (call the card desk)"
+            "the city's card service froze this card; only the service can unfreeze, replace or close it "
+            "(call the card desk)"
         )
 
 

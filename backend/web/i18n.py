@@ -91,8 +91,9 @@ _MESSAGES: Final[dict[str, tuple[str, str]]] = {
     "freeze": ("冻结", "Freeze"),
     "unfreeze": ("解冻", "Unfreeze"),
     "frozen_by_operator": (
-        "此卡由服务中心冻结，请携带身份证件到服务网点或致电客服解冻",
-        "The card service froze this card; to lift it, visit a service desk with your ID or call us",
+        "此卡由服务中心冻结，解冻、挂失或补换请携带身份证件到服务网点或致电客服",
+        "The card service froze this card; to lift it, report it lost or replace it, "
+        "visit a service desk with your ID or call us",
     ),
     "report_loss": ("挂失", "Report lost"),
     "done_freeze": ("卡片已冻结", "The card is frozen"),

@@ -50,6 +50,20 @@ def _freezer(actor: Actor) -> str:
     return "holder" if actor.kind == "person" else "operator"
 
 
+def _holder_may_act(card: repo.CardRow, action: Action, freezer: str) -> None:
+    """A freeze the card service made (a fraud hold, an investigation) is a hold on the card: its
+    holder may not lift it, nor get round it by reporting the card lost, replacing it (a new,
+    active card with the balance) or closing it (the balance refunded). Freezing it again is
+    harmless and stays a no-op."""
+    if (
+        freezer == "holder"
+        and card.status is Status.FROZEN
+        and card.frozen_by != "holder"
+        and action is not Action.FREEZE
+    ):
+        raise FrozenByOperator
+
+
 class CardService:
     def __init__(
         self,
@@ -219,9 +233,7 @@ class CardService:
         async with self.pool.acquire() as connection, connection.transaction():
             card = await repo.lock_card_txn(connection, card_id)
             target = transition(action, card.status)
-            service_frozen = card.status is Status.FROZEN and card.frozen_by != "holder"
-            if action is Action.UNFREEZE and service_frozen and freezer == "holder":
-                raise FrozenByOperator
+            _holder_may_act(card, action, freezer)
             # The service freezing a card the holder froze makes it the service's freeze: the
             # holder must not lift it, so that is a change (recorded, audited), not a no-op.
             taken_over = action is Action.FREEZE and freezer == "operator" and card.frozen_by == "holder"
@@ -270,6 +282,7 @@ class CardService:
         now = now or _utcnow()
         async with self.pool.acquire() as connection, connection.transaction():
             old = await repo.lock_card_txn(connection, card_id)
+            _holder_may_act(old, Action.REISSUE, _freezer(actor))
             target = transition(Action.REISSUE, old.status)
             await repo.set_status_txn(connection, card_id, target, now)
             details = await status_effects_txn(connection, self.settings, old, Action.REISSUE, target, now)

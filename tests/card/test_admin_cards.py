@@ -37,6 +37,27 @@ async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
         yield test_client
 
 
+async def test_the_citizen_cannot_get_round_an_operators_freeze(
+    client: AsyncTestClient[Litestar], citizen_headers: dict[str, str], operator: dict[str, str]
+) -> None:
+    """A service hold is not lifted by reporting the card lost, replacing it (a new active card
+    with the balance) or closing it (the balance refunded): each is refused to the holder."""
+    card = (await client.post(API, headers=citizen_headers)).json()
+    assert (await client.post(f"{ADMIN}/{card['id']}/freeze", headers=operator)).status_code == 200
+    for action in ("loss", "reissue", "close"):
+        refused = await client.post(f"{API}/me/{action}", headers=citizen_headers)
+        assert refused.status_code == 403, (action, refused.text)
+        assert refused.json()["type"] == "/problems/card-frozen-by-operator"
+    me = (await client.get(f"{API}/me", headers=citizen_headers)).json()
+    assert (me["id"], me["status"], me["frozen_by"]) == (card["id"], "frozen", "operator")
+    assert (await client.post(f"{API}/me/freeze", headers=citizen_headers)).status_code == 200  # a no-op
+    # The holder's own freeze stays theirs to act on: replacing the card is allowed.
+    assert (await client.post(f"{ADMIN}/{card['id']}/unfreeze", headers=operator)).status_code == 200
+    assert (await client.post(f"{API}/me/freeze", headers=citizen_headers)).status_code == 200
+    replaced = await client.post(f"{API}/me/reissue", headers=citizen_headers)
+    assert replaced.status_code == 201, replaced.text
+
+
 async def test_the_citizen_cannot_lift_an_operators_freeze(
     client: AsyncTestClient[Litestar],
     citizen_headers: dict[str, str],

@@ -181,6 +181,7 @@ async def test_a_card_the_service_froze_offers_no_unfreeze(
     again = await client.get("/web/")
     assert 'class="status-frozen"' in again.text
     assert 'id="unfreeze"' not in again.text and 'id="frozen-by-operator"' in again.text
+    assert 'id="report-loss"' not in again.text  # refused to the holder too, as are reissue and close
 
 
 async def _expire(redis_client: aioredis.Redis) -> None:
