@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import uuid
 from typing import Final
 
 import asyncpg
@@ -35,9 +34,8 @@ import asyncpg
 from card._db import Connection, Pool
 from card.audit import SYSTEM, Actor, DetailValue
 from card.terminal.host.load_evidence import LOAD_COLUMNS, OpenLoad, Outcome, reversal_evidence_for
-from card.terminal.host.ports import TRANSFER_CODE_LOAD, kiosk_cash_account_id
+from card.terminal.host.ports import reinstate_load_txn
 from card.terminal.host.registry import audit_terminal
-from payments.ledger import Transfer, TransferResult, create_transfers_txn
 
 __all__ = [
     "check_reversed_loads",
@@ -105,17 +103,16 @@ async def _reinstate_txn(db: Connection, load: OpenLoad, note: str, *, actor: Ac
         raise _Refused(f"the load is {None if row is None else row['state']}")
     if row["ledger_account_id"] is None:
         raise _Refused("the card has no e-purse account")
-    transfer = Transfer(
-        id=uuid.uuid5(load.load_id, "reinstated"),
-        debit_account_id=kiosk_cash_account_id(row["operator"], load.terminal_id),
-        credit_account_id=row["ledger_account_id"],
+    refused = await reinstate_load_txn(
+        db,
+        load.load_id,
+        operator=row["operator"],
+        terminal_id=load.terminal_id,
+        epurse=row["ledger_account_id"],
         amount=load.amount,
-        code=TRANSFER_CODE_LOAD,
-        reference=f"load:{load.load_id}:reinstated",
     )
-    [result] = await create_transfers_txn(db, [transfer])
-    if result not in (TransferResult.OK, TransferResult.EXISTS):
-        raise _Refused(f"the ledger refused: {result.value}")
+    if refused is not None:
+        raise _Refused(f"the ledger refused: {refused}")
     # Back into the card counter index (0101): a load not reversed at this counter meanwhile
     # would say the card did not take this one, and the update fails (UniqueViolationError).
     await db.execute(_REINSTATED_SQL, load.load_id, note)

@@ -43,7 +43,9 @@ from payments.ledger import (
     LedgerCall,
     Transfer,
     TransferFlags,
+    TransferResult,
     create_accounts,
+    create_transfers_txn,
     lookup_balances,
     refusal,
     reserve_call,
@@ -62,6 +64,7 @@ __all__ = [
     "card_info",
     "kiosk_cash_account_id",
     "operator_account_id",
+    "reinstate_load_txn",
 ]
 
 _NAMESPACE: Final = uuid.UUID("6f1c8a52-0c1e-4a7e-9f7e-3c2b8c1d9e10")
@@ -143,6 +146,24 @@ def operator_account_id(operator: str, purpose: str = "payable") -> uuid.UUID:
 def kiosk_cash_account_id(operator: str, terminal_id: str) -> uuid.UUID:
     """The clearing account of one kiosk's takings (its cash box): debited by its loads."""
     return uuid.uuid5(_NAMESPACE, f"operator:{operator}:kiosk-cash:{terminal_id}")
+
+
+async def reinstate_load_txn(
+    db: Connection, load_id: uuid.UUID, *, operator: str, terminal_id: str, epurse: uuid.UUID, amount: int
+) -> str | None:
+    """Post a reversed load after all (``load_reversals``): a second, posted transfer from the
+    kiosk's clearing account to the e-purse, its id derived from the load's so that it can move the
+    money only once. None when posted (now or before), else the ledger's refusal."""
+    transfer = Transfer(
+        id=uuid.uuid5(load_id, "reinstated"),
+        debit_account_id=kiosk_cash_account_id(operator, terminal_id),
+        credit_account_id=epurse,
+        amount=amount,
+        code=TRANSFER_CODE_LOAD,
+        reference=f"load:{load_id}:reinstated",
+    )
+    [result] = await create_transfers_txn(db, [transfer])
+    return None if result in (TransferResult.OK, TransferResult.EXISTS) else result.value
 
 
 class LedgerPostings:
