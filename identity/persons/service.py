@@ -25,6 +25,7 @@ from identity.limits import CodeOutcome
 from identity.passwords import check_password_policy
 from identity.persons import validation
 from identity.persons.models import CodeSent, SessionIssued
+from identity.persons.reauth import audit_account
 from identity.sessions import INSERT_COLUMNS
 from integrations.registries import UpstreamError, VerificationResult
 
@@ -320,29 +321,13 @@ class PersonService:
                 VerificationResult.NOT_FOUND: ("id_number", "the registry has no person with this ID number"),
                 VerificationResult.DECEASED: ("id_number", "the registry records this person as deceased"),
             }[answer.result]
-            await self.core.audit(
-                "identity.person.verify",
-                client=client,
-                principal=principal,
-                target_kind="account",
-                target_id=aid,
-                outcome="failure",
-                details={"rule": answer.result.value},
-            )
+            await self._verify_refused(principal, client, answer.result.value)
             raise InvalidField(field, f"registry_{answer.result.value}", message)
         if row["taken"]:
             # Said only to whoever gave the name that goes with the ID number (the registry matched
             # both), so the answer cannot enumerate registered ID numbers (ASVS 6.3.8). The attempt
             # stays counted: it is still a probe.
-            await self.core.audit(
-                "identity.person.verify",
-                client=client,
-                principal=principal,
-                target_kind="account",
-                target_id=aid,
-                outcome="failure",
-                details={"rule": "id_number_taken"},
-            )
+            await self._verify_refused(principal, client, "id_number_taken")
             raise DuplicateRegistration("another account is registered with this ID number")
         await self.core.limiter.release(str(aid), client.address)
         attributes = msgspec.json.encode(
@@ -387,4 +372,10 @@ class PersonService:
             account_id=aid,
             loa=max(principal.loa, 2),
             expires_at=principal.expires_at,
+        )
+
+    async def _verify_refused(self, principal: Principal, client: ClientInfo, rule: str) -> None:
+        """Audit a refused verification with the rule it broke."""
+        await audit_account(
+            self.core, principal, client, "identity.person.verify", outcome="failure", details={"rule": rule}
         )
