@@ -6,15 +6,19 @@ Every call is in identity's audit log (``card.admin.search``, ``card.admin.view`
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
+from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery
 from litestar.status_codes import HTTP_200_OK
 
 from card.api.services import CardServices
+from card.audit import Actor
 from card.lifecycle.oversight import history_for_operator, search_for_operator, view_for_operator
+from card.lifecycle.service import CardService
 from card.lifecycle.views import CardSummary, CardView, LifecycleEvent
 from identity.auth import Principal, requires_operator_role
 
@@ -23,6 +27,32 @@ __all__ = ["AdminCardController"]
 Req = Request[Any, Any, Any]
 _READERS = requires_operator_role("support", "security_admin", "auditor")
 _WRITERS = requires_operator_role("support", "security_admin")
+
+
+def _write(path: str, operation_id: str) -> HTTPRouteHandler:
+    return post(path, operation_id=operation_id, guards=[_WRITERS], status_code=HTTP_200_OK)
+
+
+def _on_card(
+    route: HTTPRouteHandler,
+    name: str,
+    call: Callable[[CardService, uuid.UUID, Actor], Awaitable[CardView]],
+    doc: str | None = None,
+) -> HTTPRouteHandler:
+    """A handler ``name`` (its OpenAPI summary derives from it) on ``route`` that runs ``call`` on
+    the card in the path, as the operator calling."""
+
+    async def handler(
+        self: Controller,
+        request: Req,
+        principal: NamedDependency[Principal],
+        card: NamedDependency[CardServices],
+        card_id: FromPath[uuid.UUID],
+    ) -> CardView:
+        return await call(card.cards, card_id, card.actor(principal, request))
+
+    handler.__name__, handler.__qualname__, handler.__doc__ = name, f"AdminCardController.{name}", doc
+    return route(handler)
 
 
 class AdminCardController(Controller):
@@ -50,16 +80,12 @@ class AdminCardController(Controller):
             limit=max(1, min(limit, 200)),
         )
 
-    @get("/{card_id:uuid}", operation_id="AdminGetCard", guards=[_READERS])
-    async def get_card(
-        self,
-        request: Req,
-        principal: NamedDependency[Principal],
-        card: NamedDependency[CardServices],
-        card_id: FromPath[uuid.UUID],
-    ) -> CardView:
-        """The card as its holder sees it (the social security number masked); audited."""
-        return await view_for_operator(card.cards, card_id, card.actor(principal, request))
+    get_card = _on_card(
+        get("/{card_id:uuid}", operation_id="AdminGetCard", guards=[_READERS]),
+        "get_card",
+        view_for_operator,
+        "The card as its holder sees it (the social security number masked); audited.",
+    )
 
     @get("/{card_id:uuid}/history", operation_id="AdminCardHistory", guards=[_READERS])
     async def history(
@@ -72,43 +98,21 @@ class AdminCardController(Controller):
         """The card's lifecycle events; audited."""
         return await history_for_operator(card.cards, card_id, card.actor(principal, request))
 
-    @post(
-        "/{card_id:uuid}/freeze", operation_id="AdminFreezeCard", guards=[_WRITERS], status_code=HTTP_200_OK
+    freeze = _on_card(
+        _write("/{card_id:uuid}/freeze", "AdminFreezeCard"),
+        "freeze",
+        CardService.freeze,
     )
-    async def freeze(
-        self,
-        request: Req,
-        principal: NamedDependency[Principal],
-        card: NamedDependency[CardServices],
-        card_id: FromPath[uuid.UUID],
-    ) -> CardView:
-        return await card.cards.freeze(card_id, card.actor(principal, request))
-
-    @post(
-        "/{card_id:uuid}/unfreeze",
-        operation_id="AdminUnfreezeCard",
-        guards=[_WRITERS],
-        status_code=HTTP_200_OK,
+    unfreeze = _on_card(
+        _write("/{card_id:uuid}/unfreeze", "AdminUnfreezeCard"),
+        "unfreeze",
+        CardService.unfreeze,
+        "Lift a freeze, the holder's or the card service's (the holder may lift only their own).",
     )
-    async def unfreeze(
-        self,
-        request: Req,
-        principal: NamedDependency[Principal],
-        card: NamedDependency[CardServices],
-        card_id: FromPath[uuid.UUID],
-    ) -> CardView:
-        """Lift a freeze, the holder's or the card service's (the holder may lift only their own)."""
-        return await card.cards.unfreeze(card_id, card.actor(principal, request))
-
-    @post("/{card_id:uuid}/close", operation_id="AdminCloseCard", guards=[_WRITERS], status_code=HTTP_200_OK)
-    async def close(
-        self,
-        request: Req,
-        principal: NamedDependency[Principal],
-        card: NamedDependency[CardServices],
-        card_id: FromPath[uuid.UUID],
-    ) -> CardView:
+    close = _on_card(
+        _write("/{card_id:uuid}/close", "AdminCloseCard"),
+        "close",
+        CardService.close,
         """Close the card; its e-purse balance is refunded after the offline settlement window
-        (``refund_due_at``), less the taps uploaded meanwhile."""
-        actor = card.actor(principal, request)
-        return await card.cards.close(card_id, actor)
+        (``refund_due_at``), less the taps uploaded meanwhile.""",
+    )

@@ -63,17 +63,16 @@ async def refund_after_close(
             "error": outcome.error,
         }
         async with service.pool.acquire() as connection, connection.transaction():
-            await repo.record_event_txn(
+            await repo.note_txn(
                 connection,
                 card_id,
                 action="refund_balance",
-                from_status=Status.CLOSED,
-                to_status=Status.CLOSED,
+                status=Status.CLOSED,
                 actor=actor,
                 now=now,
                 details=details,
+                audit=service.audit,
             )
-            await service._audit(connection, actor, "refund_balance", card_id, details)
     return outcome
 
 
@@ -137,16 +136,15 @@ async def refresh_card_applications(
         changed = await apply_refresh_txn(connection, card_id, found, now) if locked.status in _LIVE else []
         if changed:
             details: dict[str, DetailValue] = {"applications": changed}
-            await repo.record_event_txn(
+            await repo.note_txn(
                 connection,
                 card_id,
                 action="refresh_applications",
-                from_status=locked.status,
-                to_status=locked.status,
+                status=locked.status,
                 actor=actor,
                 now=now,
                 details=details,
+                audit=service.audit,
             )
-            await service._audit(connection, actor, "refresh_applications", card_id, details)
         balance = await service._balance(connection, card_id)
         return await repo.card_view(connection, card_id, balance=balance)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from card._db import Connection
-from card.audit import Actor
+from card.audit import Actor, AuditSink, DetailValue
 from card.errors import CardNotFound
 from card.keys.api import CardKeyRef
 from card.lifecycle.states import Status
@@ -31,6 +31,7 @@ __all__ = [
     "key_ref_for",
     "latest_card_id_for_holder",
     "lock_card_txn",
+    "note_txn",
     "record_event_txn",
     "search",
     "set_status_txn",
@@ -137,6 +138,33 @@ async def record_event_txn(
     )
     assert isinstance(event_id, int)
     return event_id
+
+
+async def note_txn(
+    connection: Connection,
+    card_id: uuid.UUID,
+    *,
+    action: str,
+    status: Status,
+    actor: Actor,
+    now: dt.datetime,
+    details: dict[str, DetailValue],
+    audit: AuditSink | None,
+) -> None:
+    """Record ``action``, which leaves the card in ``status``, in its history and (if there is an
+    ``audit`` sink) the audit log under the same name."""
+    await record_event_txn(
+        connection,
+        card_id,
+        action=action,
+        from_status=status,
+        to_status=status,
+        actor=actor,
+        now=now,
+        details=details,
+    )
+    if audit is not None:
+        await audit(connection, actor, action, card_id, details)
 
 
 async def cancel_physical_request_txn(connection: Connection, card_id: uuid.UUID) -> uuid.UUID | None:

@@ -161,18 +161,16 @@ async def export_requested(
                 connection, keys, settings, transport_key, kid, card, request["id"], now
             )
             details: dict[str, DetailValue] = {"export_id": str(export.export_id), "recipient_kid": kid}
-            await repo.record_event_txn(
+            await repo.note_txn(
                 connection,
                 card.id,
                 action="personalise",
-                from_status=card.status,
-                to_status=card.status,
+                status=card.status,
                 actor=actor,
                 now=now,
                 details=details,
+                audit=audit,
             )
-            if audit is not None:
-                await audit(connection, actor, "personalise", card.id, details)
         exports.append(export)
         if on_export is not None:
             await on_export(export)
@@ -239,15 +237,13 @@ async def _cancel_request_txn(  # noqa: PLR0917 - one private call site
         "UPDATE card.physical_requests SET status = 'cancelled' WHERE id = $1", request_id
     )
     details: dict[str, DetailValue] = {"request_id": str(request_id), "card_status": card.status.value}
-    await repo.record_event_txn(
+    await repo.note_txn(
         connection,
         card.id,
         action="cancel_physical",
-        from_status=card.status,
-        to_status=card.status,
+        status=card.status,
         actor=actor,
         now=now,
         details=details,
+        audit=audit,
     )
-    if audit is not None:
-        await audit(connection, actor, "cancel_physical", card.id, details)

@@ -7,6 +7,7 @@ from typing import Any
 
 from litestar import Controller, Request, delete, get, patch, post, put
 from litestar.di import NamedDependency
+from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK
 
@@ -25,6 +26,26 @@ from identity.services import IdentityServices
 __all__ = ["OrganisationController", "SessionContextController"]
 
 Req = Request[Any, Any, Any]
+
+
+def _answer_route(accept: bool, doc: str, **route: Any) -> HTTPRouteHandler:
+    """``POST .../invitation/accept`` or ``.../decline``: the invited person's answer, a handler
+    named (and so summarised in the OpenAPI document) after its verb, ``doc`` its docstring."""
+    verb = "accept" if accept else "decline"
+
+    async def answer(
+        self: Controller,
+        request: Req,
+        identity: NamedDependency[IdentityServices],
+        principal: NamedDependency[Principal],
+        organisation_id: FromPath[uuid.UUID],
+    ) -> Membership:
+        return await identity.organisations.appointments.answer(
+            principal, organisation_id, accept, identity.client(request)
+        )
+
+    answer.__name__, answer.__qualname__, answer.__doc__ = verb, f"OrganisationController.{verb}", doc
+    return post(f"/{{organisation_id:uuid}}/invitation/{verb}", status_code=HTTP_200_OK, **route)(answer)
 
 
 class OrganisationController(Controller):
@@ -82,40 +103,17 @@ class OrganisationController(Controller):
             principal, organisation_id, data, identity.client(request)
         )
 
-    @post(
-        "/{organisation_id:uuid}/invitation/accept",
-        status_code=HTTP_200_OK,
+    accept = _answer_route(
+        True,
+        "The invited person accepts the organisation's invitation and holds its roles.",
         operation_id="AcceptAgentInvitation",
         guards=[requires_loa(2)],
     )
-    async def accept(
-        self,
-        request: Req,
-        identity: NamedDependency[IdentityServices],
-        principal: NamedDependency[Principal],
-        organisation_id: FromPath[uuid.UUID],
-    ) -> Membership:
-        """The invited person accepts the organisation's invitation and holds its roles."""
-        return await identity.organisations.appointments.answer(
-            principal, organisation_id, True, identity.client(request)
-        )
-
-    @post(
-        "/{organisation_id:uuid}/invitation/decline",
-        status_code=HTTP_200_OK,
+    decline = _answer_route(
+        False,
+        "The invited person declines; the representative sees the invitation as declined.",
         operation_id="DeclineAgentInvitation",
     )
-    async def decline(
-        self,
-        request: Req,
-        identity: NamedDependency[IdentityServices],
-        principal: NamedDependency[Principal],
-        organisation_id: FromPath[uuid.UUID],
-    ) -> Membership:
-        """The invited person declines; the representative sees the invitation as declined."""
-        return await identity.organisations.appointments.answer(
-            principal, organisation_id, False, identity.client(request)
-        )
 
     @patch(
         "/{organisation_id:uuid}/agents/{agent_id:uuid}", operation_id="ChangeAgent", guards=[requires_loa(2)]

@@ -16,7 +16,7 @@ from identity.errors import Conflict, InsufficientAssurance
 from identity.passwords import check_password_policy
 from identity.persons.export import for_export
 from identity.persons.models import Profile
-from identity.persons.reauth import check_password, end_other_sessions
+from identity.persons.reauth import audit_account, check_password, end_other_sessions
 
 __all__ = ["AccountService", "mask_name"]
 
@@ -76,12 +76,11 @@ class AccountService:
             )
             # Whoever signed in with the old password is signed out with it (ASVS 7.4.3).
             ended = await end_other_sessions(self.core, conn, principal, "password changed")
-            await self.core.audit(
+            await audit_account(
+                self.core,
+                principal,
+                client,
                 "identity.password.set",
-                client=client,
-                principal=principal,
-                target_kind="account",
-                target_id=principal.account_id,
                 details={"sessions_ended": ended},
                 connection=conn,
             )

@@ -24,7 +24,13 @@ from identity.limits import CodeOutcome
 from identity.persons import validation
 from identity.persons.account import AccountService
 from identity.persons.models import CodeSent, MobileChange, Profile
-from identity.persons.reauth import check_password, consume_totp_step, end_other_sessions, match_totp
+from identity.persons.reauth import (
+    audit_account,
+    check_password,
+    consume_totp_step,
+    end_other_sessions,
+    match_totp,
+)
 from identity.persons.service import _SMS
 
 __all__ = ["MobileService"]
@@ -141,12 +147,11 @@ class MobileService:
             proof = await self._prove(principal, request, row, client)
         except (InvalidField, InvalidCredentials, TooManyAttempts) as exc:
             rule = exc.rule if isinstance(exc, InvalidField) else type(exc).__name__
-            await self.core.audit(
+            await audit_account(
+                self.core,
+                principal,
+                client,
                 "identity.mobile.change",
-                client=client,
-                principal=principal,
-                target_kind="account",
-                target_id=aid,
                 outcome="failure",
                 details={"rule": rule},
             )
@@ -168,12 +173,11 @@ class MobileService:
                     index,
                 )
                 ended = await end_other_sessions(self.core, conn, principal, "mobile number changed")
-                await self.core.audit(
+                await audit_account(
+                    self.core,
+                    principal,
+                    client,
                     "identity.mobile.change",
-                    client=client,
-                    principal=principal,
-                    target_kind="account",
-                    target_id=aid,
                     details={"proofs": proof.factors, "sessions_ended": ended},
                     connection=conn,
                 )

@@ -9,6 +9,7 @@ stolen session or token does not outlive the change meant to shut it out (ASVS 7
 from __future__ import annotations
 
 import time
+from typing import Any, Literal
 
 from identity._db import Connection
 from identity.auth import Principal
@@ -18,7 +19,30 @@ from identity.errors import InvalidCredentials
 from identity.limits import CodeOutcome
 from identity.totp import matching_step
 
-__all__ = ["check_password", "consume_totp_step", "end_other_sessions", "match_totp"]
+__all__ = ["audit_account", "check_password", "consume_totp_step", "end_other_sessions", "match_totp"]
+
+
+async def audit_account(
+    core: IdentityCore,
+    principal: Principal,
+    client: ClientInfo,
+    action: str,
+    *,
+    outcome: Literal["success", "failure"] = "success",
+    details: dict[str, Any] | None = None,
+    connection: Connection | None = None,
+) -> None:
+    """Audit ``action`` by the principal on their own account (in ``connection``'s transaction)."""
+    await core.audit(
+        action,
+        client=client,
+        principal=principal,
+        target_kind="account",
+        target_id=principal.account_id,
+        outcome=outcome,
+        details=details,
+        connection=connection,
+    )
 
 
 async def check_password(
@@ -44,14 +68,7 @@ async def match_totp(
     await core.limiter.reserve(subject, client.address)
     step = matching_step(secret, code, time.time())
     if step is None:
-        await core.audit(
-            "identity.totp.check",
-            client=client,
-            principal=principal,
-            target_kind="account",
-            target_id=principal.account_id,
-            outcome="failure",
-        )
+        await audit_account(core, principal, client, "identity.totp.check", outcome="failure")
         raise code_error(CodeOutcome.INCORRECT)
     await core.limiter.release(subject, client.address)
     return step

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import msgspec
 
+from identity._db import Connection
 from identity.audit import pending_insert, pending_params, recorded
 from identity.auth import Principal
 from identity.checks import mask_mobile
@@ -23,6 +25,7 @@ from identity.limits import CodeOutcome
 from identity.passwords import check_password_policy
 from identity.persons import validation
 from identity.persons.models import CodeSent, SessionIssued
+from identity.persons.reauth import audit_account
 from identity.sessions import INSERT_COLUMNS
 from integrations.registries import UpstreamError, VerificationResult
 
@@ -241,35 +244,47 @@ class PersonService:
             return
         async with self.core.pool.acquire() as conn:
             ended = await self.core.sessions.revoke(conn, principal.session_id, "logout")
-            await self.core.audit(
-                "identity.session.end",
-                client=client,
-                principal=principal,
-                target_kind="session",
-                target_id=principal.session_id,
-                outcome="success" if ended else "failure",
-                details=None if ended else {"rule": "already_ended"},
-                connection=conn,
-            )
+            details = None if ended else {"rule": "already_ended"}
+            await self._audit_end(principal, client, "session", ended is not None, details, conn)
 
     async def _end_grant(self, principal: Principal, client: ClientInfo) -> None:
         """Revoke the token's grant through the provider (none revoked: it ended meanwhile, in a
         concurrent sign-out, and stays ended; the audit says so)."""
         revoked = await self.core.sessions.revoke_grant(principal.session_id, "logout")
-        await self.core.audit(
-            "identity.session.end",
-            client=client,
-            principal=principal,
-            target_kind="oidc_grant",
-            target_id=principal.session_id,
-            outcome="success" if revoked else "failure",
-            details={"token": "provider_access_token", "grants_revoked": revoked or 0},
+        await self._audit_end(
+            principal,
+            client,
+            "oidc_grant",
+            bool(revoked),
+            {"token": "provider_access_token", "grants_revoked": revoked or 0},
         )
         if revoked is None:
             raise Conflict(
                 "this access token was issued by the OpenID provider, which is not running here;"
                 " revoke it at the provider (RFC 7009) instead"
             )
+
+    async def _audit_end(  # noqa: PLR0917 - one audit event
+        self,
+        principal: Principal,
+        client: ClientInfo,
+        target_kind: str,
+        ended: bool,
+        details: dict[str, Any] | None,
+        connection: Connection | None = None,
+    ) -> None:
+        """``identity.session.end`` of what the principal's token stands for (a failure if it had
+        ended already)."""
+        await self.core.audit(
+            "identity.session.end",
+            client=client,
+            principal=principal,
+            target_kind=target_kind,
+            target_id=principal.session_id,
+            outcome="success" if ended else "failure",
+            details=details,
+            connection=connection,
+        )
 
     async def verify_real_name(
         self, principal: Principal, token: str, raw_name: str, raw_id: str, client: ClientInfo
@@ -306,29 +321,13 @@ class PersonService:
                 VerificationResult.NOT_FOUND: ("id_number", "the registry has no person with this ID number"),
                 VerificationResult.DECEASED: ("id_number", "the registry records this person as deceased"),
             }[answer.result]
-            await self.core.audit(
-                "identity.person.verify",
-                client=client,
-                principal=principal,
-                target_kind="account",
-                target_id=aid,
-                outcome="failure",
-                details={"rule": answer.result.value},
-            )
+            await self._verify_refused(principal, client, answer.result.value)
             raise InvalidField(field, f"registry_{answer.result.value}", message)
         if row["taken"]:
             # Said only to whoever gave the name that goes with the ID number (the registry matched
             # both), so the answer cannot enumerate registered ID numbers (ASVS 6.3.8). The attempt
             # stays counted: it is still a probe.
-            await self.core.audit(
-                "identity.person.verify",
-                client=client,
-                principal=principal,
-                target_kind="account",
-                target_id=aid,
-                outcome="failure",
-                details={"rule": "id_number_taken"},
-            )
+            await self._verify_refused(principal, client, "id_number_taken")
             raise DuplicateRegistration("another account is registered with this ID number")
         await self.core.limiter.release(str(aid), client.address)
         attributes = msgspec.json.encode(
@@ -373,4 +372,10 @@ class PersonService:
             account_id=aid,
             loa=max(principal.loa, 2),
             expires_at=principal.expires_at,
+        )
+
+    async def _verify_refused(self, principal: Principal, client: ClientInfo, rule: str) -> None:
+        """Audit a refused verification with the rule it broke."""
+        await audit_account(
+            self.core, principal, client, "identity.person.verify", outcome="failure", details={"rule": rule}
         )

@@ -9,41 +9,11 @@ amounts and counts only, never a card, a person or an order number.
 
 from __future__ import annotations
 
-from typing import Literal
+from payments.audit import Actor, audit_txn
 
-from payments._db import Connection
-from payments.topup.service import Actor
-
-__all__ = ["CLEARING", "Actor", "DetailValue", "audit_clearing_txn"]
+__all__ = ["CLEARING", "Actor", "DetailValue", "audit_txn"]
 
 # Runs started by the platform itself (the demo day, benchmarks) rather than by a person.
 CLEARING = Actor(kind="system", id="clearing")
 
 DetailValue = str | int | bool | None | list[str]
-
-
-async def audit_clearing_txn(  # noqa: PLR0917 - one audit event
-    connection: Connection,
-    actor: Actor,
-    action: str,
-    target: tuple[str, str],
-    details: dict[str, DetailValue],
-    outcome: Literal["success", "failure", "denied"] = "success",
-) -> None:
-    """Record ``payments.<action>`` on ``target`` (kind, id) in the caller's transaction."""
-    from identity.audit import AuditEvent, record  # identity's chain; imported late like topup's
-
-    await record(
-        connection,
-        AuditEvent(
-            action=f"payments.{action}",
-            outcome=outcome,
-            actor_kind=actor.kind,
-            actor_id=actor.id,
-            target_kind=target[0],
-            target_id=target[1],
-            client_address=actor.client_address,
-            request_id=actor.request_id,
-            details=details,
-        ),
-    )

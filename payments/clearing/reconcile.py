@@ -36,7 +36,7 @@ import msgspec
 
 from payments._db import Pool
 from payments.channels import ChannelConnector, StatementEntry
-from payments.clearing.audit import CLEARING, Actor, audit_clearing_txn
+from payments.clearing.audit import CLEARING, Actor, audit_txn
 
 __all__ = ["Item", "Reconciliation", "reconcile_channel"]
 
@@ -208,7 +208,7 @@ async def _store(pool: Pool, result: Reconciliation, actor: Actor) -> None:
                 i.platform_amount, i.channel_amount, i.refund_no, i.platform_state,
             )  # fmt: skip
             opened += inserted is not None
-        await audit_clearing_txn(
+        await audit_txn(
             connection,
             actor,
             "reconciliation.run",

@@ -40,7 +40,7 @@ from typing import Any
 import msgspec
 
 from payments._db import Connection, Pool
-from payments.clearing.audit import CLEARING, Actor, DetailValue, audit_clearing_txn
+from payments.clearing.audit import CLEARING, Actor, DetailValue, audit_txn
 from payments.clearing.files import DetailLine, FileTotals, build_file
 from payments.clearing.rebates import EPOCH, SERVICE_DAY_SQL, Rebate, compute_rebates
 from payments.clearing.terminals import TerminalTotals, terminal_totals
@@ -181,7 +181,7 @@ async def settle(
         return await _settle(pool, day, key=key, fee_bps=fee_bps, progress=progress, now=now, actor=actor)
     except (SettlementRefused, SettlementChanged) as refused:
         async with pool.acquire() as connection, connection.transaction():
-            await audit_clearing_txn(
+            await audit_txn(
                 connection,
                 actor,
                 "settlement.run",
@@ -286,7 +286,7 @@ async def _settle(
             operators=results,
             created=sum(r is TransferResult.OK for r in outcome),
         )
-        await audit_clearing_txn(
+        await audit_txn(
             connection, actor, "settlement.run", ("settlement", day.isoformat()), _audit_details(report)
         )
     tell(6, steps, "done")

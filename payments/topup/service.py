@@ -14,7 +14,9 @@ from typing import Any, Literal
 
 import msgspec
 
+from payments import audit as payments_audit
 from payments._db import Connection, Pool
+from payments.audit import Actor
 from payments.channels import ChannelConnector, ChannelError, ForgedNotification, PaymentStatus
 from payments.settings import PaymentsSettings
 from payments.topup import idempotency, orders
@@ -30,13 +32,6 @@ from payments.topup.models import (
 )
 
 __all__ = ["Actor", "TopupService"]
-
-
-class Actor(msgspec.Struct, frozen=True, kw_only=True):
-    kind: Literal["person", "operator", "system", "anonymous"]
-    id: str | None = None
-    client_address: str | None = None
-    request_id: str | None = None
 
 
 SYSTEM = Actor(kind="system", id="payments")
@@ -55,21 +50,9 @@ async def audit_txn(  # noqa: PLR0917 - one audit event
     details: dict[str, Any],
     outcome: Literal["success", "failure", "denied"] = "success",
 ) -> None:
-    from identity.audit import AuditEvent, record
-
-    await record(
-        connection,
-        AuditEvent(
-            action=f"payments.{action}",
-            outcome=outcome,
-            actor_kind=actor.kind,
-            actor_id=actor.id,
-            target_kind="topup" if target else None,
-            target_id=target,
-            client_address=actor.client_address,
-            request_id=actor.request_id,
-            details=details,
-        ),
+    """Record ``payments.<action>`` on the top-up order ``target`` (None: no order yet)."""
+    await payments_audit.audit_txn(
+        connection, actor, action, ("topup", target) if target else None, details, outcome
     )
 
 

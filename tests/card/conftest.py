@@ -1,5 +1,5 @@
 """Card fixtures: a pool on the test's own database, the software key store, the card service; for the
-API tests (each module brings its ``app``), a verified citizen's and a support operator's headers."""
+API tests, the app on the simulators, a verified citizen's and a support operator's headers."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest_asyncio
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from backend.app import create_app
 from backend.db import Pool, create_pool
 from backend.keyring import Keyring
 from backend.settings import Settings
@@ -21,10 +22,9 @@ from card.keys import SoftwareKeyStore
 from card.ledger import PaymentsEpurseLedger
 from card.lifecycle.service import CardService
 from card.settings import CardSettings
-from identity.admin.operators import create_operator
-from identity.passwords import PasswordHasher
 from integrations.simulators.seed import PEOPLE
 from tests.identity.conftest import Flows, bearer
+from tests.identity.conftest import operator_headers as signed_in_operator
 
 
 @pytest_asyncio.fixture
@@ -68,22 +68,14 @@ OPERATOR = Actor(kind="operator", id=str(uuid.UUID(int=1)))
 async def operator_headers(
     client: AsyncTestClient[Litestar], settings: Settings, db: Any, role: str
 ) -> dict[str, str]:
-    """Sign in a new operator with ``role``; their bearer headers."""
-    username = f"card-{role.replace('_', '-')}"
-    await create_operator(
-        db,
-        PasswordHasher(settings.identity),
-        username=username,
-        display_name=username,
-        roles=[role],
-        password="a long operator password 1",
-    )
-    response = await client.post(
-        "/api/v1/identity/operator-sessions",
-        json={"username": username, "password": "a long operator password 1"},
-    )
-    assert response.status_code == 201, response.text
-    return bearer(response.json()["token"])
+    """Sign in a new operator ``card-<role>`` with ``role``; their bearer headers."""
+    return await signed_in_operator(client, settings, db, role, prefix="card")
+
+
+@pytest.fixture
+def app(settings_with_upstreams: Settings, keyring: Keyring) -> Litestar:
+    """The app on the registry simulators (the root conftest's ``client`` serves it)."""
+    return create_app(settings_with_upstreams, keyring)
 
 
 @pytest_asyncio.fixture

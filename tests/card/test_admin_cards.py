@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
 
-import pytest
-import pytest_asyncio
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from backend.app import create_app
-from backend.keyring import Keyring
 from backend.settings import Settings
 from identity.audit import entries_for
 from identity.checks import mask_resident_id
@@ -24,17 +19,6 @@ from tests.card.conftest import operator_headers
 
 API = "/api/v1/cards"
 ADMIN = "/api/v1/admin/cards"
-
-
-@pytest.fixture
-def app(settings_with_upstreams: Settings, keyring: Keyring) -> Litestar:
-    return create_app(settings_with_upstreams, keyring)
-
-
-@pytest_asyncio.fixture
-async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
-    async with AsyncTestClient(app) as test_client:
-        yield test_client
 
 
 async def test_the_citizen_cannot_get_round_an_operators_freeze(

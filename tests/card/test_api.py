@@ -5,20 +5,15 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from backend.app import create_app
 from backend.db import Pool
-from backend.keyring import Keyring
-from backend.settings import Settings
 from card.blacklist import CompactBlacklist, build_delta, decode_delta, signed_delta
 from card.keys import SoftwareKeyStore, verify_document
 from card.qr import OfflineVerifier, QRRejected, RejectReason, build_qr_payload, encode_qr_text
@@ -28,17 +23,6 @@ from tests.identity.conftest import Flows, bearer
 
 API = "/api/v1/cards"
 R = RejectReason
-
-
-@pytest.fixture
-def app(settings_with_upstreams: Settings, keyring: Keyring) -> Litestar:
-    return create_app(settings_with_upstreams, keyring)
-
-
-@pytest_asyncio.fixture
-async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
-    async with AsyncTestClient(app) as test_client:
-        yield test_client
 
 
 @pytest.fixture

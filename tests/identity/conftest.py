@@ -15,6 +15,8 @@ from litestar.testing import AsyncTestClient
 from backend.app import create_app
 from backend.keyring import Keyring
 from backend.settings import Settings
+from identity.admin.operators import create_operator
+from identity.passwords import PasswordHasher
 from identity.totp import totp
 from integrations.simulators.seed import PEOPLE, SeedPerson
 
@@ -40,6 +42,27 @@ async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+async def operator_headers(
+    client: AsyncTestClient[Litestar], settings: Settings, db: Any, role: str, *, prefix: str
+) -> dict[str, str]:
+    """Sign in a new operator ``<prefix>-<role>`` holding ``role``; their bearer headers."""
+    username = f"{prefix}-{role.replace('_', '-')}"
+    await create_operator(
+        db,
+        PasswordHasher(settings.identity),
+        username=username,
+        display_name=username,
+        roles=[role],
+        password="a long operator password 1",
+    )
+    response = await client.post(
+        "/api/v1/identity/operator-sessions",
+        json={"username": username, "password": "a long operator password 1"},
+    )
+    assert response.status_code == 201, response.text
+    return bearer(response.json()["token"])
 
 
 class Flows:

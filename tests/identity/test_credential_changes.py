@@ -74,6 +74,15 @@ async def test_replacing_the_second_factor_ends_every_other_session(client: Clie
     assert await _me(client, confirmed.json()) == 200
 
 
+async def _change_mobile(client: Client, session: dict[str, Any], new_code: str, **proof: str) -> Any:
+    """PUT /me/mobile: to NEW_MOBILE with its ``new_code`` and the ``proof`` of the current owner."""
+    return await client.put(
+        f"{API}/me/mobile",
+        json={"mobile": NEW_MOBILE, "code": new_code, **proof},
+        headers=bearer(session["token"]),
+    )
+
+
 async def _ask_for_codes(client: Client, flows: Flows, session: dict[str, Any]) -> tuple[str, str]:
     """The codes sent to the new number and to the current one."""
     sent = await client.post(
@@ -89,20 +98,14 @@ async def test_a_stolen_session_cannot_move_the_account_to_another_number(
     stolen = await flows.verified(ZHANG, password=PASSWORD)
     new_code, _ = await _ask_for_codes(client, flows, stolen)
     # The new number's code alone: refused, nothing changes.
-    alone = await client.put(
-        f"{API}/me/mobile", json={"mobile": NEW_MOBILE, "code": new_code}, headers=bearer(stolen["token"])
-    )
+    alone = await _change_mobile(client, stolen, new_code)
     assert alone.status_code == 422, alone.text
     assert alone.json()["errors"][0] == {
         "field": "current_mobile_code",
         "rule": "required",
         "message": "give the code sent to the current number (or the current password, if one is set)",
     }
-    guessed = await client.put(
-        f"{API}/me/mobile",
-        json={"mobile": NEW_MOBILE, "code": new_code, "current_password": "a guessed password"},
-        headers=bearer(stolen["token"]),
-    )
+    guessed = await _change_mobile(client, stolen, new_code, current_password="a guessed password")
     assert guessed.status_code == 401
     # The owner still signs in with their number; the attacker's number signs in nowhere.
     owner = await client.post(f"{API}/sessions/password", json={"mobile": ZHANG.mobile, "password": PASSWORD})
@@ -120,11 +123,7 @@ async def test_the_owner_changes_the_number_with_the_current_numbers_code(
     owner = await flows.verified(ZHANG)
     elsewhere = await flows.login_code(ZHANG.mobile)
     new_code, current_code = await _ask_for_codes(client, flows, owner)
-    changed = await client.put(
-        f"{API}/me/mobile",
-        json={"mobile": NEW_MOBILE, "code": new_code, "current_mobile_code": current_code},
-        headers=bearer(owner["token"]),
-    )
+    changed = await _change_mobile(client, owner, new_code, current_mobile_code=current_code)
     assert changed.status_code == 200, changed.text
     assert changed.json()["mobile"] == "133****5678"
     assert await _me(client, elsewhere) == 401  # every other session ended
@@ -141,11 +140,7 @@ async def test_the_owner_changes_the_number_with_the_current_numbers_code(
 async def test_the_owner_changes_the_number_with_the_password(client: Client, flows: Flows) -> None:
     owner = await flows.verified(ZHANG, password=PASSWORD)
     new_code, _ = await _ask_for_codes(client, flows, owner)
-    changed = await client.put(
-        f"{API}/me/mobile",
-        json={"mobile": NEW_MOBILE, "code": new_code, "current_password": PASSWORD},
-        headers=bearer(owner["token"]),
-    )
+    changed = await _change_mobile(client, owner, new_code, current_password=PASSWORD)
     assert changed.status_code == 200, changed.text
 
 

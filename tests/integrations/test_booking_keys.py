@@ -27,6 +27,18 @@ async def _book(client: AsyncTestClient[Litestar], token: str, slot: str, key: s
     return await client.post(BOOK, json={"slot_id": slot}, headers={**bearer(token), "Idempotency-Key": key})
 
 
+async def _first_booking(
+    citizens: Citizens, client: AsyncTestClient[Litestar], key: str
+) -> tuple[dict[str, Any], list[str], Any]:
+    """Zhang, verified with a card, books the first free internal-medicine slot with ``key``: Zhang's
+    session, the free slots, the booking."""
+    zhang = await citizens.verified(ZHANG, card=True)
+    free = await _free_slots(client, zhang["token"], "SZPH-IM")
+    first = await _book(client, zhang["token"], free[0], key)
+    assert first.status_code == 201, first.text
+    return zhang, free, first
+
+
 async def _inbox(client: AsyncTestClient[Litestar], token: str) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = (await client.get("/api/v1/messages", headers=bearer(token))).json()[
         "messages"
@@ -37,11 +49,8 @@ async def _inbox(client: AsyncTestClient[Litestar], token: str) -> list[dict[str
 async def test_two_people_with_the_same_key_each_book_their_own_slot(
     citizens: Citizens, entrance_client: AsyncTestClient[Litestar]
 ) -> None:
-    zhang = await citizens.verified(ZHANG, card=True)
+    _, free, first = await _first_booking(citizens, entrance_client, "booking-0001")
     li = await citizens.verified(LI, card=True)
-    free = await _free_slots(entrance_client, zhang["token"], "SZPH-IM")
-    first = await _book(entrance_client, zhang["token"], free[0], "booking-0001")
-    assert first.status_code == 201, first.text
     second = await _book(entrance_client, li["token"], free[1], "booking-0001")  # a naive counter
     assert second.status_code == 201, second.text
     assert second.json()["health_card_id"] == LI.health_card_id
@@ -54,10 +63,7 @@ async def test_two_people_with_the_same_key_each_book_their_own_slot(
 async def test_a_key_used_again_for_another_slot_is_refused(
     citizens: Citizens, entrance_client: AsyncTestClient[Litestar]
 ) -> None:
-    zhang = await citizens.verified(ZHANG, card=True)
-    free = await _free_slots(entrance_client, zhang["token"], "SZPH-IM")
-    first = await _book(entrance_client, zhang["token"], free[0], "booking-0002")
-    assert first.status_code == 201, first.text
+    zhang, free, first = await _first_booking(citizens, entrance_client, "booking-0002")
     again = await _book(entrance_client, zhang["token"], free[0], "booking-0002")
     assert again.status_code == 201
     assert again.json()["appointment_id"] == first.json()["appointment_id"]  # a replay
@@ -70,10 +76,7 @@ async def test_a_key_used_again_for_another_slot_is_refused(
 async def test_an_answer_for_another_request_is_refused_and_told_to_no_inbox(
     citizens: Citizens, entrance_client: AsyncTestClient[Litestar], redis_client: aioredis.Redis
 ) -> None:
-    zhang = await citizens.verified(ZHANG, card=True)
-    free = await _free_slots(entrance_client, zhang["token"], "SZPH-IM")
-    first = await _book(entrance_client, zhang["token"], free[0], "booking-0003")
-    assert first.status_code == 201, first.text
+    zhang, free, first = await _first_booking(citizens, entrance_client, "booking-0003")
     # What the app remembers of its keys is gone (Redis flushed or failed over): the upstream
     # still replays the first booking for the key, which is not the slot asked for.
     forgotten = [key async for key in redis_client.scan_iter("citizen:idempotency:*")]

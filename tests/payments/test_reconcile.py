@@ -8,39 +8,25 @@ import uuid
 from typing import Any
 
 import httpx
-from litestar import Litestar
-from litestar.testing import AsyncTestClient
 
-from backend.keyring import Keyring
-from backend.settings import Settings
-from integrations.simulators.process import SimulatorsProcess
 from payments.clearing.audit import Actor
 from payments.clearing.reconcile import reconcile_channel
 from tests.payments.channel_helpers import channel_faults
-from tests.payments.test_topup import app, citizen, client, own_service, pay_and_notify  # noqa: F401
+from tests.payments.conftest import Topups
+from tests.payments.test_topup import app, citizen, client, pay_and_notify  # noqa: F401
 
 CHINA = dt.timezone(dt.timedelta(hours=8))
 
 
-async def test_planted_mismatches_and_nothing_else(
-    client: AsyncTestClient[Litestar],  # noqa: F811
-    citizen: dict[str, str],  # noqa: F811
-    simulators: SimulatorsProcess,
-    settings_with_upstreams: Settings,
-    keyring: Keyring,
-    db: Any,
-) -> None:
+async def test_planted_mismatches_and_nothing_else(topups: Topups) -> None:
+    t = topups
     for _ in range(4):
-        done = await pay_and_notify(client, citizen, simulators.urls, "alipay", 5000)
-        delivery = done["delivery"]
-        response = await client.post(
-            "/api/v1/payments/notify/alipay", content=delivery["body"].encode(), headers=delivery["headers"]
-        )
+        _, response = await t.notified("alipay")
         assert response.status_code == 200
     async with httpx.AsyncClient() as control:
-        await channel_faults(control, simulators.urls["alipay"], drop=1, extra=1, amount=1)
+        await channel_faults(control, t.urls["alipay"], drop=1, extra=1, amount=1)
     today = dt.datetime.now(CHINA).date()
-    async with own_service(settings_with_upstreams, keyring) as service:
+    async with t.service() as service:
         result = await reconcile_channel(service.pool, service.connectors["alipay"], today)
         again = await reconcile_channel(service.pool, service.connectors["alipay"], today)
         clean = await reconcile_channel(service.pool, service.connectors["unionpay"], today)
@@ -54,8 +40,8 @@ async def test_planted_mismatches_and_nothing_else(
     assert (mismatch.platform_amount, mismatch.channel_amount) == (5000, 5100)
     assert again.items == result.items
     assert (clean.matched, clean.items) == (0, [])
-    assert await db.fetchval("SELECT count(*) FROM payments.suspense_items WHERE state = 'open'") == 3
-    assert uuid.UUID(str(await db.fetchval("SELECT id FROM payments.suspense_items LIMIT 1")))
+    assert await t.db.fetchval("SELECT count(*) FROM payments.suspense_items WHERE state = 'open'") == 3
+    assert uuid.UUID(str(await t.db.fetchval("SELECT id FROM payments.suspense_items LIMIT 1")))
 
 
 async def _our_refund(db: Any, order_id: str, refund_no: str, amount: int, state: str) -> None:
@@ -72,21 +58,10 @@ async def _our_refund(db: Any, order_id: str, refund_no: str, amount: int, state
     )
 
 
-async def test_refunds_are_reconciled_into_the_four_buckets(
-    client: AsyncTestClient[Litestar],  # noqa: F811
-    citizen: dict[str, str],  # noqa: F811
-    simulators: SimulatorsProcess,
-    settings_with_upstreams: Settings,
-    keyring: Keyring,
-    db: Any,
-) -> None:
-    done = await pay_and_notify(client, citizen, simulators.urls, "wechatpay", 5000)
-    delivery = done["delivery"]
-    response = await client.post(
-        "/api/v1/payments/notify/wechatpay", content=delivery["body"].encode(), headers=delivery["headers"]
-    )
+async def test_refunds_are_reconciled_into_the_four_buckets(topups: Topups) -> None:
+    t = topups
+    order, response = await t.notified("wechatpay")
     assert response.status_code in {200, 204}  # WeChat Pay's success answer has no body
-    order = done["order"]
     tag = uuid.uuid4().hex[:8].upper()
     ours = {  # refund -> (our amount, our state); None: we have no such refund
         "MATCHED": (1000, "succeeded"),
@@ -101,10 +76,10 @@ async def test_refunds_are_reconciled_into_the_four_buckets(
     theirs = {"MATCHED": 1000, "FAILED": 1000, "OPEN": 500, "AMOUNT": 900, "UNKNOWN": 500}
     for name, mine in ours.items():
         if mine is not None:
-            await _our_refund(db, order["id"], f"RF{tag}{name}", *mine)
+            await _our_refund(t.db, order["id"], f"RF{tag}{name}", *mine)
     today = dt.datetime.now(CHINA).date()
     clerk = Actor(kind="operator", id="os:clerk")
-    async with own_service(settings_with_upstreams, keyring) as service:
+    async with t.service() as service:
         connector = service.connectors["wechatpay"]
         for name, amount in theirs.items():
             assert await connector.refund(order["order_no"], f"RF{tag}{name}", amount, 5000)
@@ -129,7 +104,7 @@ async def test_refunds_are_reconciled_into_the_four_buckets(
     assert {i.order_no for i in result.items} == {order["order_no"]}
     assert (result.matched, result.refunds_matched, result.refunds_pending) == (1, 1, 1)
     assert again.items == result.items
-    stored = await db.fetch(
+    stored = await t.db.fetch(
         "SELECT refund_no, kind, platform_state FROM payments.suspense_items WHERE state = 'open' "
         "ORDER BY refund_no"
     )
@@ -140,7 +115,7 @@ async def test_refunds_are_reconciled_into_the_four_buckets(
         ("OURS", "platform_only"),
         ("UNKNOWN", "channel_only"),
     ]
-    row = await db.fetchrow(
+    row = await t.db.fetchrow(
         "SELECT matched, channel_only, platform_only, mismatched, refunds_matched, refunds_pending "
         "FROM payments.reconciliations WHERE business_date = $1 AND channel = 'wechatpay'",
         today,
@@ -148,21 +123,15 @@ async def test_refunds_are_reconciled_into_the_four_buckets(
     assert tuple(row.values()) == (1, 3, 1, 1, 1, 1)
 
 
-async def test_each_reconciliation_run_is_audited_with_its_counts(
-    client: AsyncTestClient[Litestar],  # noqa: F811
-    citizen: dict[str, str],  # noqa: F811
-    simulators: SimulatorsProcess,
-    settings_with_upstreams: Settings,
-    keyring: Keyring,
-    db: Any,
-) -> None:
-    await pay_and_notify(client, citizen, simulators.urls, "alipay", 5000)  # paid, never notified
+async def test_each_reconciliation_run_is_audited_with_its_counts(topups: Topups) -> None:
+    t = topups
+    await pay_and_notify(t.client, t.citizen, t.urls, "alipay", 5000)  # paid, never notified
     today = dt.datetime.now(CHINA).date()
     clerk = Actor(kind="operator", id="os:clerk")
-    async with own_service(settings_with_upstreams, keyring) as service:
+    async with t.service() as service:
         await reconcile_channel(service.pool, service.connectors["alipay"], today, actor=clerk)
         await reconcile_channel(service.pool, service.connectors["alipay"], today, actor=clerk)
-    events = await db.fetch(
+    events = await t.db.fetch(
         "SELECT actor_kind, actor_id, target_kind, target_id, outcome, details FROM identity.audit_events "
         "WHERE action = 'payments.reconciliation.run' ORDER BY occurred_at"
     )

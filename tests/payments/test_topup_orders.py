@@ -13,7 +13,6 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from backend.keyring import Keyring
-from backend.settings import Settings
 from integrations.credentials import dev_credential
 from integrations.simulators.process import SimulatorsProcess
 from payments.channels.crypto import channel_secrets, rsa_sign, sorted_query
@@ -21,26 +20,21 @@ from payments.topup import idempotency
 from payments.topup.models import CreateTopup, PayingElsewhere
 from payments.topup.service import Actor
 from tests.payments import test_topup
-from tests.payments.test_topup import API, create, own_service
+from tests.payments.conftest import Topups
+from tests.payments.test_topup import API, create
 
 # The top-up tests' fixtures: an app on the simulators, its client, a citizen with a card.
 app, client, citizen = test_topup.app, test_topup.client, test_topup.citizen
 Client = AsyncTestClient[Litestar]
 
 
-async def test_two_channels_at_once_one_pays_the_other_is_refused(
-    settings_with_upstreams: Settings,
-    keyring: Keyring,
-    client: Client,
-    citizen: dict[str, str],
-    simulators: SimulatorsProcess,
-    db: Any,
-) -> None:
-    order = (await create(client, citizen, 3000, "race-create-1")).json()
+async def test_two_channels_at_once_one_pays_the_other_is_refused(topups: Topups) -> None:
+    t = topups
+    order = (await create(t.client, t.citizen, 3000, "race-create-1")).json()
     order_id = uuid.UUID(order["id"])
-    person = await db.fetchval("SELECT person_id FROM payments.topup_orders WHERE id = $1", order_id)
+    person = await t.db.fetchval("SELECT person_id FROM payments.topup_orders WHERE id = $1", order_id)
     actor = Actor(kind="person", id=str(person))
-    async with own_service(settings_with_upstreams, keyring) as service:
+    async with t.service() as service:
         results = await asyncio.gather(
             service.pay(person, order_id, "alipay", actor),
             service.pay(person, order_id, "wechatpay", actor),
@@ -51,27 +45,27 @@ async def test_two_channels_at_once_one_pays_the_other_is_refused(
     assert isinstance(refused[0], PayingElsewhere)
     [paying] = [r for r in results if not isinstance(r, BaseException)]
     assert (
-        await db.fetchval("SELECT channel FROM payments.topup_orders WHERE id = $1", order_id)
+        await t.db.fetchval("SELECT channel FROM payments.topup_orders WHERE id = $1", order_id)
         == paying.channel
     )
     # Over HTTP the refusal is a problem document with its own type.
     other = "alipay" if paying.channel == "wechatpay" else "wechatpay"
-    answer = await client.post(
+    answer = await t.client.post(
         f"{API}/{order['id']}/pay",
         json={"channel": other},
-        headers={**citizen, "Idempotency-Key": "race-pay-3"},
+        headers={**t.citizen, "Idempotency-Key": "race-pay-3"},
     )
     assert answer.status_code == 409
     assert answer.headers["content-type"].startswith("application/problem+json")
     assert answer.json()["type"].endswith("topup-paying-elsewhere")
     # Paying again through the same channel (a retry) is still fine.
-    again = await client.post(
+    again = await t.client.post(
         f"{API}/{order['id']}/pay",
         json={"channel": paying.channel},
-        headers={**citizen, "Idempotency-Key": "race-pay-4"},
+        headers={**t.citizen, "Idempotency-Key": "race-pay-4"},
     )
     assert again.status_code == 200, again.text
-    denied = await db.fetchval(
+    denied = await t.db.fetchval(
         "SELECT count(*) FROM identity.audit_events "
         "WHERE action = 'payments.topup.pay' AND outcome = 'denied'"
     )
@@ -107,39 +101,37 @@ async def test_a_key_left_locked_by_an_interrupted_request_is_taken_over_after_9
     assert await db.fetchval("SELECT count(*) FROM payments.topup_orders") == 2
 
 
-async def test_a_created_order_answers_its_key_even_when_the_request_never_finished(
-    settings_with_upstreams: Settings, keyring: Keyring, client: Client, citizen: dict[str, str], db: Any
-) -> None:
-    await create(client, citizen, 5000, "key-000001")
-    person = await db.fetchval("SELECT person_id FROM payments.topup_orders LIMIT 1")
+async def test_a_created_order_answers_its_key_even_when_the_request_never_finished(topups: Topups) -> None:
+    t = topups
+    await create(t.client, t.citizen, 5000, "key-000001")
+    person = await t.db.fetchval("SELECT person_id FROM payments.topup_orders LIMIT 1")
     data = CreateTopup(amount=2000)
-    async with own_service(settings_with_upstreams, keyring) as service:
+    async with t.service() as service:
         assert await idempotency.claim(service.pool, str(person), "key-lost-answer", "create", data) is None
         claim = idempotency.Claim(str(person), "key-lost-answer", 201)
         made = await service.create(person, data, Actor(kind="person", id=str(person)), claim=claim)
         # ... and the process stops here, before finishing the key.
-    await db.execute("UPDATE payments.idempotency_keys SET locked_at = now() - interval '1 hour'")
-    retry = await create(client, citizen, 2000, "key-lost-answer")
+    await t.db.execute("UPDATE payments.idempotency_keys SET locked_at = now() - interval '1 hour'")
+    retry = await create(t.client, t.citizen, 2000, "key-lost-answer")
     assert retry.status_code == 201
     assert retry.headers["idempotency-replayed"] == "true"
     assert retry.json()["id"] == str(made.id)
-    assert await db.fetchval("SELECT count(*) FROM payments.topup_orders") == 2  # not a third
+    assert await t.db.fetchval("SELECT count(*) FROM payments.topup_orders") == 2  # not a third
 
 
-async def test_the_sweep_forgets_keys_after_a_day(
-    settings_with_upstreams: Settings, keyring: Keyring, client: Client, citizen: dict[str, str], db: Any
-) -> None:
-    await create(client, citizen, 5000, "key-yesterday")
-    await create(client, citizen, 5000, "key-today-01")
-    await db.execute(
+async def test_the_sweep_forgets_keys_after_a_day(topups: Topups) -> None:
+    t = topups
+    await create(t.client, t.citizen, 5000, "key-yesterday")
+    await create(t.client, t.citizen, 5000, "key-today-01")
+    await t.db.execute(
         "UPDATE payments.idempotency_keys SET created_at = now() - interval '25 hours' "
         "WHERE key = 'key-yesterday'"
     )
-    async with own_service(settings_with_upstreams, keyring) as service:
+    async with t.service() as service:
         counts = await service.sweep()
     assert counts["keys_pruned"] == 1
-    assert await key_row(db, "key-yesterday") is None
-    assert await key_row(db, "key-today-01") is not None
+    assert await key_row(t.db, "key-yesterday") is None
+    assert await key_row(t.db, "key-today-01") is not None
 
 
 async def test_verified_news_that_an_order_closed_is_audited_as_accepted(

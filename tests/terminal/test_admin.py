@@ -14,34 +14,18 @@ from litestar.testing import AsyncTestClient
 from backend.settings import Settings
 from card.terminal.messages import Heartbeat, HeartbeatResponse
 from card.terminal.spec import ResultCode
-from identity.admin.operators import create_operator
 from identity.audit import entries_for, verify_chain
-from identity.passwords import PasswordHasher
 from mock_terminals.link import LinkError, TerminalLink
-from tests.identity.conftest import bearer
+from tests.identity.conftest import bearer, operator_headers
 from tests.terminal.conftest import Rig
 
 API = "/api/v1/admin/terminals"
-_PASSWORD = "a long operator password 1"
 
 
 async def _operator(
     client: AsyncTestClient[Litestar], settings: Settings, db: Any, role: str
 ) -> dict[str, str]:
-    username = f"term-{role.replace('_', '-')}"
-    await create_operator(
-        db,
-        PasswordHasher(settings.identity),
-        username=username,
-        display_name=username,
-        roles=[role],
-        password=_PASSWORD,
-    )
-    response = await client.post(
-        "/api/v1/identity/operator-sessions", json={"username": username, "password": _PASSWORD}
-    )
-    assert response.status_code == 201, response.text
-    return bearer(response.json()["token"])
+    return await operator_headers(client, settings, db, role, prefix="term")
 
 
 _REGISTER = {"id": "BUS-A1", "operator": "bus-co", "kind": "bus", "line": "B1"}
