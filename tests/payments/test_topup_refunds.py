@@ -222,9 +222,10 @@ async def test_a_retried_refund_key_after_a_crash_replays_the_reserved_refund(
     request = RefundRequest(amount=1500)
     async with own_service(settings_with_upstreams, keyring) as service:
         operation = f"refund:{order['id']}"
-        assert (
-            await idempotency.claim(service.pool, str(person), "refund-crash-01", operation, request) is None
+        claim = await idempotency.claim(
+            service.pool, str(person), "refund-crash-01", operation, request, status=200
         )
+        assert isinstance(claim, idempotency.Claim)
 
         async def process_stops(order_no: str, refund_no: str, amount: int, total: int) -> RefundStatus:
             raise RuntimeError("the process stopped before asking the channel")
@@ -233,7 +234,7 @@ async def test_a_retried_refund_key_after_a_crash_replays_the_reserved_refund(
         with contextlib.suppress(RuntimeError):
             await refund_topup(
                 service, uuid.UUID(order["id"]), person_id=person, amount=1500, reason=request.reason,
-                actor=SYSTEM, claim=idempotency.Claim(str(person), "refund-crash-01", 200),
+                actor=SYSTEM, claim=claim,
             )  # fmt: skip
     retry = await refund(client, citizen, order, 1500, "refund-crash-01")
     assert retry.status_code == 200, retry.text
