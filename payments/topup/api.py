@@ -2,8 +2,9 @@
 
 Money-moving POSTs take an ``Idempotency-Key`` header (``payments.topup.idempotency``): the same
 key and parameters replay the stored response (``Idempotency-Replayed: true``), other parameters
-422, a request still running 409 (one interrupted for 90 s is taken over). Failed requests are not
-stored, so they can be retried. Creating an order and reserving a refund store their response in
+422, a request still running 409 (one interrupted for 90 s is taken over; should it still be
+running, it can no longer store its answer and gets a 409 too). Failed requests are not stored, so
+they can be retried. Creating an order and reserving a refund store their response in
 the transaction that does the work, so a retry never repeats them.
 """
 
@@ -62,22 +63,22 @@ async def _idempotent(
     work: Callable[[idempotency.Claim], Awaitable[msgspec.Struct]],
     status: int,
 ) -> Response[bytes]:
-    stored = await idempotency.claim(service.pool, scope, key, operation, params)
-    if stored is not None:
+    held = await idempotency.claim(service.pool, scope, key, operation, params, status=status)
+    if isinstance(held, idempotency.Stored):
         return Response(
-            stored.body,
-            status_code=stored.status,
+            held.body,
+            status_code=held.status,
             media_type="application/json",
             headers={"Idempotency-Replayed": "true"},
         )
-    assert key is not None
     try:
-        result = await work(idempotency.Claim(scope, key, status))
+        result = await work(held)
     except BaseException:
-        await idempotency.release(service.pool, scope, key)
+        await idempotency.release(service.pool, held)  # not if a retry has taken the key over
         raise
     body = msgspec.json.encode(result)
-    await idempotency.finish(service.pool, scope, key, status, body)
+    # Taken over meanwhile (work that stores no response of its own): the retry's answer is the key's.
+    await idempotency.finish(service.pool, held, body)
     return Response(body, status_code=status, media_type="application/json")
 
 

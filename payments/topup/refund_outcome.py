@@ -12,6 +12,9 @@ the refund's own number, on which every channel deduplicates. Its answer decides
   channel has never heard of it, the refund itself once more under the same number.
 
 Voiding on a mere error would give the citizen the money back while the channel pays it out too.
+
+The order becomes ``refunded`` only when its succeeded refunds make up its whole amount and none
+is still open: ``refunded_amount`` counts reserved refunds too, and one of them may yet be refused.
 """
 
 from __future__ import annotations
@@ -133,13 +136,45 @@ async def _settle(
             state,
         )
         assert row is not None
-        if state == "succeeded":
-            order = await orders.load_txn(connection, order_id)
-            if order is not None and order["refunded_amount"] == order["amount"]:
-                await orders.transition_txn(
-                    connection, order_id, ("credited", "awaiting_load"), "refunded", "refunded in full"
-                )
+        if state != "processing":
+            await _follow_refunds_txn(connection, order_id, actor, details)
         return row
+
+
+async def _follow_refunds_txn(
+    connection: Connection, order_id: uuid.UUID, actor: Actor, details: dict[str, Any]
+) -> None:
+    """The order is ``refunded`` when, and only when, its succeeded refunds make up its amount and
+    none is open. ``refunded_amount`` counts reserved refunds too: one still open may yet be refused,
+    and its money must then be loadable (``awaiting_load``) or refundable again (``credited``).
+    An order found ``refunded`` otherwise (moved there before this rule) goes back to where it was.
+    Under the order's row lock, taken by the caller, in the transaction that settles the refund."""
+    order = await orders.load_txn(connection, order_id)
+    assert order is not None
+    refunds = await connection.fetchrow(
+        "SELECT coalesce(sum(amount) FILTER (WHERE state = 'succeeded'), 0) AS succeeded, "
+        "count(*) FILTER (WHERE state IN ('requested', 'processing')) AS open "
+        "FROM payments.refunds WHERE order_id = $1",
+        order_id,
+    )
+    assert refunds is not None
+    if int(refunds["succeeded"]) == int(order["amount"]) and refunds["open"] == 0:
+        await orders.transition_txn(
+            connection, order_id, ("credited", "awaiting_load"), "refunded", "refunded in full"
+        )
+    elif order["state"] == "refunded":
+        earlier = await connection.fetchval(
+            "SELECT from_state FROM payments.topup_events WHERE order_id = $1 AND to_state = 'refunded' "
+            "ORDER BY id DESC LIMIT 1",
+            order_id,
+        )
+        if earlier not in ("credited", "awaiting_load"):
+            earlier = "credited" if order["credited_at"] is not None else "awaiting_load"
+        await orders.transition_txn(
+            connection, order_id, ("refunded",), earlier, "a refund was refused: not refunded in full"
+        )
+        reopened = {**details, "state": earlier, "succeeded": int(refunds["succeeded"])}
+        await audit_txn(connection, actor, "topup.reopened", str(order_id), reopened)
 
 
 _OPEN = (

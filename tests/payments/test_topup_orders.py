@@ -107,8 +107,10 @@ async def test_a_created_order_answers_its_key_even_when_the_request_never_finis
     person = await t.db.fetchval("SELECT person_id FROM payments.topup_orders LIMIT 1")
     data = CreateTopup(amount=2000)
     async with t.service() as service:
-        assert await idempotency.claim(service.pool, str(person), "key-lost-answer", "create", data) is None
-        claim = idempotency.Claim(str(person), "key-lost-answer", 201)
+        claim = await idempotency.claim(
+            service.pool, str(person), "key-lost-answer", "create", data, status=201
+        )
+        assert isinstance(claim, idempotency.Claim)
         made = await service.create(person, data, Actor(kind="person", id=str(person)), claim=claim)
         # ... and the process stops here, before finishing the key.
     await t.db.execute("UPDATE payments.idempotency_keys SET locked_at = now() - interval '1 hour'")

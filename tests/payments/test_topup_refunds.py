@@ -180,15 +180,16 @@ async def test_a_retried_refund_key_after_a_crash_replays_the_reserved_refund(to
     request = RefundRequest(amount=1500)
     async with t.service() as service:
         operation = f"refund:{order['id']}"
-        assert (
-            await idempotency.claim(service.pool, str(person), "refund-crash-01", operation, request) is None
+        claim = await idempotency.claim(
+            service.pool, str(person), "refund-crash-01", operation, request, status=200
         )
+        assert isinstance(claim, idempotency.Claim)
 
         service.connectors["unionpay"].refund = process_stops  # type: ignore[method-assign]
         with contextlib.suppress(RuntimeError):
             await refund_topup(
                 service, uuid.UUID(order["id"]), person_id=person, amount=1500, reason=request.reason,
-                actor=SYSTEM, claim=idempotency.Claim(str(person), "refund-crash-01", 200),
+                actor=SYSTEM, claim=claim,
             )  # fmt: skip
     retry = await refund(t, order, 1500, "refund-crash-01")
     assert retry.status_code == 200, retry.text
