@@ -181,8 +181,10 @@ async def test_an_operator_freezing_a_card_the_holder_froze_makes_it_theirs(
     *_, first, second = await service.history(card.id)
     assert (second.action, second.from_status, second.to_status) == ("freeze", "frozen", "frozen")
     assert "blacklist_version" in first.details and "blacklist_version" not in second.details  # listed once
-    # Other changes from an operator's freeze remain the holder's to make (a loss report).
-    assert (await service.report_loss(card.id, citizen, now=NOW)).frozen_by is None
+    # Nor may the holder get round the service's hold by reporting the card lost; the service may.
+    with pytest.raises(FrozenByOperator):
+        await service.report_loss(card.id, citizen, now=NOW)
+    assert (await service.report_loss(card.id, OPERATOR, now=NOW)).frozen_by is None
 
 
 async def test_a_freeze_nobody_recorded_is_not_the_holders_to_lift(
