@@ -12,7 +12,8 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
-from tests.oidc.conftest import ISSUER, Kit
+from tests.identity.conftest import LI, ZHANG
+from tests.oidc.conftest import ISSUER, Kit, basic, claims_of, query_of
 
 TOKEN = "/oidc/token"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -55,3 +56,57 @@ async def test_private_key_jwt_audience_is_the_issuer_only_as_a_string(kit: Kit)
         assert response.status_code == 401, (aud, response.text)
         assert response.json()["error"] == "invalid_client"
     assert (await call(ISSUER)).status_code == 200
+
+
+async def _refresh(kit: Kit, client: dict[str, Any], token: str) -> Any:
+    return await kit.client.post(
+        TOKEN,
+        data={"grant_type": "refresh_token", "refresh_token": token},
+        headers=basic(client["client_id"], client["client_secret"]),
+    )
+
+
+async def test_same_person_signing_in_again_keeps_the_other_clients_grants(kit: Kit) -> None:
+    """OIDC Core §3.1.2.1: client B's prompt=login (or max_age) asks for a new authentication, not a
+    logout: client A's grants (with and without offline_access) live on, in the same session."""
+    await kit.flows.register(ZHANG.mobile)
+    a = await kit.register(name="A", grant_types=["authorization_code", "refresh_token"])
+    b = await kit.register(name="B")
+    held = []
+    for scope in ("openid offline_access", "openid profile"):
+        query, verifier = await kit.sign_in(a["client_id"], ZHANG.mobile, scope=scope)
+        tokens = (await kit.tokens(a["client_id"], a["client_secret"], query["code"], verifier)).json()
+        assert "refresh_token" in tokens, tokens
+        held.append(tokens)
+    for extra in ({"prompt": "login"}, {"max_age": "0"}):
+        response, verifier = await kit.authorize(b["client_id"], **extra)
+        page = await kit.login_sms(await kit.follow(response), ZHANG.mobile)
+        if page.status_code == 200 and "/consent" in page.text:
+            page = await kit.consent(page)
+        assert page.status_code == 303, page.text
+        query = query_of(page.headers["location"])
+        got = await kit.tokens(b["client_id"], b["client_secret"], query["code"], verifier)
+        assert claims_of(got.json()["id_token"])["sid"] == claims_of(held[0]["id_token"])["sid"]
+        for i, tokens in enumerate(held):
+            refreshed = await _refresh(kit, a, tokens["refresh_token"])
+            assert refreshed.status_code == 200, (extra, i, refreshed.text)
+            held[i] = refreshed.json()
+    # A's session is still this browser's: prompt=none answers A with a code.
+    response, _ = await kit.authorize(a["client_id"], prompt="none")
+    assert "code" in query_of(response.headers["location"])
+
+
+async def test_another_person_signing_in_ends_the_previous_session(kit: Kit) -> None:
+    """A different account signing in in this browser still ends the previous person's session
+    (its grants, offline ones too, and back-channel logout)."""
+    await kit.flows.register(ZHANG.mobile)
+    await kit.flows.register(LI.mobile)
+    a = await kit.register(name="A", grant_types=["authorization_code", "refresh_token"])
+    query, verifier = await kit.sign_in(a["client_id"], ZHANG.mobile, scope="openid offline_access")
+    tokens = (await kit.tokens(a["client_id"], a["client_secret"], query["code"], verifier)).json()
+    response, _ = await kit.authorize(a["client_id"], prompt="login")
+    page = await kit.login_sms(await kit.follow(response), LI.mobile)
+    if page.status_code == 200 and "/consent" in page.text:
+        page = await kit.consent(page)
+    assert page.status_code == 303, page.text
+    assert (await _refresh(kit, a, tokens["refresh_token"])).status_code == 400
