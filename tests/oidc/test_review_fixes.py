@@ -110,3 +110,15 @@ async def test_another_person_signing_in_ends_the_previous_session(kit: Kit) -> 
         page = await kit.consent(page)
     assert page.status_code == 303, page.text
     assert (await _refresh(kit, a, tokens["refresh_token"])).status_code == 400
+
+
+async def test_userinfo_without_credentials_gets_bare_challenges(kit: Kit) -> None:
+    """RFC 6750 §3.1: a request with no authentication gets no error code in the challenge; the
+    DPoP challenge names its algorithms (RFC 9449 §7.1). A bad token still gets invalid_token."""
+    for response in (await kit.client.get("/oidc/userinfo"), await kit.client.post("/oidc/userinfo")):
+        assert response.status_code == 401
+        challenge = response.headers["www-authenticate"]
+        assert challenge.startswith('Bearer realm="citizen"') and "error" not in challenge, challenge
+        assert 'DPoP realm="citizen", algs="' in challenge
+    bad = await kit.client.get("/oidc/userinfo", headers={"Authorization": "Bearer not-a-token"})
+    assert bad.status_code == 401 and 'error="invalid_token"' in bad.headers["www-authenticate"]
