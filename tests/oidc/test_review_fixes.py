@@ -122,3 +122,38 @@ async def test_userinfo_without_credentials_gets_bare_challenges(kit: Kit) -> No
         assert 'DPoP realm="citizen", algs="' in challenge
     bad = await kit.client.get("/oidc/userinfo", headers={"Authorization": "Bearer not-a-token"})
     assert bad.status_code == 401 and 'error="invalid_token"' in bad.headers["www-authenticate"]
+
+
+async def test_loopback_redirect_uri_of_a_native_client_takes_any_port(kit: Kit) -> None:
+    """RFC 8252 §7.3: for a native (public) client's loopback IP redirect URI any port is accepted,
+    everything else compared exactly; ``localhost`` stays exact (§8.3), and so does a confidential
+    client's URI."""
+    await kit.flows.register(ZHANG.mobile)
+    registered = ["http://127.0.0.1/callback", "http://[::1]:8080/cb", "http://localhost/cb"]
+    native = await kit.register(client_type="public", auth_method="none", redirect_uris=registered)
+    cid = native["client_id"]
+    for uri in ("http://127.0.0.1:53123/callback", "http://127.0.0.1/callback", "http://[::1]:61000/cb"):
+        response, _ = await kit.authorize(cid, redirect_uri=uri)
+        assert response.status_code == 303, (uri, response.text)
+    refused = (
+        "http://127.0.0.1:53123/callback2",
+        "http://127.0.0.1:53123/callback?x=1",
+        "https://127.0.0.1:53123/callback",
+        "http://127.0.0.2:53123/callback",
+        "http://127.0.0.1:99999/callback",
+        "http://user@127.0.0.1:53123/callback",
+        "http://[::1]:61000/cb/",
+        "http://localhost:53123/cb",
+    )
+    for uri in refused:
+        response, _ = await kit.authorize(cid, redirect_uri=uri)
+        assert response.status_code == 400, uri
+    # The code is bound to the URI with the port the app used (RFC 6749 §4.1.3).
+    port_uri = "http://127.0.0.1:53123/callback"
+    query, verifier = await kit.sign_in(cid, ZHANG.mobile, redirect_uri=port_uri)
+    assert (await kit.tokens(cid, None, query["code"], verifier, redirect_uri=port_uri)).status_code == 200
+    confidential = await kit.register(redirect_uris=["http://127.0.0.1/callback"])
+    response, _ = await kit.authorize(
+        confidential["client_id"], redirect_uri="http://127.0.0.1:53123/callback"
+    )
+    assert response.status_code == 400
