@@ -81,12 +81,14 @@ async def load_interaction(provider: Provider, iid: str) -> Interaction | None:
 
 
 async def _hint_subject(provider: Provider, hint: str, client_id: str) -> str | None:
+    # OIDC Core §3.1.2.1: id_token_hint is an ID token; ours carry typ JWT (an access token has
+    # at+jwt, RFC 9068 §2.1, a logout token logout+jwt), so only an ID token is taken as a hint.
     try:
         claims = await verify_own(
             provider.keys,
             hint,
             algorithms=list(ALGORITHMS),
-            typ=None,
+            typ="jwt",
             issuer=provider.issuer,
             audience=client_id,
             verify_exp=False,

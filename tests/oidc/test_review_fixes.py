@@ -12,8 +12,8 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
-from tests.identity.conftest import LI, ZHANG
-from tests.oidc.conftest import ISSUER, Kit, basic, claims_of, query_of
+from tests.identity.conftest import API, LI, ZHANG, bearer
+from tests.oidc.conftest import ISSUER, REDIRECT, Kit, basic, claims_of, query_of
 
 TOKEN = "/oidc/token"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -157,3 +157,31 @@ async def test_loopback_redirect_uri_of_a_native_client_takes_any_port(kit: Kit)
         confidential["client_id"], redirect_uri="http://127.0.0.1:53123/callback"
     )
     assert response.status_code == 400
+
+
+async def test_client_id_charset_is_enforced(kit: Kit) -> None:
+    """The registration message promises client ids of A-Z a-z 0-9 . _ : - (3 to 64)."""
+    for bad in ("partner a", "partner/a", "pärtner", "a<b>c", "ab"):
+        response = await kit.client.post(
+            f"{API}/admin/oidc-clients",
+            json={"name": "X", "client_id": bad, "redirect_uris": [REDIRECT], "scopes": ["openid"]},
+            headers=bearer(await kit.operator()),
+        )
+        assert response.status_code in (400, 422), (bad, response.text)
+    assert (await kit.register(client_id="urn:city.partner_a-1"))["client_id"] == "urn:city.partner_a-1"
+
+
+async def test_an_access_token_is_not_an_id_token_hint(kit: Kit) -> None:
+    """OIDC Core §3.1.2.1 and RP-Initiated Logout §2: id_token_hint is an ID token; an access token
+    (typ at+jwt, RFC 9068) of the same person is refused at the authorization and logout endpoints."""
+    await kit.flows.register(ZHANG.mobile)
+    partner = await kit.register(post_logout_redirect_uris=["https://partner-a.example/bye"])
+    query, verifier = await kit.sign_in(partner["client_id"], ZHANG.mobile)
+    got = await kit.tokens(partner["client_id"], partner["client_secret"], query["code"], verifier)
+    tokens = got.json()
+    good, _ = await kit.authorize(partner["client_id"], id_token_hint=tokens["id_token"], prompt="none")
+    assert "code" in query_of(good.headers["location"])
+    bad, _ = await kit.authorize(partner["client_id"], id_token_hint=tokens["access_token"], prompt="none")
+    assert query_of(bad.headers["location"])["error"] == "invalid_request"
+    logout = await kit.client.get("/oidc/logout", params={"id_token_hint": tokens["access_token"]})
+    assert logout.status_code == 400
