@@ -185,3 +185,24 @@ async def test_an_access_token_is_not_an_id_token_hint(kit: Kit) -> None:
     assert query_of(bad.headers["location"])["error"] == "invalid_request"
     logout = await kit.client.get("/oidc/logout", params={"id_token_hint": tokens["access_token"]})
     assert logout.status_code == 400
+
+
+async def test_prompt_select_account_shows_the_login_page(kit: Kit) -> None:
+    """OIDC Core §3.1.2.1: select_account is not ignored. With one account per browser the login
+    page is the chooser: the same person confirms and keeps the session; prompt=none with it is an
+    error."""
+    await kit.flows.register(ZHANG.mobile)
+    partner = await kit.register(grant_types=["authorization_code", "refresh_token"])
+    query, verifier = await kit.sign_in(partner["client_id"], ZHANG.mobile, scope="openid offline_access")
+    got = await kit.tokens(partner["client_id"], partner["client_secret"], query["code"], verifier)
+    held = got.json()
+    response, _ = await kit.authorize(partner["client_id"], prompt="select_account")
+    page = await kit.follow(response)
+    assert page.status_code == 200 and "/send-code" in page.text
+    page = await kit.login_sms(page, ZHANG.mobile)
+    if page.status_code == 200 and "/consent" in page.text:
+        page = await kit.consent(page)
+    assert page.status_code == 303 and "code" in query_of(page.headers["location"])
+    assert (await _refresh(kit, partner, held["refresh_token"])).status_code == 200
+    both, _ = await kit.authorize(partner["client_id"], prompt="none select_account")
+    assert query_of(both.headers["location"])["error"] == "invalid_request"
