@@ -81,12 +81,14 @@ async def load_interaction(provider: Provider, iid: str) -> Interaction | None:
 
 
 async def _hint_subject(provider: Provider, hint: str, client_id: str) -> str | None:
+    # OIDC Core §3.1.2.1: id_token_hint is an ID token; ours carry typ JWT (an access token has
+    # at+jwt, RFC 9068 §2.1, a logout token logout+jwt), so only an ID token is taken as a hint.
     try:
         claims = await verify_own(
             provider.keys,
             hint,
             algorithms=list(ALGORITHMS),
-            typ=None,
+            typ="jwt",
             issuer=provider.issuer,
             audience=client_id,
             verify_exp=False,
@@ -104,6 +106,10 @@ async def _account_level(provider: Provider, account_id: uuid.UUID) -> int:
 async def decide(
     provider: Provider, request: AuthRequest, session: SsoSession | None, ia: Interaction | None
 ) -> Step:
+    """The next step of the request. ``prompt=login`` or an expired ``max_age`` asks for a new
+    authentication (the login page). ``prompt=select_account`` (OpenID Connect Core §3.1.2.1) shows
+    the login page too: a browser holds one signed-in account here, so choosing an account is
+    signing in with it, and nothing ends unless another account signs in (``interaction.py``)."""
     client = await provider.clients.get(request.client_id)
     if client is None:
         raise ErrorPage("invalid_client", "The application is no longer registered.")
@@ -114,7 +120,7 @@ async def decide(
     fresh = session is not None and ia is not None and ia.login_sid == session.sid
     need_login = session is None
     if session is not None and not fresh:
-        if "login" in request.prompt:
+        if "login" in request.prompt or "select_account" in request.prompt:
             need_login = True
         if request.max_age is not None and time.time() - session.auth_time > request.max_age:
             need_login = True

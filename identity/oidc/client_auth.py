@@ -2,7 +2,9 @@
 
 ``client_secret_basic`` and ``client_secret_post`` compare SHA-256 digests in constant time;
 ``private_key_jwt`` (RFC 7523) checks the assertion's signature against the client's registered
-keys, ``iss`` = ``sub`` = client id, ``aud`` (this issuer or the endpoint), ``exp`` (required, at
+keys, ``iss`` = ``sub`` = client id, ``aud`` (this issuer only, as a single string: FAPI 2.0 Security
+Profile §5.3.2.1 and the OpenID Foundation's January 2025 audience-injection advisory; an endpoint URL
+or a list, even one naming the issuer, is refused), ``exp`` (required, at
 most ``assertion_max_age`` ahead), ``iat`` and refuses a replayed ``jti`` (``SET NX`` until the
 assertion expires, GHSA-3p3g-vpw6-4w66); ``none`` identifies a public client by ``client_id``.
 A confidential client must use exactly its registered method.
@@ -39,13 +41,10 @@ def _invalid(description: str) -> OAuthError:
 
 
 class ClientAuthenticator:
-    def __init__(
-        self, clients: ClientStore, redis: aioredis.Redis, *, issuer: str, audiences: list[str], max_age: int
-    ) -> None:
+    def __init__(self, clients: ClientStore, redis: aioredis.Redis, *, issuer: str, max_age: int) -> None:
         self.clients = clients
         self.redis = redis
         self.issuer = issuer
-        self.audiences = audiences  # the issuer and the endpoints' URLs
         self.max_age = max_age
 
     async def authenticate(self, headers: Mapping[str, str], form: Mapping[str, str]) -> Client:
@@ -116,17 +115,20 @@ class ClientAuthenticator:
                 assertion,
                 key,
                 algorithms=[header["alg"]],
-                audience=self.audiences,
                 issuer=client_id,
                 leeway=dt.timedelta(seconds=10),
-                options={"require": ["iss", "sub", "aud", "exp", "jti"]},
+                # aud is checked below: pyjwt accepts a list that contains the expected audience.
+                options={"require": ["iss", "sub", "aud", "exp", "jti"], "verify_aud": False},
             )
         except jwt.ExpiredSignatureError:
             raise _invalid("the client assertion has expired") from None
-        except jwt.InvalidAudienceError:
-            raise _invalid("the client assertion's aud is not this server") from None
         except jwt.PyJWTError as exc:
             raise _invalid(f"the client assertion is not valid ({type(exc).__name__})") from None
+        # FAPI 2.0 Security Profile §5.3.2.1: the issuer identifier as the sole value, a string (not
+        # an endpoint URL, not an array), so an assertion made for another server cannot be replayed here.
+        audience = claims["aud"]
+        if not isinstance(audience, str) or audience != self.issuer:
+            raise _invalid("the client assertion's aud must be this issuer, as a single string")
         now = dt.datetime.now(dt.UTC).timestamp()
         exp = float(claims["exp"])
         if exp - now > self.max_age:

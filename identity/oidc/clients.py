@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import re
 import secrets
 import time
 from typing import Any, Literal
@@ -273,7 +274,7 @@ def validate_registration(data: ClientRegistration, *, development: bool, api_au
         )
     if data.subject_type == "pairwise" and not data.sector_identifier:
         raise InvalidField("sector_identifier", "required", "pairwise subjects need a sector identifier")
-    if data.client_id is not None and not (3 <= len(data.client_id) <= 64):
+    if data.client_id is not None and not re.fullmatch(r"[A-Za-z0-9._:-]{3,64}", data.client_id, re.ASCII):
         raise InvalidField("client_id", "format", "3-64 of A-Z a-z 0-9 . _ : -")
 
 

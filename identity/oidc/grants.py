@@ -19,8 +19,9 @@ with ``offline_access`` in its granted scope, the full refresh lifetime (``refre
 so the client keeps access after the person's sign-in has ended; without it, refresh tokens are
 still issued (to a client allowed the refresh grant) but the grant lives no longer than the SSO
 session it was made in: its Redis TTL and its recorded ``expires_at`` are capped at the session's
-remaining life, so its tokens stop when the session expires. Ending a session (logout, a new
-sign-in in that browser, the person ending it) revokes all of its grants, offline or not.
+remaining life, so its tokens stop when the session expires. Ending a session (logout, another
+person's sign-in in that browser, the person ending it) revokes all of its grants, offline or not;
+the same person signing in again keeps the session and its grants (``interaction.py``).
 """
 
 from __future__ import annotations

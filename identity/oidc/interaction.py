@@ -3,8 +3,16 @@
 Each form carries a CSRF token, an HMAC over the interaction id and this browser's id (the
 ``citizen_bid`` cookie), and the interaction only answers the browser that started it (a link sent
 to someone else does nothing). Login uses identity's own services: mobile + one-time code, or
-mobile + password; step-up to L3 uses the person's TOTP. A login always opens a new SSO session
-(ASVS 7.2.4) and ends the one this browser had.
+mobile + password; step-up to L3 uses the person's TOTP.
+
+A login in a browser without an SSO session, or whose session is another person's, opens a new SSO
+session (ASVS 7.2.4) and ends the one this browser had (its grants, back-channel logout). The same
+person signing in again (``prompt=login``, an expired ``max_age``, ``prompt=select_account``) is a
+re-authentication (OpenID Connect Core §3.1.2.1), not a logout: the session keeps its ``sid`` (the
+one in the ID tokens and logout tokens its clients hold, OpenID Connect Back-Channel Logout §2.4),
+its clients and their grants, and takes the new authentication time, level, methods and identity
+session; the previous identity session is revoked. The cookie is a MAC over the sid that only this
+server mints, so keeping it lets nobody but the same person's browser in.
 """
 
 from __future__ import annotations
@@ -188,19 +196,34 @@ class InteractionController(Controller):
                 issued = await persons.login_with_code(form.get("mobile", ""), form.get("code", ""), info)
         except IdentityError as exc:
             return await self._page(oidc, request, ia, error=str(exc), status=exc.problem_status)
-        previous = oidc.sso.parse_cookie(request.cookies.get(COOKIE))
-        if previous is not None:
-            await oidc.end_session(previous, "new sign-in in this browser")
         amr = ("pwd",) if form.get("method") == "password" else ("sms",)
-        session = await oidc.sso.create(
-            account_id=issued.account_id,
-            loa=issued.loa,
-            amr=amr,
-            identity_session_id=issued.session_id,
-            identity_token=issued.token,
-            user_agent=info.user_agent,
-            address=info.address,
-        )
+        previous = await oidc.current_session(request)
+        session = None
+        if previous is not None and previous.account_id == issued.account_id:
+            session = await oidc.sso.reauthenticate(
+                previous,
+                loa=issued.loa,
+                amr=amr,
+                identity_session_id=issued.session_id,
+                identity_token=issued.token,
+                user_agent=info.user_agent,
+                address=info.address,
+            )
+            if session is not None:
+                async with oidc.core.pool.acquire() as conn:
+                    await oidc.core.sessions.revoke(conn, previous.identity_session_id, "signed in again")
+        elif previous is not None:
+            await oidc.end_session(previous.sid, "another person signed in here", previous.account_id)
+        if session is None:
+            session = await oidc.sso.create(
+                account_id=issued.account_id,
+                loa=issued.loa,
+                amr=amr,
+                identity_session_id=issued.session_id,
+                identity_token=issued.token,
+                user_agent=info.user_agent,
+                address=info.address,
+            )
         ia.login_sid = session.sid
         await save_interaction(oidc, ia)
         cookie = oidc.cookie_header(COOKIE, oidc.sso.cookie_value(session.sid), oidc.settings.sso_session_ttl)

@@ -71,9 +71,11 @@ async def _logout(oidc: Provider, request: Req, params: dict[str, str], confirme
     hint = params.get("id_token_hint")
     claims: dict[str, Any] | None = None
     if hint:
+        # RP-Initiated Logout 1.0 §2: the hint is an ID token (typ JWT here); an access token
+        # (at+jwt, RFC 9068 §2.1) or a logout token (logout+jwt) is not one.
         try:
             claims = await verify_own(
-                oidc.keys, hint, algorithms=list(ALGORITHMS), typ=None, issuer=oidc.issuer, verify_exp=False
+                oidc.keys, hint, algorithms=list(ALGORITHMS), typ="jwt", issuer=oidc.issuer, verify_exp=False
             )
         except TokenInvalid:
             raise ErrorPage(

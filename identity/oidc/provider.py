@@ -84,13 +84,6 @@ class Provider:
             clients,
             redis,
             issuer=issuer,
-            audiences=[
-                issuer,
-                self.url("token"),
-                self.url("par"),
-                self.url("introspect"),
-                self.url("revoke"),
-            ],
             max_age=settings.assertion_max_age,
         )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -23,6 +24,8 @@ __all__ = ["PAR_PREFIX", "AuthRequest", "RedirectError", "parse_authorization", 
 PAR_PREFIX = "urn:ietf:params:oauth:request_uri:"
 _CHALLENGE = re.compile(r"^[A-Za-z0-9._~-]{43}$")
 _PROMPTS = {"none", "login", "consent", "select_account"}
+# RFC 8252 §7.3: a loopback IP literal, with or without a port (``localhost`` is not one, §8.3).
+_LOOPBACK = re.compile(r"^(127\.0\.0\.1|\[::1\])(?::(\d{1,5}))?$")
 _CLAIM_MEMBERS = ("essential", "value", "values")
 _CLAIMS_MAX = 4096  # characters of the claims parameter (each supported claim, essential, in both: 1.4 kB)
 
@@ -120,6 +123,30 @@ def _claims_parameter(raw: str) -> tuple[ClaimRequests | None, ClaimRequests | N
     raise ValueError("not a JSON object")
 
 
+def _without_loopback_port(uri: str) -> tuple[str, ...] | None:
+    """The parts of an ``http`` loopback IP redirect URI but its port; None for any other URI."""
+    parts = urlsplit(uri)
+    found = _LOOPBACK.match(parts.netloc)
+    if parts.scheme != "http" or found is None or int(found.group(2) or 0) > 65535:
+        return None
+    return (parts.scheme, found.group(1), parts.path, parts.query, parts.fragment)
+
+
+def redirect_registered(client: Client, redirect_uri: str) -> bool:
+    """Exact string match with a registered redirect URI (RFC 9700 §4.1.3), except that for a
+    native (public) client's loopback IP redirect URI (``http://127.0.0.1`` or ``http://[::1]``)
+    any port is accepted and everything else is compared exactly (RFC 8252 §7.3); ``localhost``
+    and every other URI stay exact (RFC 8252 §8.3)."""
+    if redirect_uri in client.redirect_uris:
+        return True
+    if client.client_type != "public":
+        return False
+    presented = _without_loopback_port(redirect_uri)
+    return presented is not None and any(
+        _without_loopback_port(registered) == presented for registered in client.redirect_uris
+    )
+
+
 async def parse_authorization(
     params: dict[str, str],
     clients: ClientStore,
@@ -134,8 +161,8 @@ async def parse_authorization(
         if client is None:
             raise ErrorPage("invalid_client", "The application is not registered (unknown client_id).")
     redirect_uri = params.get("redirect_uri")
-    if not redirect_uri or redirect_uri not in client.redirect_uris:
-        # Exact string match only; nothing is redirected to an address we cannot vouch for.
+    if not redirect_uri or not redirect_registered(client, redirect_uri):
+        # Exact match (but a native client's loopback port); nothing goes to an address we cannot vouch for.
         raise ErrorPage("invalid_request", "The redirect address is not registered for this application.")
     state = params.get("state")
 

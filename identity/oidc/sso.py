@@ -170,6 +170,34 @@ class SsoStore:
         await self.redis.set(f"oidc:sso:{session.sid}", _enc.encode(updated), xx=True, keepttl=True)
         return updated
 
+    async def reauthenticate(
+        self,
+        session: SsoSession,
+        *,
+        loa: int,
+        amr: tuple[str, ...],
+        identity_session_id: uuid.UUID,
+        identity_token: str,
+        user_agent: str | None,
+        address: str | None,
+    ) -> SsoSession | None:
+        """The same person signed in again (``prompt=login``, ``max_age``, ``select_account``): the
+        session keeps its id, its clients and so its grants (OpenID Connect Core §3.1.2.1 asks for a
+        new authentication, not a logout), with the new authentication's time, level, methods and
+        identity session. None if the session ended meanwhile (the caller opens a new one)."""
+        updated = msgspec.structs.replace(
+            session,
+            loa=loa,
+            amr=amr,
+            auth_time=int(time.time()),
+            identity_session_id=identity_session_id,
+            identity_token_sealed=self.seal(session.sid, identity_token),
+            user_agent=user_agent,
+            address=address,
+        )
+        done = await self.redis.set(f"oidc:sso:{session.sid}", _enc.encode(updated), xx=True, keepttl=True)
+        return updated if done else None
+
     @staticmethod
     def clients_key(sid: uuid.UUID) -> str:
         """The set of clients that got a code in this session (``GrantStore.start`` adds to it)."""

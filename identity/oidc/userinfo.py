@@ -3,7 +3,11 @@ the form body (RFC 6750 §2.2). ``sub`` is the same (pairwise) subject as in the
 
 A DPoP-bound token (RFC 9449 §7) is accepted only with the ``DPoP`` scheme and a proof by its key
 for this request (``ath`` included); a bound token sent as Bearer, or an unbound one as DPoP, is
-refused."""
+refused.
+
+A request with no token at all gets 401 with bare challenges and no error code (RFC 6750 §3.1:
+"If the request lacks any authentication information ... the resource server SHOULD NOT include an
+error code"): ``Bearer realm="citizen"`` and the DPoP one with its algorithms (RFC 9449 §7.1)."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 
 from identity.oidc.claims import person_claims, wanted
+from identity.oidc.dpop import ALGORITHMS as DPOP_ALGORITHMS
 from identity.oidc.dpop import DPoPInvalid
 from identity.oidc.errors import OAuthError
 from identity.oidc.provider import Provider
@@ -21,10 +26,16 @@ __all__ = ["userinfo_get", "userinfo_post"]
 
 Req = Request[Any, Any, Any]
 
+_NO_CREDENTIALS = {
+    "WWW-Authenticate": f'Bearer realm="citizen", DPoP realm="citizen", algs="{" ".join(DPOP_ALGORITHMS)}"',
+    "Cache-Control": "no-store",
+}
+
 
 async def _userinfo(oidc: Provider, request: Req, scheme: str, token: str | None) -> Response[dict[str, Any]]:
     if not token:
-        raise OAuthError("invalid_request", "a bearer access token is required", 401, www_auth=True)
+        # RFC 6750 §3.1: no authentication at all, so no error code, only the challenges.
+        return Response({}, status_code=401, headers=_NO_CREDENTIALS, media_type="application/json")
     live = await oidc.access.check(token)
     if live is None:
         raise OAuthError(

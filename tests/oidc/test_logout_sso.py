@@ -132,8 +132,10 @@ async def test_logout_confirmation_keeps_the_hinted_client(kit: Kit) -> None:
     await kit.flows.register(ZHANG.mobile)
     a = await kit.register(post_logout_redirect_uris=[AFTER])
     old = await _tokens(kit, a, "https://partner-a.example/callback")
-    # A new sign-in in this browser (prompt=login): a new SSO session, the old ID token's sid is stale.
-    response, _ = await kit.authorize(a["client_id"], prompt="login")
+    # A new sign-in in this browser without its SSO cookie: a new SSO session, the old ID token's
+    # sid is stale (the same person re-authenticating in the same session would keep the sid).
+    kit.client.cookies.delete("citizen_sso", domain="id.city.test")
+    response, _ = await kit.authorize(a["client_id"])
     assert (await kit.login_sms(await kit.follow(response), ZHANG.mobile)).status_code == 303
     state = 's&1<"2'
     confirm = await kit.client.get(

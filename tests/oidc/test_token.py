@@ -187,7 +187,7 @@ async def test_private_key_jwt(kit: Kit) -> None:
         claims = {
             "iss": cid,
             "sub": cid,
-            "aud": f"{ISSUER}/oidc/token",
+            "aud": ISSUER,  # FAPI 2.0 Security Profile §5.3.2.1: the issuer only
             "iat": now,
             "exp": now + 60,
             "jti": secrets.token_urlsafe(12),
@@ -209,7 +209,7 @@ async def test_private_key_jwt(kit: Kit) -> None:
     good = assertion()
     assert (await call(good)).status_code == 200
     _oauth_error(await call(good), 401, "invalid_client")  # replayed jti
-    assert (await call(assertion(aud=ISSUER))).status_code == 200  # the issuer is an accepted audience
+    assert (await call(assertion())).status_code == 200  # a fresh jti
     _oauth_error(await call(assertion(aud="https://elsewhere.example/token")), 401, "invalid_client")
     _oauth_error(await call(assertion(exp=int(time.time()) - 300)), 401, "invalid_client")  # expired
     _oauth_error(await call(assertion(exp=int(time.time()) + 3600)), 401, "invalid_client")  # too long-lived
