@@ -21,7 +21,12 @@ from litestar.types import ControllerRouterHandler
 
 from card._db import Pool
 from card.api.admin import AdminCardController
-from card.api.citizen import CitizenCardController, DemoPhoneController, QrParametersController
+from card.api.citizen import (
+    CitizenCardController,
+    DemoPhoneController,
+    DocumentKeysController,
+    QrParametersController,
+)
 from card.api.services import CardServices
 from card.applications import ApplicationDirectory
 from card.audit import identity_audit_sink
@@ -119,6 +124,7 @@ class CardRuntime:
         handlers: list[ControllerRouterHandler] = [
             CitizenCardController,
             QrParametersController,
+            DocumentKeysController,
             AdminCardController,
         ]
         if self._resources.settings.is_development:

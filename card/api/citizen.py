@@ -10,7 +10,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from card.api.models import DeviceActivationRequest, QrParameters
+from card.api.models import DeviceActivationRequest, DocumentKeys, QrParameters
 from card.api.services import CardServices
 from card.applications import HolderDetails
 from card.devices.service import Activation
@@ -18,7 +18,7 @@ from card.errors import CardForbidden
 from card.lifecycle.views import CardView
 from identity.auth import Principal, requires_loa, requires_person
 
-__all__ = ["CitizenCardController", "DemoPhoneController", "QrParametersController"]
+__all__ = ["CitizenCardController", "DemoPhoneController", "DocumentKeysController", "QrParametersController"]
 
 Req = Request[Any, Any, Any]
 _GUARDS = [requires_person, requires_loa(2)]
@@ -148,6 +148,25 @@ class QrParametersController(Controller):
             issuer_id=card.settings.issuer_code,
             qr_validity_seconds=card.settings.qr_validity_seconds,
             platform_keys={
+                str(k): v.public_bytes(Encoding.X962, PublicFormat.CompressedPoint) for k, v in keys.items()
+            },
+        )
+
+
+class DocumentKeysController(Controller):
+    path = "/api/v1/cards/document-keys"
+    tags = ["card"]  # noqa: RUF012
+
+    @get("", operation_id="GetDocumentKeys")
+    async def document_keys(self, card: NamedDependency[CardServices]) -> DocumentKeys:
+        """Public: the document-signing keys a card bureau verifies personalisation files with
+        (every version still published; a file names its ``key_id``)."""
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        keys = await card.keys.document_public_keys()
+        return DocumentKeys(
+            algorithm="ES256",
+            document_keys={
                 str(k): v.public_bytes(Encoding.X962, PublicFormat.CompressedPoint) for k, v in keys.items()
             },
         )

@@ -7,6 +7,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
+import msgspec
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -113,6 +114,16 @@ async def test_apply_activate_qr_loss_blacklist(
     async with pool.acquire() as connection:
         document = await signed_delta(connection, keys, terminal.version)
     assert verify_document(document, await keys.document_public_keys())
+    # ...and with the keys the platform publishes (what a reader or a card bureau has).
+    published = (await client.get(f"{API}/document-keys")).json()
+    assert published["algorithm"] == "ES256"
+    public = {
+        int(k): ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), base64.b64decode(v))
+        for k, v in published["document_keys"].items()
+    }
+    assert document.key_id in public and verify_document(document, public)
+    forged = msgspec.structs.replace(document, payload=document.payload + b" ")
+    assert not verify_document(forged, public)
     delta = decode_delta(document.payload)
     assert int(card["card_number"]) in delta.values(delta.card_adds)
     terminal.apply(delta)
