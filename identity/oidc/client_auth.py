@@ -8,6 +8,14 @@ or a list, even one naming the issuer, is refused), ``exp`` (required, at
 most ``assertion_max_age`` ahead), ``iat`` and refuses a replayed ``jti`` (``SET NX`` until the
 assertion expires, GHSA-3p3g-vpw6-4w66); ``none`` identifies a public client by ``client_id``.
 A confidential client must use exactly its registered method.
+
+Failed client authentications are counted per network address in Redis (shared by every worker):
+past ``FAILURE_LIMIT`` in ``FAILURE_WINDOW`` seconds, the address is refused with 429 until the
+window ends, without its credentials being looked at (identity-oidc.md: rate-limit client
+authentication, as in the ZITADEL advisory). Only failures cost a Redis round trip; a worker
+learns an address is blocked from the count its own failed attempt gets back, so an address may
+try a few more times than the limit (one per worker), never more. Counting per address, not per
+client id, keeps anyone from locking a genuine client out by failing in its name.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import binascii
 import datetime as dt
 import hashlib
 import secrets
+import time
 from collections.abc import Mapping
 from urllib.parse import unquote
 
@@ -28,7 +37,11 @@ from identity.crypto import token_hash
 from identity.oidc.clients import MIN_RSA_BITS, Client, ClientStore
 from identity.oidc.errors import OAuthError
 
-__all__ = ["ASSERTION_ALGS", "ASSERTION_TYPE", "ClientAuthenticator"]
+__all__ = ["ASSERTION_ALGS", "ASSERTION_TYPE", "FAILURE_LIMIT", "FAILURE_WINDOW", "ClientAuthenticator"]
+
+FAILURE_LIMIT = 30  # failed client authentications per address and window...
+FAILURE_WINDOW = 60  # ...seconds
+_BLOCKED_ADDRESSES = 10_000  # remembered per process at most (expired ones dropped first)
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 # FAPI 2.0 Security Profile §5.4: PS256, ES256 and EdDSA only (an RS256 assertion is refused),
@@ -40,14 +53,58 @@ def _invalid(description: str) -> OAuthError:
     return OAuthError("invalid_client", description, 401)
 
 
+def _throttled(seconds: float) -> OAuthError:
+    wait = max(1, round(seconds + 0.5))
+    return OAuthError(
+        "invalid_client",
+        "too many failed client authentications from this address",
+        429,
+        headers=(("Retry-After", str(wait)),),
+    )
+
+
 class ClientAuthenticator:
     def __init__(self, clients: ClientStore, redis: aioredis.Redis, *, issuer: str, max_age: int) -> None:
         self.clients = clients
         self.redis = redis
         self.issuer = issuer
         self.max_age = max_age
+        self._blocked: dict[str, float] = {}  # address -> monotonic time its block ends
 
-    async def authenticate(self, headers: Mapping[str, str], form: Mapping[str, str]) -> Client:
+    async def authenticate(
+        self, headers: Mapping[str, str], form: Mapping[str, str], address: str = ""
+    ) -> Client:
+        """The authenticated client; ``address``: the request's network address, when known."""
+        if address:
+            ends = self._blocked.get(address)
+            if ends is not None:
+                left = ends - time.monotonic()
+                if left > 0:
+                    raise _throttled(left)
+                del self._blocked[address]
+        try:
+            return await self._authenticate(headers, form)
+        except OAuthError as exc:
+            if address and exc.error == "invalid_client":
+                await self._count_failure(address)
+            raise
+
+    async def _count_failure(self, address: str) -> None:
+        key = f"oidc:authfail:{address}"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            _ = pipe.set(key, 0, ex=FAILURE_WINDOW, nx=True)  # queued, not awaited
+            _ = pipe.incr(key)
+            _ = pipe.pttl(key)
+            _, count, ttl = await pipe.execute()
+        if int(count) >= FAILURE_LIMIT:
+            if len(self._blocked) >= _BLOCKED_ADDRESSES:
+                now = time.monotonic()
+                self._blocked = {a: e for a, e in self._blocked.items() if e > now}
+                if len(self._blocked) >= _BLOCKED_ADDRESSES:
+                    self._blocked.clear()
+            self._blocked[address] = time.monotonic() + max(int(ttl), 1) / 1000
+
+    async def _authenticate(self, headers: Mapping[str, str], form: Mapping[str, str]) -> Client:
         authorization = headers.get("authorization", "")
         if "client_assertion" in form or "client_assertion_type" in form:
             return await self._assertion(form)

@@ -37,6 +37,7 @@ class FormRequest(msgspec.Struct, frozen=True):
     headers: dict[str, str]  # lower-case names; a repeated header keeps its last value
     form: dict[str, str]
     proofs: tuple[str, ...] = ()  # every DPoP header (RFC 9449 §4.3: exactly one is accepted)
+    address: str = ""  # the client's network address, for throttling failed client authentication
 
 
 class Answer(msgspec.Struct, frozen=True):
@@ -89,7 +90,7 @@ async def _body(receive: Receive) -> bytes:
 
 
 def _error(exc: OAuthError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    headers = list(_NO_STORE)
+    headers = [*_NO_STORE, *((k.encode(), v.encode()) for k, v in exc.headers)]
     if exc.status == 401 or exc.www_auth:
         scheme = "Bearer" if exc.www_auth else "Basic"
         value = f'{scheme} realm="citizen", error="{exc.error}"'
@@ -112,7 +113,8 @@ def form_endpoint(path: str, handler: Handler) -> ASGIRouteHandler:
             try:
                 form = read_form(headers.get("content-type", ""), await _body(receive))
                 proofs = tuple(v.decode("latin-1") for k, v in scope["headers"] if k == b"dpop")
-                request = FormRequest(headers, form, proofs)
+                peer = scope.get("client")
+                request = FormRequest(headers, form, proofs, str(peer[0]) if peer else "")
                 provider = scope["litestar_app"].state[PROVIDER_STATE_KEY]
                 answer = await handler(provider, request)
                 status = answer.status

@@ -19,7 +19,13 @@ _encoder = msgspec.json.Encoder()
 
 class OAuthError(Exception):
     def __init__(
-        self, error: str, description: str = "", status: int = 400, *, www_auth: bool | str = False
+        self,
+        error: str,
+        description: str = "",
+        status: int = 400,
+        *,
+        www_auth: bool | str = False,
+        headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
         # error_description: printable ASCII without CR/LF/TAB (RFC 6749 §5.2)
         super().__init__(description)
@@ -28,6 +34,7 @@ class OAuthError(Exception):
         self.status = status
         # True: a Bearer challenge (RFC 6750 §3); a string: that scheme's challenge (e.g. "DPoP").
         self.www_auth = www_auth
+        self.headers = headers  # more response headers (a 429's Retry-After)
 
     def body(self) -> dict[str, str]:
         body = {"error": self.error}
@@ -47,7 +54,7 @@ class ErrorPage(Exception):
 
 
 def oauth_error_response(_: Request[Any, Any, Any], exc: OAuthError) -> Response[bytes]:
-    headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+    headers = {"Cache-Control": "no-store", "Pragma": "no-cache", **dict(exc.headers)}
     if exc.status == 401 or exc.www_auth:
         scheme = exc.www_auth if isinstance(exc.www_auth, str) else "Bearer" if exc.www_auth else "Basic"
         headers["WWW-Authenticate"] = f'{scheme} realm="citizen", error="{exc.error}"'

@@ -25,7 +25,7 @@ _REVOKED = Answer(b"")
 async def introspection(oidc: Provider, request: FormRequest) -> Answer:
     """Introspection (RFC 7662)."""
     form = request.form
-    client = await oidc.client_auth.authenticate(request.headers, form)
+    client = await oidc.client_auth.authenticate(request.headers, form, request.address)
     if client.auth_method == "none":
         # Anyone can name a public client's id, so it proves nothing; RFC 7662 §2.1 and §4 require
         # the endpoint to be protected, else it is a token-scanning oracle.
@@ -83,7 +83,7 @@ async def introspection(oidc: Provider, request: FormRequest) -> Answer:
 async def revocation(oidc: Provider, request: FormRequest) -> Answer:
     """Revocation (RFC 7009)."""
     form = request.form
-    client = await oidc.client_auth.authenticate(request.headers, form)
+    client = await oidc.client_auth.authenticate(request.headers, form, request.address)
     token = form.get("token", "")
     if token.count(".") == 2:
         live = await oidc.access.check(token)

@@ -31,7 +31,8 @@ async def pushed_authorization_request(
     request: Req, oidc: NamedDependency[Provider]
 ) -> Response[dict[str, Any]]:
     form = await parse_form(request)
-    client = await oidc.client_auth.authenticate(request.headers, form)
+    peer = request.client.host if request.client is not None else ""
+    client = await oidc.client_auth.authenticate(request.headers, form, peer)
     if client.auth_method == "none":
         raise OAuthError("invalid_client", "only authenticated clients may push authorization requests", 401)
     if "request_uri" in form:

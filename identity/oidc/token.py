@@ -196,7 +196,7 @@ _GRANTS = {
 async def token(oidc: Provider, request: FormRequest) -> Answer:
     """The token endpoint."""
     form = request.form
-    client = await oidc.client_auth.authenticate(request.headers, form)
+    client = await oidc.client_auth.authenticate(request.headers, form, request.address)
     grant_type = form.get("grant_type", "")
     handler = _GRANTS.get(grant_type)
     if handler is None:
