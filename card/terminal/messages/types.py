@@ -161,9 +161,14 @@ class FareRule(Body, frozen=True, kw_only=True):
     per_stop_fare: int = 0
     max_fare: int = 0
 
-    def fare(self, entry_stop: int | None, exit_stop: int | None) -> int:
-        if entry_stop is None or exit_stop is None or not self.per_stop_fare:
+    def fare(self, entry_stop: int | None, exit_stop: int | None, default_fare: int | None = None) -> int:
+        """The line fare as the host rates it (``payments.fares.line_fare``): a flat line's base
+        fare; on a distance line without both stops, the operator's ``default_fare``
+        (``ParametersResponse``), or the base fare when the terminal has none."""
+        if not self.per_stop_fare:
             return self.base_fare
+        if entry_stop is None or exit_stop is None:
+            return self.base_fare if default_fare is None else default_fare
         return min(
             self.max_fare or 2**32 - 1, self.base_fare + self.per_stop_fare * abs(exit_stop - entry_stop)
         )
