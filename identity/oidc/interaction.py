@@ -226,7 +226,9 @@ class InteractionController(Controller):
             )
         ia.login_sid = session.sid
         await save_interaction(oidc, ia)
-        cookie = oidc.cookie_header(COOKIE, oidc.sso.cookie_value(session.sid), oidc.settings.sso_session_ttl)
+        cookie = oidc.cookie_header(
+            COOKIE, oidc.sso.cookie_value(session.sid, session.epoch), oidc.settings.sso_session_ttl
+        )
         return redirect(f"/oidc/interaction/{ia.iid}", {"Set-Cookie": cookie})
 
     @post("/totp", operation_id="OidcInteractionTotp", status_code=303)
@@ -248,10 +250,13 @@ class InteractionController(Controller):
         except IdentityError as exc:
             return await self._page(oidc, request, ia, error=str(exc), status=exc.problem_status)
         amr = tuple(sorted({*session.amr, "otp"}))
-        await oidc.sso.raise_level(session, loa=issued.loa, amr=amr, identity_token=issued.token)
+        raised = await oidc.sso.raise_level(session, loa=issued.loa, amr=amr, identity_token=issued.token)
         ia.login_sid = session.sid
         await save_interaction(oidc, ia)
-        return redirect(f"/oidc/interaction/{ia.iid}")
+        cookie = oidc.cookie_header(
+            COOKIE, oidc.sso.cookie_value(raised.sid, raised.epoch), oidc.settings.sso_session_ttl
+        )
+        return redirect(f"/oidc/interaction/{ia.iid}", {"Set-Cookie": cookie})
 
     @post("/consent", operation_id="OidcInteractionConsent", status_code=303)
     async def consent(

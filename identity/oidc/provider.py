@@ -110,8 +110,11 @@ class Provider:
 
     async def current_session(self, connection: ASGIConnection[Any, Any, Any, Any]) -> SsoSession | None:
         """The browser's SSO session, if it and the identity session under it are both live."""
-        session = await self.sso.get(self.sso.parse_cookie(connection.cookies.get(COOKIE)))
-        if session is None:
+        cookie = self.sso.parse_cookie_epoch(connection.cookies.get(COOKIE))
+        session = await self.sso.get(cookie[0]) if cookie is not None else None
+        if session is None or cookie is None:
+            return None
+        if cookie[1] != session.epoch:  # a cookie from before the session's last authentication
             return None
         token = self.sso.unseal(session)
         principal = await self.core.sessions.resolve(token) if token else None

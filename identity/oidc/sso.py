@@ -55,6 +55,11 @@ class SsoSession(msgspec.Struct, frozen=True, kw_only=True):
     identity_token_sealed: bytes
     user_agent: str | None = None
     address: str | None = None
+    # Moves on at every authentication within the session (the same person signing in again, a
+    # step-up): the browser gets a new cookie and earlier cookies of the session stop working
+    # (ASVS 3.2.1, a new session token at authentication), while the sid, which clients hold in
+    # their ID tokens and back-channel logout names, stays. 0: the cookie of the session's start.
+    epoch: int = 0
 
 
 class SessionView(msgspec.Struct, frozen=True, kw_only=True):
@@ -84,22 +89,35 @@ class SsoStore:
 
     # -- cookie ---------------------------------------------------------------------------------
 
-    def _mac(self, sid: uuid.UUID) -> str:
-        mac = hmac.new(self._mac_key, b"sso|" + sid.bytes, hashlib.sha256).digest()[:16]
+    def _mac(self, sid: uuid.UUID, epoch: int = 0) -> str:
+        data = b"sso|" + sid.bytes + (b"|%d" % epoch if epoch else b"")
+        mac = hmac.new(self._mac_key, data, hashlib.sha256).digest()[:16]
         return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
-    def cookie_value(self, sid: uuid.UUID) -> str:
-        return f"{sid}.{self._mac(sid)}"
+    def cookie_value(self, sid: uuid.UUID, epoch: int = 0) -> str:
+        """``sid.mac`` for a session's first cookie, ``sid.epoch.mac`` after a re-authentication."""
+        return f"{sid}.{epoch}.{self._mac(sid, epoch)}" if epoch else f"{sid}.{self._mac(sid)}"
 
-    def parse_cookie(self, value: str | None) -> uuid.UUID | None:
+    def parse_cookie_epoch(self, value: str | None) -> tuple[uuid.UUID, int] | None:
+        """The session id and epoch a cookie names, if its MAC is ours."""
         if not value or len(value) > 100:
             return None
-        raw_sid, _, mac = value.partition(".")
+        parts = value.split(".")
+        if len(parts) == 2:
+            (raw_sid, mac), epoch = parts, 0
+        elif len(parts) == 3 and parts[1].isdigit() and 0 < len(parts[1]) <= 9 and parts[1][0] != "0":
+            raw_sid, mac, epoch = parts[0], parts[2], int(parts[1])
+        else:
+            return None
         try:
             sid = uuid.UUID(raw_sid)
         except ValueError:
             return None
-        return sid if secrets.compare_digest(mac, self._mac(sid)) else None
+        return (sid, epoch) if secrets.compare_digest(mac, self._mac(sid, epoch)) else None
+
+    def parse_cookie(self, value: str | None) -> uuid.UUID | None:
+        parsed = self.parse_cookie_epoch(value)
+        return None if parsed is None else parsed[0]
 
     # -- sealing of the identity token -------------------------------------------------------------
 
@@ -166,6 +184,7 @@ class SsoStore:
             amr=amr,
             auth_time=int(time.time()),
             identity_token_sealed=self.seal(session.sid, identity_token),
+            epoch=session.epoch + 1,
         )
         await self.redis.set(f"oidc:sso:{session.sid}", _enc.encode(updated), xx=True, keepttl=True)
         return updated
@@ -194,6 +213,7 @@ class SsoStore:
             identity_token_sealed=self.seal(session.sid, identity_token),
             user_agent=user_agent,
             address=address,
+            epoch=session.epoch + 1,
         )
         done = await self.redis.set(f"oidc:sso:{session.sid}", _enc.encode(updated), xx=True, keepttl=True)
         return updated if done else None

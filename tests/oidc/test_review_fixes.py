@@ -12,6 +12,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
+from identity.oidc.sso import COOKIE
 from tests.identity.conftest import API, LI, ZHANG, bearer
 from tests.oidc.conftest import ISSUER, REDIRECT, Kit, basic, claims_of, query_of
 
@@ -94,6 +95,30 @@ async def test_same_person_signing_in_again_keeps_the_other_clients_grants(kit: 
     # A's session is still this browser's: prompt=none answers A with a code.
     response, _ = await kit.authorize(a["client_id"], prompt="none")
     assert "code" in query_of(response.headers["location"])
+
+
+async def test_signing_in_again_gives_the_browser_a_new_cookie_and_retires_the_old(kit: Kit) -> None:
+    """ASVS 3.2.1: a new session token at authentication. The session (its sid, clients and grants)
+    lives on, but a cookie taken before the re-authentication no longer opens it."""
+    await kit.flows.register(ZHANG.mobile)
+    a = await kit.register(name="A")
+    await kit.sign_in(a["client_id"], ZHANG.mobile)
+    before = kit.client.cookies.get(COOKIE)
+    assert before
+    response, _ = await kit.authorize(a["client_id"], prompt="login")
+    page = await kit.login_sms(await kit.follow(response), ZHANG.mobile)
+    if page.status_code == 200 and "/consent" in page.text:
+        page = await kit.consent(page)
+    assert page.status_code == 303, page.text
+    after = kit.client.cookies.get(COOKIE)
+    assert after and after != before
+    assert after.split(".")[0] == before.split(".")[0]  # the same session id
+    kit.client.cookies.set(COOKIE, before)  # someone holding the old cookie
+    stale, _ = await kit.authorize(a["client_id"], prompt="none")
+    assert query_of(stale.headers["location"]).get("error") == "login_required"
+    kit.client.cookies.set(COOKIE, after)
+    fresh, _ = await kit.authorize(a["client_id"], prompt="none")
+    assert "code" in query_of(fresh.headers["location"])
 
 
 async def test_another_person_signing_in_ends_the_previous_session(kit: Kit) -> None:
