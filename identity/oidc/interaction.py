@@ -39,7 +39,7 @@ from identity.oidc.errors import ErrorPage, OAuthError
 from identity.oidc.pages import Fragment, page, render, text
 from identity.oidc.provider import BROWSER_COOKIE, Provider
 from identity.oidc.request import RedirectError
-from identity.oidc.sso import COOKIE
+from identity.oidc.sso import COOKIE, SignIn
 
 __all__ = ["InteractionController"]
 
@@ -197,33 +197,26 @@ class InteractionController(Controller):
         except IdentityError as exc:
             return await self._page(oidc, request, ia, error=str(exc), status=exc.problem_status)
         amr = ("pwd",) if form.get("method") == "password" else ("sms",)
+        sign_in = SignIn(
+            account_id=issued.account_id,
+            loa=issued.loa,
+            amr=amr,
+            identity_session_id=issued.session_id,
+            identity_token=issued.token,
+            user_agent=info.user_agent,
+            address=info.address,
+        )
         previous = await oidc.current_session(request)
         session = None
         if previous is not None and previous.account_id == issued.account_id:
-            session = await oidc.sso.reauthenticate(
-                previous,
-                loa=issued.loa,
-                amr=amr,
-                identity_session_id=issued.session_id,
-                identity_token=issued.token,
-                user_agent=info.user_agent,
-                address=info.address,
-            )
+            session = await oidc.sso.reauthenticate(previous, sign_in)
             if session is not None:
                 async with oidc.core.pool.acquire() as conn:
                     await oidc.core.sessions.revoke(conn, previous.identity_session_id, "signed in again")
         elif previous is not None:
             await oidc.end_session(previous.sid, "another person signed in here", previous.account_id)
         if session is None:
-            session = await oidc.sso.create(
-                account_id=issued.account_id,
-                loa=issued.loa,
-                amr=amr,
-                identity_session_id=issued.session_id,
-                identity_token=issued.token,
-                user_agent=info.user_agent,
-                address=info.address,
-            )
+            session = await oidc.sso.create(sign_in)
         ia.login_sid = session.sid
         await save_interaction(oidc, ia)
         cookie = oidc.cookie_header(

@@ -17,6 +17,7 @@ import os
 import secrets
 import time
 import uuid
+from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
@@ -25,7 +26,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from backend.redis_reads import reads_of
 
-__all__ = ["COOKIE", "SsoSession", "SsoStore"]
+__all__ = ["COOKIE", "SignIn", "SsoSession", "SsoStore"]
 
 COOKIE = "citizen_sso"
 
@@ -60,6 +61,18 @@ class SsoSession(msgspec.Struct, frozen=True, kw_only=True):
     # (ASVS 3.2.1, a new session token at authentication), while the sid, which clients hold in
     # their ID tokens and back-channel logout names, stays. 0: the cookie of the session's start.
     epoch: int = 0
+
+
+class SignIn(msgspec.Struct, frozen=True, kw_only=True):
+    """An authentication that opens or renews a browser's SSO session."""
+
+    account_id: uuid.UUID
+    loa: int
+    amr: tuple[str, ...]
+    identity_session_id: uuid.UUID
+    identity_token: str
+    user_agent: str | None
+    address: str | None
 
 
 class SessionView(msgspec.Struct, frozen=True, kw_only=True):
@@ -134,36 +147,26 @@ class SsoStore:
 
     # -- sessions --------------------------------------------------------------------------------
 
-    async def create(
-        self,
-        *,
-        account_id: uuid.UUID,
-        loa: int,
-        amr: tuple[str, ...],
-        identity_session_id: uuid.UUID,
-        identity_token: str,
-        user_agent: str | None,
-        address: str | None,
-    ) -> SsoSession:
+    async def create(self, sign_in: SignIn) -> SsoSession:
         sid = uuid.uuid4()
         now = int(time.time())
         session = SsoSession(
             sid=sid,
-            account_id=account_id,
-            loa=loa,
-            amr=amr,
+            account_id=sign_in.account_id,
+            loa=sign_in.loa,
+            amr=sign_in.amr,
             auth_time=now,
             created_at=now,
             expires_at=now + self.ttl,
-            identity_session_id=identity_session_id,
-            identity_token_sealed=self.seal(sid, identity_token),
-            user_agent=user_agent,
-            address=address,
+            identity_session_id=sign_in.identity_session_id,
+            identity_token_sealed=self.seal(sid, sign_in.identity_token),
+            user_agent=sign_in.user_agent,
+            address=sign_in.address,
         )
         async with self.redis.pipeline(transaction=True) as pipe:
             _ = pipe.set(f"oidc:sso:{sid}", _enc.encode(session), ex=self.ttl)
-            _ = pipe.sadd(f"oidc:sso-acct:{account_id}", str(sid))
-            _ = pipe.expire(f"oidc:sso-acct:{account_id}", self.ttl)
+            _ = pipe.sadd(f"oidc:sso-acct:{sign_in.account_id}", str(sid))
+            _ = pipe.expire(f"oidc:sso-acct:{sign_in.account_id}", self.ttl)
             await pipe.execute()
         return session
 
@@ -178,45 +181,39 @@ class SsoStore:
         self, session: SsoSession, *, loa: int, amr: tuple[str, ...], identity_token: str
     ) -> SsoSession:
         """Step-up within the session: a new authentication time, level and sealed token."""
-        updated = msgspec.structs.replace(
-            session,
-            loa=loa,
-            amr=amr,
-            auth_time=int(time.time()),
-            identity_token_sealed=self.seal(session.sid, identity_token),
-            epoch=session.epoch + 1,
-        )
-        await self.redis.set(f"oidc:sso:{session.sid}", _enc.encode(updated), xx=True, keepttl=True)
+        updated, _ = await self._authenticated(session, identity_token, loa=loa, amr=amr)
         return updated
 
-    async def reauthenticate(
-        self,
-        session: SsoSession,
-        *,
-        loa: int,
-        amr: tuple[str, ...],
-        identity_session_id: uuid.UUID,
-        identity_token: str,
-        user_agent: str | None,
-        address: str | None,
-    ) -> SsoSession | None:
+    async def reauthenticate(self, session: SsoSession, sign_in: SignIn) -> SsoSession | None:
         """The same person signed in again (``prompt=login``, ``max_age``, ``select_account``): the
         session keeps its id, its clients and so its grants (OpenID Connect Core §3.1.2.1 asks for a
         new authentication, not a logout), with the new authentication's time, level, methods and
         identity session. None if the session ended meanwhile (the caller opens a new one)."""
+        updated, kept = await self._authenticated(
+            session,
+            sign_in.identity_token,
+            loa=sign_in.loa,
+            amr=sign_in.amr,
+            identity_session_id=sign_in.identity_session_id,
+            user_agent=sign_in.user_agent,
+            address=sign_in.address,
+        )
+        return updated if kept else None
+
+    async def _authenticated(
+        self, session: SsoSession, identity_token: str, **changes: Any
+    ) -> tuple[SsoSession, bool]:
+        """``session`` after an authentication within it: ``changes``, the new time and sealed
+        token, and the next cookie epoch (earlier cookies retire); whether it was still there."""
         updated = msgspec.structs.replace(
             session,
-            loa=loa,
-            amr=amr,
+            **changes,
             auth_time=int(time.time()),
-            identity_session_id=identity_session_id,
             identity_token_sealed=self.seal(session.sid, identity_token),
-            user_agent=user_agent,
-            address=address,
             epoch=session.epoch + 1,
         )
-        done = await self.redis.set(f"oidc:sso:{session.sid}", _enc.encode(updated), xx=True, keepttl=True)
-        return updated if done else None
+        kept = await self.redis.set(f"oidc:sso:{session.sid}", _enc.encode(updated), xx=True, keepttl=True)
+        return updated, bool(kept)
 
     @staticmethod
     def clients_key(sid: uuid.UUID) -> str:
