@@ -142,6 +142,30 @@ class Kit:
         created: dict[str, Any] = response.json()
         return created
 
+    async def register_key_client(self, public_jwk: dict[str, Any]) -> str:
+        """A client_credentials client that authenticates with private_key_jwt (RFC 7523) under
+        ``public_jwk``, no secret; its id."""
+        partner = await self.register(
+            auth_method="private_key_jwt",
+            jwks={"keys": [public_jwk]},
+            grant_types=["client_credentials"],
+            scopes=["profile"],
+        )
+        assert partner["client_secret"] is None
+        client_id: str = partner["client_id"]
+        return client_id
+
+    async def assertion_grant(self, assertion: str) -> Any:
+        """A client_credentials request authenticated by the client assertion alone."""
+        return await self.client.post(
+            "/oidc/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_assertion": assertion,
+                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            },
+        )
+
     async def authorize(
         self,
         client_id: str,

@@ -17,7 +17,6 @@ from tests.identity.conftest import API, LI, ZHANG, bearer
 from tests.oidc.conftest import ISSUER, REDIRECT, Kit, basic, claims_of, query_of
 
 TOKEN = "/oidc/token"
-ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
 async def test_private_key_jwt_audience_is_the_issuer_only_as_a_string(kit: Kit) -> None:
@@ -25,13 +24,7 @@ async def test_private_key_jwt_audience_is_the_issuer_only_as_a_string(kit: Kit)
     assertion whose aud is an endpoint URL, or a list (even one naming the issuer), is refused."""
     key = ec.generate_private_key(ec.SECP256R1())
     public = ECAlgorithm.to_jwk(key.public_key(), as_dict=True) | {"kid": "k1", "alg": "ES256", "use": "sig"}
-    partner = await kit.register(
-        auth_method="private_key_jwt",
-        jwks={"keys": [public]},
-        grant_types=["client_credentials"],
-        scopes=["profile"],
-    )
-    cid = partner["client_id"]
+    cid = await kit.register_key_client(public)
 
     def assertion(aud: Any) -> str:
         now = int(time.time())
@@ -40,8 +33,7 @@ async def test_private_key_jwt_audience_is_the_issuer_only_as_a_string(kit: Kit)
         return jwt.encode(claims, key, algorithm="ES256", headers={"kid": "k1"})
 
     async def call(aud: Any) -> Any:
-        form = {"grant_type": "client_credentials", "client_assertion_type": ASSERTION_TYPE}
-        return await kit.client.post(TOKEN, data={**form, "client_assertion": assertion(aud)})
+        return await kit.assertion_grant(assertion(aud))
 
     refused = (
         f"{ISSUER}/oidc/token",

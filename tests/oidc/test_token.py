@@ -173,14 +173,7 @@ async def test_client_authentication_failures(kit: Kit) -> None:
 async def test_private_key_jwt(kit: Kit) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     public = ECAlgorithm.to_jwk(key.public_key(), as_dict=True) | {"kid": "k1", "alg": "ES256", "use": "sig"}
-    partner = await kit.register(
-        auth_method="private_key_jwt",
-        jwks={"keys": [public]},
-        grant_types=["client_credentials"],
-        scopes=["profile"],
-    )
-    cid = partner["client_id"]
-    assert partner["client_secret"] is None
+    cid = await kit.register_key_client(public)
 
     def assertion(**changes: Any) -> str:
         now = int(time.time())
@@ -196,16 +189,7 @@ async def test_private_key_jwt(kit: Kit) -> None:
         claims = {k: v for k, v in claims.items() if v is not None}
         return jwt.encode(claims, key, algorithm="ES256", headers={"kid": "k1"})
 
-    async def call(token: str) -> Any:
-        return await kit.client.post(
-            TOKEN,
-            data={
-                "grant_type": "client_credentials",
-                "client_assertion": token,
-                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            },
-        )
-
+    call = kit.assertion_grant
     good = assertion()
     assert (await call(good)).status_code == 200
     _oauth_error(await call(good), 401, "invalid_client")  # replayed jti
@@ -237,13 +221,7 @@ async def test_private_key_jwt_algorithms_and_rsa_key_size(kit: Kit) -> None:
     one refused even with a registered key that fits it; RSA client keys of 2048 bits or more."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     public = RSAAlgorithm.to_jwk(key.public_key(), as_dict=True) | {"kid": "r1", "use": "sig"}
-    partner = await kit.register(
-        auth_method="private_key_jwt",
-        jwks={"keys": [public]},
-        grant_types=["client_credentials"],
-        scopes=["profile"],
-    )
-    cid = partner["client_id"]
+    cid = await kit.register_key_client(public)
 
     async def call(alg: str) -> Any:
         now = int(time.time())
@@ -255,15 +233,7 @@ async def test_private_key_jwt_algorithms_and_rsa_key_size(kit: Kit) -> None:
             "exp": now + 60,
             "jti": secrets.token_hex(8),
         }
-        token = jwt.encode(claims, key, algorithm=alg, headers={"kid": "r1"})
-        return await kit.client.post(
-            TOKEN,
-            data={
-                "grant_type": "client_credentials",
-                "client_assertion": token,
-                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            },
-        )
+        return await kit.assertion_grant(jwt.encode(claims, key, algorithm=alg, headers={"kid": "r1"}))
 
     assert (await call("PS256")).status_code == 200
     _oauth_error(await call("RS256"), 401, "invalid_client")
