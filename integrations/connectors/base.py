@@ -35,6 +35,7 @@ import redis.asyncio as aioredis
 
 from identity.crypto import PiiCipher
 from integrations.connectors import metrics
+from integrations.connectors._outbound import RETRYABLE_STATUS, Outbound, Retryable, send
 from integrations.connectors.auth import Auth
 from integrations.connectors.breaker import CircuitBreaker
 from integrations.connectors.cache import CachedEntry, CachePolicy, GetBatcher, ResponseCache
@@ -67,29 +68,14 @@ T = TypeVar("T")
 
 _SEEN = 1_024  # decoded cache entries remembered for ``fresh``
 UNREAD: Any = object()  # ``entry`` of ``get``/``fetch``: not read by the caller
-_RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-
-
-@dataclass(frozen=True, slots=True)
-class _Outbound:
-    method: str
-    path: str
-    content: bytes | None
-    headers: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
 class _Refresh(Generic[T]):
     operation: Operation[T]
-    outbound: _Outbound
+    outbound: Outbound
     key: str
     policy: CachePolicy
-
-
-class _Retryable(Exception):  # an internal signal between an attempt and the retry loop
-    def __init__(self, kind: str, detail: str) -> None:
-        super().__init__(detail)
-        self.kind = kind
 
 
 class Connector:
@@ -219,7 +205,7 @@ class Connector:
         """``headers``: e.g. an ``Idempotency-Key``, which the upstream must honour for
         an operation declared idempotent that changes something."""
         content = None if body is None else msgspec.json.encode(body)
-        outbound = _Outbound(method, path, content, dict(headers or {}))
+        outbound = Outbound(method, path, content, dict(headers or {}))
         policy = operation.cache if cache_key is not None else None
         if policy is None or cache_key is None:
             return Fetched(await self._call(operation, outbound), "upstream")
@@ -295,7 +281,7 @@ class Connector:
         self._refreshing.add(task)
         task.add_done_callback(self._refreshing.discard)
 
-    async def _call(self, operation: Operation[T], outbound: _Outbound) -> T:
+    async def _call(self, operation: Operation[T], outbound: Outbound) -> T:
         labels = (self.name, operation.name)
         if not self.base_url:
             metrics.CALLS.labels(*labels, "unavailable").inc()
@@ -331,7 +317,7 @@ class Connector:
         metrics.CALLS.labels(*labels, "ok").inc()
         return value
 
-    async def _with_retries(self, operation: Operation[T], outbound: _Outbound, budget: float) -> T:
+    async def _with_retries(self, operation: Operation[T], outbound: Outbound, budget: float) -> T:
         attempts = self.policy.attempts if operation.idempotent else 1
         loop = asyncio.get_running_loop()
         deadline = loop.time() + budget
@@ -342,7 +328,7 @@ class Connector:
                 raise CircuitOpen(f"{self.name}: {refusal}; last failure: {last}")
             try:
                 value = await self._attempt(operation, outbound)
-            except _Retryable as exc:
+            except Retryable as exc:
                 metrics.ERRORS.labels(self.name, exc.kind).inc()
                 await self.breaker.record_failure()
                 last = str(exc)
@@ -368,39 +354,16 @@ class Connector:
             await asyncio.sleep(delay)
         raise UpstreamUnavailable(f"{self.name}: {last}")
 
-    async def _attempt(self, operation: Operation[T], outbound: _Outbound) -> T:
+    async def _attempt(self, operation: Operation[T], outbound: Outbound) -> T:
         started = time.perf_counter()
         try:
-            response = await self._send(outbound)
+            response = await send(self._client, self.auth, outbound)
         finally:
             metrics.LATENCY.labels(self.name, operation.name).observe(time.perf_counter() - started)
         status = response.status_code
-        if status in _RETRYABLE_STATUS or status >= 500:
-            raise _Retryable(f"status_{status // 100}xx", f"answered {status}")
+        if status in RETRYABLE_STATUS or status >= 500:
+            raise Retryable(f"status_{status // 100}xx", f"answered {status}")
         try:
             return operation.decode(response)
         except msgspec.MsgspecError as exc:
             raise UpstreamMalformed(f"{self.name} {operation.name}: {exc}") from None
-
-    async def _send(self, outbound: _Outbound) -> httpx.Response:
-        headers = {"Accept": "application/json", **outbound.headers}
-        if outbound.content is not None:
-            headers["Content-Type"] = "application/json"
-        for first in (True, False):
-            request = self._client.build_request(
-                outbound.method, outbound.path, content=outbound.content, headers=headers
-            )
-            try:
-                if self.auth is not None:
-                    await self.auth.apply(request, self._client)
-                response = await self._client.send(request)
-            except UpstreamUnavailable as exc:  # the token endpoint
-                raise _Retryable("token", str(exc)) from None
-            except httpx.TimeoutException as exc:
-                raise _Retryable("timeout", f"timed out ({exc.__class__.__name__})") from None
-            except httpx.HTTPError as exc:
-                raise _Retryable("transport", exc.__class__.__name__) from None
-            if response.status_code == 401 and first and self.auth is not None and self.auth.refresh():
-                continue
-            return response
-        raise AssertionError("unreachable")  # pragma: no cover
