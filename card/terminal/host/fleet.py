@@ -2,8 +2,9 @@
 
 Not a product path. Until the card issue exposes a bulk issuing function for test cards, this
 writes the rows a card issuance writes (``card.cards``, ``card.epurses``; a ``payments`` e-purse
-account opened from a control account) and asks the key store for each card's signed
-personalisation record, sealed to the caller's transport key, exactly as the card bureau gets it.
+account funded from a control account through ``ports.fund_test_purses``) and asks the key store
+for each card's signed personalisation record, sealed to the caller's transport key, exactly as
+the card bureau gets it.
 """
 
 from __future__ import annotations
@@ -18,13 +19,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from card._db import Pool
 from card.keys import CardKeyRef, CardKeyStore, PersonalisationCard
 from card.qr import Concession
-from payments.ledger import Account, AccountCode, Transfer, create_accounts, create_transfers
+from card.terminal.host.ports import fund_test_purses
 from payments.posting import open_epurse
 
 __all__ = ["issue_test_cards", "luhn_number"]
 
 _NAMESPACE: Final = uuid.UUID("0b3c1f4e-58a2-4a55-9d2e-7f0e7c5d2a11")
-_CONTROL: Final = uuid.uuid5(_NAMESPACE, "control:test-fleet")
 _FLEET_LOCK: Final = 0x7465_7374_666C_7431  # pg_advisory_lock key of fleet numbering ("testflt1")
 
 
@@ -77,9 +77,6 @@ async def issue_test_cards(
     """``count`` active cards with ``balance`` fen each; their signed personalisation documents."""
     version = await keys.current_version()
     today = dt.datetime.now(dt.UTC).date()
-    await create_accounts(
-        pool, [Account(id=_CONTROL, code=AccountCode.CONTROL, reference="control:test-fleet")]
-    )
     async with pool.acquire() as guard:
         # Card numbers follow the count of cards: two fleets numbered at once would pick the same
         # ones (seen with two `citizen-terminals load` started together), so one fleet at a time.
@@ -89,17 +86,7 @@ async def issue_test_cards(
         finally:
             await guard.execute("SELECT pg_advisory_unlock($1)", _FLEET_LOCK)
     if balance:
-        transfers = [
-            Transfer(
-                id=uuid.uuid5(a, "opening"),
-                debit_account_id=_CONTROL,
-                credit_account_id=a,
-                amount=balance,
-            )
-            for a in accounts
-        ]
-        for i in range(0, len(transfers), 5000):
-            await create_transfers(pool, transfers[i : i + 5000])
+        await fund_test_purses(pool, accounts, balance)
     documents = []
     for _, number, serial in cards:
         document = await keys.export_personalisation(

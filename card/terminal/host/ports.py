@@ -45,6 +45,7 @@ from payments.ledger import (
     TransferFlags,
     TransferResult,
     create_accounts,
+    create_transfers,
     create_transfers_txn,
     lookup_balances,
     refusal,
@@ -62,6 +63,7 @@ __all__ = [
     "Fares",
     "LedgerPostings",
     "card_info",
+    "fund_test_purses",
     "kiosk_cash_account_id",
     "operator_account_id",
     "reinstate_load_txn",
@@ -146,6 +148,26 @@ def operator_account_id(operator: str, purpose: str = "payable") -> uuid.UUID:
 def kiosk_cash_account_id(operator: str, terminal_id: str) -> uuid.UUID:
     """The clearing account of one kiosk's takings (its cash box): debited by its loads."""
     return uuid.uuid5(_NAMESPACE, f"operator:{operator}:kiosk-cash:{terminal_id}")
+
+
+# The fleets' control account (uuid5 of "control:test-fleet" in the fleet's namespace, as it always was).
+_TEST_CONTROL: Final = uuid.UUID("2f7ed1cf-69ce-5400-9c8c-434b1e298c6a")
+
+
+async def fund_test_purses(pool: Pool, epurses: Sequence[uuid.UUID], balance: int) -> None:
+    """Development and test fleets (``fleet``): ``balance`` fen onto each e-purse from a control
+    account, once (each opening transfer's id derives from its e-purse)."""
+    await create_accounts(
+        pool, [Account(id=_TEST_CONTROL, code=AccountCode.CONTROL, reference="control:test-fleet")]
+    )
+    transfers = [
+        Transfer(
+            id=uuid.uuid5(a, "opening"), debit_account_id=_TEST_CONTROL, credit_account_id=a, amount=balance
+        )
+        for a in epurses
+    ]
+    for i in range(0, len(transfers), 5000):
+        await create_transfers(pool, transfers[i : i + 5000])
 
 
 async def reinstate_load_txn(
