@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -152,6 +152,21 @@ def _latest_code(base: str) -> str:
     return found.group(1)
 
 
+def _navigates(driver: object, wait: object, action: Callable[[], object]) -> None:
+    """Run ``action`` (a click that submits a form or follows a link) and wait until the old page
+    is gone. Looking for an element while Chromium swaps documents can find it in the old page and
+    then fail inside the driver ("unhandled inspector error"), so every navigation is awaited."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    assert isinstance(driver, WebDriver) and isinstance(wait, WebDriverWait)
+    old = driver.find_element(By.TAG_NAME, "html")
+    action()
+    wait.until(ec.staleness_of(old))
+
+
 def test_citizen_tops_up_and_operator_watches_terminals(server: Server, browser: object) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.remote.webdriver import WebDriver
@@ -164,12 +179,12 @@ def test_citizen_tops_up_and_operator_watches_terminals(server: Server, browser:
 
     # The citizen: sign in at the provider with a one-time code.
     driver.get(f"{server.base}/web/?lang=zh-CN")  # headless Chromium asks for en-US
-    driver.find_element(By.ID, "sign-in").click()
+    _navigates(driver, wait, driver.find_element(By.ID, "sign-in").click)
     wait.until(ec.presence_of_element_located((By.ID, "m1"))).send_keys(DEMO_CITIZEN.mobile)
-    driver.find_element(By.CSS_SELECTOR, "form[action$='/send-code'] button").click()
+    _navigates(driver, wait, driver.find_element(By.CSS_SELECTOR, "form[action$='/send-code'] button").click)
     wait.until(ec.presence_of_element_located((By.ID, "c1"))).send_keys(_latest_code(server.base))
     _shot(driver, "01-provider-login")
-    driver.find_element(By.CSS_SELECTOR, "#c1 ~ button").click()
+    _navigates(driver, wait, driver.find_element(By.CSS_SELECTOR, "#c1 ~ button").click)
 
     # The card with its live QR code and the balance.
     wait.until(ec.presence_of_element_located((By.ID, "card-number")))
@@ -184,7 +199,7 @@ def test_citizen_tops_up_and_operator_watches_terminals(server: Server, browser:
     # A wrong amount first: the error in the page's language next to the field.
     driver.find_element(By.ID, "amount").send_keys("twenty")
     driver.find_element(By.ID, "channel-alipay").click()
-    driver.find_element(By.ID, "topup-submit").click()
+    _navigates(driver, wait, driver.find_element(By.ID, "topup-submit").click)
     error = wait.until(ec.presence_of_element_located((By.ID, "amount-error")))
     assert "金额格式不正确" in error.text
     _shot(driver, "03-form-error")
@@ -195,19 +210,21 @@ def test_citizen_tops_up_and_operator_watches_terminals(server: Server, browser:
     field.send_keys("20")
     driver.find_element(By.ID, "channel-alipay").click()
     button = driver.find_element(By.ID, "topup-submit")
-    driver.execute_script("arguments[0].click(); arguments[0].click();", button)
-    wait.until(ec.presence_of_element_located((By.ID, "simulate-pay"))).click()
+    _navigates(
+        driver, wait, lambda: driver.execute_script("arguments[0].click(); arguments[0].click();", button)
+    )
+    _navigates(driver, wait, wait.until(ec.presence_of_element_located((By.ID, "simulate-pay"))).click)
     credited = wait.until(ec.visibility_of_element_located((By.ID, "order-credited")))
     expected = f"¥{(balance + 2000) / 100:.2f}"
     wait.until(lambda d: d.find_element(By.ID, "new-balance").text == expected)
     assert expected in credited.text
     _shot(driver, "04-topup-credited")
-    driver.find_element(By.ID, "back").click()
+    _navigates(driver, wait, driver.find_element(By.ID, "back").click)
     wait.until(lambda d: d.find_element(By.ID, "balance").text.replace(",", "") == expected)
     rows = driver.find_elements(By.CSS_SELECTOR, "#recent tbody tr")
     assert len([r for r in rows if "¥20.00" in r.text]) == 1  # one order for the double click
     _shot(driver, "05-citizen-card-after-topup")
-    driver.find_element(By.ID, "switch-language").click()
+    _navigates(driver, wait, driver.find_element(By.ID, "switch-language").click)
     wait.until(lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en")
     _shot(driver, "06-citizen-card-en")
 
@@ -244,7 +261,7 @@ def test_citizen_tops_up_and_operator_watches_terminals(server: Server, browser:
     driver.get(f"{server.base}/console/")
     wait.until(ec.presence_of_element_located((By.ID, "username"))).send_keys("demo-admin")
     driver.find_element(By.ID, "password").send_keys(server.operator_password())
-    driver.find_element(By.ID, "operator-sign-in").click()
+    _navigates(driver, wait, driver.find_element(By.ID, "operator-sign-in").click)
     wait.until(ec.presence_of_element_located((By.ID, "terminals")))
     terminals = driver.find_elements(By.CSS_SELECTOR, "tr.terminal")
     assert len(terminals) >= 2, driver.page_source[:3000]
@@ -259,7 +276,7 @@ def test_citizen_tops_up_and_operator_watches_terminals(server: Server, browser:
     # Search by ID number: masked, never the number itself.
     driver.get(f"{server.base}/console/search")
     driver.find_element(By.ID, "q").send_keys(DEMO_CITIZEN.id_number)
-    driver.find_element(By.ID, "search-submit").click()
+    _navigates(driver, wait, driver.find_element(By.ID, "search-submit").click)
     wait.until(ec.presence_of_element_located((By.ID, "results")))
     assert DEMO_CITIZEN.id_number not in driver.page_source
     assert driver.find_elements(By.CSS_SELECTOR, "tr.person")
