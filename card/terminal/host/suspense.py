@@ -359,12 +359,14 @@ def _name(reason: int) -> str:
 async def _resolve_entry(
     db: Connection, terminal_id: str, serial: int, *, decision: str, note: str, actor: Actor
 ) -> dt.datetime:
-    """The locked open entry resolved: when."""
+    """The open entry resolved: when. The caller locked it open; the condition holds anyway."""
     resolved_at = await db.fetchval(
         "UPDATE card.terminal_suspense SET state = 'resolved', resolved_at = now(), decision = $3, "
         "resolution = $4, resolved_by = $5 WHERE terminal_id = $1 AND terminal_serial = $2 "
         "AND state = 'open' RETURNING resolved_at",
         terminal_id, serial, decision, note, actor.id or actor.kind,
     )  # fmt: skip
-    assert isinstance(resolved_at, dt.datetime)  # locked open by the caller
+    if resolved_at is None:
+        raise SuspenseResolved("resolved meanwhile")
+    assert isinstance(resolved_at, dt.datetime)
     return resolved_at
