@@ -339,8 +339,20 @@ async def audit(
 
 
 def console_router() -> Router:
+    from backend.web.console_suspense import resolve_suspense  # it uses this module's helpers
+
     return Router(
         path="/console",
-        route_handlers=[login_page, login, logout, dashboard, chart, settlement_file, search, audit],
+        route_handlers=[
+            login_page,
+            login,
+            logout,
+            dashboard,
+            chart,
+            settlement_file,
+            search,
+            audit,
+            resolve_suspense,
+        ],
         include_in_schema=False,
     )

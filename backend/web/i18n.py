@@ -187,6 +187,29 @@ _MESSAGES: Final[dict[str, tuple[str, str]]] = {
     "forbidden": ("您的角色无权查看此内容", "Your roles do not allow this"),
     "overview": ("概览", "Overview"),
     "refresh_note": ("页面每 15 秒刷新", "The page refreshes every 15 s"),
+    "suspense_resolve": ("处理", "Resolve"),
+    "suspense_note": ("处理说明（必填）", "Note (required)"),
+    "suspense_accept": ("确认扣款", "Accept (charge)"),
+    "suspense_reject": ("核销（不扣款）", "Reject (write off)"),
+    "err_suspense_note": (
+        "请选择确认扣款或核销，并填写处理说明（最多 500 字）",
+        "Choose accept or reject and write a note (at most 500 characters)",
+    ),
+    "err_suspense_not_found": ("没有这条挂账记录", "No such suspense entry"),
+    "err_suspense_resolved": ("这条挂账记录已被处理", "This suspense entry has already been resolved"),
+    "err_suspense_not_acceptable": (
+        "因此原因挂账的记录只能核销",
+        "A record held for this reason can only be rejected",
+    ),
+    "err_suspense_unverified": (
+        "存储的交易记录未通过校验，不能确认扣款",
+        "The stored record does not pass the host's checks; it cannot be accepted",
+    ),
+    "err_suspense_counter_taken": (
+        "这笔卡片交易已经扣过款",
+        "This card transaction has already been charged",
+    ),
+    "err_suspense_ledger": ("账务系统拒绝扣款：{detail}", "The ledger refused the debit: {detail}"),
 }
 
 

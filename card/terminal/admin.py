@@ -4,6 +4,8 @@ Only the city's operators (identity's operator sessions) reach it, by role:
 
 * reading (list, suspense queue): ``support``, ``security_admin`` or ``auditor``;
 * disable / enable: ``support`` or ``security_admin``;
+* resolving a suspense entry (accept: the held debit is charged; reject: written off; money moves,
+  ``card.terminal.host.suspense``): ``support`` or ``security_admin``, with a note;
 * key material (register, re-key — both answer a terminal master key — and the development test
   fleet): ``security_admin``;
 * doubtful loads (docs/terminal-protocol.md §6): listing them as reading; resolving one (post or
@@ -24,16 +26,17 @@ import datetime as dt
 import re
 import uuid
 from collections.abc import Awaitable
-from typing import Any, Final, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 
 import msgspec
 from cryptography.hazmat.primitives.asymmetric import ec
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from backend.observability import current_request_id
 from backend.settings import Settings
+from card.api.services import CardServices
 from card.audit import Actor, DetailValue
 from card.keys import SoftwareKeyStore
 from card.settings import CardSettings
@@ -48,6 +51,7 @@ from card.terminal.host.registry import (
     TerminalRegistry,
     audit_terminal,
 )
+from card.terminal.host.suspense import SuspenseResolver, list_suspense
 from card.terminal.spec import TerminalKind
 from identity.auth import Principal, requires_operator_role
 
@@ -74,6 +78,12 @@ class TerminalKey(msgspec.Struct, frozen=True, kw_only=True):
 class ResolveLoad(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     action: str  # "post" (the card was credited) or "void" (it was not)
     note: str  # why: what the operator found (the kiosk's journal, the citizen's card read at a desk)
+
+
+class ResolveSuspense(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # Both checked by the resolver, so that a refused value is audited like every refusal.
+    decision: str  # "accept" (charge the held card debit) or "reject" (write it off)
+    note: str  # why, 1 to 500 characters: what the operator found
 
 
 class TestFleetRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -242,11 +252,43 @@ class TerminalAdminController(Controller):
         request: Req,
         principal: NamedDependency[Principal],
         terminal_registry: NamedDependency[TerminalRegistry],
+        # ``?state=``; named otherwise here: ``state`` is Litestar's reserved application-state kwarg.
+        queue_state: Annotated[str, QueryParameter(name="state")] = "open",
     ) -> list[dict[str, Any]]:
-        found = await terminal_registry.suspense()
+        """The queue's entries: ``open`` (the oldest first), ``resolved`` (the latest first) or ``all``."""
+        state = queue_state
+        if state not in {"open", "resolved", "all"}:
+            raise InvalidRequest("state must be open, resolved or all")
+        found = await list_suspense(terminal_registry.pool, state)
         async with terminal_registry.pool.acquire() as db:
-            await audit_terminal(db, _actor(principal, request), "suspense.list", None, {"count": len(found)})
+            await audit_terminal(
+                db, _actor(principal, request), "suspense.list", None, {"count": len(found), "state": state}
+            )
         return found
+
+    @post(
+        "/suspense/{terminal_id:str}/{serial:int}/resolve",
+        operation_id="ResolveTerminalSuspense",
+        status_code=200,
+        guards=[_OPERATORS],
+    )
+    async def resolve_suspense(  # noqa: PLR0917 - Litestar's handler shape
+        self,
+        request: Req,
+        principal: NamedDependency[Principal],
+        terminal_registry: NamedDependency[TerminalRegistry],
+        card: NamedDependency[CardServices],  # its key store: the one the card API verifies with
+        settings: NamedDependency[Settings],
+        terminal_id: FromPath[str],
+        serial: FromPath[int],
+        data: JSONBody[ResolveSuspense],
+    ) -> dict[str, object]:
+        """Accept (charge) or reject (write off) an open suspense entry, once; audited either way."""
+        resolver = SuspenseResolver(terminal_registry, card.keys, settings.card)
+        resolution = await resolver.resolve(
+            terminal_id, serial, decision=data.decision, note=data.note, actor=_actor(principal, request)
+        )
+        return resolution.as_dict()
 
     @get("/loads/doubtful", operation_id="ListDoubtfulLoads", guards=[_READERS])
     async def doubtful(

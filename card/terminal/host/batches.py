@@ -12,13 +12,19 @@ commit.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
-from card.crypto import PurchaseInputs, verify_mac
-from card.keys import CardKeyRef
-from card.qr import OfflineVerifier, QRRejected
+from card.qr import OfflineVerifier
 from card.terminal.host.batch_commit import BatchWriter, Work
-from card.terminal.host.ports import CardInfo, FareRater
+from card.terminal.host.ports import FareRater
+from card.terminal.host.record_checks import (
+    CARD_KINDS,
+    check_psam,
+    check_qr,
+    check_structure,
+    match_cards,
+    qr_verifier,
+)
 from card.terminal.host.registry import TerminalRecord
 from card.terminal.messages import (
     BatchResponse,
@@ -27,11 +33,9 @@ from card.terminal.messages import (
     Message,
     ProtocolError,
     record_key,
-    record_mac,
 )
 from card.terminal.messages.batch import encode_outcomes
 from card.terminal.messages.fields import encode_body
-from card.terminal.records import parse_dt7, purchase_inputs, qr_account, qr_mac_input
 from card.terminal.spec import Flag, RecordKind, RecordReason, ResultCode, Tag
 from card.terminal.tlv import encode, spans
 
@@ -39,34 +43,6 @@ if TYPE_CHECKING:
     from card.terminal.host.service import TerminalHost
 
 __all__ = ["BatchProcessor"]
-
-QR_TXN_TYPE: Final = 0x88
-_CARD_KINDS: Final = frozenset((RecordKind.PURCHASE, RecordKind.COMPOUND, RecordKind.TORN_PROOF))
-
-
-def _structure(work: Work) -> None:
-    r = work.record
-    try:
-        work.txn_time = parse_dt7(r.txn_time)
-    except ValueError:
-        work.reject(RecordReason.MALFORMED, "txn_time")
-        work.txn_time = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    if r.kind in _CARD_KINDS:
-        if None in (r.issuer_id, r.balance_before, r.txn_type, r.psam_terminal_no, r.key_version):
-            work.reject(RecordReason.MALFORMED, "card record fields")
-        elif r.txn_type not in (0x06, 0x09) or (r.kind == RecordKind.COMPOUND and r.txn_type != 0x09):
-            work.reject(RecordReason.MALFORMED, "txn_type")
-        if r.card_counter > 0xFFFF:
-            work.reject(RecordReason.MALFORMED, "card_counter")
-        work.txn_type = r.txn_type or 0
-        work.counter = r.card_counter
-    elif r.kind == RecordKind.QR:
-        if None in (r.qr_payload, r.sam_no, r.terminal_node, r.qr_time):
-            work.reject(RecordReason.MALFORMED, "QR record fields")
-        work.txn_type = QR_TXN_TYPE
-        work.counter = r.card_counter
-    else:
-        work.reject(RecordReason.MALFORMED, "kind")
 
 
 class BatchProcessor:
@@ -88,11 +64,8 @@ class BatchProcessor:
         # the verifier caches checked authorisations.
         platform = await self.host.downloads.platform()
         if self._verifier is None or self._verifier[0] is not platform:
-            verifier = OfflineVerifier(
-                platform.qr_keys,
-                platform.parameters.issuers,
-                lambda _card: False,
-                self.host.card_settings.qr_validity_seconds,
+            verifier = qr_verifier(
+                platform.qr_keys, platform.parameters.issuers, self.host.card_settings.qr_validity_seconds
             )
             self._verifier = (platform, verifier)
         return self._verifier[1]
@@ -112,21 +85,19 @@ class BatchProcessor:
         works = [Work(r) for r in body.records]
         now = dt.datetime.now(dt.UTC)
         for w in works:
-            _structure(w)
-            card_record = w.record.kind in _CARD_KINDS
-            if not w.reason and card_record and w.record.psam_terminal_no != terminal.psam_terminal_no:
-                w.reject(RecordReason.BAD_TAC, "PSAM terminal number is not this terminal's")
+            check_structure(w)
+            check_psam(w, terminal.psam_terminal_no)
             assert w.txn_time is not None
             if w.txn_time > now + dt.timedelta(seconds=settings.clock_drift_seconds):
                 w.reject(RecordReason.CLOCK_DRIFT, "dated in the future")
             elif w.txn_time < now - dt.timedelta(days=settings.upload_age_limit_days):
                 w.reject(RecordReason.CLOCK_DRIFT, "older than the upload limit")
         await self._qr_checks(terminal, [w for w in works if w.record.kind == RecordKind.QR and not w.reason])
-        card_works = [w for w in works if w.record.kind in _CARD_KINDS and not w.reason]
+        card_works = [w for w in works if w.record.kind in CARD_KINDS and not w.reason]
         async with self.host.pool.acquire() as db:
             app_serials = [w.record.app_serial for w in card_works]
             cards = await self.host.cards.by_app_serial(db, app_serials) if app_serials else {}
-            checked, items = _match_cards(card_works, cards, self.host.card_settings.issuer_id)
+            checked, items = match_cards(card_works, cards, self.host.card_settings.issuer_id)
             listed = await self.host.blacklist.listed(db, [w.card_number for w in works if w.card_number])
             rated = [w.txn_time for w in works if w.record.line is not None and w.txn_time and not w.reason]
             rater = await self.host.fares.rater(db, terminal.operator, rated)
@@ -151,22 +122,7 @@ class BatchProcessor:
         key = record_key(terminal.tmk)
         validity = self.host.card_settings.qr_validity_seconds
         for w in works:
-            r = w.record
-            assert r.qr_payload is not None and r.qr_time is not None
-            try:
-                ride = verifier.verify(r.qr_payload, dt.datetime.fromtimestamp(r.qr_time, dt.UTC), r.amount)
-            except QRRejected as exc:
-                w.reject(RecordReason.QR_INVALID, exc.reason.value)
-                continue
-            generated = int(ride.generated_at.timestamp())
-            if r.app_serial != qr_account(ride.card_number) or r.card_counter != generated:
-                w.reject(RecordReason.QR_INVALID, "account or generation time differs from the QR")
-                continue
-            expected = record_mac(key, qr_mac_input(r, validity=validity, generation_time=generated))
-            if not verify_mac(expected, r.tac):
-                w.reject(RecordReason.BAD_QR_TAC)
-                continue
-            w.card_number = ride.card_number
+            check_qr(w, verifier, key, validity)
         numbers = [w.card_number for w in works if w.card_number]
         if numbers:
             async with self.host.pool.acquire() as db:
@@ -211,30 +167,3 @@ def _raw_items(signed: bytes, count: int) -> list[bytes] | None:
     body = top[1]
     items = [signed[x.start : x.end] for x in spans(signed, body.value, body.end) if x.tag == Tag.ITEM]
     return items if len(items) == count else None
-
-
-def _match_cards(
-    works: list[Work], cards: dict[bytes, CardInfo], issuer_id: bytes
-) -> tuple[list[Work], list[tuple[CardKeyRef, PurchaseInputs, bytes]]]:
-    """Each card record's card; the records whose TAC is to be checked, with the key store's items.
-
-    The card keys are diversified with this platform's issuer id, never with the one a record
-    names: a terminal could otherwise fill the key store's cache with keys of made-up issuers."""
-    checked: list[Work] = []
-    items: list[tuple[CardKeyRef, PurchaseInputs, bytes]] = []
-    for w in works:
-        card = cards.get(w.record.app_serial)
-        if card is None:
-            w.reject(RecordReason.UNKNOWN_CARD)
-            continue
-        w.card, w.card_number = card, card.card_number
-        if w.record.key_version != card.key_version:
-            w.reject(RecordReason.UNKNOWN_KEY_VERSION, f"card keys are version {card.key_version}")
-            continue
-        if w.record.issuer_id != issuer_id:
-            w.reject(RecordReason.BAD_TAC, "not this platform's issuer")
-            continue
-        ref = CardKeyRef(card.key_version, card.app_serial, issuer_id)
-        items.append((ref, purchase_inputs(w.record), w.record.tac))
-        checked.append(w)
-    return checked, items

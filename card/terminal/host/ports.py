@@ -219,6 +219,53 @@ class LedgerPostings:
         """One transfer per tap inside the caller's transaction (a savepoint); results in order."""
         return await posting.post_purchases(db, taps) if taps else []
 
+    async def post_held_tap_txn(
+        self,
+        db: Connection,
+        *,
+        card_id: uuid.UUID,
+        counter: int,
+        amount: int,
+        operator: str,
+        occurred_at: dt.datetime,
+        terminal_id: str,
+        epurse: uuid.UUID,
+    ) -> tuple[uuid.UUID, str | None]:
+        """A tap the suspense queue held, posted now (an operator accepted it) inside the caller's
+        transaction, as the batch upload would have posted it: the same transfer id, one per card
+        transaction. Its transfer id, and None when this call posted it, else the ledger's result
+        (``exists…`` too: the ledger already holds this card transaction, so this acceptance must
+        not be what charges it).
+
+        A tap the e-purse refused at its upload (``LEDGER_REFUSED``) left that id failed, and the
+        ledger keeps a failed id failed for ever (``id_already_failed``): it is then posted under an
+        id derived from that one, which can in turn move the money only once."""
+        purchase = posting.PurchasePosting(
+            card_id=str(card_id),
+            counter=counter,
+            amount=amount,
+            operator=operator,
+            occurred_at=occurred_at,
+            terminal_id=terminal_id,
+            epurse_account_id=epurse,
+        )
+        [result] = await posting.post_purchases(db, [purchase])
+        transfer_id, outcome = result.transfer_id, result.result
+        if outcome is TransferResult.ID_ALREADY_FAILED:
+            transfer = Transfer(
+                id=uuid.uuid5(result.transfer_id, "accepted"),
+                debit_account_id=epurse,
+                credit_account_id=posting.operator_account_id(operator),
+                amount=amount,
+                code=posting.TRANSFER_CODES["purchase"],  # a purchase like any other, for settlement
+                user_data_64=int(occurred_at.timestamp() * 1000),
+                user_data_32=counter,
+                reference=f"purchase:{card_id}:{counter}@{terminal_id}:accepted",
+            )
+            [outcome] = await create_transfers(db, [transfer])
+            transfer_id = transfer.id
+        return transfer_id, None if outcome is TransferResult.OK else outcome.value
+
     def reserve_load_call(
         self,
         load_id: uuid.UUID,

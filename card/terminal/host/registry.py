@@ -255,15 +255,6 @@ class TerminalRegistry:
     def kek(self) -> bytes:
         return self._kek
 
-    async def suspense(self, limit: int = 500) -> list[dict[str, object]]:
-        rows = await self._pool.fetch(
-            "SELECT s.terminal_id, s.terminal_serial, s.reason, s.detail, s.created_at, r.card_number, "
-            "r.amount, r.kind FROM card.terminal_suspense s JOIN card.terminal_records r USING "
-            "(terminal_id, terminal_serial) WHERE s.state = 'open' ORDER BY s.created_at LIMIT $1",
-            limit,
-        )
-        return [dict(r) for r in rows]
-
     async def set_status(self, terminal_id: str, status: str, actor: Actor | None = None) -> None:
         async with self._pool.acquire() as db, db.transaction():
             before = await db.fetchval(
