@@ -14,5 +14,6 @@ They compose several domains, so they live in the shell. Both are ordinary clien
 HTTP calls go to the app itself in-process (``httpx.ASGITransport``): the same routing, guards,
 error handling and audit as a request from outside, with no socket and no deadlock on one worker.
 Templates are Jinja2 (autoescaped), the only JavaScript is ``static/card.js`` (QR refresh, order
-polling), charts are pygal SVGs rendered on the server. Nothing is loaded from a CDN.
+polling) and ``static/console.js`` (the overview reloads itself, never while a note is typed);
+charts are pygal SVGs rendered on the server. Nothing is loaded from a CDN.
 """

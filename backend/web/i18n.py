@@ -186,7 +186,10 @@ _MESSAGES: Final[dict[str, tuple[str, str]]] = {
     "no_audit": ("没有审计记录", "No audit entries"),
     "forbidden": ("您的角色无权查看此内容", "Your roles do not allow this"),
     "overview": ("概览", "Overview"),
-    "refresh_note": ("页面每 15 秒刷新", "The page refreshes every 15 s"),
+    "refresh_note": (
+        "页面每 15 秒刷新（填写备注时暂停）",
+        "The page refreshes every 15 s, not while you write a note",
+    ),
     "suspense_resolve": ("处理", "Resolve"),
     "suspense_note": ("处理说明（必填）", "Note (required)"),
     "suspense_accept": ("确认扣款", "Accept (charge)"),

@@ -74,6 +74,11 @@ async def test_an_operator_resolves_entries_from_the_dashboard(
     serials = await _held_records(settings, keyring)
     console = await operator_sign_in(client, operator_password)  # demo-admin: every role
     page = (await client.get("/console/?lang=en")).text
+    # No <meta refresh>: it would reload the page under a note being typed. console.js reloads
+    # it, and skips a reload while a note field is filled in or focused.
+    assert 'http-equiv="refresh"' not in page and '<script src="/web/static/console.js"' in page
+    script = await client.get("/web/static/console.js")
+    assert script.status_code == 200 and "activeElement" in script.text
     accept = 'name="decision" value="accept"'
     assert accept in _form(page, serials["drift"])
     assert accept not in _form(page, serials["forged"]) and 'value="reject"' in _form(page, serials["forged"])
