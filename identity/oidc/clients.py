@@ -2,25 +2,24 @@
 
 Redirect URIs are compared as exact strings (RFC 9700 §4.1): no wildcards, no prefix match, no
 normalisation; registration refuses fragments, userinfo, dot-segments and plain http except for
-loopback addresses of public (native) clients.
+loopback addresses of public (native) clients (``registration.py``).
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 import re
 import secrets
 import time
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import msgspec
 
 from identity._db import Pool
 from identity.crypto import token_hash
 from identity.errors import Conflict, InvalidField, NotFound
+from identity.oidc.registration import MIN_RSA_BITS, check_uri, rsa_bits
 
 __all__ = [
     "API_SCOPE",
@@ -197,37 +196,6 @@ def view(row: Any, secret: str | None = None) -> ClientView:
     )
 
 
-def _check_uri(field: str, uri: str, *, allow_loopback_http: bool, https_only: bool = False) -> None:
-    parts = urlsplit(uri)
-    loopback = parts.hostname in {"127.0.0.1", "::1", "localhost"}
-    if parts.scheme not in {"https", "http"} and (https_only or "." not in parts.scheme):
-        raise InvalidField(field, "scheme", f"{uri!r}: https (or a private-use scheme for native apps)")
-    if parts.scheme == "http" and not (loopback and allow_loopback_http):
-        raise InvalidField(field, "https", f"{uri!r}: plain http only for loopback redirects of native apps")
-    if parts.fragment or "#" in uri:
-        raise InvalidField(field, "fragment", f"{uri!r}: no fragment")
-    if "@" in parts.netloc or "*" in uri:
-        raise InvalidField(field, "exact", f"{uri!r}: no userinfo and no wildcard")
-    if any(seg in {".", ".."} or seg.startswith("..;") for seg in parts.path.split("/")):
-        raise InvalidField(field, "dot_segment", f"{uri!r}: no dot-segments")
-    if len(uri) > 2000:
-        raise InvalidField(field, "length", "at most 2000 characters")
-
-
-MIN_RSA_BITS = 2048  # the client keys' floor (identity-oidc.md checklist: RSA >= 2048)
-
-
-def _rsa_bits(jwk: dict[str, Any]) -> int:
-    """The modulus size of an RSA JWK (RFC 7518 §6.3.1: ``n`` base64url, big-endian); 0 if unreadable."""
-    n = jwk.get("n")
-    if not isinstance(n, str):
-        return 0
-    try:
-        return int.from_bytes(base64.urlsafe_b64decode(n + "=" * (-len(n) % 4)), "big").bit_length()
-    except ValueError:
-        return 0
-
-
 def validate_registration(data: ClientRegistration, *, development: bool, api_audience: str = "") -> None:
     """``api_audience``: the API's audience, which no client lists among its own: the issuer puts it
     on a token only for a first-party client granted the api scope (``TokenIssuer.audiences``)."""
@@ -239,7 +207,7 @@ def validate_registration(data: ClientRegistration, *, development: bool, api_au
     if data.auth_method == "private_key_jwt" and not (data.jwks and isinstance(data.jwks.get("keys"), list)):
         raise InvalidField("jwks", "required", "private_key_jwt needs the client's public keys as a JWKS")
     for key in (data.jwks or {}).get("keys", []):
-        if isinstance(key, dict) and key.get("kty") == "RSA" and _rsa_bits(key) < MIN_RSA_BITS:
+        if isinstance(key, dict) and key.get("kty") == "RSA" and rsa_bits(key) < MIN_RSA_BITS:
             raise InvalidField("jwks", "key_size", f"RSA keys must have at least {MIN_RSA_BITS} bits")
     for grant in data.grant_types:
         if grant not in GRANT_TYPES:
@@ -256,11 +224,11 @@ def validate_registration(data: ClientRegistration, *, development: bool, api_au
     if "authorization_code" in data.grant_types and not data.redirect_uris:
         raise InvalidField("redirect_uris", "required", "the code flow needs at least one redirect URI")
     for uri in data.redirect_uris:
-        _check_uri("redirect_uris", uri, allow_loopback_http=public or development)
+        check_uri("redirect_uris", uri, allow_loopback_http=public or development)
     for uri in data.post_logout_redirect_uris:
-        _check_uri("post_logout_redirect_uris", uri, allow_loopback_http=public or development)
+        check_uri("post_logout_redirect_uris", uri, allow_loopback_http=public or development)
     if data.backchannel_logout_uri:
-        _check_uri(
+        check_uri(
             "backchannel_logout_uri",
             data.backchannel_logout_uri,
             allow_loopback_http=development,
