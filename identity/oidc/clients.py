@@ -2,7 +2,7 @@
 
 Redirect URIs are compared as exact strings (RFC 9700 §4.1): no wildcards, no prefix match, no
 normalisation; registration refuses fragments, userinfo, dot-segments and plain http except for
-loopback addresses of public (native) clients (``registration.py``).
+loopback addresses of public (native) clients (``registration.py``, with the web origins for CORS).
 """
 
 from __future__ import annotations
@@ -19,7 +19,13 @@ import msgspec
 from identity._db import Pool
 from identity.crypto import token_hash
 from identity.errors import Conflict, InvalidField, NotFound
-from identity.oidc.registration import MIN_RSA_BITS, check_uri, rsa_bits
+from identity.oidc.registration import (
+    MIN_RSA_BITS,
+    allowed_origins,
+    check_uri,
+    check_web_origins,
+    rsa_bits,
+)
 
 __all__ = [
     "API_SCOPE",
@@ -70,6 +76,7 @@ class Client(msgspec.Struct, frozen=True, kw_only=True):
     jwks: dict[str, Any] | None = None
     redirect_uris: tuple[str, ...] = ()
     post_logout_redirect_uris: tuple[str, ...] = ()
+    web_origins: tuple[str, ...] = ()  # CORS (``registration.allowed_origins``); empty: the redirect URIs'
     grant_types: tuple[str, ...] = ()
     scopes: tuple[str, ...] = ()
     subject_type: Literal["public", "pairwise"] = "public"
@@ -93,6 +100,7 @@ class ClientRegistration(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     jwks: dict[str, Any] | None = None
     redirect_uris: list[str] = msgspec.field(default_factory=list)
     post_logout_redirect_uris: list[str] = msgspec.field(default_factory=list)
+    web_origins: list[str] = msgspec.field(default_factory=list)
     grant_types: list[str] = msgspec.field(default_factory=lambda: ["authorization_code", "refresh_token"])
     scopes: list[str] = msgspec.field(default_factory=lambda: ["openid", "profile"])
     subject_type: Literal["public", "pairwise"] = "public"
@@ -114,6 +122,7 @@ class ClientView(msgspec.Struct, frozen=True, kw_only=True):
     auth_method: str
     redirect_uris: list[str]
     post_logout_redirect_uris: list[str]
+    web_origins: list[str]
     grant_types: list[str]
     scopes: list[str]
     subject_type: str
@@ -137,7 +146,8 @@ _COLUMNS = (
     " post_logout_redirect_uris,"
     " grant_types, scopes, subject_type, sector_identifier, id_token_alg, require_par, first_party,"
     " dpop_bound_access_tokens, audiences, backchannel_logout_uri, logo_uri, contacts, created_at,"
-    " disabled_at"
+    " disabled_at, array(SELECT w.origin FROM identity.oidc_client_web_origins w"
+    " WHERE w.client_id = oidc_clients.client_id ORDER BY w.origin) AS web_origins"
 )
 
 
@@ -154,6 +164,7 @@ def _client(row: Any) -> Client:
         jwks=json.loads(row["jwks"]) if row["jwks"] is not None else None,
         redirect_uris=tuple(row["redirect_uris"]),
         post_logout_redirect_uris=tuple(row["post_logout_redirect_uris"]),
+        web_origins=tuple(row["web_origins"]),
         grant_types=tuple(row["grant_types"]),
         scopes=tuple(row["scopes"]),
         subject_type=row["subject_type"],
@@ -178,6 +189,7 @@ def view(row: Any, secret: str | None = None) -> ClientView:
         auth_method=row["auth_method"],
         redirect_uris=list(row["redirect_uris"]),
         post_logout_redirect_uris=list(row["post_logout_redirect_uris"]),
+        web_origins=list(row["web_origins"]),
         grant_types=list(row["grant_types"]),
         scopes=list(row["scopes"]),
         subject_type=row["subject_type"],
@@ -227,6 +239,7 @@ def validate_registration(data: ClientRegistration, *, development: bool, api_au
         check_uri("redirect_uris", uri, allow_loopback_http=public or development)
     for uri in data.post_logout_redirect_uris:
         check_uri("post_logout_redirect_uris", uri, allow_loopback_http=public or development)
+    check_web_origins(data.web_origins, allow_loopback_http=public or development)
     if data.backchannel_logout_uri:
         check_uri(
             "backchannel_logout_uri",
@@ -283,47 +296,65 @@ class ClientStore:
         secret = None
         if data.auth_method in {"client_secret_basic", "client_secret_post"}:
             secret = secrets.token_urlsafe(32)
-        row = await self._pool.fetchrow(
-            f"""
-            INSERT INTO identity.oidc_clients
-                (client_id, name, client_type, auth_method, secret_hash, jwks, redirect_uris,
-                 post_logout_redirect_uris, grant_types, scopes, subject_type, sector_identifier,
-                 id_token_alg, require_par, first_party, audiences, backchannel_logout_uri, logo_uri,
-                 contacts, dpop_bound_access_tokens)
-            VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                    $18, $19, $20)
-            ON CONFLICT (client_id) DO NOTHING
-            RETURNING {_COLUMNS}
-            """,  # noqa: S608 - the column list is a constant
-            client_id,
-            data.name,
-            data.client_type,
-            data.auth_method,
-            token_hash(secret) if secret else None,
-            json.dumps(data.jwks) if data.jwks is not None else None,
-            data.redirect_uris,
-            data.post_logout_redirect_uris,
-            sorted(set(data.grant_types)),
-            sorted(set(data.scopes)),
-            data.subject_type,
-            data.sector_identifier,
-            data.id_token_alg,
-            data.require_par,
-            data.first_party,
-            data.audiences,
-            data.backchannel_logout_uri,
-            data.logo_uri,
-            data.contacts,
-            data.dpop_bound_access_tokens,
-        )
-        if row is None:
-            raise Conflict(f"a client named {client_id} exists")
-        return view(row, secret)
+        origins = sorted(set(data.web_origins))
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"""
+                INSERT INTO identity.oidc_clients
+                    (client_id, name, client_type, auth_method, secret_hash, jwks, redirect_uris,
+                     post_logout_redirect_uris, grant_types, scopes, subject_type, sector_identifier,
+                     id_token_alg, require_par, first_party, audiences, backchannel_logout_uri, logo_uri,
+                     contacts, dpop_bound_access_tokens)
+                VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                        $16, $17, $18, $19, $20)
+                ON CONFLICT (client_id) DO NOTHING
+                RETURNING {_COLUMNS}
+                """,  # noqa: S608 - the column list is a constant
+                client_id,
+                data.name,
+                data.client_type,
+                data.auth_method,
+                token_hash(secret) if secret else None,
+                json.dumps(data.jwks) if data.jwks is not None else None,
+                data.redirect_uris,
+                data.post_logout_redirect_uris,
+                sorted(set(data.grant_types)),
+                sorted(set(data.scopes)),
+                data.subject_type,
+                data.sector_identifier,
+                data.id_token_alg,
+                data.require_par,
+                data.first_party,
+                data.audiences,
+                data.backchannel_logout_uri,
+                data.logo_uri,
+                data.contacts,
+                data.dpop_bound_access_tokens,
+            )
+            if row is None:
+                raise Conflict(f"a client named {client_id} exists")
+            if origins:  # no foreign key (migration 0020): written with the client or not at all
+                await conn.execute(
+                    "INSERT INTO identity.oidc_client_web_origins (client_id, origin)"
+                    " SELECT $1, unnest($2::text[])",
+                    client_id,
+                    origins,
+                )
+        return msgspec.structs.replace(view(row, secret), web_origins=origins)  # RETURNING ran before
 
     async def list(self) -> list[ClientView]:
         query = f"SELECT {_COLUMNS} FROM identity.oidc_clients ORDER BY created_at"  # noqa: S608
         rows = await self._pool.fetch(query)
         return [view(r) for r in rows]
+
+    async def origins_in_use(self) -> frozenset[str]:
+        """Every origin some active client allows (``registration.allowed_origins``): CORS preflights'."""
+        rows = await self._pool.fetch(
+            "SELECT c.redirect_uris, array(SELECT w.origin FROM identity.oidc_client_web_origins w"
+            " WHERE w.client_id = c.client_id) AS web_origins"
+            " FROM identity.oidc_clients c WHERE c.disabled_at IS NULL"
+        )
+        return frozenset().union(*(allowed_origins(r["web_origins"], r["redirect_uris"]) for r in rows))
 
     async def view(self, client_id: str) -> ClientView:
         row = await self._pool.fetchrow(_BY_ID, client_id)
