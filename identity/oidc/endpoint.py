@@ -110,7 +110,6 @@ def _encoded(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
 def form_endpoint(path: str, handler: Handler, cors: CorsRoute | None = None) -> ASGIRouteHandler:
     """A POST-only endpoint at ``path`` calling ``handler(provider, request)``; with ``cors``, it
     answers preflights and puts CORS headers on its answers (``cors.py``)."""
-    allow = b"POST, OPTIONS" if cors is not None else b"POST"
 
     async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
@@ -125,7 +124,7 @@ def form_endpoint(path: str, handler: Handler, cors: CorsRoute | None = None) ->
             extra = _encoded(await provider.cors.preflight(origin, cors))
         elif method != "POST":
             status, body = 405, _encode.encode({"error": "invalid_request", "error_description": "use POST"})
-            extra = [*_NO_STORE, (b"allow", allow)]
+            extra = [*_NO_STORE, (b"allow", b"POST")]  # a preflight's answer lists OPTIONS too
         else:
             try:
                 form = read_form(headers.get("content-type", ""), await _body(receive))
