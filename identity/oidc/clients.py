@@ -333,7 +333,7 @@ class ClientStore:
             )
             if row is None:
                 raise Conflict(f"a client named {client_id} exists")
-            if origins:  # no foreign key (migration 0020): written with the client or not at all
+            if origins:  # in the client's transaction: written with the client or not at all
                 await conn.execute(
                     "INSERT INTO identity.oidc_client_web_origins (client_id, origin)"
                     " SELECT $1, unnest($2::text[])",

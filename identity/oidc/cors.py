@@ -32,11 +32,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 from collections.abc import Mapping
 from urllib.parse import unquote_plus
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from identity.oidc.clients import ClientStore
 from identity.oidc.registration import allowed_origins
@@ -121,20 +123,26 @@ class CorsPolicy:
         """Whether some active client allows ``origin``: one SMISMEMBER, or a refill of the set."""
         if not _plausible(origin):
             return False
-        filled, member = await self.redis.smismember(ORIGINS_KEY, [_PRESENT, origin])
+        try:
+            filled, member = await self.redis.smismember(ORIGINS_KEY, [_PRESENT, origin])
+        except RedisError:  # the set is a cache: PostgreSQL answers without it
+            return origin in await self.clients.origins_in_use()
         if filled:
             return bool(member)
         origins = await self.clients.origins_in_use()
-        async with self.redis.pipeline(transaction=True) as pipe:
-            _ = pipe.delete(ORIGINS_KEY)  # queued, not awaited
-            _ = pipe.sadd(ORIGINS_KEY, _PRESENT, *origins)
-            _ = pipe.expire(ORIGINS_KEY, self.ttl)
-            await pipe.execute()
+        with contextlib.suppress(RedisError):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                _ = pipe.delete(ORIGINS_KEY)  # queued, not awaited
+                _ = pipe.sadd(ORIGINS_KEY, _PRESENT, *origins)
+                _ = pipe.expire(ORIGINS_KEY, self.ttl)
+                await pipe.execute()
         return origin in origins
 
     async def forget(self) -> None:
-        """A client was registered or disabled: the next preflight reads the set again."""
-        await self.redis.delete(ORIGINS_KEY)
+        """A client was registered or disabled: the next preflight reads the set again. With Redis
+        down the change is committed anyway; the set's TTL bounds how long it is missed."""
+        with contextlib.suppress(RedisError):
+            await self.redis.delete(ORIGINS_KEY)
 
     async def preflight(self, origin: str | None, route: CorsRoute) -> dict[str, str]:
         """The headers of the answer (204) to an OPTIONS request."""

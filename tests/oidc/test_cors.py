@@ -6,9 +6,11 @@ for any origin; token, userinfo and revocation for the origins of the client the
 from __future__ import annotations
 
 import secrets
+import socket
 import time
 from typing import Any
 
+import asyncpg
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -16,7 +18,8 @@ from httpx import Response
 from jwt.algorithms import ECAlgorithm
 from redis.asyncio import Redis
 
-from identity.oidc.cors import ORIGINS_KEY, ORIGINS_TTL
+from identity.oidc.clients import ClientStore
+from identity.oidc.cors import ORIGINS_KEY, ORIGINS_TTL, CorsPolicy
 from tests.identity.conftest import ZHANG
 from tests.oidc.conftest import ISSUER, REDIRECT, Kit, basic
 
@@ -265,3 +268,23 @@ async def test_other_endpoints_and_pages_answer_no_cors(kit: Kit) -> None:
     )
     assert introspected.status_code == 200
     _no_cors(introspected)
+
+
+async def test_preflight_without_redis_asks_postgresql(kit: Kit, database_url: str) -> None:
+    """The origin set in Redis is a cache: with Redis unreachable the preflight reads the clients
+    from PostgreSQL instead of failing, and a registration's ``forget`` does not fail either."""
+    await _public(kit, "App B", redirect_uris=[REDIRECT_B])
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    unreachable = Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    try:
+        store = ClientStore(pool, cache_ttl=0, development=True, api_audience="citizen-api")
+        policy = CorsPolicy(unreachable, store)
+        assert await policy.allowed_for_any(APP_B)
+        assert not await policy.allowed_for_any(EVIL)
+        await policy.forget()
+    finally:
+        await pool.close()
+        await unreachable.aclose()

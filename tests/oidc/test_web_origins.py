@@ -113,8 +113,8 @@ def test_plain_http_loopback_origins_only_for_public_clients_in_production() -> 
 
 
 async def test_a_refused_registration_stores_no_origins(kit: Kit) -> None:
-    """The origins table has no foreign key (migration 0020): the client and its origins are
-    written in one transaction, so a duplicate client id leaves the existing client's alone."""
+    """The client and its origins are written in one transaction, so a duplicate client id
+    leaves the existing client's origins alone."""
     first = await kit.register(client_id="spa-client", web_origins=["https://one.example"])
     again = await kit.client.post(
         CLIENTS,
