@@ -123,20 +123,27 @@ def cmd_clients(args: argparse.Namespace) -> int:
     async def work(pool: Any, _client: Any, settings: Settings) -> tuple[int, list[str]]:
         if args.action == "list":
             return 0, await oidc_cli.clients_list(pool, settings)
-        raw: dict[str, Any] = {"name": args.name or "client", "redirect_uris": args.redirect_uri or []}
-        if args.client_id:
-            raw["client_id"] = args.client_id
-        if args.public:
-            raw.update(client_type="public", auth_method="none")
-        elif args.auth_method:
-            raw["auth_method"] = args.auth_method
-        if args.scope:
-            raw["scopes"] = args.scope
-        if args.grant_type:
-            raw["grant_types"] = args.grant_type
-        return 0, await oidc_cli.clients_create(pool, settings, raw)
+        return 0, await oidc_cli.clients_create(pool, settings, client_registration(args))
 
     return run_on_servers(args, work)
+
+
+def client_registration(args: argparse.Namespace) -> dict[str, Any]:
+    """The registration ``citizen clients create`` sends, from its options."""
+    raw: dict[str, Any] = {"name": args.name or "client", "redirect_uris": args.redirect_uri or []}
+    if args.client_id:
+        raw["client_id"] = args.client_id
+    if args.public:
+        raw.update(client_type="public", auth_method="none")
+    elif args.auth_method:
+        raw["auth_method"] = args.auth_method
+    if args.scope:
+        raw["scopes"] = args.scope
+    if args.grant_type:
+        raw["grant_types"] = args.grant_type
+    if args.web_origin:
+        raw["web_origins"] = args.web_origin
+    return raw
 
 
 def _clients_args(parser: argparse.ArgumentParser) -> None:
@@ -148,6 +155,12 @@ def _clients_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--auth-method", choices=["client_secret_basic", "client_secret_post"])
     parser.add_argument("--scope", action="append", help="an allowed scope (repeat)")
     parser.add_argument("--grant-type", action="append", help="an allowed grant type (repeat)")
+    parser.add_argument(
+        "--web-origin",
+        action="append",
+        help="a browser origin allowed to call token/userinfo/revocation (CORS; repeat); "
+        "default: the redirect URIs' origins",
+    )
 
 
 COMMANDS["keys"] = ("OpenID signing keys: 'status', or 'rotate' (publish before sign)", cmd_keys, _keys_args)

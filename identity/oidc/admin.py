@@ -53,6 +53,7 @@ class ClientAdminController(Controller):
     ) -> ClientView:
         """Register a client; a generated secret is in this answer only."""
         created = await oidc.clients.create(data)
+        await oidc.cors.forget()  # its origins are allowed in preflights now, not at the set's expiry
         await self._audit(
             oidc,
             request,
@@ -62,6 +63,7 @@ class ClientAdminController(Controller):
             details={
                 "auth_method": created.auth_method,
                 "redirect_uris": created.redirect_uris,
+                "web_origins": created.web_origins,
                 "scopes": created.scopes,
                 "grant_types": created.grant_types,
             },
@@ -102,6 +104,7 @@ class ClientAdminController(Controller):
         """Disable a client: it can no longer sign anyone in, and its grants are revoked."""
         disabled = await oidc.clients.disable(client_id)
         await oidc.revocations.publish(f"c:{client_id}")
+        await oidc.cors.forget()
         revoked = await oidc.grants.revoke_where("client disabled", client_id=client_id)
         await self._audit(
             oidc,

@@ -34,8 +34,9 @@ import redis.asyncio as aioredis
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from identity.crypto import token_hash
-from identity.oidc.clients import MIN_RSA_BITS, Client, ClientStore
+from identity.oidc.clients import Client, ClientStore
 from identity.oidc.errors import OAuthError
+from identity.oidc.registration import MIN_RSA_BITS
 
 __all__ = ["ASSERTION_ALGS", "ASSERTION_TYPE", "FAILURE_LIMIT", "FAILURE_WINDOW", "ClientAuthenticator"]
 

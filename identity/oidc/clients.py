@@ -2,25 +2,30 @@
 
 Redirect URIs are compared as exact strings (RFC 9700 §4.1): no wildcards, no prefix match, no
 normalisation; registration refuses fragments, userinfo, dot-segments and plain http except for
-loopback addresses of public (native) clients.
+loopback addresses of public (native) clients (``registration.py``, with the web origins for CORS).
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 import re
 import secrets
 import time
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import msgspec
 
 from identity._db import Pool
 from identity.crypto import token_hash
 from identity.errors import Conflict, InvalidField, NotFound
+from identity.oidc.registration import (
+    MIN_RSA_BITS,
+    allowed_origins,
+    check_uri,
+    check_web_origins,
+    rsa_bits,
+)
 
 __all__ = [
     "API_SCOPE",
@@ -71,6 +76,7 @@ class Client(msgspec.Struct, frozen=True, kw_only=True):
     jwks: dict[str, Any] | None = None
     redirect_uris: tuple[str, ...] = ()
     post_logout_redirect_uris: tuple[str, ...] = ()
+    web_origins: tuple[str, ...] = ()  # CORS (``registration.allowed_origins``); empty: the redirect URIs'
     grant_types: tuple[str, ...] = ()
     scopes: tuple[str, ...] = ()
     subject_type: Literal["public", "pairwise"] = "public"
@@ -94,6 +100,7 @@ class ClientRegistration(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     jwks: dict[str, Any] | None = None
     redirect_uris: list[str] = msgspec.field(default_factory=list)
     post_logout_redirect_uris: list[str] = msgspec.field(default_factory=list)
+    web_origins: list[str] = msgspec.field(default_factory=list)
     grant_types: list[str] = msgspec.field(default_factory=lambda: ["authorization_code", "refresh_token"])
     scopes: list[str] = msgspec.field(default_factory=lambda: ["openid", "profile"])
     subject_type: Literal["public", "pairwise"] = "public"
@@ -115,6 +122,7 @@ class ClientView(msgspec.Struct, frozen=True, kw_only=True):
     auth_method: str
     redirect_uris: list[str]
     post_logout_redirect_uris: list[str]
+    web_origins: list[str]
     grant_types: list[str]
     scopes: list[str]
     subject_type: str
@@ -138,7 +146,8 @@ _COLUMNS = (
     " post_logout_redirect_uris,"
     " grant_types, scopes, subject_type, sector_identifier, id_token_alg, require_par, first_party,"
     " dpop_bound_access_tokens, audiences, backchannel_logout_uri, logo_uri, contacts, created_at,"
-    " disabled_at"
+    " disabled_at, array(SELECT w.origin FROM identity.oidc_client_web_origins w"
+    " WHERE w.client_id = oidc_clients.client_id ORDER BY w.origin) AS web_origins"
 )
 
 
@@ -155,6 +164,7 @@ def _client(row: Any) -> Client:
         jwks=json.loads(row["jwks"]) if row["jwks"] is not None else None,
         redirect_uris=tuple(row["redirect_uris"]),
         post_logout_redirect_uris=tuple(row["post_logout_redirect_uris"]),
+        web_origins=tuple(row["web_origins"]),
         grant_types=tuple(row["grant_types"]),
         scopes=tuple(row["scopes"]),
         subject_type=row["subject_type"],
@@ -179,6 +189,7 @@ def view(row: Any, secret: str | None = None) -> ClientView:
         auth_method=row["auth_method"],
         redirect_uris=list(row["redirect_uris"]),
         post_logout_redirect_uris=list(row["post_logout_redirect_uris"]),
+        web_origins=list(row["web_origins"]),
         grant_types=list(row["grant_types"]),
         scopes=list(row["scopes"]),
         subject_type=row["subject_type"],
@@ -197,37 +208,6 @@ def view(row: Any, secret: str | None = None) -> ClientView:
     )
 
 
-def _check_uri(field: str, uri: str, *, allow_loopback_http: bool, https_only: bool = False) -> None:
-    parts = urlsplit(uri)
-    loopback = parts.hostname in {"127.0.0.1", "::1", "localhost"}
-    if parts.scheme not in {"https", "http"} and (https_only or "." not in parts.scheme):
-        raise InvalidField(field, "scheme", f"{uri!r}: https (or a private-use scheme for native apps)")
-    if parts.scheme == "http" and not (loopback and allow_loopback_http):
-        raise InvalidField(field, "https", f"{uri!r}: plain http only for loopback redirects of native apps")
-    if parts.fragment or "#" in uri:
-        raise InvalidField(field, "fragment", f"{uri!r}: no fragment")
-    if "@" in parts.netloc or "*" in uri:
-        raise InvalidField(field, "exact", f"{uri!r}: no userinfo and no wildcard")
-    if any(seg in {".", ".."} or seg.startswith("..;") for seg in parts.path.split("/")):
-        raise InvalidField(field, "dot_segment", f"{uri!r}: no dot-segments")
-    if len(uri) > 2000:
-        raise InvalidField(field, "length", "at most 2000 characters")
-
-
-MIN_RSA_BITS = 2048  # the client keys' floor (identity-oidc.md checklist: RSA >= 2048)
-
-
-def _rsa_bits(jwk: dict[str, Any]) -> int:
-    """The modulus size of an RSA JWK (RFC 7518 §6.3.1: ``n`` base64url, big-endian); 0 if unreadable."""
-    n = jwk.get("n")
-    if not isinstance(n, str):
-        return 0
-    try:
-        return int.from_bytes(base64.urlsafe_b64decode(n + "=" * (-len(n) % 4)), "big").bit_length()
-    except ValueError:
-        return 0
-
-
 def validate_registration(data: ClientRegistration, *, development: bool, api_audience: str = "") -> None:
     """``api_audience``: the API's audience, which no client lists among its own: the issuer puts it
     on a token only for a first-party client granted the api scope (``TokenIssuer.audiences``)."""
@@ -239,7 +219,7 @@ def validate_registration(data: ClientRegistration, *, development: bool, api_au
     if data.auth_method == "private_key_jwt" and not (data.jwks and isinstance(data.jwks.get("keys"), list)):
         raise InvalidField("jwks", "required", "private_key_jwt needs the client's public keys as a JWKS")
     for key in (data.jwks or {}).get("keys", []):
-        if isinstance(key, dict) and key.get("kty") == "RSA" and _rsa_bits(key) < MIN_RSA_BITS:
+        if isinstance(key, dict) and key.get("kty") == "RSA" and rsa_bits(key) < MIN_RSA_BITS:
             raise InvalidField("jwks", "key_size", f"RSA keys must have at least {MIN_RSA_BITS} bits")
     for grant in data.grant_types:
         if grant not in GRANT_TYPES:
@@ -256,11 +236,12 @@ def validate_registration(data: ClientRegistration, *, development: bool, api_au
     if "authorization_code" in data.grant_types and not data.redirect_uris:
         raise InvalidField("redirect_uris", "required", "the code flow needs at least one redirect URI")
     for uri in data.redirect_uris:
-        _check_uri("redirect_uris", uri, allow_loopback_http=public or development)
+        check_uri("redirect_uris", uri, allow_loopback_http=public or development)
     for uri in data.post_logout_redirect_uris:
-        _check_uri("post_logout_redirect_uris", uri, allow_loopback_http=public or development)
+        check_uri("post_logout_redirect_uris", uri, allow_loopback_http=public or development)
+    check_web_origins(data.web_origins, allow_loopback_http=public or development)
     if data.backchannel_logout_uri:
-        _check_uri(
+        check_uri(
             "backchannel_logout_uri",
             data.backchannel_logout_uri,
             allow_loopback_http=development,
@@ -315,47 +296,65 @@ class ClientStore:
         secret = None
         if data.auth_method in {"client_secret_basic", "client_secret_post"}:
             secret = secrets.token_urlsafe(32)
-        row = await self._pool.fetchrow(
-            f"""
-            INSERT INTO identity.oidc_clients
-                (client_id, name, client_type, auth_method, secret_hash, jwks, redirect_uris,
-                 post_logout_redirect_uris, grant_types, scopes, subject_type, sector_identifier,
-                 id_token_alg, require_par, first_party, audiences, backchannel_logout_uri, logo_uri,
-                 contacts, dpop_bound_access_tokens)
-            VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                    $18, $19, $20)
-            ON CONFLICT (client_id) DO NOTHING
-            RETURNING {_COLUMNS}
-            """,  # noqa: S608 - the column list is a constant
-            client_id,
-            data.name,
-            data.client_type,
-            data.auth_method,
-            token_hash(secret) if secret else None,
-            json.dumps(data.jwks) if data.jwks is not None else None,
-            data.redirect_uris,
-            data.post_logout_redirect_uris,
-            sorted(set(data.grant_types)),
-            sorted(set(data.scopes)),
-            data.subject_type,
-            data.sector_identifier,
-            data.id_token_alg,
-            data.require_par,
-            data.first_party,
-            data.audiences,
-            data.backchannel_logout_uri,
-            data.logo_uri,
-            data.contacts,
-            data.dpop_bound_access_tokens,
-        )
-        if row is None:
-            raise Conflict(f"a client named {client_id} exists")
-        return view(row, secret)
+        origins = sorted(set(data.web_origins))
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"""
+                INSERT INTO identity.oidc_clients
+                    (client_id, name, client_type, auth_method, secret_hash, jwks, redirect_uris,
+                     post_logout_redirect_uris, grant_types, scopes, subject_type, sector_identifier,
+                     id_token_alg, require_par, first_party, audiences, backchannel_logout_uri, logo_uri,
+                     contacts, dpop_bound_access_tokens)
+                VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                        $16, $17, $18, $19, $20)
+                ON CONFLICT (client_id) DO NOTHING
+                RETURNING {_COLUMNS}
+                """,  # noqa: S608 - the column list is a constant
+                client_id,
+                data.name,
+                data.client_type,
+                data.auth_method,
+                token_hash(secret) if secret else None,
+                json.dumps(data.jwks) if data.jwks is not None else None,
+                data.redirect_uris,
+                data.post_logout_redirect_uris,
+                sorted(set(data.grant_types)),
+                sorted(set(data.scopes)),
+                data.subject_type,
+                data.sector_identifier,
+                data.id_token_alg,
+                data.require_par,
+                data.first_party,
+                data.audiences,
+                data.backchannel_logout_uri,
+                data.logo_uri,
+                data.contacts,
+                data.dpop_bound_access_tokens,
+            )
+            if row is None:
+                raise Conflict(f"a client named {client_id} exists")
+            if origins:  # in the client's transaction: written with the client or not at all
+                await conn.execute(
+                    "INSERT INTO identity.oidc_client_web_origins (client_id, origin)"
+                    " SELECT $1, unnest($2::text[])",
+                    client_id,
+                    origins,
+                )
+        return msgspec.structs.replace(view(row, secret), web_origins=origins)  # RETURNING ran before
 
     async def list(self) -> list[ClientView]:
         query = f"SELECT {_COLUMNS} FROM identity.oidc_clients ORDER BY created_at"  # noqa: S608
         rows = await self._pool.fetch(query)
         return [view(r) for r in rows]
+
+    async def origins_in_use(self) -> frozenset[str]:
+        """Every origin some active client allows (``registration.allowed_origins``): CORS preflights'."""
+        rows = await self._pool.fetch(
+            "SELECT c.redirect_uris, array(SELECT w.origin FROM identity.oidc_client_web_origins w"
+            " WHERE w.client_id = c.client_id) AS web_origins"
+            " FROM identity.oidc_clients c WHERE c.disabled_at IS NULL"
+        )
+        return frozenset().union(*(allowed_origins(r["web_origins"], r["redirect_uris"]) for r in rows))
 
     async def view(self, client_id: str) -> ClientView:
         row = await self._pool.fetchrow(_BY_ID, client_id)

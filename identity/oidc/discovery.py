@@ -1,22 +1,30 @@
-"""Discovery (OpenID Connect Discovery 1.0, RFC 8414) and the JWKS."""
+"""Discovery (OpenID Connect Discovery 1.0, RFC 8414) and the JWKS.
+
+Public documents any page may read (``cors.py``): ``Access-Control-Allow-Origin: *``, no credentials.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from litestar import Response, get
+from litestar import HttpMethod, MediaType, Response, get, route
 from litestar.di import NamedDependency
 
 from identity.oidc.claims import CLAIMS_SUPPORTED
 from identity.oidc.client_auth import ASSERTION_ALGS
 from identity.oidc.clients import GRANT_TYPES, SCOPES
+from identity.oidc.cors import PUBLIC, PUBLIC_PREFLIGHT
 from identity.oidc.dpop import ALGORITHMS as DPOP_ALGORITHMS
 from identity.oidc.pages import LOCALES
 from identity.oidc.provider import Provider
 from identity.oidc.settings import ALGORITHMS
 
-__all__ = ["jwks", "metadata", "openid_configuration"]
+__all__ = ["jwks", "metadata", "oauth_metadata", "openid_configuration", "public_preflight"]
 
+_PUBLIC = {"Cache-Control": "public, max-age=300", **PUBLIC}
+_DISCOVERY = "/.well-known/openid-configuration"
+_OAUTH_METADATA = "/.well-known/oauth-authorization-server"
+_JWKS = "/oidc/jwks"
 _AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
 
 
@@ -59,20 +67,33 @@ def metadata(oidc: Provider) -> dict[str, Any]:
     }
 
 
-@get("/.well-known/openid-configuration", operation_id="OidcDiscovery", tags=["oidc"])
+@get(_DISCOVERY, operation_id="OidcDiscovery", tags=["oidc"])
 async def openid_configuration(oidc: NamedDependency[Provider]) -> Response[dict[str, Any]]:
-    return Response(metadata(oidc), headers={"Cache-Control": "public, max-age=300"})
+    return Response(metadata(oidc), headers=_PUBLIC)
 
 
-@get("/.well-known/oauth-authorization-server", operation_id="OAuthMetadata", tags=["oidc"])
+@get(_OAUTH_METADATA, operation_id="OAuthMetadata", tags=["oidc"])
 async def oauth_metadata(oidc: NamedDependency[Provider]) -> Response[dict[str, Any]]:
-    return Response(metadata(oidc), headers={"Cache-Control": "public, max-age=300"})
+    return Response(metadata(oidc), headers=_PUBLIC)
 
 
-@get("/oidc/jwks", operation_id="OidcJwks", tags=["oidc"])
+@get(_JWKS, operation_id="OidcJwks", tags=["oidc"])
 async def jwks(oidc: NamedDependency[Provider]) -> Response[bytes]:
+    return Response(await oidc.keys.jwks(), media_type="application/jwk-set+json", headers=_PUBLIC)
+
+
+@route(
+    [_DISCOVERY, _OAUTH_METADATA, _JWKS],
+    http_method=[HttpMethod.OPTIONS],
+    operation_id="OidcPublicPreflight",
+    include_in_schema=False,
+)
+async def public_preflight() -> Response[None]:
+    """A CORS preflight for a public document; a plain GET needs none, one with a non-safelisted
+    header does (Fetch standard, "CORS-preflight request")."""
     return Response(
-        await oidc.keys.jwks(),
-        media_type="application/jwk-set+json",
-        headers={"Cache-Control": "public, max-age=300"},
+        None,
+        status_code=204,
+        headers={"Allow": "GET, OPTIONS", **PUBLIC_PREFLIGHT},
+        media_type=MediaType.TEXT,
     )

@@ -4,7 +4,8 @@ These are the provider's hot paths: a resource server introspects on every call 
 clients hit the token endpoint for every grant. Litestar's request, dependency and response
 machinery was as much CPU as the OAuth work itself, so these handlers read the body and write
 the answer directly. What they answer is unchanged: RFC 6749 JSON, ``no-store``, the error JSON
-of :class:`OAuthError` (``WWW-Authenticate`` on 401), 405 for any method but POST. The app's own
+of :class:`OAuthError` (``WWW-Authenticate`` on 401), 405 for any method but POST (and OPTIONS,
+the CORS preflight, where the endpoint answers CORS: ``cors.py``). The app's own
 middleware (request id, access log, metrics, exception handling) still wraps them. They are not
 in the OpenAPI document (discovery describes them, as OAuth intends).
 """
@@ -20,6 +21,7 @@ from litestar import asgi
 from litestar.handlers import ASGIRouteHandler
 from litestar.types import Receive, Scope, Send
 
+from identity.oidc.cors import CorsRoute, client_named
 from identity.oidc.errors import OAuthError
 from identity.oidc.request import single_params
 
@@ -44,6 +46,7 @@ class Answer(msgspec.Struct, frozen=True):
     body: Any
     status: int = 200
     headers: tuple[tuple[str, str], ...] = ()
+    client_id: str | None = None  # the authenticated client, whose origins CORS allows
 
 
 Handler = Callable[[Any, FormRequest], Awaitable[Answer]]
@@ -100,37 +103,50 @@ def _error(exc: OAuthError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     return exc.status, headers, _encode.encode(exc.body())
 
 
-def form_endpoint(path: str, handler: Handler) -> ASGIRouteHandler:
-    """A POST-only endpoint at ``path`` calling ``handler(provider, request)``."""
+def _encoded(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode(), v.encode("latin-1")) for k, v in headers.items()]
+
+
+def form_endpoint(path: str, handler: Handler, cors: CorsRoute | None = None) -> ASGIRouteHandler:
+    """A POST-only endpoint at ``path`` calling ``handler(provider, request)``; with ``cors``, it
+    answers preflights and puts CORS headers on its answers (``cors.py``)."""
 
     async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        provider = scope["litestar_app"].state[PROVIDER_STATE_KEY]
+        method = scope.get("method")
+        origin = headers.get("origin") if cors is not None else None
+        form: dict[str, str] = {}
+        client_id: str | None = None
         extra: list[tuple[bytes, bytes]] = []
-        if scope.get("method") != "POST":
+        if cors is not None and method == "OPTIONS":
+            status, body = 204, b""
+            extra = _encoded(await provider.cors.preflight(origin, cors))
+        elif method != "POST":
             status, body = 405, _encode.encode({"error": "invalid_request", "error_description": "use POST"})
-            extra = [*_NO_STORE, (b"allow", b"POST")]
+            extra = [*_NO_STORE, (b"allow", b"POST")]  # a preflight's answer lists OPTIONS too
         else:
             try:
                 form = read_form(headers.get("content-type", ""), await _body(receive))
                 proofs = tuple(v.decode("latin-1") for k, v in scope["headers"] if k == b"dpop")
                 peer = scope.get("client")
                 request = FormRequest(headers, form, proofs, str(peer[0]) if peer else "")
-                provider = scope["litestar_app"].state[PROVIDER_STATE_KEY]
                 answer = await handler(provider, request)
-                status = answer.status
+                status, client_id = answer.status, answer.client_id
                 body = answer.body if isinstance(answer.body, bytes) else _encode.encode(answer.body)
                 extra = [*_NO_STORE, *((k.encode(), v.encode()) for k, v in answer.headers)]
             except OAuthError as exc:
                 status, extra, body = _error(exc)
+            if cors is not None and origin is not None:  # errors too: the app must read why
+                named = client_id or client_named(headers, form)
+                extra += _encoded(await provider.cors.actual(origin, named, cors))
+        # RFC 9110 §8.6: no Content-Length (nor a type) on a 204, the preflight's answer.
+        content = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send(
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    *extra,
-                ],
+                "headers": [*(content if status != 204 else ()), *extra],
             }
         )
         await send({"type": "http.response.body", "body": body, "more_body": False})

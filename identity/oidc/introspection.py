@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from identity.oidc import cors
 from identity.oidc.endpoint import Answer, FormRequest, form_endpoint
 from identity.oidc.errors import OAuthError
 from identity.oidc.provider import Provider
@@ -19,7 +20,6 @@ from identity.oidc.provider import Provider
 __all__ = ["introspect", "revoke"]
 
 _INACTIVE = Answer(b'{"active":false}')
-_REVOKED = Answer(b"")
 
 
 async def introspection(oidc: Provider, request: FormRequest) -> Answer:
@@ -93,8 +93,10 @@ async def revocation(oidc: Provider, request: FormRequest) -> Answer:
         found = await oidc.grants.refresh_lookup(token)
         if found is not None and found[1].client_id == client.client_id:
             await oidc.grants.revoke([found[0]], "revoked by the client")
-    return _REVOKED
+    return Answer(b"", client_id=client.client_id)
 
 
+# Introspection is for resource servers (RFC 7662 §2): no CORS. Revocation is also for browser apps
+# signing a person out (cors.py).
 introspect = form_endpoint("/oidc/introspect", introspection)
-revoke = form_endpoint("/oidc/revoke", revocation)
+revoke = form_endpoint("/oidc/revoke", revocation, cors.REVOCATION)

@@ -18,6 +18,7 @@ from identity.oidc.access import AccessChecker
 from identity.oidc.client_auth import ClientAuthenticator
 from identity.oidc.clients import ClientStore
 from identity.oidc.consent import ConsentStore
+from identity.oidc.cors import CorsPolicy
 from identity.oidc.dpop import DPoPVerifier
 from identity.oidc.grants import GrantStore
 from identity.oidc.issuer import TokenIssuer
@@ -76,6 +77,7 @@ class Provider:
         )
         self.sso = SsoStore(redis, session_key, ttl=settings.sso_session_ttl)
         self.dpop = DPoPVerifier(redis)
+        self.cors = CorsPolicy(redis, clients)
         self.pushed = PushedRequests(
             redis, par_ttl=settings.par_ttl, interaction_ttl=settings.interaction_ttl
         )

@@ -28,6 +28,7 @@ from typing import Any
 import msgspec
 from litestar import Request
 
+from identity.oidc import cors
 from identity.oidc.clients import Client
 from identity.oidc.dpop import DPoPInvalid
 from identity.oidc.endpoint import Answer, FormRequest, form_endpoint, read_form
@@ -204,10 +205,10 @@ async def token(oidc: Provider, request: FormRequest) -> Answer:
     if grant_type not in client.grant_types:
         raise OAuthError("unauthorized_client", f"this client may not use {grant_type}")
     jkt = await proof_key(oidc, request.proofs, "token", required=client.dpop_bound_access_tokens)
-    return Answer(await handler(oidc, client, form, jkt))
+    return Answer(await handler(oidc, client, form, jkt), client_id=client.client_id)
 
 
-token_endpoint = form_endpoint("/oidc/token", token)
+token_endpoint = form_endpoint("/oidc/token", token, cors.TOKEN)
 
 
 async def proof_key(oidc: Provider, proofs: Sequence[str], endpoint: str, *, required: bool) -> str | None:

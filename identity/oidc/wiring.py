@@ -26,7 +26,7 @@ from identity.oidc.account import PersonOidcController
 from identity.oidc.admin import ClientAdminController
 from identity.oidc.authorize import authorize_get, authorize_post
 from identity.oidc.clients import ClientStore
-from identity.oidc.discovery import jwks, oauth_metadata, openid_configuration
+from identity.oidc.discovery import jwks, oauth_metadata, openid_configuration, public_preflight
 from identity.oidc.endpoint import PROVIDER_STATE_KEY
 from identity.oidc.errors import OAuthError, oauth_error_response
 from identity.oidc.interaction import InteractionController
@@ -38,7 +38,7 @@ from identity.oidc.provider import Provider
 from identity.oidc.resolver import AccessTokenResolver, DPoPPossession
 from identity.oidc.settings import OidcSettings
 from identity.oidc.token import token_endpoint
-from identity.oidc.userinfo import userinfo_get, userinfo_post
+from identity.oidc.userinfo import userinfo_get, userinfo_options, userinfo_post
 from identity.services import IdentityServices
 
 __all__ = ["OidcRuntime", "api_audience_of", "issuer_of", "key_store"]
@@ -135,6 +135,10 @@ class OidcRuntime:
         protocol = Router(
             path="/",
             route_handlers=[
+                # The CORS preflights first: Litestar adds its own OPTIONS handler to a path whose
+                # first handler lacks one, and that one would then win over ours.
+                public_preflight,
+                userinfo_options,
                 openid_configuration,
                 oauth_metadata,
                 jwks,
