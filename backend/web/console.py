@@ -339,8 +339,20 @@ async def audit(
 
 
 def console_router() -> Router:
+    from backend.web.console_reconcile import ROUTES as RECONCILIATION  # it imports this module
+
     return Router(
         path="/console",
-        route_handlers=[login_page, login, logout, dashboard, chart, settlement_file, search, audit],
+        route_handlers=[
+            login_page,
+            login,
+            logout,
+            dashboard,
+            chart,
+            settlement_file,
+            search,
+            audit,
+            *RECONCILIATION,
+        ],
         include_in_schema=False,
     )
