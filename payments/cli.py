@@ -1,8 +1,11 @@
 """The payments subcommands of ``citizen`` (registered in ``backend/cli/_payments.py``).
 
-``citizen ledger check``, ``citizen settle --date D``, ``citizen reconcile --date D`` and
-``citizen payments sweep``. Each returns (exit code, lines for stdout); progress goes to stderr.
-Settling and reconciling are audited under the person running the command (:func:`cli_actor`).
+``citizen ledger check``, ``citizen settle --date D``, ``citizen reconcile --date D``,
+``citizen payments sweep``, and the suspense items reconciliation opens: ``citizen payments
+suspense [--all]`` lists them, ``citizen payments suspense-resolve ID --resolution R --note N
+[--reference REF]`` resolves one (``payments.clearing.suspense``). Each returns (exit code, lines
+for stdout); progress goes to stderr. Settling, reconciling and resolving are audited under the
+person running the command (:func:`cli_actor`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import datetime as dt
 import getpass
 import os
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -24,11 +28,22 @@ from payments.channels.config import channel_configs
 from payments.clearing.audit import Actor
 from payments.clearing.reconcile import reconcile_channel
 from payments.clearing.settlement import SettlementChanged, SettlementRefused, settle
+from payments.clearing.suspense import Resolution, ResolveSuspense, SuspenseItem, list_items, resolve_item
+from payments.errors import PaymentsError
 from payments.ledger.check import check_ledger
 from payments.settings import PaymentsSettings
 from payments.topup.service import TopupService
 
-__all__ = ["cli_actor", "ledger_check", "reconcile_day", "settle_day", "sweep_once", "yuan"]
+__all__ = [
+    "cli_actor",
+    "ledger_check",
+    "reconcile_day",
+    "settle_day",
+    "suspense_list",
+    "suspense_resolve",
+    "sweep_once",
+    "yuan",
+]
 
 
 def yuan(fen: int) -> str:
@@ -201,3 +216,53 @@ async def sweep_once(pool: Pool, settings: Any, keyring: Any) -> tuple[int, list
         service = TopupService(pool, section, connectors, section.notify_base_url or settings.public_url)
         counts = await service.sweep()
     return 0, ["sweep: " + ", ".join(f"{k} {v}" for k, v in counts.items())]
+
+
+def _suspense_line(item: SuspenseItem) -> str:
+    fen = "none" if item.platform_amount is None else f"{item.platform_amount} fen"
+    their = "none" if item.channel_amount is None else f"{item.channel_amount} fen"
+    line = (
+        f"{item.id} {item.business_date} {item.channel} {item.kind} {item.order_no}"
+        + (f" refund {item.refund_no} (ours: {item.platform_state or 'none'})" if item.refund_no else "")
+        + f": platform {fen}, channel {their}"
+    )
+    if item.state == "resolved":
+        line += f" - {item.resolution} by {item.resolved_by} at {item.resolved_at:%Y-%m-%d %H:%M:%S%z}"
+    return line
+
+
+async def suspense_list(
+    pool: Pool, *, all_states: bool = False, business_date: dt.date | None = None, channel: str | None = None
+) -> tuple[int, list[str]]:
+    """``citizen payments suspense [--all]``: the open suspense items (every one with ``--all``),
+    500 at most, one per line, with the id ``suspense-resolve`` takes."""
+    page = await list_items(
+        pool, state="all" if all_states else "open", business_date=business_date, channel=channel, limit=500
+    )
+    lines = [_suspense_line(i) for i in page.items]
+    more = " (the first 500; narrow with --date or --channel)" if page.next_after else ""
+    what = "suspense items" if all_states else "open suspense items"
+    return 0, [*lines, f"{len(page.items)} {what}{more}"]
+
+
+async def suspense_resolve(  # noqa: PLR0917 - the command's arguments
+    pool: Pool,
+    item_id: str,
+    resolution: str,
+    note: str,
+    reference: str | None = None,
+    actor: Actor | None = None,
+) -> tuple[int, list[str]]:
+    """``citizen payments suspense-resolve ID --resolution R --note N [--reference REF]``; refused
+    (exit 1, the reason) as the API would refuse it, and audited either way."""
+    try:
+        parsed = uuid.UUID(item_id)
+        request = ResolveSuspense(resolution=Resolution(resolution), note=note, reference=reference)
+    except ValueError:
+        choices = ", ".join(r.value for r in Resolution)
+        return 2, [f"suspense-resolve: ID is a suspense item's id and R one of {choices}"]
+    try:
+        item = await resolve_item(pool, parsed, request, actor or cli_actor())
+    except PaymentsError as exc:
+        return 1, [f"suspense item {item_id} not resolved ({exc.problem_type}): {exc}"]
+    return 0, [_suspense_line(item)]

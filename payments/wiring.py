@@ -19,6 +19,7 @@ from litestar.types import ControllerRouterHandler
 
 from payments.channels import build_connectors
 from payments.channels.config import channel_configs
+from payments.clearing.suspense_api import SuspenseController
 from payments.demo import ensure_platform_accounts
 from payments.settings import PaymentsSettings
 from payments.topup.api import NotificationController, TopupController
@@ -85,4 +86,4 @@ class PaymentsRuntime:
         return {"payments": Provide(lambda: self.service, sync_to_thread=False)}
 
     def route_handlers(self) -> list[ControllerRouterHandler]:
-        return [TopupController, NotificationController]
+        return [TopupController, NotificationController, SuspenseController]

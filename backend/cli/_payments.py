@@ -1,5 +1,5 @@
-"""The payments subcommands: ``ledger check``, ``settle``, ``reconcile``, ``payments sweep``
-(their work is in payments/cli.py)."""
+"""The payments subcommands: ``ledger check``, ``settle``, ``reconcile``, ``payments sweep|suspense|
+suspense-resolve`` (their work is in payments/cli.py)."""
 
 from __future__ import annotations
 
@@ -83,10 +83,24 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
 
 def cmd_payments(args: argparse.Namespace) -> int:
-    """``citizen payments sweep``: query un-notified top-up orders, close expired ones (once)."""
-    from payments.cli import sweep_once
+    """``citizen payments sweep``: query un-notified top-up orders, close expired ones (once);
+    ``citizen payments suspense [--all]`` and ``suspense-resolve ID --resolution R --note N``:
+    reconciliation's suspense items, listed and resolved."""
+    import datetime as dt
+
+    from payments.cli import suspense_list, suspense_resolve, sweep_once
 
     async def work(pool: Any, settings: Settings, keyring: Keyring) -> tuple[int, list[str]]:
+        if args.action == "suspense":
+            try:
+                day = dt.date.fromisoformat(args.date) if args.date else None
+            except ValueError:
+                return 2, [f"--date {args.date!r} is not a date (YYYY-MM-DD)"]
+            return await suspense_list(pool, all_states=args.all, business_date=day, channel=args.channel)
+        if args.action == "suspense-resolve":
+            if not (args.id and args.resolution and args.note):
+                return 2, ["suspense-resolve needs ID, --resolution and --note"]
+            return await suspense_resolve(pool, args.id, args.resolution, args.note, args.reference)
         return await sweep_once(pool, settings, keyring)
 
     return _payments_run(args, work)
@@ -98,7 +112,23 @@ def _settle_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _payments_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=["sweep"], help="sweep: query and close stale top-up orders")
+    parser.add_argument(
+        "action",
+        choices=["sweep", "suspense", "suspense-resolve"],
+        help="sweep: query and close stale top-up orders; suspense: list reconciliation's open"
+        " suspense items; suspense-resolve: resolve one",
+    )
+    parser.add_argument("id", nargs="?", help="suspense-resolve: the suspense item's id")
+    parser.add_argument("--all", action="store_true", help="suspense: resolved items too")
+    parser.add_argument("--date", help="suspense: only this business date, YYYY-MM-DD")
+    parser.add_argument("--channel", help="suspense: only this channel")
+    parser.add_argument(
+        "--resolution",
+        help="suspense-resolve: how it was explained (credited_late, refund_settled, timing_difference,"
+        " channel_refunded, channel_corrected, written_off: payments/clearing/suspense.py)",
+    )
+    parser.add_argument("--note", help="suspense-resolve: what you found (1 to 500 characters)")
+    parser.add_argument("--reference", help="suspense-resolve: the channel's refund or correction number")
 
 
 COMMANDS["settle"] = (
@@ -112,7 +142,7 @@ COMMANDS["reconcile"] = (
     date_args,
 )
 COMMANDS["payments"] = (
-    "payments jobs: 'sweep' queries and closes stale top-ups",
+    "payments jobs: 'sweep' queries and closes stale top-ups; 'suspense', 'suspense-resolve'",
     cmd_payments,
     _payments_args,
 )

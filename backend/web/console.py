@@ -339,7 +339,9 @@ async def audit(
 
 
 def console_router() -> Router:
-    from backend.web.console_suspense import resolve_suspense  # it uses this module's helpers
+    # Both import this module's helpers, hence imported here.
+    from backend.web.console_reconcile import ROUTES as RECONCILIATION
+    from backend.web.console_suspense import resolve_suspense
 
     return Router(
         path="/console",
@@ -353,6 +355,7 @@ def console_router() -> Router:
             search,
             audit,
             resolve_suspense,
+            *RECONCILIATION,
         ],
         include_in_schema=False,
     )

@@ -213,6 +213,38 @@ _MESSAGES: Final[dict[str, tuple[str, str]]] = {
         "This card transaction has already been charged",
     ),
     "err_suspense_ledger": ("账务系统拒绝扣款：{detail}", "The ledger refused the debit: {detail}"),
+    # console: reconciliation suspense items (backend/web/console_reconcile.py)
+    "suspense_items": ("对账挂账项", "Reconciliation suspense items"),
+    "suspense_items_link": ("查看并处理对账挂账项", "See and resolve the suspense items"),
+    "suspense_state_open": ("待处理", "open"),
+    "suspense_state_resolved": ("已处理", "resolved"),
+    "suspense_state_all": ("全部", "all"),
+    "suspense_filter": ("筛选", "Filter"),
+    "suspense_read_only": (
+        "您的角色只能查看；处理挂账项需要 support 或 security_admin 角色。",
+        "Your roles can read these; resolving them needs the role support or security_admin.",
+    ),
+    "suspense_refund": ("退款", "refund"),
+    "suspense_platform_amount": ("平台金额", "Our amount"),
+    "suspense_channel_amount": ("渠道金额", "Channel's amount"),
+    "suspense_resolution": ("处理结论", "Resolution"),
+    "suspense_resolution_credited_late": ("订单已补记入账", "order credited late"),
+    "suspense_resolution_refund_settled": ("退款已确认成功", "our refund has succeeded since"),
+    "suspense_resolution_timing_difference": ("跨日时间差", "timing difference (another day)"),
+    "suspense_resolution_channel_refunded": ("渠道已原路退回", "refunded by the channel"),
+    "suspense_resolution_channel_corrected": ("渠道已更正账单", "corrected by the channel"),
+    "suspense_resolution_written_off": ("核销", "written off"),
+    "suspense_reference": (
+        "凭证号（渠道退款或更正单号）",
+        "Reference (the channel's refund or correction no.)",
+    ),
+    "no_suspense_items": ("没有符合条件的挂账项", "No suspense items match"),
+    "suspense_resolved_flash": ("挂账项已处理", "The suspense item is resolved"),
+    "err_date_format": ("请输入 YYYY-MM-DD 格式的日期", "Enter a date as YYYY-MM-DD"),
+    "err_suspense_item_not_found": ("没有该挂账项", "No such suspense item"),
+    "err_suspense_item_resolved": ("该挂账项已被处理", "This suspense item is already resolved"),
+    "err_resolve_refused": ("不能按此结论处理：{detail}", "It cannot be resolved so: {detail}"),
+    "err_resolve_invalid": ("请检查填写内容：{detail}", "Check the form: {detail}"),
 }
 
 

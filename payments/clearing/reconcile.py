@@ -23,7 +23,9 @@ which. A succeeded refund of the day that the channel does not list is platform-
 still open that the channel does not list is pending (counted, not a mismatch: neither side has
 moved money yet); a failed one it does not list agrees with the channel and is not counted.
 A refund asked for just before midnight that the channel dates the next day shows as
-platform-only on the first day and matched on the second, as payments do.
+platform-only on the first day and matched on the second, as payments do; the second day's
+reconciliation keeps such refund numbers (``refunds_matched_late``), the evidence that closes the
+first day's item as a timing difference (``payments.clearing.suspense``).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class Reconciliation(msgspec.Struct, frozen=True, kw_only=True):
     items: list[Item]
     refunds_matched: int = 0
     refunds_pending: int = 0  # ours without an outcome yet, which the channel does not list
+    refunds_matched_late: tuple[str, ...] = ()  # matched, though we asked for them on an earlier day
 
     def count(self, kind: str) -> int:
         return sum(1 for i in self.items if i.kind == kind)
@@ -89,8 +92,8 @@ def _payment_items(ours: dict[str, int], theirs: dict[str, int]) -> tuple[int, l
 
 async def _refund_items(
     pool: Pool, channel: str, start: dt.datetime, statement: list[StatementEntry]
-) -> tuple[int, int, list[Item]]:
-    """(matched, pending, items) of the day's refunds; see the module docstring."""
+) -> tuple[int, int, list[Item], list[str]]:
+    """(matched, pending, items, matched late) of the day's refunds; see the module docstring."""
     theirs: dict[str, tuple[str, int]] = {}
     for entry in statement:
         if entry.kind == "refund":
@@ -110,6 +113,7 @@ async def _refund_items(
     ours = {r["refund_no"]: r for r in rows}
     matched = pending = 0
     items: list[Item] = []
+    late: list[str] = []
     for refund_no in sorted(theirs.keys() | {r["refund_no"] for r in rows if r["of_day"]}):
         mine = ours.get(refund_no)
         state = None if mine is None else str(mine["state"])
@@ -128,6 +132,8 @@ async def _refund_items(
         order_no, their = theirs[refund_no]
         if mine is not None and state == "succeeded" and int(mine["amount"]) == their:
             matched += 1
+            if not mine["of_day"]:
+                late.append(refund_no)
         elif mine is not None and state == "succeeded":
             items.append(
                 Item(
@@ -142,7 +148,7 @@ async def _refund_items(
                     platform_amount=None, channel_amount=their, refund_no=refund_no, platform_state=state,
                 )
             )  # fmt: skip
-    return matched, pending, items
+    return matched, pending, items, late
 
 
 async def reconcile_channel(
@@ -162,7 +168,7 @@ async def reconcile_channel(
         start + dt.timedelta(days=1),
     )
     matched, items = _payment_items({r["order_no"]: int(r["amount"]) for r in rows}, theirs)
-    refunds_matched, refunds_pending, refund_items = await _refund_items(
+    refunds_matched, refunds_pending, refund_items, late = await _refund_items(
         pool, connector.name, start, statement
     )
     result = Reconciliation(
@@ -172,6 +178,7 @@ async def reconcile_channel(
         items=items + refund_items,
         refunds_matched=refunds_matched,
         refunds_pending=refunds_pending,
+        refunds_matched_late=tuple(late),
     )
     await _store(pool, result, actor)
     return result
@@ -182,12 +189,13 @@ async def _store(pool: Pool, result: Reconciliation, actor: Actor) -> None:
     async with pool.acquire() as connection, connection.transaction():
         await connection.execute(
             "INSERT INTO payments.reconciliations (business_date, channel, matched, channel_only, "
-            "platform_only, mismatched, report, refunds_matched, refunds_pending) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9) "
+            "platform_only, mismatched, report, refunds_matched, refunds_pending, refunds_matched_late) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10) "
             "ON CONFLICT (business_date, channel) DO UPDATE SET matched = EXCLUDED.matched, "
             "channel_only = EXCLUDED.channel_only, platform_only = EXCLUDED.platform_only, "
             "mismatched = EXCLUDED.mismatched, report = EXCLUDED.report, "
-            "refunds_matched = EXCLUDED.refunds_matched, refunds_pending = EXCLUDED.refunds_pending",
+            "refunds_matched = EXCLUDED.refunds_matched, refunds_pending = EXCLUDED.refunds_pending, "
+            "refunds_matched_late = EXCLUDED.refunds_matched_late",
             result.business_date,
             result.channel,
             result.matched,
@@ -197,6 +205,7 @@ async def _store(pool: Pool, result: Reconciliation, actor: Actor) -> None:
             json.dumps([msgspec.to_builtins(i) for i in result.items]),
             result.refunds_matched,
             result.refunds_pending,
+            list(result.refunds_matched_late),
         )
         opened = 0  # new suspense items: a re-run finds its items already open
         for i in result.items:
