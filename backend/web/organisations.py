@@ -11,6 +11,7 @@ number typed into the form is never shown back (the API itself answers masked on
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any, Final
 
@@ -28,6 +29,7 @@ __all__ = ["ORGANISATION_HANDLERS"]
 Req = Request[Any, Any, Any]
 HERE: Final = "/web/organisations"
 _API: Final = "/api/v1/identity/organisations"
+_CHINA: Final = dt.timezone(dt.timedelta(hours=8))
 _ANSWERS: Final = ("accept", "decline")
 # The page's buttons and the API call each makes; "withdraw" (an invitation) and "remove" (an
 # agent) are the same call, named apart for the confirmation the person reads.
@@ -77,6 +79,20 @@ def field_refusals(page: Page, exc: ApiError) -> dict[str, str]:
     return found
 
 
+def last_day(valid_until: str | None) -> str | None:
+    """The last day of an appointment, as the representative chose it: the API's ``valid_until``
+    is the instant it ends, midnight after that day (China time), which read as a date would
+    look one day too long."""
+    if not valid_until:
+        return None
+    ends = dt.datetime.fromisoformat(valid_until).astimezone(_CHINA)
+    return (ends - dt.timedelta(microseconds=1)).date().isoformat()
+
+
+def _with_last_day(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**item, "last_day": last_day(item.get("valid_until"))} for item in items]
+
+
 def _role_names(page: Page) -> dict[str, str]:
     return {role: page.t(f"role_{role}") for role in ORG_ROLES}
 
@@ -95,7 +111,7 @@ async def _managed(page: Page, memberships: list[dict[str, Any]]) -> list[dict[s
                 continue  # not theirs to manage: no section, no form
             managed.append({"org": m, "agents": None, "error": refusal(page, exc)})
             continue
-        managed.append({"org": m, "agents": agents, "error": None})
+        managed.append({"org": m, "agents": _with_last_day(agents), "error": None})
     return managed
 
 
@@ -107,7 +123,7 @@ async def _organisations_page(
     status: int = 200,
 ) -> Response[Any]:
     try:
-        memberships: list[dict[str, Any]] = await _call(page, "GET", _API)
+        memberships: list[dict[str, Any]] = _with_last_day(await _call(page, "GET", _API))
     except ApiError as exc:
         return await _message(page, exc)
     flash, page.session.flash = page.session.flash, None

@@ -7,6 +7,7 @@ sees no management forms, and a forged form is refused by the API."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
@@ -205,10 +206,17 @@ async def test_decline_and_withdraw(client: Client, institute: Institute) -> Non
     assert _agent_row(page.text, agent_id) == "declined"
     withdrawn = await li.post(f"{PAGE}/{org}/agents/{agent_id}/withdraw", data={"csrf": csrf_of(page.text)})
     assert _agent_row(withdrawn.text, agent_id) is None
-    # A pending invitation is withdrawn the same way, and the person no longer sees it.
-    second = await institute.invite_zhang_by_api()
+    # A pending invitation (with a last day chosen) is withdrawn the same way, and the person no
+    # longer sees it.
+    last = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=200)
+    await li.post(
+        f"{PAGE}/{org}/agents", data=_invite_form(page.text, roles="payments", ends_on=last.isoformat())
+    )
+    [second] = [a["id"] for a in await institute.agents() if a["status"] == "invited"]
     page = await li.get(PAGE)
     assert _agent_row(page.text, second) == "invited"
+    row = page.text.split(f'id="agent-{second}"', 1)[1].split("</tr>", 1)[0]
+    assert f"<td>{last.isoformat()}</td>" in row  # the last day, not the midnight after it
     await li.post(f"{PAGE}/{org}/agents/{second}/withdraw", data={"csrf": csrf_of(page.text)})
     assert [a["status"] for a in await institute.agents()] == ["active"]
     zhang = await institute.as_zhang()
@@ -331,4 +339,5 @@ async def test_the_card_page_links_to_the_organisations_page(client: Client, cit
     page = await client.get(PAGE)
     # The demo citizen represents the demo company: its section, himself its only agent.
     assert page.status_code == 200 and "Agents of " + COMPANY.name in page.text
+    assert "<td>Card administration, Payments, Filings</td>" in page.text
     assert 'id="no-invitations"' in page.text
