@@ -308,6 +308,11 @@ async def test_refusals_next_to_the_field_in_the_page_language(client: Client, i
         f"{PAGE}/{org}/agents", data=_invite_form(page.text, roles="filings", ends_on="2001-01-01")
     )
     assert _field_error(past.text, "ends_on", org) == "截止日期不能早于今天"
+    not_a_date = await li.post(
+        f"{PAGE}/{org}/agents", data=_invite_form(page.text, roles="filings", ends_on="31/12/2030")
+    )
+    assert _field_error(not_a_date.text, "ends_on", org) == "请输入有效的日期"
+    assert 'value="31/12/2030"' in not_a_date.text  # shown again to be corrected
     bad_id = ZHANG.id_number[:17] + ("0" if ZHANG.id_number[17] != "0" else "1")
     wrong_id = await li.post(
         f"{PAGE}/{org}/agents", data=_invite_form(page.text, id_number=bad_id, roles="filings")
