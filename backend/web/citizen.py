@@ -333,6 +333,7 @@ async def act_for(request: Req, web: NamedDependency[WebRuntime]) -> Response[An
 def citizen_router() -> Router:
     from litestar.static_files import create_static_files_router
 
+    from backend.web.organisations import ORGANISATION_HANDLERS
     from backend.web.topups import create_topup, simulate_pay, topup_page, topup_status
 
     static = create_static_files_router(
@@ -346,7 +347,7 @@ def citizen_router() -> Router:
         path="/web",
         route_handlers=[
             card_page, login, callback, logout, qr, status, card_action, act_for, create_topup,
-            topup_page, topup_status, simulate_pay, static,
+            topup_page, topup_status, simulate_pay, *ORGANISATION_HANDLERS, static,
         ],
         include_in_schema=False,
     )  # fmt: skip

@@ -5,6 +5,8 @@ representative changes, suspends or removes them.
 An invitation names the person by ID number and name. Each attempt counts against the
 representative (``AttemptLimiter``, released when a verified account matches), and "no verified
 account" and "wrong name" are one answer, so the form is not an oracle on who holds an account.
+The invited person is told by SMS (through the outbox) once the invitation is committed; a refused
+invitation sends nothing to anyone.
 """
 
 from __future__ import annotations
@@ -23,10 +25,16 @@ from identity.organisations.models import AgentAppointment, AgentChange, AgentVi
 from identity.persons import validation
 from identity.persons.account import mask_name
 
-__all__ = ["AgentService", "agent_row"]
+__all__ = ["INVITATION_SMS", "AgentService", "agent_row", "default_end"]
 
 # Invitations still waiting for an answer, or refused: neither is a role the person holds.
 _UNANSWERED: Final = frozenset({"invited", "declined"})
+# Names the organisation only (it comes from the enterprise registry): no ID number, no name of the
+# person, nothing a stranger reading the phone's lock screen could use.
+INVITATION_SMS: Final = (
+    "【市民通】{organisation} 邀请您担任经办人。请打开市民通 App，在“我的单位”中接受或拒绝；"
+    "如不认识该单位，请拒绝。"
+)
 
 
 def _roles(values: list[str]) -> list[str]:
@@ -37,6 +45,23 @@ def _roles(values: list[str]) -> list[str]:
     if unknown:
         raise InvalidField("roles", "unknown_role", f"roles are {', '.join(ORG_ROLES)}")
     return roles
+
+
+def default_end(today: dt.date) -> dt.date:
+    """The last day of an appointment made without an end date: one year, to the day before the
+    same date next year (29 February: to 28 February). Every agent has an end (the table's check),
+    so that a forgotten appointment lapses rather than lasting for ever."""
+    try:
+        anniversary = today.replace(year=today.year + 1)
+    except ValueError:
+        anniversary = dt.date(today.year + 1, 3, 1)
+    return anniversary - dt.timedelta(days=1)
+
+
+def _already(message: str, rule: str) -> Conflict:
+    """A 409 naming the rule on ``id_number`` (the person the form named), for a client to show
+    next to that field."""
+    return Conflict(message, extra={"errors": [{"field": "id_number", "rule": rule, "message": message}]})
 
 
 def _end(ends_on: dt.date, today: dt.date) -> dt.datetime:
@@ -115,7 +140,8 @@ class AgentService:
         id_number = validation.id_number(req.id_number, self.core.today())
         name = validation.person_name(req.name)
         roles = _roles(req.roles)
-        until = _end(req.ends_on, self.core.today())
+        ends_on = req.ends_on or default_end(self.core.today())
+        until = _end(ends_on, self.core.today())
         async with self.core.pool.acquire() as conn, conn.transaction():
             await self._require_representative(conn, principal, org_id)
         # Per representative, not per account: a failed search must not lock them out of signing in.
@@ -123,7 +149,7 @@ class AgentService:
         await self.core.limiter.reserve(subject, client.address)
         person = await self.core.pool.fetchrow(
             """
-            SELECT id, name_enc FROM identity.accounts
+            SELECT id, name_enc, mobile_enc FROM identity.accounts
             WHERE id_number_index = $1 AND status = 'active' AND level >= 2
             """,
             self.core.index.id_number(id_number),
@@ -143,9 +169,11 @@ class AgentService:
             )
         await self.core.limiter.release(subject, client.address)
         if person["id"] == principal.account_id:
-            raise Conflict("the legal representative already holds every role")
+            raise _already("the legal representative already holds every role", "is_representative")
+        mobile = self.core.open("mobile", person["id"], person["mobile_enc"])
         agent_id = uuid.uuid4()
-        with unique_as("agents_one_live", Conflict("this person is already an agent or invited")):
+        conflict = _already("this person is already an agent or invited", "already_agent")
+        with unique_as("agents_one_live", conflict):
             async with self.core.pool.acquire() as conn, conn.transaction():
                 await self._require_representative(conn, principal, org_id)
                 await conn.execute(
@@ -168,10 +196,23 @@ class AgentService:
                     acting_for=org_id,
                     target_kind="account",
                     target_id=person["id"],
-                    details={"agent_id": str(agent_id), "roles": roles, "ends_on": req.ends_on.isoformat()},
+                    details={
+                        "agent_id": str(agent_id),
+                        "roles": roles,
+                        "ends_on": ends_on.isoformat(),
+                        "notified": mobile is not None,
+                    },
                     connection=conn,
                 )
                 row = await self._agent_full(conn, agent_id)
+                organisation = await conn.fetchval(
+                    "SELECT name FROM identity.organisations WHERE id = $1", org_id
+                )
+        # Queued after the commit, in the same call: the outbox hands the message to the gateway at
+        # once, in the background, so queued inside the transaction it would go out for an
+        # invitation that then rolls back. Never awaited: the answer does not wait for the gateway.
+        if mobile:
+            self.core.outbox.send(mobile, INVITATION_SMS.format(organisation=organisation))
         return self._agent_view(row)
 
     async def answer(

@@ -41,7 +41,9 @@ class AgentAppointment(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     id_number: str
     name: str
     roles: list[str]
-    ends_on: dt.date  # last day of the appointment (inclusive, China time)
+    # Last day of the appointment (inclusive, China time). Every agent has one; left out, identity
+    # sets its default term (identity.organisations.agents.default_end).
+    ends_on: dt.date | None = None
 
 
 class AgentChange(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
