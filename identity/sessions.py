@@ -94,6 +94,10 @@ class SessionStore:
         # wiring): a provider access token's session id is its grant's, so signing out with one
         # ends the grant. Empty when the provider is not running.
         self.grant_revokers: list[Callable[[list[uuid.UUID], str], Awaitable[int]]] = []
+        # Called by clear_context after the account lost (some of) its roles in an organisation:
+        # the provider revokes the organisation access tokens it issued the account by token
+        # exchange, which carry the roles of the moment they were issued (``identity.oidc.org_tokens``).
+        self.context_hooks: list[Callable[[uuid.UUID, uuid.UUID | None], Awaitable[object]]] = []
         self._rotate = redis.register_script(_ROTATE)
         self._set_context = redis.register_script(_SET_CONTEXT)
         self._clear_org = redis.register_script(_CLEAR_ORG)
@@ -251,7 +255,10 @@ class SessionStore:
     async def clear_context(
         self, connection: Connection, account_id: uuid.UUID, org: uuid.UUID | None
     ) -> int:
-        """Drop the acting context for ``org`` (or any, with None) from the account's live sessions."""
+        """Drop the acting context for ``org`` (or any, with None) from the account's live sessions,
+        and (through ``context_hooks``) the provider's organisation tokens of the account."""
+        for hook in self.context_hooks:
+            await hook(account_id, org)
         digests = await self._live_digests(connection, account_id)
         if not digests:
             return 0

@@ -117,7 +117,7 @@ async def exchange(oidc: Any, client: Client, form: dict[str, str], jkt: str | N
     scope = (API_SCOPE, *roles) if api in audience else roles
     new_ctx = msgspec.structs.replace(ctx, org=row["id"], roles=roles, scope=scope)
     person = oidc.tokens.subject(client, ctx.account_id)
-    access, _ = await oidc.tokens.access_token(
+    access, issued = await oidc.tokens.access_token(
         client,
         new_ctx,
         gid=gid,
@@ -127,6 +127,13 @@ async def exchange(oidc: Any, client: Client, form: dict[str, str], jkt: str | N
         audience=audience,
         jkt=jkt,
     )
+    # Remembered before it is answered, so losing the role revokes it (org_tokens.py); then the
+    # roles read again: an agent change that committed meanwhile ran its revocation before this
+    # token was remembered, and is seen here instead.
+    await oidc.org_tokens.remember(ctx.account_id, row["id"], str(issued["jti"]), int(issued["exp"]))
+    if not requested <= await held_roles(oidc.core, ctx.account_id, row["id"]):
+        await oidc.org_tokens.revoke(ctx.account_id, row["id"])
+        raise OAuthError("invalid_target", _NO_ORGANISATION)
     await oidc.core.audit(
         "identity.oidc.token_exchange",
         client=oidc.client_info_for(client.client_id),

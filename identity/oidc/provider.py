@@ -23,6 +23,7 @@ from identity.oidc.dpop import DPoPVerifier
 from identity.oidc.grants import GrantStore
 from identity.oidc.issuer import TokenIssuer
 from identity.oidc.keys import KeyStore
+from identity.oidc.org_tokens import OrgTokens
 from identity.oidc.pushed import PushedRequests
 from identity.oidc.revocation import RevocationCache
 from identity.oidc.settings import OidcSettings
@@ -78,6 +79,7 @@ class Provider:
         self.sso = SsoStore(redis, session_key, ttl=settings.sso_session_ttl)
         self.dpop = DPoPVerifier(redis)
         self.cors = CorsPolicy(redis, clients)
+        self.org_tokens = OrgTokens(redis, self.grants.revoke_access_token)
         self.pushed = PushedRequests(
             redis, par_ttl=settings.par_ttl, interaction_ttl=settings.interaction_ttl
         )

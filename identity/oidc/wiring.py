@@ -113,6 +113,7 @@ class OidcRuntime:
             sessions = self._provider.core.sessions
             sessions.revoke_all_hooks.append(self._provider.grants.revoke_account)
             sessions.grant_revokers.append(self._provider.grants.revoke)
+            sessions.context_hooks.append(self._provider.org_tokens.revoke)
             listener = asyncio.create_task(self._provider.revocations.run(), name="oidc-invalidation")
             authenticator = app.state.get(APP_STATE_KEY)
             if isinstance(authenticator, Authenticator):
@@ -125,6 +126,7 @@ class OidcRuntime:
             finally:
                 sessions.revoke_all_hooks.remove(self._provider.grants.revoke_account)
                 sessions.grant_revokers.remove(self._provider.grants.revoke)
+                sessions.context_hooks.remove(self._provider.org_tokens.revoke)
                 self._provider.grants.close()
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
