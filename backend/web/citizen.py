@@ -181,7 +181,19 @@ async def _card_page(
     s = page.session
     card, card_error = await _optional(page, "GET", "/api/v1/cards/me")
     topups, _ = await _optional(page, "GET", "/api/v1/payments/topups")
-    organisations, _ = await _optional(page, "GET", "/api/v1/identity/organisations")
+    organisations, organisations_error = await _optional(page, "GET", "/api/v1/identity/organisations")
+    active = [m for m in organisations or [] if m.get("status") == "active"]  # invitations give no role
+    if (
+        s.org_id
+        and organisations_error is None
+        and not any(str(m.get("organisation_id")) == s.org_id for m in active)
+    ):
+        # Suspended, removed or the organisation gone: identity already revoked the organisation's
+        # token; the page stops saying "acting for" and says why.
+        s.flash = page.t("org_context_ended", name=s.org_name or "")
+        s.org_id = s.org_name = s.org_token = None
+        s.org_expires_at = 0.0
+        page.changed()
     home: Any = None
     try:
         org_token = await _org_token(page)
@@ -204,8 +216,7 @@ async def _card_page(
         qr_ok=qr_ok,
         qr_seconds=max(10, int(page.web.settings.card.qr_validity_seconds) // 2),
         topups=(topups or [])[:10],
-        # Only roles held: an invitation not yet accepted gives none.
-        organisations=[m for m in organisations or [] if m.get("status") == "active"],
+        organisations=active,
         home=home,
         errors=errors or {},
         values=values,

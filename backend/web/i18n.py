@@ -66,6 +66,10 @@ _MESSAGES: Final[dict[str, tuple[str, str]]] = {
     "err_channel_required": ("请选择支付渠道", "Choose a payment channel"),
     "err_amount_refused": ("该金额不允许充值：{detail}", "This amount cannot be topped up: {detail}"),
     "err_generic": ("操作未成功：{detail}", "That did not work: {detail}"),
+    "org_context_ended": (
+        "您已不再代表{name}办理（角色已暂停或结束），现以本人身份使用",
+        "You no longer act for {name} (your role was suspended or ended); you act for yourself now",
+    ),
     "err_csrf": ("页面已过期，请重试。", "The page has expired; please try again."),
     "order": ("充值订单", "Top-up order"),
     "order_no": ("订单号", "Order number"),

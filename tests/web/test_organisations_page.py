@@ -346,3 +346,29 @@ async def test_the_card_page_links_to_the_organisations_page(client: Client, cit
     assert page.status_code == 200 and "Agents of " + COMPANY.name in page.text
     assert "<td>Card administration, Payments, Filings</td>" in page.text
     assert 'id="no-invitations"' in page.text
+
+
+async def test_acting_ends_when_the_role_is_suspended(client: Client, institute: Institute) -> None:
+    """张三 acts for the institute; 李四 suspends him: the next card page no longer acts for it
+    (no banner, a message why), and the organisation token it held is refused by the API."""
+    org = institute.id
+    agent_id = await institute.invite_zhang_by_api()
+    zhang = await institute.as_zhang()
+    page = await zhang.get(PAGE)
+    accepted = await zhang.post(f"{PAGE}/{org}/invitation/accept", data={"csrf": csrf_of(page.text)})
+    assert accepted.status_code == 200, accepted.text
+    card = await zhang.get("/web/")
+    acting = await zhang.post("/web/act-for", data={"csrf": csrf_of(card.text), "organisation": org})
+    assert 'id="acting-banner"' in acting.text
+
+    suspended = await client.patch(
+        f"{API}/organisations/{org}/agents/{agent_id}",
+        json={"status": "suspended"},
+        headers=bearer(institute.token),
+    )
+    assert suspended.status_code == 200, suspended.text
+    card = await zhang.get("/web/")
+    assert 'id="acting-banner"' not in card.text
+    assert "不再代表" in card.text and INSTITUTE.name in card.text
+    again = await zhang.get("/web/")  # said once; acting for himself from now on
+    assert "不再代表" not in again.text and 'id="acting-banner"' not in again.text
