@@ -5,7 +5,18 @@
 -- ``resolution`` of 0100; a row is open with none of the four, or resolved with all of them.
 ALTER TABLE card.terminal_suspense
     ADD COLUMN decision    text CHECK (decision IN ('accept', 'reject')),
-    ADD COLUMN resolved_by text,
+    ADD COLUMN resolved_by text;
+-- Nothing wrote resolved_at or resolution before this file, so a resolved row was resolved by hand
+-- in the database: it is a write-off (its record stayed suspended, nothing was charged), by
+-- whoever ran that. Open rows keep no stray resolution. Then every row satisfies the rule below.
+UPDATE card.terminal_suspense
+    SET decision = 'reject', resolved_by = 'before-migration-0120',
+        resolved_at = coalesce(resolved_at, created_at),
+        resolution = coalesce(nullif(resolution, ''), 'resolved by hand before migration 0120')
+    WHERE state = 'resolved';
+UPDATE card.terminal_suspense SET resolved_at = NULL, resolution = NULL
+    WHERE state = 'open' AND (resolved_at IS NOT NULL OR resolution IS NOT NULL);
+ALTER TABLE card.terminal_suspense
     ADD CONSTRAINT terminal_suspense_resolution CHECK (
         CASE state
             WHEN 'open' THEN resolved_at IS NULL AND decision IS NULL AND resolved_by IS NULL

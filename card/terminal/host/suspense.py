@@ -36,11 +36,13 @@ the ledger too holds each card transaction once; a refusal is ``SuspenseLedgerRe
 nothing changes), the record's ``transfer_id`` set, the entry resolved and the audit entry
 (``card.terminal.suspense.resolve``) written. The batch's counts and the terminal's settlement
 totals stay as the upload answered them. A refusal is audited too, on its own (``failure``).
+The audit entry holds the note's SHA-256, never its text (it stays in the queue entry).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 import uuid
 from dataclasses import dataclass
@@ -220,7 +222,10 @@ class SuspenseResolver:
                 raise InvalidResolution(
                     f"decision must be accept or reject, and a note of 1 to {NOTE_MAX} characters"
                 )
-            details |= {"decision": decision, "note": note}
+            # The note stays in the queue entry (``resolution``): operators' notes may name
+            # people, and the hash-chained audit log can never be redacted. Its digest binds the
+            # audit entry to the stored note.
+            details |= {"decision": decision, "note_sha256": hashlib.sha256(note.encode()).hexdigest()}
             if not known:
                 raise SuspenseNotFound(f"no suspense entry {terminal_id}#{serial}")
             if decision == "reject":
