@@ -38,7 +38,7 @@ from urllib.parse import unquote_plus
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, WatchError
 
 from identity.oidc.clients import ClientStore
 from identity.oidc.registration import allowed_origins
@@ -57,6 +57,7 @@ __all__ = [
 ]
 
 ORIGINS_KEY = "oidc:cors:origins"
+GENERATION_KEY = "oidc:cors:generation"  # counts client changes (``forget``)
 ORIGINS_TTL = 30  # seconds
 # Browsers cap it anyway (Chromium at 2 hours); ten minutes keeps a removed origin's preflight
 # approval from lingering in browsers long.
@@ -129,20 +130,38 @@ class CorsPolicy:
             return origin in await self.clients.origins_in_use()
         if filled:
             return bool(member)
-        origins = await self.clients.origins_in_use()
         with contextlib.suppress(RedisError):
-            async with self.redis.pipeline(transaction=True) as pipe:
+            generation = await self.redis.get(GENERATION_KEY)
+            origins = await self.clients.origins_in_use()
+            await self._refill(generation, origins)
+            return origin in origins
+        return origin in await self.clients.origins_in_use()
+
+    async def _refill(self, generation: bytes | str | None, origins: frozenset[str]) -> None:
+        """Write the set read from PostgreSQL, unless a client changed since it was read: ``forget``
+        counts every change, and a refill that saw an older count would write a disabled client's
+        origin back for the TTL (WATCH makes the check and the write one step)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(GENERATION_KEY)
+                if await pipe.get(GENERATION_KEY) != generation:
+                    return
+                pipe.multi()  # type: ignore[no-untyped-call]
                 _ = pipe.delete(ORIGINS_KEY)  # queued, not awaited
                 _ = pipe.sadd(ORIGINS_KEY, _PRESENT, *origins)
                 _ = pipe.expire(ORIGINS_KEY, self.ttl)
                 await pipe.execute()
-        return origin in origins
+            except WatchError:  # a change between the check and the write: the next one refills
+                return
 
     async def forget(self) -> None:
         """A client was registered or disabled: the next preflight reads the set again. With Redis
         down the change is committed anyway; the set's TTL bounds how long it is missed."""
         with contextlib.suppress(RedisError):
-            await self.redis.delete(ORIGINS_KEY)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                _ = pipe.incr(GENERATION_KEY)
+                _ = pipe.delete(ORIGINS_KEY)
+                await pipe.execute()
 
     async def preflight(self, origin: str | None, route: CorsRoute) -> dict[str, str]:
         """The headers of the answer (204) to an OPTIONS request."""

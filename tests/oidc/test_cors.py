@@ -5,6 +5,7 @@ for any origin; token, userinfo and revocation for the origins of the client the
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import socket
 import time
@@ -288,3 +289,38 @@ async def test_preflight_without_redis_asks_postgresql(kit: Kit, database_url: s
     finally:
         await pool.close()
         await unreachable.aclose()
+
+
+async def test_a_refill_racing_a_disable_does_not_write_the_old_set_back(
+    kit: Kit, redis_client: Redis, database_url: str
+) -> None:
+    """Worker 1 reads the origins from PostgreSQL; the admin API disables client B (``forget``)
+    before worker 1 writes the set: the write is skipped, so B's origin is not allowed for the
+    next 30 s from a stale set."""
+    created = await _public(kit, "App B", redirect_uris=[REDIRECT_B])
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    try:
+        store = ClientStore(pool, cache_ttl=0, development=True, api_audience="citizen-api")
+        real = store.origins_in_use
+        read, go = asyncio.Event(), asyncio.Event()
+
+        async def paused() -> frozenset[str]:  # the read, then the worker is descheduled
+            found = await real()
+            read.set()
+            await go.wait()
+            return found
+
+        store.origins_in_use = paused  # type: ignore[method-assign]
+        preflight = asyncio.create_task(CorsPolicy(redis_client, store).allowed_for_any(APP_B))
+        await read.wait()
+        disabled = await kit.client.post(
+            f"/api/v1/identity/admin/oidc-clients/{created}/disable",
+            headers={"Authorization": f"Bearer {await kit.operator()}"},
+        )
+        assert disabled.status_code == 200, disabled.text
+        go.set()
+        assert await preflight  # it read before the disable
+        store.origins_in_use = real  # type: ignore[method-assign]
+        assert not await CorsPolicy(redis_client, store).allowed_for_any(APP_B)
+    finally:
+        await pool.close()
