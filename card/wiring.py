@@ -5,8 +5,8 @@ The key store and services are built in card's lifespan (after the shell opened 
 store generates version 1 of the keys on first start. ``connectors`` and ``identity`` (callables
 giving integrations' connectors and identity's services once their lifespans ran) make the
 social security and health look-ups (``card.directory``); lifecycle changes reach the holder's
-inbox (``card.notices``). Named dependencies: ``card`` (:class:`~card.api.services.CardServices`)
-and ``card_keys`` (:class:`~card.keys.CardKeyStore`). Closing a card refunds its balance through
+inbox (``card.notices``). Named dependency: ``card`` (:class:`~card.api.services.CardServices`;
+its ``keys`` is the :class:`~card.keys.CardKeyStore`). Closing a card refunds its balance through
 payments' ``payments`` named dependency (``card.refunds``).
 """
 
@@ -134,5 +134,4 @@ class CardRuntime:
     def dependencies(self) -> dict[str, Provide]:
         return {
             "card": Provide(lambda: self.services, sync_to_thread=False),
-            "card_keys": Provide(lambda: self.services.keys, sync_to_thread=False),
         }

@@ -5,7 +5,7 @@ Use it through the :class:`CardKeyStore` Protocol; the implementation wired into
 A PKCS#11 implementation can replace it without changing any caller.
 
 Getting one
-    In the app: the named dependency ``card_keys`` (``NamedDependency[CardKeyStore]``); in the
+    In the app: ``.keys`` of the named dependency ``card`` (``NamedDependency[CardServices]``); in the
     terminal gateway or a CLI: ``SoftwareKeyStore(pool, keyring.get("card-kek"))``. Call
     ``await store.ensure_initialised()`` once at start-up (idempotent, safe across processes).
 
