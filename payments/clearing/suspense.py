@@ -71,6 +71,7 @@ __all__ = [
     "Resolution",
     "ResolutionRefused",
     "ResolveSuspense",
+    "StateFilter",
     "SuspenseItem",
     "SuspenseItemNotFound",
     "SuspenseItemResolved",

@@ -348,3 +348,16 @@ async def test_the_commands_list_and_resolve_under_the_login_running_them(topups
     assert [(e["actor_id"], e["outcome"]) for e in events] == [(who, "failure"), (who, "success")]
     row = await t.db.fetchrow("SELECT resolved_by, reference FROM payments.suspense_items")
     assert (row["resolved_by"], row["reference"]) == (who, "ALI-RF-9")
+    # The listings show order numbers: each is audited under the login, as the API's are.
+    reads = await t.db.fetch(
+        "SELECT actor_kind, actor_id, outcome, details FROM identity.audit_events "
+        "WHERE action = 'payments.suspense.list' ORDER BY occurred_at"
+    )
+    assert [(r["actor_id"], r["outcome"]) for r in reads] == [(who, "success")] * 3
+    assert [(json.loads(r["details"])["state"], json.loads(r["details"])["count"]) for r in reads] == [
+        ("open", 1),
+        ("open", 0),
+        ("all", 1),
+    ]
+    order_no = await t.db.fetchval("SELECT order_no FROM payments.suspense_items")
+    assert not any(order_no in r["details"] for r in reads)
