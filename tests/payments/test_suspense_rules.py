@@ -151,6 +151,20 @@ async def test_one_payment_of_ours_explains_one_channel_line(topups: Topups) -> 
         )
 
 
+async def _until_waiting_on_a_lock(t: Topups, task: asyncio.Task[Any]) -> None:
+    """Until a session of the test's database waits for a lock (``task``'s, the only other one)."""
+    for _ in range(200):
+        assert not task.done(), task.result()
+        waiting = await t.db.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'"
+        )
+        if waiting:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the resolution never waited for the other transaction")
+
+
 async def test_two_lines_resolved_at_once_on_one_payment_one_is_refused(
     topups: Topups, database_url: str
 ) -> None:
@@ -167,8 +181,7 @@ async def test_two_lines_resolved_at_once_on_one_payment_one_is_refused(
                 first,
             )
             racing = asyncio.create_task(_resolve(t, second, Resolution.CREDITED_LATE))
-            await asyncio.sleep(1.0)
-            assert not racing.done()
+            await _until_waiting_on_a_lock(t, racing)
         refused = await racing
     finally:
         await other.close()
