@@ -5,7 +5,8 @@
 suspense [--all]`` lists them, ``citizen payments suspense-resolve ID --resolution R --note N
 [--reference REF]`` resolves one (``payments.clearing.suspense``). Each returns (exit code, lines
 for stdout); progress goes to stderr. Settling, reconciling and resolving are audited under the
-person running the command (:func:`cli_actor`).
+person running the command (:func:`cli_actor`), and so is listing the suspense items (the lines
+show order numbers).
 """
 
 from __future__ import annotations
@@ -25,10 +26,17 @@ import httpx
 from payments._db import Pool
 from payments.channels import ChannelConnector, ChannelError, build_connectors
 from payments.channels.config import channel_configs
-from payments.clearing.audit import Actor
+from payments.clearing.audit import Actor, audit_txn
 from payments.clearing.reconcile import reconcile_channel
 from payments.clearing.settlement import SettlementChanged, SettlementRefused, settle
-from payments.clearing.suspense import Resolution, ResolveSuspense, SuspenseItem, list_items, resolve_item
+from payments.clearing.suspense import (
+    Resolution,
+    ResolveSuspense,
+    StateFilter,
+    SuspenseItem,
+    list_items,
+    resolve_item,
+)
 from payments.errors import PaymentsError
 from payments.ledger.check import check_ledger
 from payments.settings import PaymentsSettings
@@ -232,13 +240,26 @@ def _suspense_line(item: SuspenseItem) -> str:
 
 
 async def suspense_list(
-    pool: Pool, *, all_states: bool = False, business_date: dt.date | None = None, channel: str | None = None
+    pool: Pool,
+    *,
+    all_states: bool = False,
+    business_date: dt.date | None = None,
+    channel: str | None = None,
+    actor: Actor | None = None,
 ) -> tuple[int, list[str]]:
     """``citizen payments suspense [--all]``: the open suspense items (every one with ``--all``),
-    500 at most, one per line, with the id ``suspense-resolve`` takes."""
-    page = await list_items(
-        pool, state="all" if all_states else "open", business_date=business_date, channel=channel, limit=500
-    )
+    500 at most, one per line, with the id ``suspense-resolve`` takes. Audited as the API's listing
+    is (``payments.suspense.list``, the filter and the count: the lines show order numbers)."""
+    state: StateFilter = "all" if all_states else "open"
+    page = await list_items(pool, state=state, business_date=business_date, channel=channel, limit=500)
+    details = {
+        "state": state,
+        "business_date": business_date.isoformat() if business_date else None,
+        "channel": channel,
+        "count": len(page.items),
+    }
+    async with pool.acquire() as db, db.transaction():
+        await audit_txn(db, actor or cli_actor(), "suspense.list", None, details)
     lines = [_suspense_line(i) for i in page.items]
     more = " (the first 500; narrow with --date or --channel)" if page.next_after else ""
     what = "suspense items" if all_states else "open suspense items"

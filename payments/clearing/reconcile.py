@@ -4,8 +4,12 @@
 For a business day (China time) and a channel, four buckets: matched; channel-only (长款: the
 channel shows money moving that our records do not); platform-only (短款: our records show money
 moving that the channel does not list); amount mismatches. Every item that is not matched opens a
-suspense item (one per day, channel, order number and refund number, so a re-run adds nothing);
+suspense item (one per day, channel, order number and refund number: the item's *line*), and
 nothing is ever corrected silently: the ledger is not touched here, people resolve suspense items.
+A re-run adds nothing for a line whose item is still open, or was resolved for the same difference
+(kind, our amount, the channel's); when the line's item was resolved and the re-run (a re-issued
+statement) finds a different difference there, it opens a new item that ``supersedes`` the resolved
+one: what was decided about the old figures does not close the new ones.
 Each run is audited (who ran it, the counts, how many suspense items it opened) in the transaction
 that stores it.
 
@@ -40,9 +44,21 @@ from payments._db import Pool
 from payments.channels import ChannelConnector, StatementEntry
 from payments.clearing.audit import CLEARING, Actor, audit_txn
 
-__all__ = ["Item", "Reconciliation", "reconcile_channel"]
+__all__ = ["Item", "Reconciliation", "business_date_of", "business_day_start", "reconcile_channel"]
 
-_CHINA = dt.timezone(dt.timedelta(hours=8))
+_CHINA = dt.timezone(dt.timedelta(hours=8))  # China time: no daylight saving (Asia/Shanghai)
+
+
+def business_day_start(day: dt.date) -> dt.datetime:
+    """When business day ``day`` starts: midnight, China time."""
+    return dt.datetime.combine(day, dt.time(), _CHINA)
+
+
+def business_date_of(moment: dt.datetime) -> dt.date:
+    """The business day ``moment`` (aware) falls in."""
+    return moment.astimezone(_CHINA).date()
+
+
 _FINAL_REFUND_STATES = ("succeeded", "failed")
 
 
@@ -159,7 +175,7 @@ async def reconcile_channel(
     for entry in statement:
         if entry.kind == "payment":
             theirs[entry.order_no] = theirs.get(entry.order_no, 0) + entry.amount
-    start = dt.datetime.combine(day, dt.time(), _CHINA)
+    start = business_day_start(day)
     rows = await pool.fetch(
         "SELECT order_no, amount FROM payments.topup_orders "
         "WHERE channel = $1 AND paid_at >= $2 AND paid_at < $3",
@@ -182,6 +198,28 @@ async def reconcile_channel(
     )
     await _store(pool, result, actor)
     return result
+
+
+# A line's item, unless the line's latest item (the one no other supersedes) is open, or resolved
+# with the same difference; superseding that latest one when it was resolved. ON CONFLICT DO NOTHING:
+# two runs at once open it once (the open line key, the first line key, the unique supersedes).
+_OPEN_ITEM = """
+WITH latest AS (
+    SELECT s.id, s.state, s.kind, s.platform_amount, s.channel_amount FROM payments.suspense_items s
+    WHERE s.business_date = $2 AND s.channel = $3 AND s.order_no = $4
+      AND s.refund_no IS NOT DISTINCT FROM $8::text
+      AND NOT EXISTS (SELECT 1 FROM payments.suspense_items n WHERE n.supersedes = s.id)
+    ORDER BY s.created_at DESC, s.id LIMIT 1
+)
+INSERT INTO payments.suspense_items (id, business_date, channel, order_no, kind, platform_amount,
+    channel_amount, refund_no, platform_state, supersedes)
+SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, (SELECT id FROM latest)
+WHERE NOT EXISTS (
+    SELECT 1 FROM latest WHERE state = 'open'
+    OR (kind, platform_amount, channel_amount) IS NOT DISTINCT FROM ($5::text, $6::bigint, $7::bigint)
+)
+ON CONFLICT DO NOTHING RETURNING true
+"""
 
 
 async def _store(pool: Pool, result: Reconciliation, actor: Actor) -> None:
@@ -207,12 +245,10 @@ async def _store(pool: Pool, result: Reconciliation, actor: Actor) -> None:
             result.refunds_pending,
             list(result.refunds_matched_late),
         )
-        opened = 0  # new suspense items: a re-run finds its items already open
+        opened = 0  # new suspense items: a re-run finds its items already there
         for i in result.items:
             inserted = await connection.fetchval(
-                "INSERT INTO payments.suspense_items (id, business_date, channel, order_no, kind, "
-                "platform_amount, channel_amount, refund_no, platform_state) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING true",
+                _OPEN_ITEM,
                 uuid.uuid4(), result.business_date, result.channel, i.order_no, i.kind,
                 i.platform_amount, i.channel_amount, i.refund_no, i.platform_state,
             )  # fmt: skip

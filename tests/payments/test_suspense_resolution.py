@@ -264,24 +264,43 @@ async def test_timing_differences_need_the_other_day_and_late_outcomes_their_ref
     [refund_theirs] = await _items(t.client, admin, channel="wechatpay", business_date=str(today))
     assert (theirs_only["kind"], theirs_only["order_no"]) == ("channel_only", paid["order_no"])
     assert (refund_theirs["refund_no"], refund_theirs["platform_state"]) == (f"RF{tag}OPEN", "requested")
-    for item in (ours_only, theirs_only, refund_ours):
-        response = await _resolve(t.client, admin, item, "timing_difference")
-        assert response.status_code == 200, response.text
+    # One resolution closes both sides of the payment's midnight, each naming the other.
+    paired = await _resolve(t.client, admin, ours_only, "timing_difference", note="dated either side")
+    assert paired.status_code == 200, paired.text
+    assert paired.json()["counterpart_id"] == theirs_only["id"]
+    [other] = await _items(t.client, admin, channel="alipay", business_date=str(today), state="resolved")
+    assert (other["id"], other["resolution"], other["counterpart_id"]) == (
+        theirs_only["id"],
+        "timing_difference",
+        ours_only["id"],
+    )
+    assert other["note"] == (
+        f"timing difference paired with suspense item {ours_only['id']} of {yesterday}: dated either side"
+    )
+    again = await _resolve(t.client, admin, theirs_only, "timing_difference")
+    assert again.status_code == 409 and again.json()["type"] == "/problems/suspense-item-resolved"
+    response = await _resolve(t.client, admin, refund_ours, "timing_difference")
+    assert response.status_code == 200, response.text
+    assert response.json()["counterpart_id"] is None
     assert (await _resolve(t.client, admin, refund_theirs, "refund_settled")).status_code == 409
     await t.db.execute(
         "UPDATE payments.refunds SET state = 'succeeded', completed_at = now() WHERE refund_no = $1",
         f"RF{tag}OPEN",
     )
     assert (await _resolve(t.client, admin, refund_theirs, "refund_settled")).status_code == 200
-    evidence = {
-        e["target_id"]: json.loads(e["details"])["evidence"]
+    audited = {
+        e["target_id"]: json.loads(e["details"])
         for e in await t.db.fetch(
             "SELECT target_id, details FROM identity.audit_events "
             "WHERE action = 'payments.suspense.resolve' AND outcome = 'success'"
         )
     }
+    evidence = {target: details["evidence"] for target, details in audited.items()}
     assert evidence[ours_only["id"]] == f"channel_only on {today}"
     assert evidence[theirs_only["id"]] == f"platform_only on {yesterday}"
+    assert audited[ours_only["id"]]["paired_with"] == theirs_only["id"]
+    assert audited[theirs_only["id"]]["paired_with"] == ours_only["id"]
+    assert audited[theirs_only["id"]]["business_date"] == str(today)
     assert evidence[refund_ours["id"]] == f"matched on {today}"
     assert evidence[refund_theirs["id"]].startswith("refund succeeded at ")
     assert await _items(t.client, admin, state="open") == []
@@ -348,3 +367,16 @@ async def test_the_commands_list_and_resolve_under_the_login_running_them(topups
     assert [(e["actor_id"], e["outcome"]) for e in events] == [(who, "failure"), (who, "success")]
     row = await t.db.fetchrow("SELECT resolved_by, reference FROM payments.suspense_items")
     assert (row["resolved_by"], row["reference"]) == (who, "ALI-RF-9")
+    # The listings show order numbers: each is audited under the login, as the API's are.
+    reads = await t.db.fetch(
+        "SELECT actor_kind, actor_id, outcome, details FROM identity.audit_events "
+        "WHERE action = 'payments.suspense.list' ORDER BY occurred_at"
+    )
+    assert [(r["actor_id"], r["outcome"]) for r in reads] == [(who, "success")] * 3
+    assert [(json.loads(r["details"])["state"], json.loads(r["details"])["count"]) for r in reads] == [
+        ("open", 1),
+        ("open", 0),
+        ("all", 1),
+    ]
+    order_no = await t.db.fetchval("SELECT order_no FROM payments.suspense_items")
+    assert not any(order_no in r["details"] for r in reads)
