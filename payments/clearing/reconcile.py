@@ -20,10 +20,13 @@ statement's payment lines, by order number.
 the refunds of the channel's orders that we asked for that day (``created_at``: the channel dates
 its refund from our request, while our outcome may be settled later when its answer was lost), and
 any refund the statement names whatever its day. A refund the channel lists is matched only when
-ours *succeeded* for the same amount; when ours failed, is missing, or is still open (requested,
-or any other state that is not final) it is channel-only: by T+1 an outcome we still do not know
-while the channel has paid the money back is for a person to look at, and ``platform_state`` says
-which. A succeeded refund of the day that the channel does not list is platform-only. One of ours
+ours *succeeded* for the same amount and no other day's statement was matched against it
+(``payments.matched_refunds``: the first day to match a refund claims it; listed again on another
+day, the channel paid it back twice, which is channel-only); when ours failed, is missing, or is
+still open (requested, or any other state that is not final) it is channel-only: by T+1 an outcome
+we still do not know while the channel has paid the money back is for a person to look at, and
+``platform_state`` says which.
+A succeeded refund of the day that the channel does not list is platform-only. One of ours
 still open that the channel does not list is pending (counted, not a mismatch: neither side has
 moved money yet); a failed one it does not list agrees with the channel and is not counted.
 A refund asked for just before midnight that the channel dates the next day shows as
@@ -107,9 +110,10 @@ def _payment_items(ours: dict[str, int], theirs: dict[str, int]) -> tuple[int, l
 
 
 async def _refund_items(
-    pool: Pool, channel: str, start: dt.datetime, statement: list[StatementEntry]
-) -> tuple[int, int, list[Item], list[str]]:
+    pool: Pool, channel: str, day: dt.date, statement: list[StatementEntry]
+) -> tuple[list[str], int, list[Item], list[str]]:
     """(matched, pending, items, matched late) of the day's refunds; see the module docstring."""
+    start = business_day_start(day)
     theirs: dict[str, tuple[str, int]] = {}
     for entry in statement:
         if entry.kind == "refund":
@@ -127,7 +131,18 @@ async def _refund_items(
         list(theirs),
     )
     ours = {r["refund_no"]: r for r in rows}
-    matched = pending = 0
+    claimed = {  # refunds another day's reconciliation already matched (0023_matched_refunds.sql)
+        r["refund_no"]: r["business_date"]
+        for r in await pool.fetch(
+            "SELECT refund_no, business_date FROM payments.matched_refunds "
+            "WHERE channel = $1 AND refund_no = ANY($2::text[]) AND business_date <> $3",
+            channel,
+            list(theirs),
+            day,
+        )
+    }
+    matched: list[str] = []
+    pending = 0
     items: list[Item] = []
     late: list[str] = []
     for refund_no in sorted(theirs.keys() | {r["refund_no"] for r in rows if r["of_day"]}):
@@ -146,18 +161,24 @@ async def _refund_items(
                 pending += 1
             continue
         order_no, their = theirs[refund_no]
-        if mine is not None and state == "succeeded" and int(mine["amount"]) == their:
-            matched += 1
+        if (
+            mine is not None
+            and state == "succeeded"
+            and int(mine["amount"]) == their
+            and refund_no not in claimed
+        ):
+            matched.append(refund_no)
             if not mine["of_day"]:
                 late.append(refund_no)
-        elif mine is not None and state == "succeeded":
+        elif mine is not None and state == "succeeded" and int(mine["amount"]) != their:
             items.append(
                 Item(
                     order_no=mine["order_no"], kind="amount_mismatch", platform_amount=int(mine["amount"]),
                     channel_amount=their, refund_no=refund_no, platform_state=state,
                 )
             )  # fmt: skip
-        else:  # the channel paid it back; our books show no refund (failed, open or none at all)
+        else:  # the channel paid it back; our books show no refund (failed, open or none at all),
+            # or the one we have was already matched against another day's statement
             items.append(
                 Item(
                     order_no=order_no if mine is None else mine["order_no"], kind="channel_only",
@@ -185,18 +206,18 @@ async def reconcile_channel(
     )
     matched, items = _payment_items({r["order_no"]: int(r["amount"]) for r in rows}, theirs)
     refunds_matched, refunds_pending, refund_items, late = await _refund_items(
-        pool, connector.name, start, statement
+        pool, connector.name, day, statement
     )
     result = Reconciliation(
         business_date=day,
         channel=connector.name,
         matched=matched,
         items=items + refund_items,
-        refunds_matched=refunds_matched,
+        refunds_matched=len(refunds_matched),
         refunds_pending=refunds_pending,
         refunds_matched_late=tuple(late),
     )
-    await _store(pool, result, actor)
+    await _store(pool, result, actor, refunds_matched)
     return result
 
 
@@ -222,7 +243,7 @@ ON CONFLICT DO NOTHING RETURNING true
 """
 
 
-async def _store(pool: Pool, result: Reconciliation, actor: Actor) -> None:
+async def _store(pool: Pool, result: Reconciliation, actor: Actor, refunds_matched: list[str]) -> None:
     counts = {k: result.count(k) for k in ("channel_only", "platform_only", "amount_mismatch")}
     async with pool.acquire() as connection, connection.transaction():
         await connection.execute(
@@ -244,6 +265,15 @@ async def _store(pool: Pool, result: Reconciliation, actor: Actor) -> None:
             result.refunds_matched,
             result.refunds_pending,
             list(result.refunds_matched_late),
+        )
+        # The day claims the refunds it matched; one claimed meanwhile by a run of another day
+        # keeps that claim (the next run of this day sees it as listed twice).
+        await connection.execute(
+            "INSERT INTO payments.matched_refunds (channel, refund_no, business_date) "
+            "SELECT $1, unnest($2::text[]), $3 ON CONFLICT (channel, refund_no) DO NOTHING",
+            result.channel,
+            refunds_matched,
+            result.business_date,
         )
         opened = 0  # new suspense items: a re-run finds its items already there
         for i in result.items:
