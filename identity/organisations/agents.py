@@ -15,6 +15,8 @@ import datetime as dt
 import uuid
 from typing import Any, Final
 
+from redis.exceptions import RedisError
+
 from identity._db import Connection
 from identity.auth import ORG_ROLES, Principal
 from identity.checks import mask_resident_id
@@ -35,6 +37,7 @@ INVITATION_SMS: Final = (
     "【市民通】{organisation} 邀请您担任经办人。请打开市民通 App，在“我的单位”中接受或拒绝；"
     "如不认识该单位，请拒绝。"
 )
+INVITATION_SMS_EVERY: Final = 86_400  # seconds: at most one invitation SMS per organisation and person
 
 
 def _roles(values: list[str]) -> list[str]:
@@ -171,6 +174,9 @@ class AgentService:
         if person["id"] == principal.account_id:
             raise _already("the legal representative already holds every role", "is_representative")
         mobile = self.core.open("mobile", person["id"], person["mobile_enc"])
+        # One message per organisation and person a day: invite, withdraw (or be declined) and
+        # invite again must not make a representative a way to text someone without end.
+        notify = mobile is not None and await self._may_notify(org_id, person["id"])
         agent_id = uuid.uuid4()
         conflict = _already("this person is already an agent or invited", "already_agent")
         with unique_as("agents_one_live", conflict):
@@ -200,7 +206,7 @@ class AgentService:
                         "agent_id": str(agent_id),
                         "roles": roles,
                         "ends_on": ends_on.isoformat(),
-                        "notified": mobile is not None,
+                        "notified": notify,
                     },
                     connection=conn,
                 )
@@ -211,9 +217,20 @@ class AgentService:
         # Queued after the commit, in the same call: the outbox hands the message to the gateway at
         # once, in the background, so queued inside the transaction it would go out for an
         # invitation that then rolls back. Never awaited: the answer does not wait for the gateway.
-        if mobile:
+        if mobile and notify:
             self.core.outbox.send(mobile, INVITATION_SMS.format(organisation=organisation))
         return self._agent_view(row)
+
+    async def _may_notify(self, org_id: uuid.UUID, account_id: uuid.UUID) -> bool:
+        """Whether no invitation SMS went to this person for this organisation in the last day. A
+        Redis failure sends none (the invitation stands; the person sees it in the app)."""
+        try:
+            first = await self.core.redis.set(
+                f"identity:invite-sms:{org_id}:{account_id}", b"1", nx=True, ex=INVITATION_SMS_EVERY
+            )
+        except RedisError:
+            return False
+        return bool(first)
 
     async def answer(
         self, principal: Principal, org_id: uuid.UUID, accept: bool, client: ClientInfo

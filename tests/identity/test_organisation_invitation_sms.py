@@ -121,3 +121,25 @@ def test_the_default_term_is_a_year() -> None:
     assert default_end(dt.date(2025, 3, 10)) == dt.date(2026, 3, 9)
     assert default_end(dt.date(2024, 2, 29)) == dt.date(2025, 2, 28)
     assert default_end(dt.date(2025, 12, 31)) == dt.date(2026, 12, 30)
+
+
+async def test_invite_withdraw_invite_sends_one_sms_a_day(
+    client: AsyncTestClient[Litestar], flows: Flows
+) -> None:
+    """A representative inviting, withdrawing (or being declined) and inviting again does not text
+    the person each time: one invitation SMS per organisation and person a day."""
+    org_id, boss = await _company(client, flows)
+    li = await flows.verified(LI)
+    url = f"{API}/organisations/{org_id}/agents"
+    body = {"id_number": LI.id_number, "name": LI.name, "roles": ["filings"], "ends_on": ENDS}
+    for round_ in range(4):
+        invited = await client.post(url, json=body, headers=bearer(boss["token"]))
+        assert invited.status_code == 201, invited.text
+        if round_ % 2:
+            declined = await client.post(
+                f"{url[: -len('/agents')]}/invitation/decline", headers=bearer(li["token"])
+            )
+            assert declined.status_code == 200, declined.text
+        withdrawn = await client.delete(f"{url}/{invited.json()['id']}", headers=bearer(boss["token"]))
+        assert withdrawn.status_code == 200, withdrawn.text
+    assert len(_invitations(await _messages(client, LI.mobile))) == 1
