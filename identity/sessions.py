@@ -9,6 +9,7 @@ acted for, so that a change to an agent can clear exactly the sessions acting fo
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,8 @@ from identity.auth import Kind, Principal
 from identity.context import ClientInfo
 from identity.crypto import token_hash
 from identity.errors import Unauthenticated
+
+log = logging.getLogger("citizen.identity.sessions")
 
 __all__ = ["INSERT_COLUMNS", "ActingContext", "SessionStore", "StoredSession"]
 
@@ -257,12 +260,21 @@ class SessionStore:
     ) -> int:
         """Drop the acting context for ``org`` (or any, with None) from the account's live sessions,
         and (through ``context_hooks``) the provider's organisation tokens of the account."""
-        for hook in self.context_hooks:
-            await hook(account_id, org)
         digests = await self._live_digests(connection, account_id)
-        if not digests:
-            return 0
-        return int(await self._clear_org(keys=[_key(d) for d in digests], args=[str(org) if org else "*"]))
+        cleared = 0
+        if digests:
+            cleared = int(
+                await self._clear_org(keys=[_key(d) for d in digests], args=[str(org) if org else "*"])
+            )
+        # After the sessions (the longer-lived): the change that asked for this has committed, so a
+        # hook's failure is logged, not raised; an organisation token it could not revoke ends at
+        # its expiry (``access_token_ttl``, minutes).
+        for hook in self.context_hooks:
+            try:
+                await hook(account_id, org)
+            except Exception:
+                log.exception("a context hook failed for account %s", account_id)
+        return cleared
 
     async def revoke_all(
         self, connection: Connection, account_id: uuid.UUID, reason: str, *, keep: uuid.UUID | None = None

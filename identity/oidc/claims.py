@@ -137,9 +137,16 @@ async def _organisations(core: IdentityCore, account_id: uuid.UUID) -> list[dict
 
 async def held_roles(core: IdentityCore, account_id: uuid.UUID, organisation_id: uuid.UUID) -> set[str]:
     """The roles a person holds in an organisation now (empty: none, or not an agent)."""
+    return (await held_appointment(core, account_id, organisation_id))[0]
+
+
+async def held_appointment(
+    core: IdentityCore, account_id: uuid.UUID, organisation_id: uuid.UUID
+) -> tuple[set[str], dt.datetime | None]:
+    """The roles a person holds in an organisation now, and until when (None: no end)."""
     row = await core.pool.fetchrow(
         """
-        SELECT g.roles FROM identity.agents g JOIN identity.accounts a ON a.id = g.account_id
+        SELECT g.roles, g.valid_until FROM identity.agents g JOIN identity.accounts a ON a.id = g.account_id
         WHERE g.account_id = $1 AND g.organisation_id = $2 AND g.status = 'active' AND a.status = 'active'
           AND (g.valid_until IS NULL OR g.valid_until > $3)
         """,
@@ -147,4 +154,4 @@ async def held_roles(core: IdentityCore, account_id: uuid.UUID, organisation_id:
         organisation_id,
         dt.datetime.now(dt.UTC),
     )
-    return set(row["roles"]) if row else set()
+    return (set(row["roles"]), row["valid_until"]) if row else (set(), None)

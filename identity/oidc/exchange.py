@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 
 from identity.auth import ORG_ROLES
-from identity.oidc.claims import held_roles
+from identity.oidc.claims import held_appointment, held_roles
 from identity.oidc.clients import API_SCOPE, ORGANISATIONS_SCOPE, Client
 from identity.oidc.errors import OAuthError
 
@@ -107,7 +107,9 @@ async def exchange(oidc: Any, client: Client, form: dict[str, str], jkt: str | N
         row = await oidc.core.pool.fetchrow(
             "SELECT id, credit_code FROM identity.organisations WHERE credit_code = $1", organisation[:18]
         )
-    held = await held_roles(oidc.core, ctx.account_id, row["id"]) if row is not None else set()
+    held, until = (
+        await held_appointment(oidc.core, ctx.account_id, row["id"]) if row is not None else (set(), None)
+    )
     if row is None or not held:
         raise OAuthError("invalid_target", _NO_ORGANISATION)
     requested = requested or held
@@ -126,6 +128,9 @@ async def exchange(oidc: Any, client: Client, form: dict[str, str], jkt: str | N
         subject=row["credit_code"],
         audience=audience,
         jkt=jkt,
+        # The appointment's end is the token's latest: a lapsing role is no agent change, so no
+        # revocation would end it.
+        not_after=None if until is None else int(until.timestamp()),
     )
     # Remembered before it is answered, so losing the role revokes it (org_tokens.py); then the
     # roles read again: an agent change that committed meanwhile ran its revocation before this
@@ -148,6 +153,6 @@ async def exchange(oidc: Any, client: Client, form: dict[str, str], jkt: str | N
         "access_token": access,
         "issued_token_type": ACCESS_TOKEN_TYPE,
         "token_type": "DPoP" if jkt is not None else "Bearer",
-        "expires_in": oidc.settings.access_token_ttl,
+        "expires_in": max(0, int(issued["exp"]) - int(issued["iat"])),
         "scope": " ".join(scope),
     }

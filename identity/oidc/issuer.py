@@ -77,14 +77,17 @@ class TokenIssuer:
         subject: str | None = None,
         audience: list[str] | None = None,
         jkt: str | None = None,
+        not_after: int | None = None,
     ) -> tuple[str, dict[str, Any]]:
-        """``audience``: already checked against what the client may ask for (token exchange)."""
+        """``audience``: already checked against what the client may ask for (token exchange);
+        ``not_after``: a time (epoch seconds) the token must not outlive."""
         now = int(time.time())
+        exp = now + self.settings.access_token_ttl
         claims: dict[str, Any] = {
             "iss": self.issuer,
             "sub": subject or (self.subject(client, ctx.account_id) if ctx.account_id else client.client_id),
             "aud": audience or self.audiences(client, scope),
-            "exp": now + self.settings.access_token_ttl,
+            "exp": exp if not_after is None else min(exp, not_after),
             "iat": now,
             "jti": secrets.token_urlsafe(16),
             "client_id": client.client_id,

@@ -28,21 +28,27 @@ def _key(account_id: uuid.UUID) -> str:
     return f"oidc:orgat:{account_id}"
 
 
+# Add the token, drop the expired ones, and keep the set until its last token expires: the expiry
+# only ever moves later (a token issued under a shorter access_token_ttl after a restart must not
+# cut the older ones' entries short; EXPIREAT GT would say so, but needs Redis 7, the embedded 6.2).
+_REMEMBER = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('EXPIREAT', KEYS[1], math.floor(tonumber(last[2])) + tonumber(ARGV[4]))
+return 1
+"""
+
+
 class OrgTokens:
     def __init__(self, redis: Any, revoke: Callable[[str, int], Awaitable[None]]) -> None:
         self.redis = redis
         self._revoke = revoke  # GrantStore.revoke_access_token(jti, exp)
+        self._remember = redis.register_script(_REMEMBER)
 
     async def remember(self, account_id: uuid.UUID, org: uuid.UUID, jti: str, exp: int) -> None:
         """Called before the token is answered: a token the set does not hold is never handed out."""
-        key = _key(account_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            _ = pipe.zremrangebyscore(key, "-inf", int(time.time()))  # the expired ones
-            _ = pipe.zadd(key, {f"{org}|{jti}": exp})
-            # Every organisation token lives access_token_ttl, so the newest expires last (EXPIREAT
-            # GT would say so, but needs Redis 7; the embedded one is 6.2).
-            _ = pipe.expireat(key, exp + _SLACK)
-            await pipe.execute()
+        await self._remember(keys=[_key(account_id)], args=[f"{org}|{jti}", exp, int(time.time()), _SLACK])
 
     async def revoke(self, account_id: uuid.UUID, org: uuid.UUID | None) -> int:
         """Revoke the account's live tokens for ``org`` (every organisation with None): how many."""
