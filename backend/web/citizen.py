@@ -85,6 +85,39 @@ async def _org_token(page: Page) -> str | None:
     return s.org_token
 
 
+def _end_org_context(page: Page) -> None:
+    s = page.session
+    s.flash = page.t("org_context_ended", name=s.org_name or "")
+    s.org_id = s.org_name = s.org_token = None
+    s.org_expires_at = 0.0
+    page.changed()
+
+
+async def _as_acting(page: Page, method: str, path: str) -> Any:
+    """The API as the person acts now: with the organisation's token when acting for one. That
+    token is revoked when the person's roles there change (even a role added): on a 401 it is
+    exchanged once more, and an exchange refused (no role any more) ends the acting context."""
+    if page.session.org_id is None:
+        return await _call(page, method, path)
+    token = await _org_token(page)
+    assert token is not None
+    try:
+        return await page.web.api.call(method, path, token=token)
+    except ApiError as exc:
+        if not exc.unauthenticated:
+            raise
+    page.session.org_token = None
+    try:
+        token = await _org_token(page)
+    except ApiError as exc:
+        if exc.status != 400:  # invalid_target: the person holds no role there now
+            raise
+        _end_org_context(page)
+        return await _call(page, method, path)
+    assert token is not None
+    return await page.web.api.call(method, path, token=token)
+
+
 def _login_redirect(return_to: str) -> str:
     return "/web/login?" + urlencode({"return_to": return_to})
 
@@ -188,19 +221,11 @@ async def _card_page(
         and organisations_error is None
         and not any(str(m.get("organisation_id")) == s.org_id for m in active)
     ):
-        # Suspended, removed or the organisation gone: identity already revoked the organisation's
-        # token; the page stops saying "acting for" and says why.
-        s.flash = page.t("org_context_ended", name=s.org_name or "")
-        s.org_id = s.org_name = s.org_token = None
-        s.org_expires_at = 0.0
-        page.changed()
-    home: Any = None
+        # Suspended, removed, expired or the organisation gone: identity already revoked the
+        # organisation's token; the page stops saying "acting for" and says why.
+        _end_org_context(page)
     try:
-        org_token = await _org_token(page)
-        if org_token is not None:
-            home = await page.web.api.call("GET", "/api/v1/home", token=org_token)
-        else:
-            home = await _call(page, "GET", "/api/v1/home")
+        home: Any = await _as_acting(page, "GET", "/api/v1/home")
     except ApiError:
         home = None
     qr_ok = bool(card and card.get("device"))

@@ -154,6 +154,7 @@ _MESSAGES: Final[dict[str, tuple[str, str]]] = {
     "agent_status_active": ("有效", "active"),
     "agent_status_suspended": ("已暂停", "suspended"),
     "agent_status_declined": ("已拒绝", "declined"),
+    "agent_status_expired": ("已到期", "expired"),
     "org_done_invite": (
         "已向 {name} 发出邀请，对方会收到短信",
         "Invitation sent to {name}; they are told by SMS",

@@ -148,10 +148,12 @@ class OrganisationService:
         )
 
     async def memberships(self, principal: Principal) -> list[Membership]:
-        """The person's roles, and the invitations waiting for their answer (status "invited")."""
+        """The person's roles, and the invitations waiting for their answer (status "invited"). One
+        whose end date has passed is "expired", whatever its row says: it gives no role any more."""
         rows = await self.core.pool.fetch(
             """
-            SELECT g.organisation_id, o.credit_code, o.name, g.roles, g.is_legal_representative, g.status,
+            SELECT g.organisation_id, o.credit_code, o.name, g.roles, g.is_legal_representative,
+                   CASE WHEN g.valid_until <= now() THEN 'expired' ELSE g.status END AS status,
                    g.valid_until
             FROM identity.agents g JOIN identity.organisations o ON o.id = g.organisation_id
             WHERE g.account_id = $1 AND g.status NOT IN ('removed', 'declined') ORDER BY o.name

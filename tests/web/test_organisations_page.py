@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import uuid
 from typing import Any
 
 import httpx
@@ -372,3 +373,42 @@ async def test_acting_ends_when_the_role_is_suspended(client: Client, institute:
     assert "不再代表" in card.text and INSTITUTE.name in card.text
     again = await zhang.get("/web/")  # said once; acting for himself from now on
     assert "不再代表" not in again.text and 'id="acting-banner"' not in again.text
+
+
+async def _zhang_acting_for(institute: Institute) -> tuple[Client, str]:
+    org = institute.id
+    agent_id = await institute.invite_zhang_by_api()
+    zhang = await institute.as_zhang()
+    page = await zhang.get(PAGE)
+    accepted = await zhang.post(f"{PAGE}/{org}/invitation/accept", data={"csrf": csrf_of(page.text)})
+    assert accepted.status_code == 200, accepted.text
+    card = await zhang.get("/web/")
+    acting = await zhang.post("/web/act-for", data={"csrf": csrf_of(card.text), "organisation": org})
+    assert 'id="acting-banner"' in acting.text and 'class="tile' in acting.text
+    return zhang, agent_id
+
+
+async def test_a_role_added_while_acting_keeps_the_page_working(client: Client, institute: Institute) -> None:
+    """Any change of the agent's roles revokes the organisation tokens issued before it; the page
+    exchanges once more and goes on acting for the organisation, tiles and all."""
+    zhang, agent_id = await _zhang_acting_for(institute)
+    changed = await client.patch(
+        f"{API}/organisations/{institute.id}/agents/{agent_id}",
+        json={"roles": ["card_admin", "filings"]},
+        headers=bearer(institute.token),
+    )
+    assert changed.status_code == 200, changed.text
+    card = await zhang.get("/web/")
+    assert 'id="acting-banner"' in card.text and 'class="tile' in card.text
+
+
+async def test_an_appointment_past_its_end_ends_acting(client: Client, institute: Institute, db: Any) -> None:
+    zhang, agent_id = await _zhang_acting_for(institute)
+    await db.execute(
+        "UPDATE identity.agents SET valid_until = now() - interval '1 second' WHERE id = $1",
+        uuid.UUID(agent_id),
+    )  # its last day has passed
+    card = await zhang.get("/web/")
+    assert 'id="acting-banner"' not in card.text and "不再代表" in card.text
+    page = await zhang.get(PAGE)
+    assert f'id="membership-{institute.id}"' in page.text and "已到期" in page.text
