@@ -41,9 +41,8 @@ async def _exchange(kit: Kit, web: dict[str, Any], subject: str, org_id: str) ->
     )
 
 
-async def test_losing_the_role_ends_the_organisation_token(kit: Kit) -> None:
-    kit.client.app.register(probe_org)
-    org_id, boss, _agent, appointment = await _company_with_agent(kit.client, kit.flows)
+async def _city_web_signed_in(kit: Kit) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The first-party web page (it may exchange for the API) and 李四's tokens from it."""
     web = await kit.register(
         name="City web page",
         first_party=True,
@@ -52,6 +51,13 @@ async def test_losing_the_role_ends_the_organisation_token(kit: Kit) -> None:
     )
     query, verifier = await kit.sign_in(web["client_id"], LI.mobile, scope="openid organisations api")
     person = (await kit.tokens(web["client_id"], web["client_secret"], query["code"], verifier)).json()
+    return web, person
+
+
+async def test_losing_the_role_ends_the_organisation_token(kit: Kit) -> None:
+    kit.client.app.register(probe_org)
+    org_id, boss, _agent, appointment = await _company_with_agent(kit.client, kit.flows)
+    web, person = await _city_web_signed_in(kit)
     probe = f"/probe/oidc/cards/{org_id}"
     agent_url = f"{API}/organisations/{org_id}/agents/{appointment}"
 
@@ -125,14 +131,7 @@ async def test_the_organisation_token_ends_with_the_appointment(kit: Kit) -> Non
         "RETURNING valid_until",
         uuid.UUID(appointment),
     )
-    web = await kit.register(
-        name="City web page",
-        first_party=True,
-        grant_types=["authorization_code", "refresh_token", EXCHANGE],
-        scopes=["openid", "profile", "organisations", "api"],
-    )
-    query, verifier = await kit.sign_in(web["client_id"], LI.mobile, scope="openid organisations api")
-    person = (await kit.tokens(web["client_id"], web["client_secret"], query["code"], verifier)).json()
+    web, person = await _city_web_signed_in(kit)
     assert person["expires_in"] > 120
     done = await _exchange(kit, web, person["access_token"], org_id)
     assert done.status_code == 200, done.text

@@ -31,6 +31,16 @@ Client = AsyncTestClient[Litestar]
 _AGED = "UPDATE payments.idempotency_keys SET locked_at = now() - interval '100 seconds' WHERE key = $1"
 
 
+async def _stalled_claim(
+    db: Any, pool: Any, person: str, key: str, operation: str, request: Any, status: int
+) -> idempotency.Claim:
+    """A first request's claim of ``key``, then aged past the lock timeout (it stalled)."""
+    first = await idempotency.claim(pool, person, key, operation, request, status=status)
+    assert isinstance(first, idempotency.Claim)
+    await db.execute(_AGED, key)
+    return first
+
+
 async def test_a_request_whose_key_was_taken_over_makes_no_refund_under_it(topups: Topups) -> None:
     t = topups
     client, citizen, db = t.client, t.citizen, t.db
@@ -40,11 +50,9 @@ async def test_a_request_whose_key_was_taken_over_makes_no_refund_under_it(topup
     key = "fenced-refund-01"
     async with t.service() as service:
         # The first request claims the key, then stalls for longer than the lock timeout...
-        first = await idempotency.claim(
-            service.pool, str(person), key, f"refund:{order['id']}", request, status=200
+        first = await _stalled_claim(
+            db, service.pool, str(person), key, f"refund:{order['id']}", request, 200
         )
-        assert isinstance(first, idempotency.Claim)
-        await db.execute(_AGED, key)
         # ...the client's retry takes the key over and refunds.
         retry = await refund(t, order, 1500, key)
         assert retry.status_code == 200, retry.text
@@ -73,11 +81,7 @@ async def test_a_request_whose_key_was_taken_over_makes_no_order_under_it(
     person = await db.fetchval("SELECT person_id FROM payments.topup_orders LIMIT 1")
     data = CreateTopup(amount=2000)
     async with own_service(settings_with_upstreams, keyring) as service:
-        first = await idempotency.claim(
-            service.pool, str(person), "fenced-create-01", "create", data, status=201
-        )
-        assert isinstance(first, idempotency.Claim)
-        await db.execute(_AGED, "fenced-create-01")
+        first = await _stalled_claim(db, service.pool, str(person), "fenced-create-01", "create", data, 201)
         retry = await create(client, citizen, 2000, "fenced-create-01")
         assert retry.status_code == 201, retry.text
         with pytest.raises(idempotency.IdempotencyKeyTakenOver):
@@ -148,11 +152,7 @@ async def test_a_request_that_failed_after_its_key_was_taken_over_does_not_relea
     person = await db.fetchval("SELECT person_id FROM payments.topup_orders LIMIT 1")
     data = CreateTopup(amount=2000)
     async with own_service(settings_with_upstreams, keyring) as service:
-        first = await idempotency.claim(
-            service.pool, str(person), "fenced-create-11", "create", data, status=201
-        )
-        assert isinstance(first, idempotency.Claim)
-        await db.execute(_AGED, "fenced-create-11")
+        first = await _stalled_claim(db, service.pool, str(person), "fenced-create-11", "create", data, 201)
         retry = await idempotency.claim(
             service.pool, str(person), "fenced-create-11", "create", data, status=201
         )

@@ -349,9 +349,9 @@ async def test_the_card_page_links_to_the_organisations_page(client: Client, cit
     assert 'id="no-invitations"' in page.text
 
 
-async def test_acting_ends_when_the_role_is_suspended(client: Client, institute: Institute) -> None:
-    """张三 acts for the institute; 李四 suspends him: the next card page no longer acts for it
-    (no banner, a message why), and the organisation token it held is refused by the API."""
+async def _zhang_acting_for(institute: Institute) -> tuple[Client, str, str]:
+    """张三 invited by API, accepting on the page and acting for the institute: his jar, his agent
+    id and the card page acting for it."""
     org = institute.id
     agent_id = await institute.invite_zhang_by_api()
     zhang = await institute.as_zhang()
@@ -361,6 +361,14 @@ async def test_acting_ends_when_the_role_is_suspended(client: Client, institute:
     card = await zhang.get("/web/")
     acting = await zhang.post("/web/act-for", data={"csrf": csrf_of(card.text), "organisation": org})
     assert 'id="acting-banner"' in acting.text
+    return zhang, agent_id, acting.text
+
+
+async def test_acting_ends_when_the_role_is_suspended(client: Client, institute: Institute) -> None:
+    """张三 acts for the institute; 李四 suspends him: the next card page no longer acts for it
+    (no banner, a message why), and the organisation token it held is refused by the API."""
+    org = institute.id
+    zhang, agent_id, _ = await _zhang_acting_for(institute)
 
     suspended = await client.patch(
         f"{API}/organisations/{org}/agents/{agent_id}",
@@ -375,23 +383,11 @@ async def test_acting_ends_when_the_role_is_suspended(client: Client, institute:
     assert "不再代表" not in again.text and 'id="acting-banner"' not in again.text
 
 
-async def _zhang_acting_for(institute: Institute) -> tuple[Client, str]:
-    org = institute.id
-    agent_id = await institute.invite_zhang_by_api()
-    zhang = await institute.as_zhang()
-    page = await zhang.get(PAGE)
-    accepted = await zhang.post(f"{PAGE}/{org}/invitation/accept", data={"csrf": csrf_of(page.text)})
-    assert accepted.status_code == 200, accepted.text
-    card = await zhang.get("/web/")
-    acting = await zhang.post("/web/act-for", data={"csrf": csrf_of(card.text), "organisation": org})
-    assert 'id="acting-banner"' in acting.text and 'class="tile' in acting.text
-    return zhang, agent_id
-
-
 async def test_a_role_added_while_acting_keeps_the_page_working(client: Client, institute: Institute) -> None:
     """Any change of the agent's roles revokes the organisation tokens issued before it; the page
     exchanges once more and goes on acting for the organisation, tiles and all."""
-    zhang, agent_id = await _zhang_acting_for(institute)
+    zhang, agent_id, acting = await _zhang_acting_for(institute)
+    assert 'class="tile' in acting
     changed = await client.patch(
         f"{API}/organisations/{institute.id}/agents/{agent_id}",
         json={"roles": ["card_admin", "filings"]},
@@ -403,7 +399,8 @@ async def test_a_role_added_while_acting_keeps_the_page_working(client: Client, 
 
 
 async def test_an_appointment_past_its_end_ends_acting(client: Client, institute: Institute, db: Any) -> None:
-    zhang, agent_id = await _zhang_acting_for(institute)
+    zhang, agent_id, acting = await _zhang_acting_for(institute)
+    assert 'class="tile' in acting
     await db.execute(
         "UPDATE identity.agents SET valid_until = now() - interval '1 second' WHERE id = $1",
         uuid.UUID(agent_id),
